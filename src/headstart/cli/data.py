@@ -1,0 +1,115 @@
+"""`headstart data DATA`: what headstart sees in a dataset, before any training.
+
+Shows the layout it detected, the classes with their counts per split, how the split was made and
+every skipped file with its reason, so a data problem is found in a second rather than after a
+long run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from headstart.cli._common import print_json
+
+__all__ = ["register", "run"]
+
+# Skipped files listed in full before the rest is summarised as "... N more".
+_MAX_SKIPPED_SHOWN = 20
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="show the classes, splits and skipped files of a dataset",
+        description="Read a dataset as training would and show its layout, classes, images per "
+        "split and the files that would be skipped, with reasons.",
+    )
+    parser.add_argument(
+        "data",
+        metavar="DATA",
+        help="folder of class folders (DATA/<class>/*), of split folders "
+        "(DATA/train/<class>/*, DATA/val/<class>/*), or a CSV with path,label[,split] columns",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of each class held out for validation when headstart splits (default 0.2)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of each class held out for test when headstart splits (default 0.1)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the split (default 0)"
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every image to find truncated or corrupt files (slower: reads all pixels)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headstart.data import load_dataset
+
+    dataset = load_dataset(
+        args.data,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        verify=args.verify,
+    )
+    if args.json:
+        print_json(dataset.summary())
+        return 0
+
+    print(f"dataset:  {dataset.root}")
+    print(f"layout:   {dataset.layout}")
+    spec = dataset.split_spec
+    if spec is None:
+        print("split:    as given by the data")
+    else:
+        print(
+            f"split:    made by headstart (val_fraction {spec['val_fraction']}, "
+            f"test_fraction {spec['test_fraction']}, seed {spec['seed']})"
+        )
+    print(f"classes:  {len(dataset.classes)}")
+    print()
+    for line in _table(dataset.classes, dataset.counts()):
+        print(line)
+
+    skipped = dataset.skipped
+    if skipped:
+        print()
+        print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}:")
+        for item in skipped[:_MAX_SKIPPED_SHOWN]:
+            print(f"  {item.path}: {item.reason}")
+        if len(skipped) > _MAX_SKIPPED_SHOWN:
+            print(f"  ... {len(skipped) - _MAX_SKIPPED_SHOWN} more")
+    return 0
+
+
+def _table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
+    """Class rows with one right-aligned column per split, a total column and a total row."""
+    splits = list(counts)
+    cells = [["class", *splits, "total"]]
+    for name in classes:
+        values = [counts[split][name] for split in splits]
+        cells.append([name, *map(str, values), str(sum(values))])
+    totals = [sum(counts[split].values()) for split in splits]
+    cells.append(["total", *map(str, totals), str(sum(totals))])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+
+    def fmt(row: list[str]) -> str:
+        first = row[0].ljust(widths[0])
+        rest = (value.rjust(width) for value, width in zip(row[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    return [fmt(row) for row in cells]

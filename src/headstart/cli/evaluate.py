@@ -1,0 +1,46 @@
+"""`headstart evaluate RUN DATA`: accuracy, loss, per-class metrics and the confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+
+from headstart.cli._common import add_run_options, print_json
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained run on labelled data",
+        description="Evaluate the model in RUN on DATA's test split (else val, else all of it).",
+    )
+    parser.add_argument("run", help="run folder written by `headstart train`")
+    parser.add_argument("data", help="labelled image folder or CSV")
+    parser.add_argument("--split", choices=("train", "val", "test"), help="split to evaluate")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_run_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headstart.estimator import ImageClassifier
+    from headstart.evaluation import format_metrics
+
+    clf = ImageClassifier.load(
+        args.run,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        num_workers=args.workers,
+        quiet=args.quiet or args.json,
+    )
+    metrics = clf.evaluate(args.data, split=args.split)
+    if args.json:
+        print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})
+    else:
+        print(f"split: {metrics['split']}")
+        print(format_metrics(metrics))
+        if metrics["skipped"]:
+            print(f"skipped {len(metrics['skipped'])} unreadable file(s)")
+    return 0

@@ -1,0 +1,64 @@
+"""`headstart info RUN`: what the model is, how it was trained and how well it did."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from headstart.cli._common import print_json
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "info", help="describe a trained run", description="Describe the model in a run folder."
+    )
+    parser.add_argument("run", help="run folder written by `headstart train`")
+    parser.add_argument("--json", action="store_true", help="print the headstart config as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headstart.errors import RunFolderError
+    from headstart.preprocess import Preprocess
+    from headstart.runs import CONFIG_NAME
+
+    path = Path(args.run) / CONFIG_NAME
+    if not path.is_file():
+        raise RunFolderError(f"'{args.run}' is not a headstart run folder (no {CONFIG_NAME}).")
+    try:
+        hs = json.loads(path.read_text())["headstart"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunFolderError(f"{path} is not a headstart config ({exc}).") from exc
+    if args.json:
+        print_json(hs)
+        return 0
+    backbone, training, data = hs["backbone"], hs.get("training", {}), hs.get("data", {})
+    print(f"run:        {args.run}")
+    print(f"classes:    {len(hs['classes'])}: {', '.join(hs['classes'])}")
+    print(
+        f"backbone:   {backbone.get('model')} ({backbone.get('family')}, "
+        f"{backbone.get('architecture')}), weights {backbone.get('weights')}"
+    )
+    print(f"strategy:   {hs.get('strategy')}, head {hs['head']['kind']}")
+    print(
+        f"training:   best epoch {training.get('best_epoch')} of {training.get('epochs_run')}, "
+        f"lr {training.get('lr')}, seed {training.get('seed')}, {training.get('seconds')} s"
+    )
+    counts = data.get("counts", {})
+    for split, per_class in counts.items():
+        print(f"data {split + ':':<6} {sum(per_class.values())} images")
+    if data.get("skipped"):
+        print(f"skipped:    {len(data['skipped'])} file(s)")
+    for split, metrics in hs.get("metrics", {}).items():
+        if metrics.get("n"):
+            print(
+                f"{split + ' acc:':<11} {metrics['accuracy']:.4f} (n={metrics['n']}, "
+                f"loss {metrics['loss']:.4f})"
+            )
+    print("preprocessing:")
+    for line in Preprocess.from_dict(hs["preprocess"]).describe().splitlines():
+        print(f"  {line}")
+    return 0

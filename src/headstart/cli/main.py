@@ -1,0 +1,85 @@
+"""Entry point of the ``headstart`` command.
+
+Each command lives in its own module with two functions: ``register(subparsers)`` adds its parser,
+and ``run(args) -> int`` calls the library. This module is the only place that catches
+``HeadstartError``: a user's mistake becomes one line on stderr and exit code 2; anything else is a
+bug and keeps its traceback (the huggingface ``hf`` CLI does the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from headstart._version import __version__
+from headstart.errors import HeadstartError, HeadstartWarning
+
+__all__ = ["main", "build_parser"]
+
+# Command modules in the order `--help` lists them. argparse (stdlib) parses: it is well kept,
+# has no dependency, and subcommands plus typed options are all we need.
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "info",
+    "features",
+    "data",
+    "preprocess",
+    "backbones",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headstart",
+        description="Turn a folder of labelled images into an image classifier by transfer "
+        "learning, with the preprocessing its pretrained weights expect.",
+    )
+    parser.add_argument("--version", action="version", version=f"headstart {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"headstart.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"headstart.cli.{name}":
+                continue  # a command not built yet in this checkout
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _show_warning(message: warnings.WarningMessage | Warning | str, *_: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    with warnings.catch_warnings():
+        # headstart's own warnings are for the user: one plain line each, no source location.
+        warnings.simplefilter("always", HeadstartWarning)
+        original = warnings.showwarning
+        warnings.showwarning = lambda msg, cat, *a, **k: (
+            _show_warning(msg) if issubclass(cat, HeadstartWarning) else original(msg, cat, *a, **k)
+        )
+        try:
+            return int(args.func(args) or 0)
+        except HeadstartError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        finally:
+            warnings.showwarning = original
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Images in: find a dataset's labelled images, split them, and decode them safely.
+
+The bottom layer of headstart: it never imports torch, so listing and checking a dataset
+(``headstart data``) is fast and works without a deep-learning stack loaded.
+"""
+
+from headstart.data.decoding import IMAGE_FORMATS, load_image, sniff_format
+from headstart.data.discovery import (
+    Dataset,
+    Sample,
+    Skipped,
+    collect_image_paths,
+    dataset_from_lists,
+    load_dataset,
+)
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "Dataset",
+    "Sample",
+    "Skipped",
+    "collect_image_paths",
+    "dataset_from_lists",
+    "load_dataset",
+    "load_image",
+    "sniff_format",
+]

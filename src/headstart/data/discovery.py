@@ -1,0 +1,895 @@
+"""Finding the labelled images of a dataset: folder layouts, a CSV, or Python lists.
+
+Discovery decides what is a sample, what is skipped and why, and refuses datasets that cannot
+train a classifier, before any model is built: a mistake in the data costs a one-line error, not
+a 45-minute run (requirement 7). Files are recognised by content, so a PNG named ``.jpg`` is used
+and ``notes.txt`` in a class folder is listed as skipped rather than crashing a run later. Only
+headers are read here; a full decode of every file is opt-in (``verify=True``) because a million
+images must stay fast to list.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from headstart.data.decoding import image_problem
+from headstart.data.splits import stratified_split, validate_split_args
+from headstart.errors import DataError
+
+__all__ = [
+    "Dataset",
+    "Layout",
+    "SPLIT_NAMES",
+    "Sample",
+    "Skipped",
+    "collect_image_paths",
+    "dataset_from_lists",
+    "load_dataset",
+]
+
+Layout = Literal["split-folders", "class-folders", "csv", "lists"]
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+"""The splits a dataset can have, in the order :attr:`Dataset.splits` lists them."""
+
+# Folder names and CSV values people use for each split.
+_SPLIT_ALIASES = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+
+_ByClass = dict[str, list[Path]]
+_BySplit = dict[str, _ByClass]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image.
+
+    Attributes:
+        path: Absolute path of the file (symlinks kept as named, not resolved).
+        label: Index into :attr:`Dataset.classes`.
+    """
+
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that is not used, and why, so runs can list what they left out.
+
+    Attributes:
+        path: The file.
+        reason: Short and human, e.g. "empty file (0 bytes)" or "not an image (unrecognised
+            content)".
+    """
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """The labelled images of a dataset, split into train/val/test, plus what was skipped.
+
+    Attributes:
+        root: The folder (or CSV file) it was read from.
+        layout: How the labels were given.
+        classes: Class names; a sample's label indexes this list. Sorted folder names (or
+            labels), the order torchvision's ``ImageFolder`` uses, unless given explicitly.
+        splits: Among "train", "val", "test", in that order; only non-empty splits are present.
+            Each list is sorted by path.
+        skipped: Files left out, with the reason, sorted by path.
+        split_spec: ``{"val_fraction", "test_fraction", "seed"}`` when headstart chose the split
+            itself (so it can be reproduced from the run folder), else None.
+    """
+
+    root: Path
+    layout: Layout
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    skipped: list[Skipped]
+    split_spec: dict[str, float | int] | None = None
+    # True when read against known classes (evaluation data): some classes may have no images.
+    _relaxed: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class; every class is listed, so an absent class shows as 0."""
+        out: dict[str, dict[str, int]] = {}
+        for split, samples in self.splits.items():
+            per_class = dict.fromkeys(self.classes, 0)
+            for sample in samples:
+                per_class[self.classes[sample.label]] += 1
+            out[split] = per_class
+        return out
+
+    def without(self, failures: Mapping[Path, str]) -> Dataset:
+        """A copy with some files moved from the splits to :attr:`skipped`.
+
+        Header sniffing cannot see a truncated file; feature extraction finds it when decoding.
+        Rather than stop a run for one bad file, the run drops it here and lists it.
+
+        Args:
+            failures: Path to the reason it failed (e.g. an ``ImageDecodeError``'s reason).
+                Paths that are not samples of this dataset are ignored.
+
+        Returns:
+            A new dataset; this one is unchanged.
+
+        Raises:
+            DataError: A class that had training images has none left, or no image is left at
+                all; the message says which files failed and why.
+        """
+        reasons = {Path(path).absolute(): reason for path, reason in failures.items()}
+        splits: dict[str, list[Sample]] = {}
+        removed: list[Skipped] = []
+        for split, samples in self.splits.items():
+            kept = []
+            for sample in samples:
+                if sample.path in reasons:
+                    removed.append(Skipped(sample.path, reasons[sample.path]))
+                else:
+                    kept.append(sample)
+            if kept:
+                splits[split] = kept
+        result = Dataset(
+            root=self.root,
+            layout=self.layout,
+            classes=list(self.classes),
+            splits=splits,
+            skipped=sorted([*self.skipped, *removed], key=lambda s: str(s.path)),
+            split_spec=None if self.split_spec is None else dict(self.split_spec),
+        )
+        result._relaxed = self._relaxed
+        if not removed:
+            return result
+        if not self._relaxed:
+            train_labels = {s.path: s.label for s in self.splits.get("train", [])}
+            after = {s.label for s in splits.get("train", [])}
+            for label in sorted(set(train_labels.values()) - after):
+                name = self.classes[label]
+                lost = [r for r in removed if train_labels.get(r.path) == label]
+                raise DataError(
+                    f"class {name!r} has no usable training images left "
+                    f"({_describe_skips(lost)} when decoding); replace those files or remove "
+                    "the class"
+                )
+        if not splits:
+            raise DataError(
+                f"no usable images left in {self.root} ({_describe_skips(removed)} when "
+                "decoding); check the files with `headstart data --verify`"
+            )
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description, for ``headstart data --json`` and the run folder."""
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "classes": list(self.classes),
+            "counts": self.counts(),
+            "split_spec": None if self.split_spec is None else dict(self.split_spec),
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+        }
+
+
+# --------------------------------------------------------------------------- file walking
+
+
+def _is_hidden(name: str) -> bool:
+    """Names discovery never looks at: dotfiles and macOS zip metadata folders."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Every non-hidden file under ``folder``, recursively, following symlinks, sorted.
+
+    Symlinked folders are followed (datasets are often assembled from links) but each real folder
+    is visited once, so a link cycle cannot loop forever.
+    """
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        base = Path(dirpath)
+        found.extend(base / name for name in filenames if not _is_hidden(name))
+    return sorted(found, key=str)
+
+
+def _children(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Non-hidden sub-folders and files directly in ``folder``, sorted by name."""
+    dirs: list[Path] = []
+    files: list[Path] = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if _is_hidden(entry.name):
+            continue
+        (dirs if entry.is_dir() else files).append(entry)
+    return dirs, files
+
+
+def _loose_images(files: Sequence[Path]) -> list[Skipped]:
+    """Images lying outside any class folder: listed, since their label is unknown.
+
+    Other loose files (a README, a licence, a labels file) are not listed: they are expected next
+    to class folders and would only bury the real problems.
+    """
+    return [
+        Skipped(f, "image outside any class folder (no label)")
+        for f in files
+        if image_problem(f) is None
+    ]
+
+
+def _check_files(paths: Sequence[Path], verify: bool) -> tuple[list[Path], list[Skipped]]:
+    usable: list[Path] = []
+    skipped: list[Skipped] = []
+    for path in paths:
+        reason = image_problem(path, verify=verify)
+        if reason is None:
+            usable.append(path)
+        else:
+            skipped.append(Skipped(path, reason))
+    return usable, skipped
+
+
+def collect_image_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Skipped]]:
+    """The images to predict on, from files and folders given on a command line.
+
+    Never raises for a single bad path: one typo in a list of a thousand files should cost that
+    file, listed as skipped, not the whole prediction run.
+
+    Args:
+        paths: Files, and folders searched recursively (hidden names ignored).
+
+    Returns:
+        ``(images, skipped)``: absolute paths in the order given (each folder's content sorted),
+        each file once; and missing paths or files that are not images by content, with reasons.
+    """
+    images: list[Path] = []
+    skipped: list[Skipped] = []
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given).absolute()
+        if path.is_dir():
+            candidates = _walk_files(path)
+        elif path.exists() or path.is_symlink():
+            candidates = [path]
+        else:
+            skipped.append(Skipped(path, "file not found"))
+            continue
+        for candidate in candidates:
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            reason = image_problem(candidate)
+            if reason is None:
+                images.append(candidate)
+            else:
+                skipped.append(Skipped(candidate, reason))
+    return images, skipped
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _describe_skips(skips: Sequence[Skipped]) -> str:
+    """E.g. "3 files skipped: 2 not an image (unrecognised content), 1 empty file (0 bytes)"."""
+    kinds = Counter(s.reason.split(":")[0] for s in skips)
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    noun = "file" if len(skips) == 1 else "files"
+    return f"{len(skips)} {noun} skipped: {parts}"
+
+
+def _quoted(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _require_two_classes(classes: Sequence[str], where: Path | str, noun: str) -> None:
+    if len(classes) >= 2:
+        return
+    if not classes:
+        if noun == "folder":
+            raise DataError(
+                f"found no class folders in {where}; put each class's images in its own "
+                f"folder, {where}{os.sep}<class>{os.sep}, with at least two classes"
+            )
+        raise DataError(f"found no labels in {where}; a classifier needs at least two classes")
+    kind = "class folders" if noun == "folder" else "classes"
+    raise DataError(
+        f"found 1 {'class' if noun == 'folder' else 'label'} {classes[0]!r} in {where}; "
+        f"a classifier needs at least two {kind}"
+    )
+
+
+def _check_known(
+    names: Sequence[str], known: Sequence[str], what: Callable[[str], str], fix: str
+) -> None:
+    for name in names:
+        if name not in known:
+            raise DataError(
+                f"{what(name)} is not one of the known classes ({_quoted(known)}); {fix}"
+            )
+
+
+def _describe_folder(parent: Path) -> Callable[[str], str]:
+    def describe(name: str) -> str:
+        return f"class folder {str(parent / name)!r}"
+
+    return describe
+
+
+def _resolve_classes(classes: Sequence[str] | None) -> list[str] | None:
+    if classes is None:
+        return None
+    given = [str(c) for c in classes]
+    if len(set(given)) != len(given):
+        dupes = sorted({c for c in given if given.count(c) > 1})
+        raise DataError(f"classes must be unique, got {_quoted(dupes)} more than once")
+    return given
+
+
+# --------------------------------------------------------------------------- assembling
+
+
+def _assemble(
+    *,
+    root: Path,
+    layout: Layout,
+    classes: list[str],
+    by_split: _BySplit,
+    skipped: list[Skipped],
+    split_spec: dict[str, float | int] | None,
+    relaxed: bool,
+    class_skips: Mapping[str, list[Skipped]],
+    class_where: Callable[[str], str],
+) -> Dataset:
+    """Build the dataset and apply the checks every layout shares."""
+    index = {name: i for i, name in enumerate(classes)}
+    splits: dict[str, list[Sample]] = {}
+    for split in SPLIT_NAMES:
+        samples = [
+            Sample(path, index[name])
+            for name, paths in by_split.get(split, {}).items()
+            for path in paths
+        ]
+        if samples:
+            splits[split] = sorted(samples, key=lambda s: str(s.path))
+    if not relaxed:
+        train = by_split.get("train", {})
+        for name in classes:
+            if train.get(name):
+                continue
+            skips = class_skips.get(name, [])
+            where = class_where(name)
+            if skips:
+                raise DataError(
+                    f"class {name!r} has no usable images ({_describe_skips(skips)}); "
+                    f"add images to {where} or remove the class"
+                )
+            raise DataError(
+                f"class {name!r} has no images ({where} is empty); add images or remove the class"
+            )
+    if not splits:
+        detail = f" ({_describe_skips(skipped)})" if skipped else ""
+        raise DataError(f"no usable images in {root}{detail}; add images or fix the skipped files")
+    dataset = Dataset(
+        root=root,
+        layout=layout,
+        classes=classes,
+        splits=splits,
+        skipped=sorted(skipped, key=lambda s: str(s.path)),
+        split_spec=split_spec,
+    )
+    dataset._relaxed = relaxed
+    return dataset
+
+
+def _spec(val_fraction: float, test_fraction: float, seed: int) -> dict[str, float | int]:
+    return {
+        "val_fraction": float(val_fraction),
+        "test_fraction": float(test_fraction),
+        "seed": seed,
+    }
+
+
+# --------------------------------------------------------------------------- folder layouts
+
+
+def _find_split_dirs(root: Path, dirs: Sequence[Path]) -> dict[str, Path]:
+    """Sub-folders named like splits (train, val/valid/validation, test), any case."""
+    found: dict[str, Path] = {}
+    for d in dirs:
+        split = _SPLIT_ALIASES.get(d.name.lower())
+        if split is None:
+            continue
+        if split in found:
+            raise DataError(
+                f"found both {found[split].name!r} and {d.name!r} in {root}; they both name the "
+                f"{split} split, keep one of them"
+            )
+        found[split] = d
+    return found
+
+
+def _has_subdirs(folder: Path) -> bool:
+    return any(entry.is_dir() and not _is_hidden(entry.name) for entry in folder.iterdir())
+
+
+def _read_class_dirs(
+    split_dir: Path, verify: bool
+) -> tuple[_ByClass, dict[str, list[Skipped]], list[Skipped]]:
+    """Usable images and skipped files of each class folder in ``split_dir``."""
+    dirs, files = _children(split_dir)
+    usable: _ByClass = {}
+    skips: dict[str, list[Skipped]] = {}
+    for d in dirs:
+        usable[d.name], skips[d.name] = _check_files(_walk_files(d), verify)
+    return usable, skips, _loose_images(files)
+
+
+def _load_split_folders(
+    root: Path,
+    split_dirs: Mapping[str, Path],
+    *,
+    val_fraction: float,
+    seed: int,
+    known: list[str] | None,
+    verify: bool,
+) -> Dataset:
+    by_split: _BySplit = {}
+    skipped: list[Skipped] = []
+    class_skips: dict[str, list[Skipped]] = {}
+    for split in SPLIT_NAMES:
+        if split not in split_dirs:
+            continue
+        usable, skips, loose = _read_class_dirs(split_dirs[split], verify)
+        by_split[split] = usable
+        skipped.extend(loose)
+        for class_skipped in skips.values():
+            skipped.extend(class_skipped)
+        if split == "train":
+            class_skips = skips
+
+    if known is None:
+        train_dir = split_dirs.get("train")
+        if train_dir is None:
+            present = ", ".join(repr(d.name) for d in split_dirs.values())
+            raise DataError(
+                f"found {present} but no 'train' folder in {root}; add {root}{os.sep}train"
+                f"{os.sep}<class>{os.sep} or point at a folder of class folders"
+            )
+        classes = sorted(by_split["train"])
+        _require_two_classes(classes, train_dir, "folder")
+        for split in ("val", "test"):
+            for name in sorted(by_split.get(split, {})):
+                if name not in by_split["train"]:
+                    folder = split_dirs[split] / name
+                    raise DataError(
+                        f"{split} class {name!r} ({folder}) has no training folder; classes "
+                        f"come from {train_dir}: {_quoted(classes)}; rename or remove {folder}"
+                    )
+    else:
+        classes = known
+        for split, usable in by_split.items():
+            _check_known(
+                sorted(usable),
+                known,
+                _describe_folder(split_dirs[split]),
+                "rename or remove that folder",
+            )
+
+    split_spec = None
+    if "train" in by_split and "val" not in split_dirs:
+        # No validation folder: hold out part of train, as a class-folders dataset would.
+        held = stratified_split(
+            by_split["train"], val_fraction=val_fraction, test_fraction=0.0, seed=seed
+        )
+        by_split["train"], by_split["val"] = held["train"], held["val"]
+        split_spec = _spec(val_fraction, 0.0, seed)
+    train_dir_name = split_dirs["train"] if "train" in split_dirs else root
+    return _assemble(
+        root=root,
+        layout="split-folders",
+        classes=classes,
+        by_split=by_split,
+        skipped=skipped,
+        split_spec=split_spec,
+        relaxed=known is not None,
+        class_skips=class_skips,
+        class_where=lambda name: str(train_dir_name / name),
+    )
+
+
+def _load_class_folders(
+    root: Path,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    known: list[str] | None,
+    verify: bool,
+) -> Dataset:
+    usable, class_skips, skipped = _read_class_dirs(root, verify)
+    for class_skipped in class_skips.values():
+        skipped.extend(class_skipped)
+    if known is None:
+        classes = sorted(usable)
+        _require_two_classes(classes, root, "folder")
+    else:
+        classes = known
+        _check_known(
+            sorted(usable),
+            known,
+            _describe_folder(root),
+            "rename or remove that folder",
+        )
+    by_split = stratified_split(
+        usable, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    return _assemble(
+        root=root,
+        layout="class-folders",
+        classes=classes,
+        by_split=by_split,
+        skipped=skipped,
+        split_spec=_spec(val_fraction, test_fraction, seed),
+        relaxed=known is not None,
+        class_skips=class_skips,
+        class_where=lambda name: str(root / name),
+    )
+
+
+# --------------------------------------------------------------------------- labelled lists
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: Path
+    label: str
+    split: str | None  # None: headstart chooses
+    origin: str  # where it was given, for messages ("row 7", "paths[3]")
+
+
+def _dedupe(entries: Sequence[_Entry], source: str) -> list[_Entry]:
+    """Drop exact repeats; refuse a file given twice with different labels or splits.
+
+    A file in two splits would leak test data into training, and one with two labels has no
+    right answer, so neither is silently resolved.
+    """
+    first: dict[Path, _Entry] = {}
+    out: list[_Entry] = []
+    for entry in entries:
+        seen = first.get(entry.path)
+        if seen is None:
+            first[entry.path] = entry
+            out.append(entry)
+        elif (seen.label, seen.split) != (entry.label, entry.split):
+            raise DataError(
+                f"{entry.path} is given twice in {source} ({seen.origin}: label {seen.label!r}, "
+                f"split {seen.split or 'auto'}; {entry.origin}: label {entry.label!r}, split "
+                f"{entry.split or 'auto'}); keep one of them"
+            )
+    return out
+
+
+def _from_entries(
+    entries: Sequence[_Entry],
+    *,
+    root: Path,
+    layout: Layout,
+    source: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    known: list[str] | None,
+    verify: bool,
+) -> Dataset:
+    """Check, split and assemble labelled files (the CSV and list layouts).
+
+    Entries with ``split=None`` are split by headstart with the fractions. If entries name
+    their splits and none is "val", validation is held out of train, as for split folders.
+    """
+    entries = _dedupe(entries, source)
+    labels = sorted({e.label for e in entries})
+    if known is None:
+        classes = labels
+        _require_two_classes(classes, source, "label")
+        train_labels = {e.label for e in entries if e.split in (None, "train")}
+        for e in entries:
+            if e.label not in train_labels:
+                raise DataError(
+                    f"label {e.label!r} ({e.origin} of {source}) is in the {e.split} split but "
+                    f"never in train; add training images for it or remove its rows"
+                )
+        if not train_labels:
+            raise DataError(f"{source} has no training images; mark some rows with split 'train'")
+    else:
+        classes = known
+        _check_known(
+            labels,
+            known,
+            lambda name: f"label {name!r} in {source}",
+            "fix those rows or evaluate with a model trained on that class",
+        )
+
+    pool: _ByClass = {}
+    fixed: _BySplit = {}
+    skipped: list[Skipped] = []
+    class_skips: dict[str, list[Skipped]] = {}
+    for entry in entries:
+        reason = image_problem(entry.path, verify=verify)
+        if reason is not None:
+            skip = Skipped(entry.path, reason)
+            skipped.append(skip)
+            if entry.split in (None, "train"):
+                class_skips.setdefault(entry.label, []).append(skip)
+        elif entry.split is None:
+            pool.setdefault(entry.label, []).append(entry.path)
+        else:
+            fixed.setdefault(entry.split, {}).setdefault(entry.label, []).append(entry.path)
+
+    split_spec: dict[str, float | int] | None = None
+    by_split: _BySplit = {name: dict(fixed.get(name, {})) for name in SPLIT_NAMES}
+    if "val" in fixed and test_fraction == 0:
+        # A validation set of the user's own and no test wanted: nothing for headstart to split.
+        for name, paths in pool.items():
+            by_split["train"].setdefault(name, []).extend(paths)
+    elif pool or not fixed:
+        # Some or all files wait for headstart to split them; with a fixed val set (lists with
+        # val_paths) only test is held out of the pool.
+        vf = 0.0 if "val" in fixed else val_fraction
+        parts = stratified_split(pool, val_fraction=vf, test_fraction=test_fraction, seed=seed)
+        for split in SPLIT_NAMES:
+            for name, paths in parts[split].items():
+                by_split[split].setdefault(name, []).extend(paths)
+        split_spec = _spec(vf, test_fraction, seed)
+    elif "val" not in fixed and "train" in fixed:
+        held = stratified_split(
+            fixed["train"], val_fraction=val_fraction, test_fraction=0.0, seed=seed
+        )
+        by_split["train"], by_split["val"] = held["train"], held["val"]
+        split_spec = _spec(val_fraction, 0.0, seed)
+    return _assemble(
+        root=root,
+        layout=layout,
+        classes=classes,
+        by_split=by_split,
+        skipped=skipped,
+        split_spec=split_spec,
+        relaxed=known is not None,
+        class_skips=class_skips,
+        class_where=lambda name: f"the {name!r} entries of {source}",
+    )
+
+
+def _read_csv(csv_path: Path) -> list[_Entry]:
+    """Rows of a ``path,label[,split]`` CSV; paths relative to the CSV's own folder."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise DataError(f"cannot read {csv_path} as UTF-8 text; save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{csv_path} is not a valid CSV ({exc}); fix the file") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {csv_path} ({exc.strerror or exc})") from None
+    if not rows:
+        raise DataError(f"{csv_path} is empty; it needs a header row path,label[,split]")
+    header = [cell.strip().lower() for cell in rows[0]]
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header):
+        columns.setdefault(name, i)
+    if "path" not in columns or "label" not in columns:
+        found = ", ".join(repr(cell) for cell in rows[0]) or "none"
+        raise DataError(
+            f"{csv_path} needs a header with columns path,label (and optionally split); "
+            f"found columns: {found}"
+        )
+    split_col = columns.get("split")
+    entries: list[_Entry] = []
+    for number, raw in enumerate(rows[1:], start=2):
+        row = [cell.strip() for cell in raw] + [""] * (len(header) - len(raw))
+        if not any(row):
+            continue
+        path_text, label = row[columns["path"]], row[columns["label"]]
+        if not path_text or not label:
+            raise DataError(
+                f"row {number} of {csv_path} has an empty path or label; every row needs both"
+            )
+        split = None
+        if split_col is not None:
+            value = row[split_col]
+            split = _SPLIT_ALIASES.get(value.lower())
+            if split is None:
+                raise DataError(
+                    f"row {number} of {csv_path} has split {value!r}; use train, val or test "
+                    "(or drop the split column to let headstart split)"
+                )
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = csv_path.parent / path
+        entries.append(_Entry(path, label, split, f"row {number}"))
+    return entries
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def load_dataset(
+    source: str | Path,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    verify: bool = False,
+) -> Dataset:
+    """Read a labelled dataset from a folder or a CSV file.
+
+    The layout is detected, not configured, because users arrange data in a few common ways:
+
+    - ``DATA/train/<class>/*``, ``DATA/val/<class>/*`` (or ``valid``, ``validation``),
+      optionally ``DATA/test/<class>/*``: the user's split is kept. Without a val folder,
+      ``val_fraction`` of train is held out (test is never invented for this layout).
+    - ``DATA/<class>/*``: split by headstart with ``val_fraction`` and ``test_fraction``
+      (either may be 0, which leaves that split out; both 0 puts everything in train).
+    - ``labels.csv`` with ``path,label[,split]``: paths relative to the CSV's folder; without a
+      split column, split as for class folders.
+
+    Images may be nested inside class folders. Hidden files and folders and ``__MACOSX`` are
+    ignored; symlinks are followed.
+
+    Args:
+        source: The dataset folder or CSV file.
+        val_fraction: Share of each class held out for validation when headstart splits.
+        test_fraction: Share of each class held out for test when headstart splits.
+        seed: Makes headstart's split reproducible; recorded in ``split_spec``.
+        classes: The classes of an already trained model, when reading evaluation data. Labels
+            then index into these, a class unknown to them is an error, and data with only some
+            of the classes (or no train split) is accepted.
+        verify: Decode every image fully so truncated or corrupt files are skipped now rather
+            than found during a run. Slower: without it only file headers are read.
+
+    Returns:
+        The dataset, with every unusable file listed in ``skipped``.
+
+    Raises:
+        DataError: The path does not exist or is neither a folder nor a CSV; fewer than two
+            classes; a class with no usable training images; a val/test class unknown to train;
+            a CSV without path/label columns or with an unknown split; no usable image at all.
+    """
+    validate_split_args(val_fraction, test_fraction, seed)
+    known = _resolve_classes(classes)
+    root = Path(source).expanduser().absolute()
+    if not root.exists():
+        raise DataError(
+            f"dataset path {str(source)!r} does not exist; pass a folder of class folders "
+            "(DATA/<class>/*.jpg) or a CSV file with path,label columns"
+        )
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DataError(
+                f"{str(source)!r} is a file but not a .csv; pass the folder that holds the class "
+                "folders, or a CSV file with path,label columns"
+            )
+        return _from_entries(
+            _read_csv(root),
+            root=root,
+            layout="csv",
+            source=str(root),
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            known=known,
+            verify=verify,
+        )
+    if not root.is_dir():
+        raise DataError(f"{str(source)!r} is neither a folder nor a CSV file; pass a folder")
+    dirs, _ = _children(root)
+    split_dirs = _find_split_dirs(root, dirs)
+    train_dir = split_dirs.get("train")
+    # A split folder holds class folders; a "train" folder holding images directly is a class
+    # called "train" (trains vs. cars), not a split.
+    if train_dir is not None:
+        is_split_layout = _has_subdirs(train_dir)
+    else:
+        is_split_layout = bool(split_dirs) and all(_has_subdirs(d) for d in split_dirs.values())
+    if is_split_layout:
+        return _load_split_folders(
+            root, split_dirs, val_fraction=val_fraction, seed=seed, known=known, verify=verify
+        )
+    return _load_class_folders(
+        root,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        known=known,
+        verify=verify,
+    )
+
+
+def dataset_from_lists(
+    paths: Sequence[str | Path],
+    labels: Sequence[str],
+    *,
+    val_paths: Sequence[str | Path] | None = None,
+    val_labels: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> Dataset:
+    """A dataset from parallel lists of image paths and labels (``ImageClassifier.fit``).
+
+    Args:
+        paths: Training images (relative paths are taken from the current directory).
+        labels: One label per path; non-string labels (e.g. integers) become their ``str``.
+        val_paths: A validation set of your own. When given, ``val_fraction`` is not used and
+            only ``test_fraction`` is held out of ``paths``.
+        val_labels: One label per validation path.
+        val_fraction: Share of each class held out for validation when ``val_paths`` is None.
+        test_fraction: Share of each class held out for test.
+        seed: Makes the split reproducible.
+
+    Returns:
+        The dataset, layout "lists", rooted at the deepest folder common to all paths.
+
+    Raises:
+        DataError: Lengths differ, no paths, fewer than two classes, a validation label unknown
+            to training, or a class with no usable images.
+    """
+    validate_split_args(val_fraction, test_fraction, seed)
+    if len(paths) != len(labels):
+        raise DataError(f"got {len(paths)} paths but {len(labels)} labels; pass one label per path")
+    if (val_paths is None) != (val_labels is None):
+        raise DataError("val_paths and val_labels go together; pass both or neither")
+    if not paths:
+        raise DataError("no training images given; pass at least one path per class")
+    entries = [
+        _Entry(Path(p).absolute(), str(label), None, f"paths[{i}]")
+        for i, (p, label) in enumerate(zip(paths, labels, strict=True))
+    ]
+    if val_paths is not None and val_labels is not None:
+        if len(val_paths) != len(val_labels):
+            raise DataError(
+                f"got {len(val_paths)} val_paths but {len(val_labels)} val_labels; pass one "
+                "label per path"
+            )
+        entries += [
+            _Entry(Path(p).absolute(), str(label), "val", f"val_paths[{i}]")
+            for i, (p, label) in enumerate(zip(val_paths, val_labels, strict=True))
+        ]
+    try:
+        root = Path(os.path.commonpath([str(e.path.parent) for e in entries]))
+    except ValueError:  # paths on different drives (Windows)
+        root = Path.cwd()
+    return _from_entries(
+        entries,
+        root=root,
+        layout="lists",
+        source="the lists",
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        known=None,
+        verify=False,
+    )

@@ -1,0 +1,68 @@
+"""The whole exception tree.
+
+Every error a user can cause is a ``HeadstartError``. Each subclass also inherits the builtin it
+resembles (as scikit-learn's ``NotFittedError(ValueError, AttributeError)`` does), so code that
+catches ``ValueError`` or ``LookupError`` keeps working. Only ``headstart.cli.main`` catches
+``HeadstartError``: it prints the message as one line and exits with code 2. Anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackboneNotFoundError",
+    "DataError",
+    "HeadstartError",
+    "HeadstartWarning",
+    "ImageDecodeError",
+    "NotFittedError",
+    "PreprocessOverrideWarning",
+    "RunFolderError",
+    "UnsafeWeightsError",
+    "WeightsError",
+]
+
+
+class HeadstartError(Exception):
+    """Root of every error headstart raises for a mistake a user can make."""
+
+
+class DataError(HeadstartError, ValueError):
+    """The dataset cannot be used as given: bad path, too few classes, an empty class, a bad CSV."""
+
+
+class ImageDecodeError(DataError):
+    """One image cannot be read. Runs skip such files and list them; they never stop a run."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class BackboneNotFoundError(HeadstartError, LookupError):
+    """The model name names no backbone we can build, or its weights cannot be had offline."""
+
+
+class WeightsError(HeadstartError, ValueError):
+    """A weights file does not exist, cannot be read, or does not fit the architecture."""
+
+
+class UnsafeWeightsError(WeightsError):
+    """A weights file would need unpickling of arbitrary objects; it is refused, never executed."""
+
+
+class NotFittedError(HeadstartError, AttributeError):
+    """A classifier was used for prediction before ``fit`` or ``load``."""
+
+
+class RunFolderError(HeadstartError, ValueError):
+    """A run folder is missing, incomplete, or was not written by headstart."""
+
+
+class HeadstartWarning(UserWarning):
+    """Base of headstart's warnings: something is allowed but probably not what the user wants."""
+
+
+class PreprocessOverrideWarning(HeadstartWarning):
+    """The user overrode the preprocessing the weights were trained with."""

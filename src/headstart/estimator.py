@@ -1,0 +1,512 @@
+"""``ImageClassifier``: the public estimator, in the spirit of scikit-learn.
+
+``__init__`` only stores its keyword arguments; ``fit`` validates them, resolves the backbone and
+its preprocessing from the weights, extracts (or reuses) cached features and trains the head; the
+learned state ends in ``_``. The same object predicts, evaluates and saves, always through the one
+``Preprocess`` the backbone's weights defined, so train and predict cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from headstart._version import __version__
+from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
+from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
+from headstart.errors import DataError, HeadstartError, ImageDecodeError, NotFittedError
+from headstart.evaluation import classification_metrics, plot_curves
+from headstart.features import FeatureCache, default_cache_dir, extract_features
+from headstart.heads import HEAD_KINDS, HeadTrainingConfig, train_head
+from headstart.heads.modules import head_config, head_from_config
+from headstart.preprocess import Preprocess
+from headstart.runs import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_NAME,
+    read_run,
+    write_history_csv,
+    write_json,
+    write_skipped_csv,
+    write_weights,
+)
+
+__all__ = ["ImageClassifier", "Prediction"]
+
+STRATEGIES = ("features",)
+_HEAD_PREFIX = "headstart_head."
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What ``predict_files`` says about one file; ``error`` is set when it could not be read."""
+
+    path: Path
+    label: str | None = None
+    probability: float | None = None
+    top_k: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": str(self.path), "error": self.error}
+        return {
+            "path": str(self.path),
+            "label": self.label,
+            "probability": self.probability,
+            "top_k": [{"label": name, "probability": p} for name, p in self.top_k],
+        }
+
+
+class ImageClassifier:
+    """An image classifier built by transfer learning from a pretrained backbone.
+
+    Args:
+        model: backbone name: a timm name (``resnet50.a1_in1k``), ``hf-hub:ORG/REPO``,
+            ``local-dir:PATH``, ``tv:NAME`` for torchvision, or ``headstart-tiny`` (shipped).
+        weights: ``"default"`` (the pretrained weights), ``"none"`` (random init) or a path to a
+            ``.safetensors`` (or weights-only ``.pth``) file.
+        head: ``"linear"`` or ``"mlp"``.
+        strategy: how the backbone is used; ``"features"``: frozen, cached features, head only.
+        preprocess: explicit preprocessing overrides (e.g. ``{"mean": ..., "std": ...}`` or
+            ``{"keras": "caffe"}``); recorded and warned about when they differ from the weights'.
+        epochs, lr, weight_decay, batch_size, patience, seed, label_smoothing: head training.
+        hidden, dropout: the MLP head's width and dropout.
+        val_fraction, test_fraction: used when the data has no val/test split of its own.
+        cache_dir: feature cache folder (default: the user cache dir); ``cache=False`` disables it.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        num_workers: image decoding processes (default: cores - 1).
+        quiet: no progress output.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        weights: str = "default",
+        head: str = "linear",
+        strategy: str = "features",
+        preprocess: Mapping[str, Any] | None = None,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 64,
+        patience: int = 10,
+        seed: int = 0,
+        label_smoothing: float = 0.0,
+        hidden: int = 512,
+        dropout: float = 0.2,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.1,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        device: str = "auto",
+        num_workers: int | None = None,
+        extract_batch_size: int = 32,
+        quiet: bool = False,
+    ) -> None:
+        self.model = model
+        self.weights = weights
+        self.head = head
+        self.strategy = strategy
+        self.preprocess = preprocess
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.patience = patience
+        self.seed = seed
+        self.label_smoothing = label_smoothing
+        self.hidden = hidden
+        self.dropout = dropout
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.device = device
+        self.num_workers = num_workers
+        self.extract_batch_size = extract_batch_size
+        self.quiet = quiet
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None
+    ) -> ImageClassifier:
+        """Train on a folder, a CSV, a ``Dataset``, or a list of image paths with labels ``y``."""
+        self._validate_params()
+        started = time.monotonic()
+        dataset = self._as_dataset(X, y)
+        backbone = create_backbone(
+            self.model, weights=self.weights, preprocess_overrides=self.preprocess
+        )
+        paths = [s.path for samples in dataset.splits.values() for s in samples]
+        extracted = self._extract(backbone, paths, desc="extracting features")
+        if extracted.failures:
+            dataset = dataset.without(extracted.failures)
+        by_path = dict(zip(extracted.paths, extracted.features, strict=True))
+        split_xy = {
+            name: _xy(samples, by_path, backbone.num_features)
+            for name, samples in dataset.splits.items()
+        }
+        train_x, train_y = split_xy["train"]
+        val_x, val_y = split_xy.get("val", (None, None))
+        trained = train_head(
+            self.head,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            len(dataset.classes),
+            HeadTrainingConfig(
+                epochs=self.epochs,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                batch_size=self.batch_size,
+                patience=self.patience,
+                seed=self.seed,
+                label_smoothing=self.label_smoothing,
+            ),
+            hidden=self.hidden,
+            dropout=self.dropout,
+            quiet=self.quiet,
+        )
+        self.backbone_: Backbone = backbone
+        self.head_: nn.Module = trained.head
+        self.classes_: list[str] = list(dataset.classes)
+        self.preprocess_: Preprocess = backbone.preprocess
+        self.backbone_id_: str = backbone.weights_id
+        self.history_: list[dict[str, float]] = trained.history
+        self.best_epoch_: int = trained.best_epoch
+        self.monitor_: str = trained.monitor
+        self.dataset_: dict[str, Any] = dataset.summary()
+        self.metrics_: dict[str, Any] = {
+            name: self._metrics_from_features(x, y_)
+            for name, (x, y_) in split_xy.items()
+            if name != "train" and len(y_)
+        }
+        self.fit_seconds_: float = time.monotonic() - started
+        self.extraction_: dict[str, int] = {
+            "computed": extracted.n_computed,
+            "cached": extracted.n_cached,
+        }
+        return self
+
+    def _validate_params(self) -> None:
+        if self.head not in HEAD_KINDS:
+            raise HeadstartError(
+                f"Unknown head {self.head!r}; choose one of {', '.join(HEAD_KINDS)}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise HeadstartError(
+                f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}."
+            )
+
+    def _as_dataset(
+        self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None
+    ) -> Dataset:
+        if isinstance(X, Dataset):
+            return X
+        if isinstance(X, (str, Path)):
+            if y is not None:
+                raise DataError("Pass labels y only with a list of image paths, not a folder.")
+            return load_dataset(
+                X,
+                val_fraction=self.val_fraction,
+                test_fraction=self.test_fraction,
+                seed=self.seed,
+            )
+        if y is None:
+            raise DataError("A list of image paths needs labels: fit(paths, labels).")
+        return dataset_from_lists(
+            list(X),
+            [str(label) for label in y],
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+        )
+
+    def _feature_cache(self) -> FeatureCache | None:
+        if not self.cache:
+            return None
+        return FeatureCache(Path(self.cache_dir) if self.cache_dir else default_cache_dir())
+
+    def _extract(self, backbone: Backbone, paths: Sequence[Path], *, desc: str) -> Any:
+        cache = self._feature_cache()
+        try:
+            return extract_features(
+                backbone,
+                paths,
+                cache=cache,
+                batch_size=self.extract_batch_size,
+                num_workers=self.num_workers,
+                device=self.device,
+                quiet=self.quiet,
+                desc=desc,
+            )
+        finally:
+            if cache is not None:
+                cache.close()
+
+    # --------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise NotFittedError(
+                "This ImageClassifier is not fitted yet; call fit(...) or "
+                "ImageClassifier.load(RUN) first."
+            )
+
+    def _proba(self, features: np.ndarray) -> np.ndarray:
+        self.head_.eval()
+        with torch.no_grad():
+            logits = self.head_(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
+            return F.softmax(logits, dim=1).numpy()
+
+    def _metrics_from_features(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        return classification_metrics(y, self._proba(x), self.classes_)
+
+    def predict_files(self, paths: Sequence[str | Path], *, top_k: int = 5) -> list[Prediction]:
+        """Predict every image among files and folders; unreadable ones get an ``error``."""
+        self._check_fitted()
+        files, skipped = collect_image_paths(list(paths))
+        extracted = self._extract(self.backbone_, files, desc="predicting")
+        proba = self._proba(extracted.features)
+        row_of = {p: i for i, p in enumerate(extracted.paths)}
+        k = max(1, min(top_k, len(self.classes_)))
+        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
+        for path in files:
+            if path in extracted.failures or path not in row_of:
+                reason = extracted.failures.get(path, "could not be read")
+                results.append(Prediction(path, error=reason))
+                continue
+            row = proba[row_of[path]]
+            order = np.argsort(-row, kind="stable")[:k]
+            top = tuple((self.classes_[i], float(row[i])) for i in order)
+            results.append(Prediction(path, top[0][0], top[0][1], top))
+        return results
+
+    def predict_proba(self, paths: Sequence[str | Path]) -> np.ndarray:
+        """Class probabilities, one row per image file in ``paths`` (columns: ``classes_``).
+
+        Raises:
+            ImageDecodeError: a file could not be read; use ``predict_files`` to get the others.
+        """
+        self._check_fitted()
+        files = [Path(p) for p in paths]
+        extracted = self._extract(self.backbone_, files, desc="predicting")
+        if extracted.failures:
+            path, reason = next(iter(extracted.failures.items()))
+            raise ImageDecodeError(path, reason)
+        return self._proba(extracted.features)
+
+    def predict(self, paths: Sequence[str | Path]) -> list[str]:
+        """The most probable class name for each image file in ``paths``."""
+        proba = self.predict_proba(paths)
+        return [self.classes_[i] for i in proba.argmax(1)]
+
+    def evaluate(self, data: str | Path | Dataset, *, split: str | None = None) -> dict[str, Any]:
+        """Metrics on labelled data: accuracy, loss, per-class P/R/F1, confusion matrix.
+
+        The split evaluated is ``split`` if given, else test, else val, else all of ``data``.
+        A plain class-folder dataset that is the one the model was trained on is split again with
+        the recorded seed and fractions, so its test split is the same images as at training time.
+        """
+        self._check_fitted()
+        dataset = data if isinstance(data, Dataset) else self._evaluation_dataset(Path(data))
+        chosen = split or next(
+            (s for s in ("test", "val", "train") if dataset.splits.get(s)), "train"
+        )
+        if chosen not in dataset.splits:
+            raise DataError(
+                f"Split {chosen!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
+            )
+        samples = dataset.splits[chosen]
+        extracted = self._extract(self.backbone_, [s.path for s in samples], desc="evaluating")
+        by_path = dict(zip(extracted.paths, extracted.features, strict=True))
+        x, y = _xy([s for s in samples if s.path in by_path], by_path, self.backbone_.num_features)
+        metrics = self._metrics_from_features(x, y)
+        metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
+        metrics["paths"] = [str(s.path) for s in samples if s.path in by_path]
+        metrics["predicted"] = [int(i) for i in self._proba(x).argmax(1)] if len(x) else []
+        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
+        return metrics
+
+    def _evaluation_dataset(self, data: Path) -> Dataset:
+        spec = self.dataset_.get("split_spec") if hasattr(self, "dataset_") else None
+        same_root = str(data.resolve()) == str(self.dataset_.get("root"))
+        if same_root and spec:
+            return load_dataset(
+                data,
+                val_fraction=float(spec["val_fraction"]),
+                test_fraction=float(spec["test_fraction"]),
+                seed=int(spec["seed"]),
+                classes=self.classes_,
+            )
+        return load_dataset(data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_)
+
+    # ----------------------------------------------------------- save and load
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = dict(self.backbone_.module.state_dict())
+        classifier = self.backbone_.spec.get("classifier")
+        timm_linear = (
+            self.backbone_.spec.get("family") == "timm"
+            and isinstance(self.head_, nn.Linear)
+            and classifier
+        )
+        for name, value in self.head_.state_dict().items():
+            key = f"{classifier}.{name}" if timm_linear else f"{_HEAD_PREFIX}{name}"
+            tensors[key] = value
+        return tensors
+
+    def _head_keys(self) -> dict[str, str]:
+        """Maps saved tensor keys to the head's own state-dict keys."""
+        classifier = self.backbone_.spec.get("classifier")
+        timm_linear = (
+            self.backbone_.spec.get("family") == "timm"
+            and isinstance(self.head_, nn.Linear)
+            and classifier
+        )
+        prefix = f"{classifier}." if timm_linear else _HEAD_PREFIX
+        return {f"{prefix}{name}": name for name in self.head_.state_dict()}
+
+    def config(self) -> dict[str, Any]:
+        """The run's ``config.json``: a valid timm model config plus a ``headstart`` section."""
+        self._check_fitted()
+        spec = dict(self.backbone_.spec)
+        hs: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "classes": self.classes_,
+            "backbone": spec,
+            "preprocess": self.preprocess_.to_dict(),
+            "strategy": self.strategy,
+            "head": head_config(self.head, self.head_),
+            "training": {
+                "epochs": self.epochs,
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "batch_size": self.batch_size,
+                "patience": self.patience,
+                "label_smoothing": self.label_smoothing,
+                "seed": self.seed,
+                "best_epoch": self.best_epoch_,
+                "epochs_run": len(self.history_),
+                "monitor": self.monitor_,
+                "seconds": round(getattr(self, "fit_seconds_", 0.0), 2),
+            },
+            "data": self.dataset_,
+            "metrics": self.metrics_,
+            "versions": _versions(),
+        }
+        config: dict[str, Any] = {}
+        if spec.get("family") == "timm":
+            pretrained_cfg = dict(spec.get("pretrained_cfg") or {})
+            pretrained_cfg.update(self.preprocess_.to_timm_cfg())
+            pretrained_cfg["num_classes"] = len(self.classes_)
+            config.update(
+                architecture=spec["architecture"],
+                num_classes=len(self.classes_),
+                num_features=self.backbone_.num_features,
+                model_args=spec.get("model_args") or {},
+                pretrained_cfg=pretrained_cfg,
+                label_names=self.classes_,
+            )
+        config["headstart"] = hs
+        return config
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the run folder: model.safetensors, history.csv, curves.png, config.json last."""
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_weights(
+            folder / WEIGHTS_NAME, self._state_tensors(), {"format": "pt", "producer": "headstart"}
+        )
+        write_history_csv(folder / "history.csv", self.history_)
+        if self.history_:
+            plot_curves(self.history_, self.best_epoch_, folder / "curves.png")
+        write_skipped_csv(folder / "skipped.csv", self.dataset_.get("skipped", []))
+        if self.metrics_:
+            write_json(folder / "metrics.json", self.metrics_)
+        write_json(folder / CONFIG_NAME, self.config())
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, **overrides: Any) -> ImageClassifier:
+        """Rebuild a saved classifier from its run folder, offline, reading data only."""
+        config, tensors = read_run(folder)
+        hs = config["headstart"]
+        try:
+            preprocess = Preprocess.from_dict(hs["preprocess"])
+            backbone = rebuild_backbone(hs["backbone"], preprocess)
+            head = head_from_config(hs["head"])
+            classes = [str(c) for c in hs["classes"]]
+            training = hs.get("training", {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _run_error(folder, f"bad config.json ({exc})") from exc
+        clf = cls(
+            model=str(hs["backbone"].get("model", "")),
+            head=str(hs["head"]["kind"]),
+            strategy=str(hs.get("strategy", "features")),
+            seed=int(training.get("seed", 0)),
+            **overrides,
+        )
+        clf.backbone_ = backbone
+        clf.head_ = head
+        head_keys = clf._head_keys()
+        head_state = {head_keys[k]: v for k, v in tensors.items() if k in head_keys}
+        backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
+        try:
+            backbone.module.load_state_dict(backbone_state, strict=True)
+            head.load_state_dict(head_state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise _run_error(folder, f"weights do not fit the model ({first})") from exc
+        backbone.module.eval()
+        head.eval()
+        clf.classes_ = classes
+        clf.preprocess_ = preprocess
+        clf.backbone_id_ = backbone.weights_id
+        clf.dataset_ = hs.get("data", {})
+        clf.metrics_ = hs.get("metrics", {})
+        clf.best_epoch_ = int(training.get("best_epoch", 0))
+        clf.monitor_ = str(training.get("monitor", "val_loss"))
+        clf.history_ = []
+        return clf
+
+
+def _run_error(folder: str | Path, what: str) -> HeadstartError:
+    from headstart.errors import RunFolderError
+
+    return RunFolderError(f"Cannot load run '{folder}': {what}. Retrain or re-save it.")
+
+
+def _xy(
+    samples: Sequence[Any], by_path: Mapping[Path, np.ndarray], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    kept = [s for s in samples if s.path in by_path]
+    if not kept:
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+    x = np.stack([by_path[s.path] for s in kept]).astype(np.float32, copy=False)
+    y = np.array([s.label for s in kept], dtype=np.int64)
+    return x, y
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import torchvision
+
+    return {
+        "headstart": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+    }

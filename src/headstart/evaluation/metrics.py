@@ -1,0 +1,91 @@
+"""Classification metrics, computed by scikit-learn (well tested, the numbers people compare to)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+
+__all__ = ["classification_metrics", "format_metrics"]
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, loss, per-class precision/recall/F1/support and the confusion matrix.
+
+    Args:
+        y_true: true class indices.
+        proba: predicted probabilities, one row per image, one column per class.
+        classes: class names in index order.
+
+    Returns:
+        A JSON-able dict: ``accuracy``, ``loss``, ``n``, ``classes``, ``confusion_matrix`` (rows are
+        true classes, columns predicted), ``per_class`` (name -> precision, recall, f1, support),
+        ``macro_f1``.
+    """
+    labels = list(range(len(classes)))
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = proba.argmax(1) if len(proba) else np.zeros(0, dtype=np.int64)
+    n = int(len(y_true))
+    if n == 0:
+        return {
+            "accuracy": None,
+            "loss": None,
+            "n": 0,
+            "classes": list(classes),
+            "confusion_matrix": [[0] * len(labels) for _ in labels],
+            "per_class": {},
+            "macro_f1": None,
+        }
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    clipped = np.clip(proba, 1e-12, 1.0)
+    loss = float(log_loss(y_true, clipped / clipped.sum(1, keepdims=True), labels=labels))
+    present = support > 0
+    return {
+        "accuracy": float((y_pred == y_true).mean()),
+        "loss": loss,
+        "n": n,
+        "classes": list(classes),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "macro_f1": float(f1[present].mean()) if present.any() else None,
+    }
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A plain-text table a person can read in a terminal."""
+    if not metrics.get("n"):
+        return "no images evaluated"
+    classes = metrics["classes"]
+    width = max(8, *(len(c) for c in classes))
+    lines = [
+        f"accuracy {metrics['accuracy']:.4f}   loss {metrics['loss']:.4f}   n {metrics['n']}",
+        "",
+        f"{'class':<{width}}  precision  recall     f1  support",
+    ]
+    for name in classes:
+        row = metrics["per_class"][name]
+        lines.append(
+            f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}"
+            f"  {row['support']:7d}"
+        )
+    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+    cm = metrics["confusion_matrix"]
+    cell = max(5, *(len(str(v)) for row in cm for v in row))
+    lines.append(" " * (width + 2) + " ".join(f"{i:>{cell}}" for i in range(len(classes))))
+    for i, (name, row) in enumerate(zip(classes, cm, strict=True)):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row) + f"   [{i}]")
+    return "\n".join(lines)

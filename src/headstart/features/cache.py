@@ -1,0 +1,190 @@
+"""The on-disk feature cache.
+
+Why SQLite: it is in the standard library, one file holds a million entries without a million tiny
+files, a transaction makes every write atomic (a run killed at any moment leaves either the whole
+batch or none of it, never a half-written entry that later reads as valid), and its locking lets two
+runs share a cache without corrupting it. WAL mode lets readers go on while one run writes.
+
+Two tables:
+- ``features``: (namespace, digest) -> float32 vector. The namespace hashes everything that decides
+  what the backbone outputs (architecture, weights identity, preprocessing, layer, view), the digest
+  is the SHA-256 of the image file's bytes, so renaming or copying an image still hits.
+- ``files``: (path, size, mtime_ns) -> digest, a cheap check that avoids re-reading unchanged files
+  to hash them on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+__all__ = ["FeatureCache", "default_cache_dir", "file_digest"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS features (
+    namespace TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (namespace, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+# SQLite limits the number of host parameters in one statement; stay well below it.
+_CHUNK = 500
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for headstart (``HEADSTART_CACHE_DIR`` overrides it)."""
+    env = os.environ.get("HEADSTART_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_cache_dir("headstart")) / "features"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: the identity of an image, whatever its name."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class FeatureCache:
+    """A content-addressed store of feature vectors in one SQLite file under ``folder``."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "features.sqlite"
+        # isolation_level=None: we open transactions ourselves, so each batch is one transaction.
+        self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 120000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- features -------------------------------------------------------------------------
+    def get_many(self, namespace: str, digests: Iterable[str]) -> dict[str, np.ndarray]:
+        """Return the cached vectors among ``digests``; entries that fail validation are ignored."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT digest, dim, data FROM features "
+                f"WHERE namespace = ? AND digest IN ({marks})"
+            )
+            rows = self._db.execute(query, (namespace, *chunk))
+            for digest, dim, data in rows:
+                if len(data) == dim * 4:
+                    found[digest] = np.frombuffer(data, dtype=np.float32, count=dim)
+        return found
+
+    def put_many(self, namespace: str, vectors: Mapping[str, np.ndarray]) -> None:
+        """Store vectors in one transaction: all of them become visible together, or none."""
+        rows = []
+        for digest, vector in vectors.items():
+            arr = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+            rows.append((namespace, digest, int(arr.shape[0]), arr.tobytes()))
+        if not rows:
+            return
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            row = self._db.execute("SELECT COUNT(*) FROM features").fetchone()
+        else:
+            query = "SELECT COUNT(*) FROM features WHERE namespace = ?"
+            row = self._db.execute(query, (namespace,)).fetchone()
+        return int(row[0])
+
+    # -- file digests ---------------------------------------------------------------------
+    def digests(self, paths: Sequence[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
+        """Content digests of ``paths``, re-reading only files whose size or mtime changed.
+
+        Returns:
+            (digests, failures): failures maps an unreadable path to the reason.
+        """
+        result: dict[Path, str] = {}
+        failures: dict[Path, str] = {}
+        stats: dict[Path, tuple[int, int]] = {}
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError as exc:
+                failures[path] = f"cannot read file: {exc.strerror or exc}"
+                continue
+            stats[path] = (st.st_size, st.st_mtime_ns)
+        known = self._known_digests(list(stats))
+        fresh: list[tuple[str, int, int, str]] = []
+        for path, (size, mtime_ns) in stats.items():
+            hit = known.get(str(path))
+            if hit is not None and hit[0] == size and hit[1] == mtime_ns:
+                result[path] = hit[2]
+                continue
+            try:
+                digest = file_digest(path)
+            except OSError as exc:
+                failures[path] = f"cannot read file: {exc.strerror or exc}"
+                continue
+            result[path] = digest
+            fresh.append((str(path), size, mtime_ns, digest))
+        if fresh:
+            with self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
+        return result, failures
+
+    def _known_digests(self, paths: list[Path]) -> dict[str, tuple[int, int, str]]:
+        known: dict[str, tuple[int, int, str]] = {}
+        names = [str(p) for p in paths]
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN ({marks})", chunk
+            )
+            for path, size, mtime_ns, digest in rows:
+                known[path] = (size, mtime_ns, digest)
+        return known
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (including KeyboardInterrupt)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

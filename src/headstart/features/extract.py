@@ -1,0 +1,247 @@
+"""Running a frozen backbone over image files, batched, with decoding in worker processes.
+
+The backbone always runs in inference mode (``eval()`` and ``torch.inference_mode()``): a frozen
+backbone whose BatchNorm layers still use batch statistics is the classic transfer-learning bug
+(shared/USERS.md story 2). Decoding and preprocessing happen in DataLoader workers so they overlap
+the forward pass. Results go to the feature cache batch by batch, so an interrupted run resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from headstart.data import load_image
+from headstart.device import resolve_device
+from headstart.errors import ImageDecodeError
+from headstart.features.cache import FeatureCache, file_digest
+from headstart.progress import Progress
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from headstart.backbones import Backbone
+
+__all__ = ["ExtractResult", "extract_features", "feature_namespace", "default_num_workers"]
+
+# Bump when the meaning of a cached vector changes (pooling, dtype, ...): old entries then miss.
+_FEATURE_FORMAT = 1
+
+
+def feature_namespace(backbone: Backbone, *, view: str = "plain") -> str:
+    """The cache namespace: a hash of everything that decides what the backbone outputs.
+
+    Two runs share entries only if architecture, weights, preprocessing and view all match, so a
+    changed mean/std or a fine-tuned backbone can never be served stale features.
+    """
+    spec = backbone.spec
+    payload = {
+        "format": _FEATURE_FORMAT,
+        "family": spec.get("family"),
+        "architecture": spec.get("architecture"),
+        "model_args": spec.get("model_args", {}),
+        "weights_id": backbone.weights_id,
+        "layer": spec.get("layer"),
+        "preprocess": backbone.preprocess.fingerprint(),
+        "view": view,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def default_num_workers() -> int:
+    """Decoding workers: enough to keep the forward pass fed, leaving it most of the cores."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class ExtractResult:
+    """Features for the images that could be read, in the order they were given."""
+
+    paths: list[Path]
+    features: np.ndarray
+    failures: dict[Path, str] = field(default_factory=dict)
+    n_computed: int = 0
+    n_cached: int = 0
+
+
+class _Images(TorchDataset[tuple[torch.Tensor | None, int, str]]):
+    """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        transform: Callable[[Image.Image], torch.Tensor],
+        draft_size: tuple[int, int] | None,
+    ) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
+        try:
+            image = load_image(self.paths[index], draft_size=self.draft_size)
+            return self.transform(image), index, ""
+        except ImageDecodeError as exc:
+            return None, index, exc.reason
+
+
+def _collate(
+    items: list[tuple[torch.Tensor | None, int, str]],
+) -> tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]:
+    good = [(x, i) for x, i, _ in items if x is not None]
+    bad = [(i, reason) for x, i, reason in items if x is None]
+    batch = torch.stack([x for x, _ in good]) if good else None
+    return batch, [i for _, i in good], bad
+
+
+def iter_batches(
+    paths: Sequence[Path],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    draft_size: tuple[int, int] | None,
+    batch_size: int,
+    num_workers: int | None,
+) -> DataLoader[Any]:
+    """Batches of (tensor or None, indices into ``paths``, [(index, failure reason)])."""
+    workers = default_num_workers() if num_workers is None else num_workers
+    return DataLoader(
+        _Images(paths, transform, draft_size),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+
+
+def extract_features(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    *,
+    cache: FeatureCache | None = None,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    device: str | torch.device | None = "auto",
+    quiet: bool = False,
+    desc: str = "extracting features",
+) -> ExtractResult:
+    """Pooled features of every readable image in ``paths``.
+
+    With a cache, images whose content was seen before with this backbone and preprocessing cost
+    no forward pass; identical files are computed once. Unreadable images are returned in
+    ``failures`` with the reason, never raised: one corrupt file must not kill a long run.
+    """
+    paths = [Path(p) for p in paths]
+    namespace = feature_namespace(backbone)
+    failures: dict[Path, str] = {}
+    if cache is not None:
+        digests, failures = cache.digests(paths)
+        cached = cache.get_many(namespace, digests.values())
+    else:
+        digests = {}
+        for path in paths:
+            try:
+                digests[path] = file_digest(path)
+            except OSError as exc:
+                failures[path] = f"cannot read file: {exc.strerror or exc}"
+        cached = {}
+    vectors: dict[str, np.ndarray] = dict(cached)
+    todo: list[Path] = []
+    seen: set[str] = set(cached)
+    for path in paths:
+        digest = digests.get(path)
+        if digest is not None and digest not in seen:
+            seen.add(digest)
+            todo.append(path)
+    n_cached = sum(1 for p in paths if p in digests and digests[p] in cached)
+
+    if todo:
+        computed = _forward(
+            backbone,
+            todo,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            quiet=quiet,
+            desc=desc,
+            cache=cache,
+            namespace=namespace,
+            digests=digests,
+            failures=failures,
+        )
+        vectors.update(computed)
+
+    ok = [p for p in paths if p not in failures and digests.get(p) in vectors]
+    # A file whose content failed to decode under another name fails here too.
+    for p in paths:
+        if p not in failures and p in digests and digests[p] not in vectors:
+            failures[p] = "could not be decoded (same content as another unreadable file)"
+    dim = backbone.num_features
+    feats = (
+        np.stack([vectors[digests[p]] for p in ok]).astype(np.float32, copy=False)
+        if ok
+        else np.zeros((0, dim), dtype=np.float32)
+    )
+    return ExtractResult(
+        paths=ok, features=feats, failures=failures, n_computed=len(todo), n_cached=n_cached
+    )
+
+
+def _forward(
+    backbone: Backbone,
+    todo: list[Path],
+    *,
+    batch_size: int,
+    num_workers: int | None,
+    device: str | torch.device | None,
+    quiet: bool,
+    desc: str,
+    cache: FeatureCache | None,
+    namespace: str,
+    digests: dict[Path, str],
+    failures: dict[Path, str],
+) -> dict[str, np.ndarray]:
+    dev = resolve_device(device)
+    module = backbone.module.eval().to(dev)
+    channels_last = dev.type != "mps"
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    computed: dict[str, np.ndarray] = {}
+    loader = iter_batches(
+        todo,
+        backbone.preprocess,
+        draft_size=backbone.preprocess.draft_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    with Progress(len(todo), desc, unit="img", quiet=quiet) as progress, torch.inference_mode():
+        for batch, indices, bad in loader:
+            for index, reason in bad:
+                failures[todo[index]] = reason
+            if batch is not None:
+                x = batch.to(dev, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                out = module(x).float().cpu().numpy()
+                fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
+                computed.update(fresh)
+                if cache is not None:
+                    cache.put_many(namespace, fresh)
+            progress.update(len(indices) + len(bad))
+    return computed

@@ -1,0 +1,89 @@
+"""The heads that sit on a backbone's pooled features."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from headstart.errors import HeadstartError
+
+__all__ = ["HEAD_KINDS", "MLPHead", "create_head", "fold_standardization"]
+
+HEAD_KINDS = ("linear", "mlp")
+HeadKind = Literal["linear", "mlp"]
+
+
+class MLPHead(nn.Module):
+    """Standardize -> Linear -> GELU -> Dropout -> Linear.
+
+    The standardization is part of the head (buffers saved with it), so the head can be applied to
+    raw backbone features anywhere, exactly as in training.
+    """
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(
+        self, in_features: int, num_classes: int, hidden: int = 512, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(in_features))
+        self.register_buffer("scale", torch.ones(in_features))
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.shift) * self.scale
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+def create_head(
+    kind: str, in_features: int, num_classes: int, *, hidden: int = 512, dropout: float = 0.2
+) -> nn.Module:
+    """Build a head of ``kind`` ("linear" or "mlp")."""
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes)
+    if kind == "mlp":
+        return MLPHead(in_features, num_classes, hidden=hidden, dropout=dropout)
+    raise HeadstartError(f"Unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}.")
+
+
+def head_config(kind: str, head: nn.Module) -> dict[str, Any]:
+    """The JSON description needed to rebuild ``head`` before loading its weights."""
+    if isinstance(head, MLPHead):
+        return {
+            "kind": "mlp",
+            "in_features": head.fc1.in_features,
+            "num_classes": head.fc2.out_features,
+            "hidden": head.fc1.out_features,
+            "dropout": head.drop.p,
+        }
+    if isinstance(head, nn.Linear):
+        return {"kind": "linear", "in_features": head.in_features, "num_classes": head.out_features}
+    raise TypeError(f"not a headstart head: {type(head).__name__}")
+
+
+def head_from_config(cfg: dict[str, Any]) -> nn.Module:
+    return create_head(
+        str(cfg["kind"]),
+        int(cfg["in_features"]),
+        int(cfg["num_classes"]),
+        hidden=int(cfg.get("hidden", 512)),
+        dropout=float(cfg.get("dropout", 0.2)),
+    )
+
+
+def fold_standardization(linear: nn.Linear, shift: torch.Tensor, scale: torch.Tensor) -> None:
+    """Rewrite ``linear`` so that linear(x) == old_linear((x - shift) * scale), in place.
+
+    Training a linear head on standardized features converges far better, but the saved head must
+    take raw features so that it is a plain classifier layer (and the run folder a timm model).
+    """
+    with torch.no_grad():
+        weight = linear.weight * scale
+        linear.bias.sub_(weight @ shift)
+        linear.weight.copy_(weight)

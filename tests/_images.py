@@ -1,0 +1,102 @@
+"""Write tiny test images of every kind (good, odd and broken) under a test's tmp_path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "write_class_folders",
+    "write_cmyk_jpeg",
+    "write_eps",
+    "write_exif_rotated_jpeg",
+    "write_gray16_png",
+    "write_image",
+    "write_palette_with_transparency",
+    "write_truncated",
+]
+
+
+def write_image(
+    path: Path,
+    fmt: str = "PNG",
+    size: tuple[int, int] = (8, 6),
+    color: tuple[int, int, int] = (200, 30, 40),
+    mode: str = "RGB",
+) -> Path:
+    """Write a solid image; ``fmt`` is the real format, whatever the file's extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", size, color)
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(path, format=fmt)
+    return path
+
+
+def write_class_folders(
+    root: Path, counts: dict[str, int], fmt: str = "PNG", ext: str = ".png"
+) -> Path:
+    """``root/<class>/img_NNN<ext>`` with ``counts[class]`` small images each."""
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            write_image(root / name / f"img_{i:03d}{ext}", fmt=fmt, color=(i * 7 % 256, 10, 20))
+    return root
+
+
+def write_truncated(path: Path, fmt: str, size: tuple[int, int] = (64, 48)) -> Path:
+    """A valid header followed by only part of the pixel data."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format=fmt)
+    data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_eps(path: Path) -> Path:
+    """A real EPS file (Pillow would hand it to Ghostscript), whatever ``path`` is named."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(path, format="EPS")
+    return path
+
+
+def write_gray16_png(path: Path, width: int = 256) -> Path:
+    """A 16-bit grayscale horizontal gradient spanning 0..65535."""
+    row = np.linspace(0, 65535, width).round().astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.tile(row, (4, 1))).save(path, format="PNG")
+    return path
+
+
+def write_palette_with_transparency(path: Path) -> Path:
+    """A palette PNG whose index 0 is transparent (Pillow warns on a direct P->RGB convert)."""
+    img = Image.new("P", (6, 6), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.putpixel((0, 0), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="PNG", transparency=0)
+    return path
+
+
+def write_cmyk_jpeg(path: Path) -> Path:
+    """A CMYK JPEG of pure cyan (C=255), which is (0, 255, 255) in RGB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("CMYK", (8, 8), (255, 0, 0, 0)).save(path, format="JPEG", quality=95)
+    return path
+
+
+def write_exif_rotated_jpeg(path: Path, orientation: int = 6) -> Path:
+    """A 40x20 JPEG, red left half, tagged with an EXIF orientation (6: rotate 90 clockwise)."""
+    img = Image.new("RGB", (40, 20), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="JPEG", exif=exif, quality=95)
+    return path

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny generated datasets, a private feature cache, offline hubs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# No test may reach a hub: a download attempt fails at once instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+def write_colour_dataset(
+    root: Path,
+    counts: dict[str, int],
+    *,
+    classes: dict[str, tuple[int, int, int]] = COLOURS,
+    seed: int = 0,
+    size: int = 40,
+) -> Path:
+    """Write ``root/<split>/<class>/*`` (``root/<class>`` for split "") of noisy colours."""
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        for name, rgb in classes.items():
+            folder = root / split / name if split else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                noise = rng.normal(0, 25, (size, size, 3))
+                pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+                fmt = "JPEG" if i % 2 else "PNG"
+                Image.fromarray(pixels).save(folder / f"{name}_{i}.{fmt.lower()}", format=fmt)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own feature cache, never the user's."""
+    monkeypatch.setenv("HEADSTART_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def colour_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    return write_colour_dataset(root, {"train": 8, "val": 4, "test": 4})

@@ -1,0 +1,145 @@
+"""The train / evaluate / predict / info / features commands, through main()."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headstart.cli.main import main
+
+FAST = ["--model", "test_resnet", "--weights", "none", "--epochs", "10", "--workers", "0", "-q"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, colour_data: Path) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    cache = tmp_path_factory.mktemp("clicache")
+    assert (
+        main(["train", str(colour_data), "--out", str(run), "--cache-dir", str(cache), *FAST]) == 0
+    )
+    return run
+
+
+def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
+    for name in ("config.json", "model.safetensors", "history.csv", "curves.png", "metrics.json"):
+        assert (trained_run / name).is_file()
+
+
+def test_evaluate_json_has_the_promised_keys(trained_run, colour_data, capsys) -> None:
+    capsys.readouterr()
+    assert main(["evaluate", str(trained_run), str(colour_data), "--json", "--workers", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "n", "classes", "confusion_matrix", "per_class"} <= set(out)
+    assert out["n"] == 12 and out["split"] == "test"
+
+
+def test_predict_json_lists_errors_and_exits_nonzero_for_a_bad_file(
+    trained_run, colour_data, tmp_path, capsys
+) -> None:
+    good = sorted((colour_data / "test" / "red").iterdir())[0]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    capsys.readouterr()
+    code = main(
+        [
+            "predict",
+            str(trained_run),
+            str(good),
+            str(bad),
+            str(tmp_path / "missing.png"),
+            "--json",
+            "--top-k",
+            "2",
+            "--workers",
+            "0",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    by_path = {Path(row["path"]).name: row for row in out}
+    assert by_path[good.name]["label"] == "red"
+    assert len(by_path[good.name]["top_k"]) == 2
+    assert "error" in by_path["broken.jpg"] and "error" in by_path["missing.png"]
+
+
+def test_predict_a_folder_predicts_every_image(trained_run, colour_data, capsys) -> None:
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(colour_data / "test"), "--workers", "0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 12
+
+
+def test_info_describes_model_training_and_preprocessing(trained_run, capsys) -> None:
+    assert main(["info", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert "test_resnet" in out and "test acc:" in out and "preprocessing" in out
+
+
+def test_features_exports_npz_with_labels_paths_and_classes(colour_data, tmp_path, capsys):
+    out = tmp_path / "feats.npz"
+    args = [
+        "features",
+        str(colour_data),
+        "--out",
+        str(out),
+        "--model",
+        "test_resnet",
+        "--weights",
+        "none",
+        "--workers",
+        "0",
+        "-q",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    assert main(args) == 0
+    data = np.load(out)
+    assert data["features"].shape[0] == len(data["labels"]) == len(data["paths"]) == 48
+    assert list(data["classes"]) == ["blue", "green", "red"]
+    assert set(data["split"]) == {"train", "val", "test"}
+    assert main(args) == 0
+    assert "0 computed, 48 from cache" in capsys.readouterr().out
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err
+
+
+def test_train_on_missing_folder_exits_2_with_one_line(tmp_path, capsys) -> None:
+    assert main(["train", str(tmp_path / "nope"), *FAST]) == 2
+    assert "does not exist" in _one_line_error(capsys)
+
+
+def test_train_with_unknown_backbone_exits_2_with_a_suggestion(colour_data, capsys) -> None:
+    args = ["train", str(colour_data), "--model", "resnet5O", "--workers", "0", "-q"]
+    assert main(args) == 2
+    assert "resnet5" in _one_line_error(capsys)
+
+
+def test_predict_with_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys) -> None:
+    assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
+    assert "not a finished headstart run" in _one_line_error(capsys)
+
+
+def test_evaluate_on_data_with_an_unknown_class_exits_2(trained_run, colour_data, tmp_path, capsys):
+    data = tmp_path / "d"
+    shutil.copytree(colour_data / "test", data)
+    (data / "purple").mkdir()
+    shutil.copy(next((data / "red").iterdir()), data / "purple" / "x.png")
+    assert main(["evaluate", str(trained_run), str(data), "--workers", "0"]) == 2
+    assert "purple" in _one_line_error(capsys)
+
+
+def test_one_class_dataset_exits_2(tmp_path, capsys) -> None:
+    from tests.conftest import write_colour_dataset
+
+    data = write_colour_dataset(tmp_path / "one", {"": 3}, classes={"red": (200, 0, 0)})
+    assert main(["train", str(data), *FAST]) == 2
+    assert "at least two" in _one_line_error(capsys)

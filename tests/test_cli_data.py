@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from headstart.cli.main import main
+from tests._images import write_class_folders
+
+
+def test_data_command_prints_layout_counts_and_skipped_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path, {"cat": 10, "dog": 5})
+    (tmp_path / "dog" / "notes.txt").write_text("x")
+    assert main(["data", str(tmp_path), "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataset:  {tmp_path}" in out
+    assert "layout:   class-folders" in out
+    assert "split:    made by headstart (val_fraction 0.2, test_fraction 0.1, seed 1)" in out
+    table = [line for line in out.splitlines() if line.startswith(("class ", "cat ", "dog "))]
+    assert table == [
+        "class  train  val  test  total",
+        "cat        7    2     1     10",
+        "dog        3    1     1      5",
+    ]
+    assert "total     10    3     2     15" in out
+    assert "skipped 1 file:" in out
+    assert "notes.txt: not an image (unrecognised content)" in out
+
+
+def test_data_command_options_change_the_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path, {"cat": 10, "dog": 10})
+    assert main(["data", str(tmp_path), "--val-fraction", "0.5", "--test-fraction", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "class  train  val  total" in out
+    assert "cat        5    5     10" in out
+
+
+def test_data_command_lists_first_20_skipped_then_a_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    for i in range(25):
+        (tmp_path / "cat" / f"junk_{i:02d}.txt").write_text("x")
+    assert main(["data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 25 files:" in out
+    assert sum(": not an image" in line for line in out.splitlines()) == 20
+    assert "  ... 5 more" in out
+
+
+def test_data_command_verify_finds_truncated_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests._images import write_truncated
+
+    write_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    write_truncated(tmp_path / "cat" / "cut.jpg", "JPEG")
+    assert main(["data", str(tmp_path), "--verify"]) == 0
+    assert "cut.jpg: truncated or corrupt JPEG" in capsys.readouterr().out
+
+
+def test_data_command_json_prints_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path / "train", {"cat": 2, "dog": 2})
+    write_class_folders(tmp_path / "val", {"cat": 1, "dog": 1})
+    assert main(["data", str(tmp_path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layout"] == "split-folders"
+    assert summary["classes"] == ["cat", "dog"]
+    assert summary["counts"] == {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}}
+    assert summary["split_spec"] is None
+    assert summary["skipped"] == []
+
+
+def test_data_command_bad_path_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data", str(tmp_path / "nope")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: dataset path ")
+    assert "does not exist" in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_data_command_one_class_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path, {"cat": 3})
+    assert main(["data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: found 1 class 'cat' in ")
+    assert err.count("\n") == 1

@@ -1,0 +1,139 @@
+"""The feature cache: content-addressed, atomic, shareable between processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from headstart.features.cache import FeatureCache
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _vector(digest: str, dim: int = 64) -> np.ndarray:
+    seed = int(digest[:8], 16)
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def test_put_then_get_returns_the_same_vectors(tmp_path: Path) -> None:
+    with FeatureCache(tmp_path) as cache:
+        vectors = {f"{i:08x}": _vector(f"{i:08x}") for i in range(10)}
+        cache.put_many("ns", vectors)
+        got = cache.get_many("ns", list(vectors) + ["ffffffff"])
+    assert set(got) == set(vectors)
+    for key, value in vectors.items():
+        np.testing.assert_array_equal(got[key], value)
+
+
+def test_namespaces_do_not_share_entries(tmp_path: Path) -> None:
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many("a", {"00000001": _vector("00000001")})
+        assert cache.get_many("b", ["00000001"]) == {}
+
+
+def test_unchanged_file_is_not_rehashed(tmp_path: Path, monkeypatch) -> None:
+    image = tmp_path / "x.bin"
+    image.write_bytes(b"hello")
+    with FeatureCache(tmp_path / "cache") as cache:
+        first, failures = cache.digests([image])
+        assert not failures
+        import headstart.features.cache as cache_module
+
+        def boom(path: Path) -> str:
+            raise AssertionError("re-read an unchanged file")
+
+        monkeypatch.setattr(cache_module, "file_digest", boom)
+        second, _ = cache.digests([image])
+    assert first == second
+
+
+def test_changed_file_gets_a_new_digest(tmp_path: Path) -> None:
+    image = tmp_path / "x.bin"
+    image.write_bytes(b"hello")
+    with FeatureCache(tmp_path / "cache") as cache:
+        first, _ = cache.digests([image])
+        image.write_bytes(b"hello, world")
+        os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+        second, _ = cache.digests([image])
+    assert first[image] != second[image]
+
+
+def test_missing_file_is_a_failure_not_an_exception(tmp_path: Path) -> None:
+    with FeatureCache(tmp_path / "cache") as cache:
+        digests, failures = cache.digests([tmp_path / "nope.jpg"])
+    assert digests == {}
+    assert "cannot read" in failures[tmp_path / "nope.jpg"]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    sys.path.insert(0, {src!r})
+    from headstart.features.cache import FeatureCache
+    cache = FeatureCache({folder!r})
+    start = int(sys.argv[1])
+    for batch in range(10_000):
+        items = {{}}
+        for i in range(50):
+            key = f"{{start + batch * 50 + i:08x}}"
+            items[key] = np.random.default_rng(int(key, 16)).standard_normal(512).astype("float32")
+        cache.put_many("ns", items)
+        if batch == 0:
+            print("ready", flush=True)
+        if batch == int(sys.argv[2]):
+            break
+    """
+)
+
+
+def _writer(tmp_path: Path, start: int, batches: int) -> subprocess.Popen[str]:
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER.format(src=SRC, folder=str(tmp_path / "cache")))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(start), str(batches)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _check_all_entries_valid(folder: Path) -> int:
+    with FeatureCache(folder) as cache:
+        integrity = cache._db.execute("PRAGMA integrity_check").fetchone()[0]
+        assert integrity == "ok"
+        keys = [row[0] for row in cache._db.execute("SELECT digest FROM features")]
+        got = cache.get_many("ns", keys)
+    assert len(got) == len(keys)
+    for key, value in got.items():
+        expected = np.random.default_rng(int(key, 16)).standard_normal(512).astype("float32")
+        np.testing.assert_array_equal(value, expected)
+    return len(keys)
+
+
+def test_killed_writer_leaves_only_valid_entries(tmp_path: Path) -> None:
+    proc = _writer(tmp_path, 0, 10_000)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    n = _check_all_entries_valid(tmp_path / "cache")
+    assert n > 0 and n % 50 == 0  # whole batches only
+
+
+def test_two_writers_sharing_a_cache_both_land(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir()
+    FeatureCache(tmp_path / "cache").close()
+    procs = [_writer(tmp_path, start, 20) for start in (0, 1_000_000)]
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    assert _check_all_entries_valid(tmp_path / "cache") == 2 * 21 * 50

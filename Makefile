@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.headstart-installed
+LINTED := src tests $(wildcard scripts benchmarks)
 
 .PHONY: install demo test lint format bench clean
 
@@ -19,14 +20,14 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
-	$(VENV)/bin/ruff format --check src tests scripts benchmarks
-	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests scripts benchmarks
-	$(VENV)/bin/ruff check --fix src tests scripts benchmarks
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/extract.py

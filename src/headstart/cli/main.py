@@ -26,9 +26,11 @@ COMMANDS = (
     "evaluate",
     "predict",
     "info",
+    "report",
     "features",
     "data",
     "preprocess",
+    "doctor",
     "backbones",
 )
 

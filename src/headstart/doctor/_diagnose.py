@@ -1,0 +1,315 @@
+"""``diagnose``: every check on a dataset, and ``quick_checks``: the duplicate checks alone."""
+
+from __future__ import annotations
+
+import csv
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headstart.data import Dataset, load_dataset
+from headstart.doctor._checks import (
+    TINY_SIDE,
+    class_findings,
+    colour_findings,
+    file_findings,
+    image_stats,
+    size_findings,
+)
+from headstart.doctor._duplicates import DEFAULT_NEAR_THRESHOLD, duplicate_findings
+from headstart.doctor._findings import Finding, Report, sort_findings
+from headstart.doctor._inspect import inspect_images
+from headstart.doctor._samples import labelled_samples
+from headstart.errors import DataError, PreprocessOverrideWarning
+
+if TYPE_CHECKING:
+    from headstart.preprocess import Preprocess
+
+__all__ = ["diagnose", "quick_checks"]
+
+_SPLIT_ALIASES = {"train", "val", "valid", "validation", "test"}
+_MAX_NEAR_THRESHOLD = 32  # half the bits: beyond it unrelated pictures match by chance
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return [
+        d
+        for d in folder.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX"
+    ]
+
+
+def _class_names(root: Path) -> list[str] | None:
+    """Every class name a folder or CSV dataset mentions, or None when it cannot tell.
+
+    Follows discovery's layout rule (split folders when ``train`` holds sub-folders, else class
+    folders). A mismatch costs nothing: the relaxed load then fails and the strict one runs.
+    """
+    try:
+        if root.is_file() and root.suffix.lower() == ".csv":
+            with open(root, newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.reader(fh))
+            header = [cell.strip().lower() for cell in rows[0]]
+            col = header.index("label")
+            labels = {row[col].strip() for row in rows[1:] if len(row) > col and row[col].strip()}
+            return sorted(labels) or None
+        if not root.is_dir():
+            return None
+        dirs = _visible_dirs(root)
+        splits = [d for d in dirs if d.name.lower() in _SPLIT_ALIASES]
+        train = [d for d in splits if d.name.lower() == "train"]
+        if train:
+            is_split = bool(_visible_dirs(train[0]))
+        else:
+            is_split = bool(splits) and all(_visible_dirs(d) for d in splits)
+        if is_split:
+            names = {c.name for d in splits for c in _visible_dirs(d)}
+        else:
+            names = {d.name for d in dirs}
+        return sorted(names) or None
+    except (OSError, ValueError, IndexError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _load(source: str | Path, *, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
+    """Read the dataset as training would, except that an empty class is not an error.
+
+    Training refuses a dataset with an empty class (or one class, or a val class missing from
+    train) before reading further, but the doctor's job is to list every such problem next to
+    the others. Rather than re-implement discovery, it reads the dataset in discovery's relaxed
+    mode, the one evaluation data uses: given all class names up front, it accepts classes without
+    images and still applies the same layout, split and file rules. Anything else wrong (a missing
+    path, no class folders at all) is a usage error and raised as training would raise it.
+    """
+    root = Path(source).expanduser().absolute()
+    names = _class_names(root)
+    if names is not None:
+        try:
+            return load_dataset(
+                root,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
+                classes=names,
+            )
+        except DataError:
+            pass  # the strict load below raises the accurate message
+    return load_dataset(root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+
+
+def _model_preprocess(
+    model: str, weights: str | Path, overrides: Mapping[str, Any] | None
+) -> tuple[Preprocess, Preprocess, list[Finding]]:
+    """(expected, used, findings): overrides that change the weights' values become findings."""
+    from headstart.backbones import resolve_model_preprocess
+
+    expected = resolve_model_preprocess(model, weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PreprocessOverrideWarning)
+        used = resolve_model_preprocess(model, weights, overrides)
+    findings = []
+    for w in caught:
+        if not issubclass(w.category, PreprocessOverrideWarning):
+            warnings.warn(w.message, w.category, stacklevel=2)
+            continue
+        findings.append(
+            Finding(
+                "warning",
+                "preprocess-override",
+                f"{w.message}; the weights learned from inputs prepared their way, so drop the "
+                "override unless the weights really came from elsewhere",
+                details={"overrides": list(used.overrides)},
+            )
+        )
+    return expected, used, findings
+
+
+def _check_threshold(near_threshold: int | None) -> None:
+    if near_threshold is None:
+        return
+    if (
+        isinstance(near_threshold, bool)
+        or not isinstance(near_threshold, int)
+        or not 0 <= near_threshold <= _MAX_NEAR_THRESHOLD
+    ):
+        raise DataError(
+            f"near_threshold must be a whole number of bits from 0 to {_MAX_NEAR_THRESHOLD}, got "
+            f"{near_threshold!r}; the default {DEFAULT_NEAR_THRESHOLD} finds resized and "
+            "recompressed copies"
+        )
+
+
+def diagnose(
+    source: str | Path | Dataset,
+    *,
+    model: str | None = None,
+    weights: str | Path = "default",
+    preprocess_overrides: Mapping[str, Any] | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    near_threshold: int | None = DEFAULT_NEAR_THRESHOLD,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    num_workers: int | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+) -> Report:
+    """Check a dataset before anyone trains on it.
+
+    Reads the dataset as training would (same layout rules and split), decodes every image once
+    and reports: files training would skip (empty, truncated, not images, unsupported, unlabelled)
+    and extensions that lie; classes that are empty, too small to learn or to validate, and
+    imbalance; exact and near duplicates inside a class (info), across classes (conflicting
+    labels) and across splits (leakage); tiny images, extreme aspect ratios and grayscale splits
+    or classes. With a model, also the preprocessing its weights expect, overrides that disagree
+    with it, and label-noise candidates from cross-validated predictions on its features.
+
+    Nothing is changed on disk; everything is reported, even what would stop training (an empty
+    class), so one run lists all that needs fixing.
+
+    Args:
+        source: A dataset folder or CSV (as for ``headstart train``), or a loaded ``Dataset``.
+        model: A backbone name; None skips the model checks and needs no deep-learning weights.
+        weights: "default", "none" or a weights file, as for training.
+        preprocess_overrides: The overrides a run would use; each one that changes the weights'
+            value is reported.
+        val_fraction: As for training, so the split checked is the split a run would use.
+        test_fraction: As for training.
+        seed: As for training.
+        near_threshold: Perceptual-hash distance (bits of 64) of near-duplicate candidates;
+            None checks exact duplicates only.
+        cache: Keep the model's features in the feature cache (a later training run reuses them).
+        cache_dir: Feature cache folder (default: the user cache).
+        num_workers: Decoding processes (None: chosen from the dataset size and the cores).
+        device: Where the model runs ("auto", "cpu", "cuda", ...).
+        quiet: No progress output.
+
+    Returns:
+        The report; ``report.has_errors`` says whether anything serious was found.
+
+    Raises:
+        DataError: The dataset cannot be read at all (missing path, no class folders, bad CSV),
+            or a bad ``near_threshold`` or split argument.
+        BackboneNotFoundError: Unknown model, or weights not available offline.
+        WeightsError: A bad weights file.
+    """
+    started = time.monotonic()
+    _check_threshold(near_threshold)
+    findings: list[Finding] = []
+    expected = used = None
+    backbone = None
+    if model is not None:
+        # Before the scan: a typo in the model name should cost a second, not a full pass.
+        from headstart.backbones import create_backbone
+
+        expected, used, override_findings = _model_preprocess(model, weights, preprocess_overrides)
+        findings += override_findings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreprocessOverrideWarning)  # reported just above
+            backbone = create_backbone(
+                model, weights=weights, preprocess_overrides=preprocess_overrides
+            )
+    if isinstance(source, Dataset):
+        dataset = source
+    else:
+        dataset = _load(source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    root = dataset.root
+    samples = labelled_samples(dataset)
+    facts = {
+        f.path: f
+        for f in inspect_images([s.path for s in samples], num_workers=num_workers, quiet=quiet)
+    }
+    findings += file_findings(dataset.skipped, samples, facts, root)
+    findings += class_findings(dataset)
+    duplicates, duplicate_stats = duplicate_findings(
+        samples,
+        facts,
+        near_threshold=near_threshold,
+        split_by_headstart=dataset.split_spec is not None,
+    )
+    findings += duplicates
+    if used is not None:
+        given = " (overridden)" if "input_size" in used.overrides else ""
+        min_side, why = min(used.input_size), f"the input size of {model}{given}"
+    else:
+        min_side, why = TINY_SIDE, "too small to show much"
+    findings += size_findings(samples, facts, min_side=min_side, why=why)
+    findings += colour_findings(samples, facts)
+    stats: dict[str, Any] = {
+        "images": len(samples),
+        "unreadable": sum(not f.ok for f in facts.values()),
+        "skipped": len(dataset.skipped),
+        "counts": dataset.counts(),
+        "split_spec": dataset.split_spec,
+        **image_stats(samples, facts),
+        "duplicates": duplicate_stats,
+    }
+    if backbone is not None:
+        from headstart.doctor._noise import label_noise_findings
+        from headstart.features import default_cache_dir
+
+        folder = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
+        noise, stats["label_noise"] = label_noise_findings(
+            backbone,
+            [s for s in samples if facts[s.path].ok],
+            root=root,
+            cache_dir=folder,
+            num_workers=num_workers,
+            device=device,
+            quiet=quiet,
+            seed=seed,
+        )
+        findings += noise
+    stats["seconds"] = round(time.monotonic() - started, 3)
+    return Report(
+        root=root,
+        layout=dataset.layout,
+        classes=list(dataset.classes),
+        findings=sort_findings(findings),
+        stats=stats,
+        model=model,
+        expected_preprocess=expected,
+        preprocess=used,
+    )
+
+
+def quick_checks(
+    dataset: Dataset,
+    *,
+    near_threshold: int | None = DEFAULT_NEAR_THRESHOLD,
+    num_workers: int | None = None,
+    quiet: bool = True,
+) -> list[Finding]:
+    """The duplicate checks alone, on an already loaded dataset: what training warns about.
+
+    Exact (SHA-256) and near (perceptual hash) duplicates, grouped: across splits ("leak-exact",
+    "leak-near": the held-out score is inflated), across classes ("conflicting-labels",
+    "conflicting-labels-near"), and inside one class and split ("duplicate", "near-duplicate",
+    info). Costs one decode of every image (about 0.5 ms for a small JPEG); unreadable files are
+    left out silently, since feature extraction reports them.
+
+    Returns:
+        Sorted findings, errors first; a caller warning about leakage keeps those with severity
+        "error" or "warning".
+    """
+    _check_threshold(near_threshold)
+    samples = labelled_samples(dataset)
+    facts = {
+        f.path: f
+        for f in inspect_images(
+            [s.path for s in samples],
+            num_workers=num_workers,
+            quiet=quiet,
+            desc="checking for duplicates",
+        )
+    }
+    findings, _ = duplicate_findings(
+        samples,
+        facts,
+        near_threshold=near_threshold,
+        split_by_headstart=dataset.split_spec is not None,
+    )
+    return sort_findings(findings)

@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
+	-@sh scripts/ensure_chromium.sh  # best effort: the report's browser test
 	$(VENV)/bin/pytest
 
 format: $(STAMP)

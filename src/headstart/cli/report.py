@@ -1,0 +1,39 @@
+"""`headstart report RUN [DATA]`: (re)build the run's report.html and print where it is."""
+
+from __future__ import annotations
+
+import argparse
+
+from headstart.cli._common import add_run_options
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write the run's report.html: curves, confusion matrix, mistakes as pictures",
+        description="Write RUN/report.html, one self-contained page (opens offline) with the "
+        "run's data, preprocessing, curves, metrics and the images it got wrong, evaluated on "
+        "DATA (default: the training data, if it is still where the run recorded it).",
+    )
+    parser.add_argument("run", help="run folder written by `headstart train`")
+    parser.add_argument("data", nargs="?", help="labelled image folder or CSV to show images of")
+    add_run_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headstart.estimator import ImageClassifier
+    from headstart.evaluation import write_report
+
+    clf = ImageClassifier.load(
+        args.run,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        num_workers=args.workers,
+        quiet=args.quiet,
+    )
+    print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet))
+    return 0

@@ -1,0 +1,298 @@
+"""report.html: what it shows, that it needs nothing but itself, and that a browser renders it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headstart import ImageClassifier
+from headstart.cli.main import main
+from headstart.errors import DataError, RunFolderError
+from headstart.evaluation import write_report
+from headstart.evaluation.report import GRID_LIMIT, _tensor_to_image
+from headstart.preprocess import Preprocess
+from tests.conftest import write_colour_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+# red and crimson are the same colour: the model cannot tell them apart, so there ARE mistakes.
+CLASSES = {"red": (200, 40, 40), "crimson": (200, 40, 40), "blue": (40, 60, 200)}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ImageClassifier]:
+    root = tmp_path_factory.mktemp("report")
+    data = write_colour_dataset(root / "data", {"train": 10, "val": 4, "test": 6}, classes=CLASSES)
+    (data / "train" / "red" / "empty.jpg").write_bytes(b"")
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        epochs=5,
+        lr=0.01,
+        num_workers=0,
+        quiet=True,
+        cache_dir=root / "cache",
+    ).fit(data)
+    return clf.save(root / "run"), data, clf
+
+
+@pytest.fixture(scope="module")
+def report(trained: tuple[Path, Path, ImageClassifier]) -> str:
+    run, _, clf = trained
+    path = write_report(run, clf=clf)
+    assert path == run / "report.html"
+    return path.read_text(encoding="utf-8")
+
+
+def _tile_probabilities(page: str, kind: str) -> list[float]:
+    return [
+        float(p) for p in re.findall(rf'class="tile {kind}" data-probability="([0-9.]+)"', page)
+    ]
+
+
+def test_report_shows_run_data_preprocessing_curves_metrics_and_skipped_files(
+    trained, report
+) -> None:
+    run, _, clf = trained
+    for anchor in ("glance", "preprocessing", "curves", "results", "mistakes", "skipped"):
+        assert f'id="{anchor}"' in report
+    assert "test_resnet" in report and "features" in report
+    for line in clf.preprocess_.describe().splitlines():  # the saved preprocessing, verbatim
+        assert line.split(":")[0] in report
+    assert "what the backbone receives" in report and "3×160×160 tensor" in report
+    assert 'alt="accuracy and loss per epoch"' in report
+    assert 'class="cm"' in report and "precision" in report
+    assert "empty.jpg" in report and "empty file (0 bytes)" in report
+    assert not list(run.glob(".report.html.*"))  # written atomically: no temp file left
+
+
+def test_mistakes_grid_shows_each_wrong_test_image_most_confident_first(trained, report) -> None:
+    _, data, clf = trained
+    metrics = clf.evaluate(data)
+    cm = np.array(metrics["confusion_matrix"])
+    wrong, right = int(cm.sum() - np.trace(cm)), int(np.trace(cm))
+    assert wrong > 0 and right > 0  # the task is imperfect on purpose
+
+    shown_wrong = _tile_probabilities(report, "wrong")
+    assert len(shown_wrong) == min(wrong, GRID_LIMIT)
+    assert shown_wrong == sorted(shown_wrong, reverse=True)
+    assert f"{wrong} of {metrics['n']} test images are wrong" in report
+
+    shown_right = _tile_probabilities(report, "right")
+    assert len(shown_right) == min(right, GRID_LIMIT)
+    assert shown_right == sorted(shown_right)
+
+
+def test_report_loads_nothing_from_outside_the_file(report) -> None:
+    sources = re.findall(r'\ssrc="([^"]*)"', report)
+    assert sources and all(s.startswith("data:image/") for s in sources)
+    assert all(h.startswith("#") for h in re.findall(r'\shref="([^"]*)"', report))
+    assert "<link" not in report and "url(" not in report and "@import" not in report
+    assert "default-src 'none'; img-src data:" in report  # the browser enforces it, too
+
+
+def test_report_without_the_data_renders_from_the_run_folder_and_asks_for_data(
+    trained, tmp_path
+) -> None:
+    run, _, _ = trained
+    copy = Path(shutil.copytree(run, tmp_path / "moved-run"))
+    config = json.loads((copy / "config.json").read_text())
+    config["headstart"]["data"]["root"] = str(tmp_path / "gone")
+    (copy / "config.json").write_text(json.dumps(config))
+    (copy / "model.safetensors").unlink()  # proves the model is not even loaded
+
+    page = write_report(copy).read_text(encoding="utf-8")
+
+    assert f"The training data is no longer at {tmp_path / 'gone'}" in page
+    assert "headstart report RUN DATA" in page
+    assert "Recorded at training time on the <b>test</b> split" in page
+    assert 'class="cm"' in page and 'alt="accuracy and loss per epoch"' in page
+    assert 'class="tile' not in page
+
+
+def test_data_given_explicitly_that_cannot_be_read_raises_data_error(trained, tmp_path) -> None:
+    run, _, clf = trained
+    with pytest.raises(DataError, match="does not exist"):
+        write_report(run, data=tmp_path / "nowhere", clf=clf)
+
+
+def test_a_folder_that_is_not_a_run_raises_run_folder_error(tmp_path: Path) -> None:
+    with pytest.raises(RunFolderError, match="not a headstart run folder"):
+        write_report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        Preprocess(input_size=(32, 32), resize=32),  # timm/torch: 0..1, ImageNet mean/std
+        Preprocess(  # Keras "caffe": BGR, 0..255, mean subtracted, no std
+            input_size=(32, 32),
+            resize=32,
+            scale=1.0,
+            mean=(103.939, 116.779, 123.68),
+            std=(1.0, 1.0, 1.0),
+            channel_order="BGR",
+        ),
+    ],
+    ids=["torch", "caffe"],
+)
+def test_tensor_shown_as_image_undoes_the_preprocessing_exactly(preprocess) -> None:
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    shown = _tensor_to_image(preprocess(img), preprocess)
+    diff = np.abs(np.asarray(shown, np.int16) - np.asarray(img, np.int16))
+    assert diff.max() <= 1
+
+
+def test_report_command_prints_the_report_path(trained, capsys) -> None:
+    run, data, _ = trained
+    capsys.readouterr()
+    assert main(["report", str(run), str(data), "--workers", "0", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "report.html")
+
+
+def test_report_of_a_missing_run_exits_2_with_one_line(tmp_path, capsys) -> None:
+    assert main(["report", str(tmp_path / "no-run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------ a real browser
+def _find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium; installed on the spot (best effort) if missing, else the test skips."""
+    found = _find_chromium()
+    if found is None:
+        script = REPO / "scripts" / "ensure_chromium.sh"
+        if script.is_file():
+            subprocess.run(["sh", str(script)], check=False, timeout=900)
+        found = _find_chromium()
+    if found is None:
+        pytest.skip(
+            "no chromium, and scripts/ensure_chromium.sh could not install it "
+            "(needs root, apt-get and the Debian mirror)"
+        )
+    return found
+
+
+def _browse(chromium: str, profile: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_report_renders_in_chromium_without_errors_and_every_image_decodes(
+    trained, report, chromium, tmp_path
+) -> None:
+    run, _, _ = trained
+    url = (run / "report.html").resolve().as_uri()
+    loaded = _browse(
+        chromium,
+        tmp_path / "profile",
+        url,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--window-size=1280,2000",
+        "--dump-dom",
+    )
+    body = re.search(r"<body([^>]*)>", loaded.stdout)
+    assert body, f"chromium printed no page (rc {loaded.returncode}): {loaded.stderr[-2000:]}"
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    console = [line for line in loaded.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    assert attrs.get("errors") == "0", attrs.get("error-list")
+    assert int(attrs["images-total"]) >= 3 + _tile_count(report)  # preview x2, curves, tiles
+    assert attrs["images-ok"] == attrs["images-total"]
+
+    shot = tmp_path / "report.png"
+    height = min(int(attrs.get("page-height", 2000)), 12000)
+    _browse(
+        chromium,
+        tmp_path / "profile",
+        url,
+        "--hide-scrollbars",
+        f"--window-size=1280,{height}",
+        f"--screenshot={shot}",
+    )
+    with Image.open(shot) as picture:
+        assert picture.size == (1280, height)
+    keep = REPO / "tmp" / "report-screenshot.png"  # /tmp/ is git-ignored
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, keep)
+    print(f"report screenshot: {keep}")
+
+
+def _tile_count(page: str) -> int:
+    return page.count('class="tile ')
+
+
+def test_many_classes_list_the_most_confused_pairs_instead_of_a_matrix(tmp_path) -> None:
+    from headstart.evaluation import classification_metrics
+
+    classes = [f"c{i:02d}" for i in range(50)]
+    y = np.repeat(np.arange(50), 4)
+    proba = np.eye(50)[y]
+    proba[0] = np.eye(50)[7]  # c00 taken for c07 once
+    config = {
+        "headstart": {
+            "classes": classes,
+            "metrics": {"test": classification_metrics(y, proba, classes)},
+        }
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+
+    assert "too many for a matrix" in page and 'class="cm"' not in page
+    assert "<th>c00</th><th>c07</th><td>1</td>" in page
+
+
+def test_data_headstart_split_itself_is_split_again_so_test_means_the_same_images(
+    tmp_path,
+) -> None:
+    data = write_colour_dataset(tmp_path / "flat", {"": 10}, classes=CLASSES)
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        epochs=2,
+        test_fraction=0.2,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "cache",
+    ).fit(data)
+    run = clf.save(tmp_path / "run")
+
+    page = write_report(run, clf=clf).read_text(encoding="utf-8")
+
+    test = clf.metrics_["test"]
+    assert f"Evaluated now on the <b>test</b> images of <code>{data}</code>" in page
+    assert f"Accuracy <b>{100 * test['accuracy']:.1f}%</b>" in page
+    assert f"{test['n']} images.</p>" in page

@@ -17,6 +17,7 @@ def plot_curves(history: Sequence[dict[str, float]], best_epoch: int, out: Path)
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
@@ -35,6 +36,7 @@ def plot_curves(history: Sequence[dict[str, float]], best_epoch: int, out: Path)
             )
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -1,9 +1,11 @@
 """``ImageClassifier``: the public estimator, in the spirit of scikit-learn.
 
 ``__init__`` only stores its keyword arguments; ``fit`` validates them, resolves the backbone and
-its preprocessing from the weights, extracts (or reuses) cached features and trains the head; the
-learned state ends in ``_``. The same object predicts, evaluates and saves, always through the one
-``Preprocess`` the backbone's weights defined, so train and predict cannot drift apart.
+its preprocessing from the weights, and hands the training to a strategy
+(:mod:`headstart.strategies`: cached features, frozen backbone with augmentation, fine-tuning, or
+training from scratch); the learned state ends in ``_``. The same object predicts, evaluates and
+saves, always through the one ``Preprocess`` the backbone's weights defined, so train and predict
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from headstart.data import Dataset, collect_image_paths, dataset_from_lists, loa
 from headstart.errors import DataError, HeadstartError, ImageDecodeError, NotFittedError
 from headstart.evaluation import classification_metrics, plot_curves
 from headstart.features import FeatureCache, default_cache_dir, extract_features
-from headstart.heads import HEAD_KINDS, HeadTrainingConfig, train_head
+from headstart.heads import HEAD_KINDS
 from headstart.heads.modules import head_config, head_from_config
 from headstart.preprocess import Preprocess
 from headstart.runs import (
@@ -39,10 +41,19 @@ from headstart.runs import (
     write_skipped_csv,
     write_weights,
 )
+from headstart.strategies import (
+    STRATEGIES,
+    Fitted,
+    Job,
+    TrainSettings,
+    fit_strategy,
+    inner_module,
+    resolve_settings,
+    select_layer,
+)
 
 __all__ = ["ImageClassifier", "Prediction"]
 
-STRATEGIES = ("features",)
 _HEAD_PREFIX = "headstart_head."
 
 
@@ -70,22 +81,47 @@ class Prediction:
 class ImageClassifier:
     """An image classifier built by transfer learning from a pretrained backbone.
 
+    Every training parameter left as None takes the chosen strategy's default
+    (:data:`headstart.strategies.STRATEGY_DEFAULTS`), which works without tuning; the values
+    used are recorded in the run.
+
     Args:
         model: backbone name: a timm name (``resnet50.a1_in1k``), ``hf-hub:ORG/REPO``,
             ``local-dir:PATH``, ``tv:NAME`` for torchvision, or ``headstart-tiny`` (shipped).
         weights: ``"default"`` (the pretrained weights), ``"none"`` (random init) or a path to a
             ``.safetensors`` (or weights-only ``.pth``) file.
         head: ``"linear"`` or ``"mlp"``.
-        strategy: how the backbone is used; ``"features"``: frozen, cached features, head only.
+        strategy: how the backbone is used. ``"features"``: frozen, cached features, head only
+            (the cheap default); ``"augment"``: frozen backbone end to end with augmentation;
+            ``"finetune"``: head first, then the top ``unfreeze`` stages; ``"scratch"``: the same
+            architecture from random init, as a baseline.
         preprocess: explicit preprocessing overrides (e.g. ``{"mean": ..., "std": ...}`` or
             ``{"keras": "caffe"}``); recorded and warned about when they differ from the weights'.
-        epochs, lr, weight_decay, batch_size, patience, seed, label_smoothing: head training.
+        epochs, lr, weight_decay, batch_size, patience, seed, label_smoothing: training; the
+            weights of the epoch with the lowest validation loss are kept.
+        schedule: ``"constant"``, ``"cosine"`` (after ``warmup_epochs`` of linear warm-up) or
+            ``"onecycle"``.
+        grad_clip: max gradient norm (None: no clipping).
+        augment: training augmentation: a preset (``none``, ``light``, ``default``, ``strong``,
+            ``randaugment``, ``trivialaugment``) or a dict of values (``{"rotation": 15,
+            "hflip": True}``, optionally with ``"preset"`` to start from). Validation and test
+            images are never augmented.
+        aug_views: ``features`` only: cache this many augmented views of each training image.
+        layer: ``features``/``augment``: pool features of this stage (timm ``feature_info``
+            index or module name) instead of the last.
+        unfreeze: ``finetune``: number of top stages to train, or ``"all"``.
+        layer_decay: ``finetune``: learning-rate factor per stage downwards.
+        bn: ``finetune``/``scratch``: ``"frozen"`` (BatchNorm keeps its running statistics) or
+            ``"train"`` (batch statistics).
+        amp: mixed precision on CUDA (None: on when CUDA is used).
         hidden, dropout: the MLP head's width and dropout.
         val_fraction, test_fraction: used when the data has no val/test split of its own.
         cache_dir: feature cache folder (default: the user cache dir); ``cache=False`` disables it.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
         num_workers: image decoding processes (default: cores - 1).
         quiet: no progress output.
+        checkpoint_dir: end-to-end strategies write a checkpoint there after every epoch.
+        resume: continue from the checkpoint in ``checkpoint_dir`` (same data and settings).
     """
 
     def __init__(
@@ -96,13 +132,23 @@ class ImageClassifier:
         head: str = "linear",
         strategy: str = "features",
         preprocess: Mapping[str, Any] | None = None,
-        epochs: int = 100,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 64,
-        patience: int = 10,
+        epochs: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        batch_size: int | None = None,
+        patience: int | None = None,
         seed: int = 0,
         label_smoothing: float = 0.0,
+        schedule: str | None = None,
+        warmup_epochs: float | None = None,
+        grad_clip: float | None = None,
+        augment: str | Mapping[str, Any] | None = None,
+        aug_views: int = 0,
+        layer: int | str | None = None,
+        unfreeze: int | str | None = None,
+        layer_decay: float | None = None,
+        bn: str | None = None,
+        amp: bool | None = None,
         hidden: int = 512,
         dropout: float = 0.2,
         val_fraction: float = 0.2,
@@ -113,6 +159,8 @@ class ImageClassifier:
         num_workers: int | None = None,
         extract_batch_size: int = 32,
         quiet: bool = False,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -126,6 +174,16 @@ class ImageClassifier:
         self.patience = patience
         self.seed = seed
         self.label_smoothing = label_smoothing
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.grad_clip = grad_clip
+        self.augment = augment
+        self.aug_views = aug_views
+        self.layer = layer
+        self.unfreeze = unfreeze
+        self.layer_decay = layer_decay
+        self.bn = bn
+        self.amp = amp
         self.hidden = hidden
         self.dropout = dropout
         self.val_fraction = val_fraction
@@ -136,71 +194,60 @@ class ImageClassifier:
         self.num_workers = num_workers
         self.extract_batch_size = extract_batch_size
         self.quiet = quiet
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
 
     # ------------------------------------------------------------------ fitting
     def fit(
         self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None
     ) -> ImageClassifier:
-        """Train on a folder, a CSV, a ``Dataset``, or a list of image paths with labels ``y``."""
-        self._validate_params()
+        """Train on a folder, a CSV, a ``Dataset``, or a list of image paths with labels ``y``.
+
+        Ctrl-C during an end-to-end strategy stops training cleanly: the best weights so far are
+        kept, ``interrupted_`` is True, and the classifier can be saved as it is.
+        """
+        settings = self._settings()
         started = time.monotonic()
         dataset = self._as_dataset(X, y)
         backbone = create_backbone(
-            self.model, weights=self.weights, preprocess_overrides=self.preprocess
+            self.model,
+            weights=self._backbone_weights(settings),
+            preprocess_overrides=self.preprocess,
         )
-        paths = [s.path for samples in dataset.splits.values() for s in samples]
-        extracted = self._extract(backbone, paths, desc="extracting features")
-        if extracted.failures:
-            dataset = dataset.without(extracted.failures)
-        by_path = dict(zip(extracted.paths, extracted.features, strict=True))
-        split_xy = {
-            name: _xy(samples, by_path, backbone.num_features)
-            for name, samples in dataset.splits.items()
-        }
-        train_x, train_y = split_xy["train"]
-        val_x, val_y = split_xy.get("val", (None, None))
-        trained = train_head(
-            self.head,
-            train_x,
-            train_y,
-            val_x,
-            val_y,
-            len(dataset.classes),
-            HeadTrainingConfig(
-                epochs=self.epochs,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                batch_size=self.batch_size,
-                patience=self.patience,
-                seed=self.seed,
-                label_smoothing=self.label_smoothing,
-            ),
-            hidden=self.hidden,
-            dropout=self.dropout,
+        job = Job(
+            dataset=dataset,
+            backbone=backbone,
+            settings=settings,
+            cache=self.cache,
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            device=self.device,
+            num_workers=self.num_workers,
+            extract_batch_size=self.extract_batch_size,
             quiet=self.quiet,
+            checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
+            resume=self.resume,
         )
-        self.backbone_: Backbone = backbone
-        self.head_: nn.Module = trained.head
-        self.classes_: list[str] = list(dataset.classes)
-        self.preprocess_: Preprocess = backbone.preprocess
-        self.backbone_id_: str = backbone.weights_id
-        self.history_: list[dict[str, float]] = trained.history
-        self.best_epoch_: int = trained.best_epoch
-        self.monitor_: str = trained.monitor
+        fitted = fit_strategy(job)
+        self.backbone_: Backbone = fitted.backbone
+        self.head_: nn.Module = fitted.head
+        self.classes_: list[str] = list(fitted.dataset.classes)
+        self.preprocess_: Preprocess = fitted.backbone.preprocess
+        self.backbone_id_: str = fitted.backbone.weights_id
+        self.settings_: TrainSettings = settings
+        self.history_: list[dict[str, Any]] = fitted.history
+        self.best_epoch_: int = fitted.best_epoch
+        self.monitor_: str = fitted.monitor
+        self.interrupted_: bool = fitted.interrupted
+        self.epoch_seconds_: list[float] = fitted.epoch_seconds
+        self.details_: dict[str, Any] = fitted.details
+        self.cost_estimate_: str | None = fitted.cost.message() if fitted.cost else None
+        dataset, self.metrics_ = self._fitted_metrics(fitted)
         self.dataset_: dict[str, Any] = dataset.summary()
-        self.metrics_: dict[str, Any] = {
-            name: self._metrics_from_features(x, y_)
-            for name, (x, y_) in split_xy.items()
-            if name != "train" and len(y_)
-        }
         self.fit_seconds_: float = time.monotonic() - started
-        self.extraction_: dict[str, int] = {
-            "computed": extracted.n_computed,
-            "cached": extracted.n_cached,
-        }
+        self.extraction_: dict[str, int] = fitted.extraction
         return self
 
-    def _validate_params(self) -> None:
+    def _settings(self) -> TrainSettings:
         if self.head not in HEAD_KINDS:
             raise HeadstartError(
                 f"Unknown head {self.head!r}; choose one of {', '.join(HEAD_KINDS)}."
@@ -209,6 +256,75 @@ class ImageClassifier:
             raise HeadstartError(
                 f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}."
             )
+        preset: Any = self.augment
+        augment_params: dict[str, Any] = {}
+        if isinstance(self.augment, Mapping):
+            values = dict(self.augment)
+            preset = values.pop("preset", None)
+            augment_params = values
+            if preset is None and values:
+                preset = "none"
+        return resolve_settings(
+            self.strategy,
+            augment=preset,
+            augment_params=augment_params,
+            head=self.head,
+            hidden=self.hidden,
+            dropout=self.dropout,
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            label_smoothing=self.label_smoothing,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            grad_clip=self.grad_clip,
+            aug_views=self.aug_views or None,
+            layer=self.layer,
+            unfreeze=self.unfreeze,
+            layer_decay=self.layer_decay,
+            bn=self.bn,
+            amp=self.amp,
+        )
+
+    def _backbone_weights(self, settings: TrainSettings) -> str:
+        if settings.strategy != "scratch":
+            return self.weights
+        if str(self.weights).strip().lower() not in ("default", "none"):
+            raise HeadstartError(
+                f"--strategy scratch trains from random initialisation, but weights "
+                f"{self.weights!r} were given; to start from them use --strategy finetune "
+                "--unfreeze all."
+            )
+        return "none"
+
+    def _fitted_metrics(self, fitted: Fitted) -> tuple[Dataset, dict[str, Any]]:
+        """Validation and test metrics, from the features the strategy has, else extracted."""
+        dataset = fitted.dataset
+        split_xy = dict(fitted.features)
+        missing = [
+            name
+            for name, samples in dataset.splits.items()
+            if name != "train" and samples and name not in split_xy
+        ]
+        if missing:
+            paths = [s.path for name in missing for s in dataset.splits[name]]
+            extracted = self._extract(self.backbone_, paths, desc="evaluating")
+            if extracted.failures:
+                dataset = dataset.without(extracted.failures)
+            by_path = dict(zip(extracted.paths, extracted.features, strict=True))
+            for name in missing:
+                split_xy[name] = _xy(
+                    dataset.splits.get(name, []), by_path, self.backbone_.num_features
+                )
+        metrics = {
+            name: self._metrics_from_features(x, y_)
+            for name, (x, y_) in split_xy.items()
+            if name != "train" and len(y_)
+        }
+        return dataset, metrics
 
     def _as_dataset(
         self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None
@@ -353,14 +469,27 @@ class ImageClassifier:
         return load_dataset(data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_)
 
     # ----------------------------------------------------------- save and load
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = dict(self.backbone_.module.state_dict())
+    def _timm_classifier(self) -> str | None:
+        """The timm classifier name the linear head is saved under, so timm loads the run.
+
+        Only for a linear head on a timm backbone's final features: features of an earlier
+        stage (``layer``) are not what timm's classifier receives.
+        """
         classifier = self.backbone_.spec.get("classifier")
-        timm_linear = (
+        if (
             self.backbone_.spec.get("family") == "timm"
             and isinstance(self.head_, nn.Linear)
+            and isinstance(classifier, str)
             and classifier
-        )
+            and self.backbone_.spec.get("layer") is None
+        ):
+            return classifier
+        return None
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = dict(inner_module(self.backbone_.module).state_dict())
+        classifier = self._timm_classifier()
+        timm_linear = classifier is not None
         for name, value in self.head_.state_dict().items():
             key = f"{classifier}.{name}" if timm_linear else f"{_HEAD_PREFIX}{name}"
             tensors[key] = value
@@ -368,13 +497,8 @@ class ImageClassifier:
 
     def _head_keys(self) -> dict[str, str]:
         """Maps saved tensor keys to the head's own state-dict keys."""
-        classifier = self.backbone_.spec.get("classifier")
-        timm_linear = (
-            self.backbone_.spec.get("family") == "timm"
-            and isinstance(self.head_, nn.Linear)
-            and classifier
-        )
-        prefix = f"{classifier}." if timm_linear else _HEAD_PREFIX
+        classifier = self._timm_classifier()
+        prefix = f"{classifier}." if classifier is not None else _HEAD_PREFIX
         return {f"{prefix}{name}": name for name in self.head_.state_dict()}
 
     def config(self) -> dict[str, Any]:
@@ -386,20 +510,17 @@ class ImageClassifier:
             "classes": self.classes_,
             "backbone": spec,
             "preprocess": self.preprocess_.to_dict(),
-            "strategy": self.strategy,
+            "strategy": self.settings_.strategy,
             "head": head_config(self.head, self.head_),
             "training": {
-                "epochs": self.epochs,
-                "lr": self.lr,
-                "weight_decay": self.weight_decay,
-                "batch_size": self.batch_size,
-                "patience": self.patience,
-                "label_smoothing": self.label_smoothing,
-                "seed": self.seed,
+                **self.settings_.to_dict(),
                 "best_epoch": self.best_epoch_,
                 "epochs_run": len(self.history_),
                 "monitor": self.monitor_,
+                "interrupted": getattr(self, "interrupted_", False),
                 "seconds": round(getattr(self, "fit_seconds_", 0.0), 2),
+                "epoch_seconds": [round(t, 3) for t in getattr(self, "epoch_seconds_", [])],
+                "details": getattr(self, "details_", {}),
             },
             "data": self.dataset_,
             "metrics": self.metrics_,
@@ -445,32 +566,44 @@ class ImageClassifier:
         hs = config["headstart"]
         try:
             preprocess = Preprocess.from_dict(hs["preprocess"])
-            backbone = rebuild_backbone(hs["backbone"], preprocess)
+            spec = hs["backbone"]
+            backbone = rebuild_backbone(spec, preprocess)
             head = head_from_config(hs["head"])
             classes = [str(c) for c in hs["classes"]]
             training = hs.get("training", {})
-        except (KeyError, TypeError, ValueError) as exc:
+            strategy = str(hs.get("strategy", "features"))
+            settings = TrainSettings.from_dict({**training, "strategy": strategy})
+        except (KeyError, TypeError, ValueError, HeadstartError) as exc:
             raise _run_error(folder, f"bad config.json ({exc})") from exc
         clf = cls(
-            model=str(hs["backbone"].get("model", "")),
+            model=str(spec.get("model", "")),
             head=str(hs["head"]["kind"]),
-            strategy=str(hs.get("strategy", "features")),
-            seed=int(training.get("seed", 0)),
+            strategy=strategy,
+            seed=settings.seed,
             **overrides,
         )
+        if spec.get("layer") is not None:
+            try:
+                backbone = select_layer(backbone, spec["layer"])
+            except HeadstartError as exc:
+                raise _run_error(folder, str(exc)) from exc
         clf.backbone_ = backbone
         clf.head_ = head
         head_keys = clf._head_keys()
         head_state = {head_keys[k]: v for k, v in tensors.items() if k in head_keys}
         backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
         try:
-            backbone.module.load_state_dict(backbone_state, strict=True)
+            inner_module(backbone.module).load_state_dict(backbone_state, strict=True)
             head.load_state_dict(head_state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise _run_error(folder, f"weights do not fit the model ({first})") from exc
         backbone.module.eval()
         head.eval()
+        for param in backbone.module.parameters():
+            param.requires_grad_(False)
+        clf.settings_ = settings
+        clf.interrupted_ = bool(training.get("interrupted", False))
         clf.classes_ = classes
         clf.preprocess_ = preprocess
         clf.backbone_id_ = backbone.weights_id

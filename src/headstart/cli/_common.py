@@ -7,7 +7,15 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["add_model_options", "add_run_options", "print_json", "preprocess_overrides"]
+__all__ = [
+    "add_augment_options",
+    "add_model_options",
+    "add_run_options",
+    "add_training_options",
+    "augment_values",
+    "print_json",
+    "preprocess_overrides",
+]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -81,3 +89,96 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Strategy and training controls; None means "the strategy's default"."""
+    from headstart.strategies import BN_POLICIES, SCHEDULES, STRATEGIES
+
+    parser.add_argument(
+        "--strategy",
+        default="features",
+        choices=STRATEGIES,
+        help="features (default): frozen backbone, cached features, head only; augment: frozen "
+        "backbone end to end with augmentation; finetune: head first, then the top stages; "
+        "scratch: the same architecture from random init (baseline)",
+    )
+    parser.add_argument("--head", default="linear", choices=("linear", "mlp"))
+    group = parser.add_argument_group(
+        "training (unset values take the strategy's defaults, recorded in the run)"
+    )
+    group.add_argument("--epochs", type=int, help="at most this many epochs")
+    group.add_argument("--lr", type=float, help="learning rate (of the head, for finetune)")
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    group.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    group.add_argument("--warmup-epochs", type=float, help="linear warm-up (cosine schedule)")
+    group.add_argument("--grad-clip", type=float, help="max gradient norm")
+    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision (CUDA only; on by default there)",
+    )
+    group.add_argument(
+        "--aug-views",
+        type=int,
+        default=0,
+        help="features: cache K augmented views of every training image",
+    )
+    group.add_argument(
+        "--layer", help="features/augment: pool features of this stage (index or module name)"
+    )
+    group.add_argument(
+        "--unfreeze", help="finetune: number of top stages to train, or 'all' (default 2)"
+    )
+    group.add_argument(
+        "--layer-decay", type=float, help="finetune: learning-rate factor per stage downwards"
+    )
+    group.add_argument(
+        "--bn",
+        choices=BN_POLICIES,
+        help="finetune/scratch: BatchNorm keeps its running statistics (frozen, the finetune "
+        "default) or uses batch statistics (train)",
+    )
+
+
+_AUGMENT_FLOATS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "brightness")
+
+
+def add_augment_options(parser: argparse.ArgumentParser) -> None:
+    from headstart.augment import AUGMENT_PRESETS
+
+    group = parser.add_argument_group(
+        "augmentation (training images only; validation and test images are never augmented)"
+    )
+    group.add_argument(
+        "--augment",
+        choices=AUGMENT_PRESETS,
+        help="preset (default: 'default' for augment/finetune/scratch and --aug-views)",
+    )
+    group.add_argument("--rotation", type=float, help="degrees, uniform in [-r, r]")
+    group.add_argument("--width-shift", type=float, help="fraction of the width")
+    group.add_argument("--height-shift", type=float, help="fraction of the height")
+    group.add_argument("--shear", type=float, help="degrees")
+    group.add_argument("--zoom", type=float, help="scale uniform in [1 - z, 1 + z]")
+    group.add_argument("--brightness", type=float, help="factor uniform in [1 - b, 1 + b]")
+    group.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--magnitude", type=int, help="RandAugment magnitude (0-30)")
+    group.add_argument("--fill", choices=("reflect", "nearest", "constant"))
+
+
+def augment_values(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``ImageClassifier(augment=...)``: the preset plus explicit values, or None."""
+    values: dict[str, Any] = {}
+    for name in (*_AUGMENT_FLOATS, "hflip", "vflip", "magnitude", "fill"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    if not values:
+        return None if args.augment is None else {"preset": args.augment}
+    return {"preset": args.augment, **values}

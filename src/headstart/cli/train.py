@@ -1,15 +1,37 @@
-"""`headstart train DATA`: extract (or reuse) features, train the head, write the run folder."""
+"""`headstart train DATA`: train with a strategy and write the run folder; `--resume RUN` continues.
+
+The arguments are stored in ``RUN/train_args.json`` before training starts, so ``headstart train
+--resume RUN`` needs nothing else after a crash, a ``kill -9`` or Ctrl-C: end-to-end strategies
+continue from the checkpoint of the last complete epoch (``RUN/checkpoint``) and end as the
+uninterrupted run would have; ``features`` reruns its head training, seconds on cached features.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from headstart.cli._common import add_model_options, add_run_options, preprocess_overrides
+from headstart.cli._common import (
+    add_augment_options,
+    add_model_options,
+    add_run_options,
+    add_training_options,
+    augment_values,
+    preprocess_overrides,
+)
 
 __all__ = ["register", "run"]
+
+ARGS_NAME = "train_args.json"
+CHECKPOINT_FOLDER = "checkpoint"
+# Options that change how a resumed run executes, not what it computes.
+_RESUME_OVERRIDES = ("quiet", "device", "workers")
+_NOT_STORED = ("func", "resume")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,25 +40,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="train a classifier on an image folder or CSV",
         description="Train a classifier on DATA (train/ val/ [test/] class folders, plain class "
         "folders split for you, or a CSV with path,label[,split]) and write a run folder with "
-        "the model, history, curves and metrics.",
+        "the model, history, curves and metrics. `headstart train --resume RUN` continues an "
+        "interrupted run.",
     )
-    parser.add_argument("data", help="image folder or CSV file")
+    parser.add_argument("data", nargs="?", help="image folder or CSV file")
     parser.add_argument("--out", help="run folder (default: runs/<data>-<timestamp>)")
-    add_model_options(parser)
     parser.add_argument(
-        "--strategy",
-        default="features",
-        choices=("features",),
-        help="features: frozen backbone, cached features, head only",
+        "--resume",
+        metavar="RUN",
+        help="continue the interrupted run in RUN with its own arguments (RUN/train_args.json)",
     )
-    parser.add_argument("--head", default="linear", choices=("linear", "mlp"))
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    add_model_options(parser)
+    add_training_options(parser)
+    add_augment_options(parser)
     parser.add_argument(
         "--val-fraction",
         type=float,
@@ -47,37 +63,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--test-fraction", type=float, default=0.1, help="test share when DATA has no splits at all"
     )
     add_run_options(parser)
-    parser.set_defaults(func=run)
+    defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
+    parser.set_defaults(func=partial(run, defaults=defaults))
 
 
-def run(args: argparse.Namespace) -> int:
-    from headstart.estimator import ImageClassifier
+def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
+    from headstart.checkpoint import remove_checkpoint
+    from headstart.errors import HeadstartError
     from headstart.evaluation import format_metrics
 
-    clf = ImageClassifier(
-        args.model,
-        weights=args.weights,
-        head=args.head,
-        strategy=args.strategy,
-        preprocess=preprocess_overrides(args),
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        seed=args.seed,
-        label_smoothing=args.label_smoothing,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        num_workers=args.workers,
-        quiet=args.quiet,
-    )
+    resume = bool(args.resume)
+    if resume:
+        out = Path(args.resume)
+        if args.data:
+            raise HeadstartError(
+                f"--resume {out} continues a run with its own data; give no DATA "
+                f"(got {args.data!r})."
+            )
+        stored = _resumed_args(args, out, defaults or {})
+        if stored is None:
+            print(f"{out} is finished (config.json written); nothing to resume.")
+            return 0
+        args = stored
+    else:
+        if not args.data:
+            raise HeadstartError(
+                "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
+            )
+        out = Path(args.out) if args.out else _default_out(args.data)
+        _write_args(args, out)
+    clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
     clf.fit(args.data)
-    out = Path(args.out) if args.out else _default_out(args.data)
     clf.save(out)
+    if not clf.interrupted_:
+        remove_checkpoint(out / CHECKPOINT_FOLDER)
     skipped = clf.dataset_.get("skipped", [])
     if skipped:
         print(
@@ -92,7 +111,118 @@ def run(args: argparse.Namespace) -> int:
     if "test" in clf.metrics_ and not args.quiet:
         print(format_metrics(clf.metrics_["test"]))
     print(f"run folder: {out}")
+    if clf.interrupted_:
+        print(
+            f"interrupted: saved the best model so far (epoch {clf.best_epoch_}); continue with "
+            f"`headstart train --resume {out}`",
+            file=sys.stderr,
+        )
+        return 130
     return 0
+
+
+def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:
+    from headstart.estimator import ImageClassifier
+
+    return ImageClassifier(
+        args.model,
+        weights=args.weights,
+        head=args.head,
+        strategy=args.strategy,
+        preprocess=preprocess_overrides(args),
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        seed=args.seed,
+        label_smoothing=args.label_smoothing,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        grad_clip=args.grad_clip,
+        augment=augment_values(args),
+        aug_views=args.aug_views,
+        layer=args.layer,
+        unfreeze=args.unfreeze,
+        layer_decay=args.layer_decay,
+        bn=args.bn,
+        amp=args.amp,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        num_workers=args.workers,
+        quiet=args.quiet,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+
+
+def _write_args(args: argparse.Namespace, out: Path) -> None:
+    """Store the arguments before training, with paths made absolute (resume from anywhere)."""
+    from headstart.runs import write_json
+
+    stored = {k: v for k, v in vars(args).items() if k not in _NOT_STORED}
+    stored["data"] = str(Path(args.data).resolve())
+    stored["out"] = str(out)
+    if stored.get("cache_dir"):
+        stored["cache_dir"] = str(Path(stored["cache_dir"]).resolve())
+    weights = Path(str(args.weights)).expanduser()
+    if str(args.weights).lower() not in ("default", "none") and weights.is_file():
+        stored["weights"] = str(weights.resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / ARGS_NAME, {"format_version": 1, "args": stored})
+
+
+def _resumed_args(
+    args: argparse.Namespace, out: Path, defaults: dict[str, Any]
+) -> argparse.Namespace | None:
+    """The run's stored arguments, with this invocation's quiet/device/workers when given."""
+    from headstart.errors import RunFolderError
+    from headstart.runs import CONFIG_NAME
+
+    given = [
+        name
+        for name, value in vars(args).items()
+        if name not in (*_NOT_STORED, *_RESUME_OVERRIDES, "data")
+        and name in defaults
+        and value != defaults[name]
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
+        raise RunFolderError(
+            f"--resume {out} takes the run's own arguments from {out / ARGS_NAME}; remove "
+            f"{flags} (only --quiet, --device and --workers may change)."
+        )
+    path = out / ARGS_NAME
+    try:
+        stored = json.loads(path.read_text())["args"]
+    except FileNotFoundError:
+        raise RunFolderError(
+            f"Cannot resume '{out}': it has no {ARGS_NAME}; pass the folder `headstart train` "
+            "was writing (its --out)."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunFolderError(f"Cannot resume '{out}': {path} is damaged ({exc}).") from exc
+    if _finished(out / CONFIG_NAME):
+        return None
+    merged = {**defaults, **stored}
+    for name in _RESUME_OVERRIDES:
+        value = getattr(args, name)
+        if value != defaults.get(name):
+            merged[name] = value
+    merged.pop("func", None)
+    return argparse.Namespace(**merged)
+
+
+def _finished(config: Path) -> bool:
+    """A run folder whose config.json records a training that was not interrupted."""
+    try:
+        training = json.loads(config.read_text())["headstart"]["training"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return not training.get("interrupted", False)
 
 
 def _default_out(data: str) -> Path:

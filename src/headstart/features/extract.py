@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 
     from headstart.backbones import Backbone
 
-__all__ = ["ExtractResult", "extract_features", "feature_namespace", "default_num_workers"]
+__all__ = [
+    "ExtractResult",
+    "FeatureView",
+    "default_num_workers",
+    "extract_features",
+    "feature_namespace",
+]
 
 # Bump when the meaning of a cached vector changes (pooling, dtype, ...): old entries then miss.
 _FEATURE_FORMAT = 1
@@ -65,6 +71,20 @@ def default_num_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+class FeatureView(Protocol):
+    """A deterministic variant of every image (e.g. one cached augmented view).
+
+    ``name`` goes into the cache namespace; ``transform(preprocess)`` gives a picklable callable
+    taking the decoded image and the file's content digest, so a view can depend on the image's
+    identity (and so be reproducible and cacheable) but never on its path or position.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def transform(self, preprocess: Any) -> Callable[[Image.Image, str], torch.Tensor]: ...
+
+
 @dataclass
 class ExtractResult:
     """Features for the images that could be read, in the order they were given."""
@@ -77,17 +97,22 @@ class ExtractResult:
 
 
 class _Images(TorchDataset[tuple[torch.Tensor | None, int, str]]):
-    """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted."""
+    """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted.
+
+    With ``keys``, the transform also receives the image's key (its content digest).
+    """
 
     def __init__(
         self,
         paths: Sequence[Path],
-        transform: Callable[[Image.Image], torch.Tensor],
+        transform: Callable[..., torch.Tensor],
         draft_size: tuple[int, int] | None,
+        keys: Sequence[str] | None = None,
     ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.draft_size = draft_size
+        self.keys = list(keys) if keys is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -95,6 +120,8 @@ class _Images(TorchDataset[tuple[torch.Tensor | None, int, str]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
         try:
             image = load_image(self.paths[index], draft_size=self.draft_size)
+            if self.keys is not None:
+                return self.transform(image, self.keys[index]), index, ""
             return self.transform(image), index, ""
         except ImageDecodeError as exc:
             return None, index, exc.reason
@@ -111,16 +138,17 @@ def _collate(
 
 def iter_batches(
     paths: Sequence[Path],
-    transform: Callable[[Image.Image], torch.Tensor],
+    transform: Callable[..., torch.Tensor],
     *,
     draft_size: tuple[int, int] | None,
     batch_size: int,
     num_workers: int | None,
+    keys: Sequence[str] | None = None,
 ) -> DataLoader[Any]:
     """Batches of (tensor or None, indices into ``paths``, [(index, failure reason)])."""
     workers = default_num_workers() if num_workers is None else num_workers
     return DataLoader(
-        _Images(paths, transform, draft_size),
+        _Images(paths, transform, draft_size, keys),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -140,15 +168,21 @@ def extract_features(
     device: str | torch.device | None = "auto",
     quiet: bool = False,
     desc: str = "extracting features",
+    view: FeatureView | None = None,
 ) -> ExtractResult:
     """Pooled features of every readable image in ``paths``.
 
     With a cache, images whose content was seen before with this backbone and preprocessing cost
     no forward pass; identical files are computed once. Unreadable images are returned in
     ``failures`` with the reason, never raised: one corrupt file must not kill a long run.
+
+    Args:
+        view: Extract this deterministic variant of each image (an augmented view) instead of
+            the plain image; its name is part of the cache namespace, so plain features and
+            each view are cached apart.
     """
     paths = [Path(p) for p in paths]
-    namespace = feature_namespace(backbone)
+    namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     failures: dict[Path, str] = {}
     if cache is not None:
         digests, failures = cache.digests(paths)
@@ -184,6 +218,7 @@ def extract_features(
             namespace=namespace,
             digests=digests,
             failures=failures,
+            view=view,
         )
         vectors.update(computed)
 
@@ -216,6 +251,7 @@ def _forward(
     namespace: str,
     digests: dict[Path, str],
     failures: dict[Path, str],
+    view: FeatureView | None = None,
 ) -> dict[str, np.ndarray]:
     dev = resolve_device(device)
     module = backbone.module.eval().to(dev)
@@ -225,10 +261,11 @@ def _forward(
     computed: dict[str, np.ndarray] = {}
     loader = iter_batches(
         todo,
-        backbone.preprocess,
+        backbone.preprocess if view is None else view.transform(backbone.preprocess),
         draft_size=backbone.preprocess.draft_size,
         batch_size=batch_size,
         num_workers=num_workers,
+        keys=None if view is None else [digests[p] for p in todo],
     )
     with Progress(len(todo), desc, unit="img", quiet=quiet) as progress, torch.inference_mode():
         for batch, indices, bad in loader:

@@ -4,12 +4,20 @@ The weights kept are those of the epoch with the lowest validation loss, not the
 Keras' ``ModelCheckpoint(save_best_only=True)`` users expect. Everything random (initialisation,
 shuffling, dropout) draws from one seeded generator inside ``torch.random.fork_rng``, so the same
 seed and data give the same head, bit for bit on the CPU, without touching the caller's RNG state.
+That determinism is also how an interrupted head training resumes: from cached features it is
+seconds of work, so it is simply run again and ends with the same head.
+
+Ctrl-C (KeyboardInterrupt) after the first epoch stops training cleanly with the best head so far.
+With augmented views of the training features (``train_views``), each epoch shows the head one
+view of every image, rotating through the views, so K cached views give K epochs of augmentation
+for the price of K forward passes.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,7 +30,45 @@ from headstart.errors import HeadstartError
 from headstart.heads.modules import MLPHead, create_head, fold_standardization
 from headstart.progress import Progress
 
-__all__ = ["HeadTrainingConfig", "TrainedHead", "train_head"]
+__all__ = [
+    "SCHEDULES",
+    "HeadTrainingConfig",
+    "TrainedHead",
+    "create_standardized_head",
+    "finalize_head",
+    "lr_factor",
+    "train_head",
+]
+
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
+    """The learning rate multiplier at optimizer step ``step`` (0-based) of ``total``.
+
+    - "constant": 1, after an optional linear warm-up.
+    - "cosine": linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``.
+    - "onecycle": rises from 1/25 to 1 over the first 30% (or ``warmup`` steps when given), then
+      cosine decay to 1/10000 (fastai's and PyTorch's OneCycleLR shape).
+
+    A pure function of the step, so a resumed run needs only the step count to be on schedule.
+    """
+    total = max(1, total)
+    if schedule == "onecycle":
+        rise = warmup if warmup > 0 else max(1, int(0.3 * total))
+        if step < rise:
+            return 1 / 25 + (1 - 1 / 25) * step / rise
+        progress = min(1.0, (step - rise) / max(1, total - rise))
+        low = 1e-4
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    if warmup > 0 and step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "constant":
+        return 1.0
+    raise HeadstartError(f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
 
 
 @dataclass(frozen=True)
@@ -36,6 +82,9 @@ class HeadTrainingConfig:
     patience: int = 10
     seed: int = 0
     label_smoothing: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -45,6 +94,9 @@ class HeadTrainingConfig:
             "batch_size": self.batch_size >= 1,
             "patience": self.patience >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
+            "schedule": self.schedule in SCHEDULES,
+            "warmup_epochs": 0 <= self.warmup_epochs < self.epochs,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -62,6 +114,7 @@ class TrainedHead:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     monitor: str = "val_loss"
+    interrupted: bool = False
 
 
 def _as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,6 +144,7 @@ def train_head(
     hidden: int = 512,
     dropout: float = 0.2,
     quiet: bool = False,
+    train_views: Sequence[np.ndarray] = (),
 ) -> TrainedHead:
     """Train a head of ``kind`` on features; return it with its best weights and history.
 
@@ -98,11 +152,24 @@ def train_head(
     features converges slowly and depends on the backbone's feature scale); the standardization is
     folded into the linear layer, or kept as buffers in the MLP, so the result takes raw features.
     Without validation data the training loss is monitored instead.
+
+    Args:
+        train_views: Features of augmented views of the training images, each shaped like
+            ``train_x`` (same images, same order). Epoch ``e`` shows image ``i`` as view
+            ``(e + i) % (1 + len(train_views))``, the plain features being view 0, so every epoch
+            mixes views and every image cycles through all of them.
     """
     config = config or HeadTrainingConfig()
     if len(train_x) == 0:
         raise HeadstartError("No training features: the train split is empty.")
+    for view in train_views:
+        if view.shape != train_x.shape:
+            raise HeadstartError(
+                f"Augmented view features have shape {view.shape}, the plain ones "
+                f"{train_x.shape}; they must be the same images in the same order."
+            )
     xt, yt = _as_tensors(train_x, train_y)
+    views = [xt, *(_as_tensors(v, train_y)[0] for v in train_views)]
     has_val = val_x is not None and val_y is not None and len(val_x) > 0
     xv, yv = _as_tensors(val_x, val_y) if has_val else (xt, yt)  # type: ignore[arg-type]
     shift = xt.mean(0)
@@ -118,12 +185,53 @@ def train_head(
             model: nn.Module = head
         else:
             model = _Standardized(head, shift, scale)
-        result = _fit(model, xt, yt, xv, yv, config, generator, quiet=quiet)
+        result = _fit(model, views, yt, xv, yv, config, generator, quiet=quiet)
     if isinstance(head, nn.Linear):
         fold_standardization(head, shift, scale)
     result.head = head
     result.monitor = "val_loss" if has_val else "loss"
     return result
+
+
+def create_standardized_head(
+    kind: str,
+    train_x: np.ndarray,
+    num_classes: int,
+    *,
+    hidden: int = 512,
+    dropout: float = 0.2,
+    seed: int = 0,
+) -> nn.Module:
+    """A seeded head that standardizes raw features with ``train_x``'s statistics first.
+
+    What :func:`train_head` trains, for strategies that train the head on the fly rather than on
+    cached features; :func:`finalize_head` turns it into the head that is saved.
+    """
+    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
+    shift = xt.mean(0)
+    scale = 1.0 / (xt.std(0, unbiased=False) + 1e-6)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = create_head(kind, xt.shape[1], num_classes, hidden=hidden, dropout=dropout)
+    if isinstance(head, MLPHead):
+        head.shift.copy_(shift)
+        head.scale.copy_(scale)
+        return head
+    return _Standardized(head, shift, scale)
+
+
+def finalize_head(module: nn.Module) -> nn.Module:
+    """The saved form of a :func:`create_standardized_head` head: it takes raw features.
+
+    A linear head gets the standardization folded into its weights, so it stays a plain
+    classifier layer (and the run folder a timm model); an MLP keeps it as buffers.
+    """
+    if isinstance(module, _Standardized):
+        inner = module.inner
+        assert isinstance(inner, nn.Linear)  # only linear heads are wrapped
+        fold_standardization(inner, module.shift, module.scale)
+        return inner
+    return module
 
 
 class _Standardized(nn.Module):
@@ -142,7 +250,7 @@ class _Standardized(nn.Module):
 
 def _fit(
     model: nn.Module,
-    xt: torch.Tensor,
+    views: list[torch.Tensor],
     yt: torch.Tensor,
     xv: torch.Tensor,
     yv: torch.Tensor,
@@ -154,44 +262,63 @@ def _fit(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    n = len(xt)
+    n = len(yt)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    stacked = torch.stack(views) if len(views) > 1 else None
+    rows = torch.arange(n)
     history: list[dict[str, float]] = []
     best_loss = math.inf
     best_state = copy.deepcopy(model.state_dict())
     best_epoch = 0
     waited = 0
+    step = 0
+    interrupted = False
     with Progress(config.epochs, "training head", unit="epoch", quiet=quiet) as progress:
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=generator)
-            total_loss, total_correct = 0.0, 0
-            for start in range(0, n, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                logits = model(xt[idx])
-                loss = F.cross_entropy(logits, yt[idx], label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(idx)
-                total_correct += int((logits.argmax(1) == yt[idx]).sum())
-            val_loss, val_acc = _evaluate(model, xv, yv)
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": total_loss / n,
-                    "accuracy": total_correct / n,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                }
-            )
-            progress.update(1)
-            if val_loss < best_loss:
-                best_loss, best_epoch, waited = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
+        try:
+            for epoch in range(1, config.epochs + 1):
+                model.train()
+                xt = views[0] if stacked is None else stacked[(epoch - 1 + rows) % len(views), rows]
+                order = torch.randperm(n, generator=generator)
+                total_loss, total_correct = 0.0, 0
+                for start in range(0, n, config.batch_size):
+                    idx = order[start : start + config.batch_size]
+                    factor = lr_factor(config.schedule, step, total_steps, warmup)
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.lr * factor
+                    logits = model(xt[idx])
+                    loss = F.cross_entropy(logits, yt[idx], label_smoothing=config.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    optimizer.step()
+                    step += 1
+                    total_loss += loss.item() * len(idx)
+                    total_correct += int((logits.argmax(1) == yt[idx]).sum())
+                val_loss, val_acc = _evaluate(model, xv, yv)
+                history.append(
+                    {
+                        "epoch": epoch,
+                        "loss": total_loss / n,
+                        "accuracy": total_correct / n,
+                        "val_loss": val_loss,
+                        "val_accuracy": val_acc,
+                    }
+                )
+                progress.update(1)
+                if val_loss < best_loss:
+                    best_loss, best_epoch, waited = val_loss, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                    if waited >= config.patience:
+                        break
+        except KeyboardInterrupt:
+            if not history:
+                raise
+            interrupted = True
     model.load_state_dict(best_state)
     model.eval()
-    return TrainedHead(head=model, history=history, best_epoch=best_epoch)
+    return TrainedHead(head=model, history=history, best_epoch=best_epoch, interrupted=interrupted)

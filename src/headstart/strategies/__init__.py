@@ -1,0 +1,62 @@
+"""Transfer strategies, one per module, behind one call: :func:`fit_strategy`.
+
+- ``features``: frozen backbone, cached features, head only (optionally with cached augmented
+  views, ``aug_views``, or features of an earlier stage, ``layer``);
+- ``augment``: frozen backbone end to end, on augmented images every epoch;
+- ``finetune``: the head on cached features, then the top stages with per-depth learning rates;
+- ``scratch``: the same architecture from random initialisation, as the baseline.
+
+Each takes a :class:`Job` and returns a :class:`Fitted`, so a strategy chooser can run them as
+the estimator does.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from headstart.strategies._common import Fitted, Job
+from headstart.strategies._cost import CostEstimate
+from headstart.strategies._network import Network, backbone_stages, inner_module, select_layer
+from headstart.strategies._settings import (
+    BN_POLICIES,
+    SCHEDULES,
+    STRATEGIES,
+    STRATEGY_DEFAULTS,
+    TrainSettings,
+    resolve_settings,
+)
+
+__all__ = [
+    "BN_POLICIES",
+    "SCHEDULES",
+    "STRATEGIES",
+    "STRATEGY_DEFAULTS",
+    "CostEstimate",
+    "Fitted",
+    "Job",
+    "Network",
+    "TrainSettings",
+    "backbone_stages",
+    "fit_strategy",
+    "inner_module",
+    "resolve_settings",
+    "select_layer",
+]
+
+
+def _module(name: str) -> ModuleType:
+    from headstart.strategies import augment, features, finetune, scratch
+
+    modules: dict[str, ModuleType] = {
+        "features": features,
+        "augment": augment,
+        "finetune": finetune,
+        "scratch": scratch,
+    }
+    return modules[name]
+
+
+def fit_strategy(job: Job) -> Fitted:
+    """Run the strategy ``job.settings.strategy`` names."""
+    fitted: Fitted = _module(job.settings.strategy).fit(job)
+    return fitted

@@ -1,0 +1,216 @@
+"""What every strategy receives (:class:`Job`) and returns (:class:`Fitted`).
+
+The estimator builds a ``Job`` (the dataset, the backbone, resolved settings and where to run) and
+calls :func:`headstart.strategies.fit_strategy`; a strategy returns the backbone it ends with (the
+same one, or a trained copy with a new ``weights_id``), a head taking that backbone's features,
+the history and, where still valid, the plain validation and test features it already has, so
+the estimator computes metrics without another pass. A strategy chooser (``auto``) can build Jobs
+and call strategies the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from headstart.backbones import Backbone
+from headstart.backbones._weights import state_dict_sha256
+from headstart.data import Dataset
+from headstart.device import resolve_device
+from headstart.features import FeatureCache, default_cache_dir, extract_features
+from headstart.features.extract import ExtractResult, FeatureView
+from headstart.strategies._cost import CostEstimate
+from headstart.strategies._network import inner_module
+from headstart.strategies._settings import TrainSettings
+
+__all__ = [
+    "Fitted",
+    "Job",
+    "SplitFeatures",
+    "extract_splits",
+    "plain_features",
+    "trained_backbone",
+    "xy",
+]
+
+SplitFeatures = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Job:
+    """One training job: data, backbone, settings, and where and how verbosely to run.
+
+    Attributes:
+        dataset: The labelled images.
+        backbone: The backbone as created (pretrained, or random init for ``scratch``).
+        settings: Resolved settings (:func:`headstart.strategies.resolve_settings`).
+        cache: Use the feature cache; ``cache_dir`` (default: the user cache dir) holds it.
+        device: "auto", "cpu", "cuda", "mps".
+        num_workers: Decoding processes (None: cores - 1).
+        extract_batch_size: Batch size of feature extraction.
+        quiet: No progress output.
+        checkpoint_dir: End-to-end strategies write a checkpoint there every epoch.
+        resume: Continue from the checkpoint in ``checkpoint_dir``.
+        stream: Where estimates and epoch lines go (stderr by default).
+    """
+
+    dataset: Dataset
+    backbone: Backbone
+    settings: TrainSettings
+    cache: bool = True
+    cache_dir: Path | None = None
+    device: str = "auto"
+    num_workers: int | None = None
+    extract_batch_size: int = 32
+    quiet: bool = False
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    stream: IO[str] | None = None
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    @property
+    def out(self) -> IO[str]:
+        return self.stream if self.stream is not None else sys.stderr
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.out, flush=True)
+
+    def extract(
+        self,
+        backbone: Backbone,
+        paths: Sequence[Path],
+        *,
+        desc: str,
+        view: FeatureView | None = None,
+    ) -> ExtractResult:
+        """Features of ``paths`` through the cache (plain, or one augmented ``view``)."""
+        cache = FeatureCache(self.cache_dir or default_cache_dir()) if self.cache else None
+        try:
+            return extract_features(
+                backbone,
+                paths,
+                cache=cache,
+                batch_size=self.extract_batch_size,
+                num_workers=self.num_workers,
+                device=self.device,
+                quiet=self.quiet,
+                desc=desc,
+                view=view,
+            )
+        finally:
+            if cache is not None:
+                cache.close()
+
+    def fingerprint(self, backbone: Backbone, dataset: Dataset) -> str:
+        """Identifies what a checkpoint belongs to: settings, backbone and training data."""
+        payload = {
+            "settings": self.settings.to_dict(),
+            "backbone": backbone.weights_id,
+            "architecture": backbone.spec.get("architecture"),
+            "preprocess": backbone.preprocess.fingerprint(),
+            "classes": dataset.classes,
+            "splits": {
+                name: [[str(s.path), s.label] for s in samples]
+                for name, samples in dataset.splits.items()
+                if name in ("train", "val")
+            },
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Fitted:
+    """A strategy's result.
+
+    Attributes:
+        backbone: The backbone to predict with (a trained copy has a new ``weights_id``).
+        head: Takes ``backbone``'s raw pooled features, on the CPU.
+        history: One row per epoch (``epoch, loss, accuracy, val_loss, val_accuracy``, and for
+            end-to-end phases ``lr`` and ``phase``).
+        best_epoch: The epoch whose weights were kept (an index into ``history``, 1-based).
+        monitor: "val_loss", or "loss" without validation data.
+        dataset: The dataset with unreadable images moved to ``skipped``.
+        features: Plain features by split (val, test) still valid for ``backbone``.
+        extraction: Images whose features were computed and read from the cache.
+        interrupted: Ctrl-C ended training; the best weights so far were kept.
+        cost: The estimate printed before training (CPU only), if any.
+        epoch_seconds: Wall time of each end-to-end epoch.
+        details: Strategy-specific facts for the run's config (stages unfrozen, views...).
+    """
+
+    backbone: Backbone
+    head: nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int
+    monitor: str
+    dataset: Dataset
+    features: SplitFeatures = field(default_factory=dict)
+    extraction: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    cost: CostEstimate | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def xy(
+    samples: Sequence[Any], by_path: Mapping[Path, np.ndarray], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix and labels of the samples that have features, in the samples' order."""
+    kept = [s for s in samples if s.path in by_path]
+    if not kept:
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+    x = np.stack([by_path[s.path] for s in kept]).astype(np.float32, copy=False)
+    y = np.array([s.label for s in kept], dtype=np.int64)
+    return x, y
+
+
+def extract_splits(
+    job: Job, backbone: Backbone, *, desc: str = "extracting features"
+) -> tuple[Dataset, SplitFeatures, dict[str, int]]:
+    """Plain features of every split; unreadable images are moved to the dataset's skipped."""
+    dataset = job.dataset
+    paths = [s.path for samples in dataset.splits.values() for s in samples]
+    extracted = job.extract(backbone, paths, desc=desc)
+    if extracted.failures:
+        dataset = dataset.without(extracted.failures)
+    by_path = dict(zip(extracted.paths, extracted.features, strict=True))
+    split_xy = {
+        name: xy(samples, by_path, backbone.num_features)
+        for name, samples in dataset.splits.items()
+    }
+    counts = {"computed": extracted.n_computed, "cached": extracted.n_cached}
+    return dataset, split_xy, counts
+
+
+def trained_backbone(backbone: Backbone) -> Backbone:
+    """``backbone`` after training: its ``weights_id`` becomes the SHA-256 of its weights.
+
+    The feature cache is keyed by ``weights_id``, so features of the trained network can never
+    be confused with those of the weights it started from.
+    """
+    state = inner_module(backbone.module).state_dict()
+    weights_id = f"trained:sha256:{state_dict_sha256(state)}"
+    spec = {
+        **backbone.spec,
+        "weights_id": weights_id,
+        "trained_from": backbone.spec.get("trained_from") or backbone.weights_id,
+    }
+    return replace(backbone, spec=spec)
+
+
+def plain_features(split_xy: SplitFeatures) -> SplitFeatures:
+    return {name: value for name, value in split_xy.items() if name != "train"}

@@ -1,0 +1,179 @@
+"""Images for end-to-end training: a seeded order per epoch, a seeded augmentation per sample.
+
+Nothing random here depends on the past: epoch ``e``'s order is drawn from a generator seeded with
+(seed, e), and sample ``i``'s augmentation in epoch ``e`` from one seeded with (seed, e, i). The
+batches are therefore the same whatever the number of worker processes, and a run resumed at epoch
+``e`` sees exactly the batches an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
+
+from headstart.augment import AugmentConfig, AugmentedTransform, sample_seed
+from headstart.data import load_image
+from headstart.errors import ImageDecodeError
+from headstart.features.extract import default_num_workers
+from headstart.preprocess import Preprocess
+
+__all__ = ["TrainImages", "epoch_order"]
+
+_Item = tuple[torch.Tensor | None, int, int, str]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of ``n`` samples in ``epoch``: a function of (seed, epoch) only."""
+    generator = torch.Generator().manual_seed(sample_seed("order", seed, epoch))
+    return [int(i) for i in torch.randperm(n, generator=generator)]
+
+
+class _Samples(TorchDataset[_Item]):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: Sequence[int],
+        preprocess: Preprocess,
+        augment: AugmentConfig,
+        seed: int,
+    ) -> None:
+        self.paths = list(paths)
+        self.labels = list(labels)
+        self.draft_size = preprocess.draft_size
+        self.seed = seed
+        self.plain = preprocess
+        self.augmented = None if augment.is_identity else AugmentedTransform(preprocess, augment)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: tuple[int, int]) -> _Item:
+        epoch, index = key
+        try:
+            image = load_image(self.paths[index], draft_size=self.draft_size)
+        except ImageDecodeError as exc:
+            return None, self.labels[index], index, exc.reason
+        if self.augmented is None:
+            return self.plain(image), self.labels[index], index, ""
+        return (
+            self.augmented(image, sample_seed("train", self.seed, epoch, index)),
+            self.labels[index],
+            index,
+            "",
+        )
+
+
+class _EpochBatches(Sampler[list[tuple[int, int]]]):
+    """Yields the current epoch's batches of (epoch, index); the loop sets ``epoch``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n = n
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 1
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        order = epoch_order(self.n, self.seed, epoch)
+        chunks = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            # A batch of one image breaks BatchNorm in training mode and is noise anyway.
+            chunks[-2].extend(chunks.pop())
+        return chunks
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.batches(self.epoch):
+            yield [(self.epoch, i) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))
+
+
+def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, torch.Tensor, dict[int, str]]:
+    good = [(x, y) for x, y, _, _ in items if x is not None]
+    failures = {i: reason for x, _, i, reason in items if x is None}
+    batch = torch.stack([x for x, _ in good]) if good else None
+    labels = torch.tensor([y for _, y in good], dtype=torch.long)
+    return batch, labels, failures
+
+
+class TrainImages:
+    """The training split, batched per epoch, decoded (and augmented) in worker processes.
+
+    Args:
+        paths, labels: The training samples, in a fixed order (the sample index is the key of
+            each sample's augmentation).
+        preprocess: The weights' preprocessing, applied after the augmentation.
+        augment: The augmentation (an identity config means plain images).
+        seed: Seeds the order of each epoch and each sample's augmentation.
+        batch_size: Images per optimizer step.
+        num_workers: Decoding processes (None: cores - 1; 0: in this process).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: Sequence[int],
+        preprocess: Preprocess,
+        augment: AugmentConfig,
+        *,
+        seed: int,
+        batch_size: int,
+        num_workers: int | None,
+    ) -> None:
+        self.samples = _Samples(paths, labels, preprocess, augment, seed)
+        self.sampler = _EpochBatches(len(paths), batch_size, seed)
+        self.failures: dict[Path, str] = {}
+        workers = default_num_workers() if num_workers is None else num_workers
+        self.workers = workers
+        self._loader: DataLoader[Any] = DataLoader(
+            self.samples,
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=_collate,
+            persistent_workers=workers > 0,
+            prefetch_factor=2 if workers > 0 else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) batches of ``epoch``; unreadable images are dropped and recorded."""
+        self.sampler.epoch = epoch
+        for batch, labels, failures in self._loader:
+            for index, reason in failures.items():
+                self.failures[self.samples.paths[index]] = reason
+            if batch is not None:
+                yield batch, labels
+
+    def close(self) -> None:
+        """Stop the worker processes (they persist across epochs while training)."""
+        iterator = getattr(self._loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._loader._iterator = None
+
+    def first_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to ``size`` plain (un-augmented) training images, decoded here, for timing."""
+        images, labels = [], []
+        for index in range(len(self.samples)):
+            try:
+                image = load_image(self.samples.paths[index], draft_size=self.samples.draft_size)
+            except ImageDecodeError:
+                continue
+            images.append(self.samples.plain(image))
+            labels.append(self.samples.labels[index])
+            if len(images) >= size:
+                break
+        if not images:
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        return torch.stack(images), torch.tensor(labels, dtype=torch.long)

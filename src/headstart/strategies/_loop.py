@@ -1,0 +1,457 @@
+"""The end-to-end training loop shared by ``augment``, ``finetune`` and ``scratch``.
+
+AdamW with per-group learning rates, a warm-up + cosine or one-cycle schedule computed from the
+step count, label smoothing, gradient clipping, mixed precision on CUDA (bf16 where supported,
+else fp16 with a GradScaler), early stopping on validation loss keeping the best weights, and a
+checkpoint at the end of every epoch (:mod:`headstart.checkpoint`).
+
+Determinism is by construction rather than by carrying RNG streams along: epoch ``e`` reseeds
+torch's generator from (seed, e) (dropout), the data order and every augmentation are seeded by
+(seed, e[, sample]) (:mod:`._data`), and the schedule is a function of the step. A run resumed
+from the checkpoint of epoch ``e`` therefore continues exactly as the uninterrupted run did, and
+on a CPU ends with the same weights, bit for bit. The loop runs inside forked RNG state, so the
+caller's random streams are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from headstart.augment import sample_seed
+from headstart.checkpoint import (
+    CHECKPOINT_INDEX,
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from headstart.errors import HeadstartError, RunFolderError
+from headstart.features.extract import iter_batches
+from headstart.heads.training import lr_factor
+from headstart.preprocess import Preprocess
+from headstart.progress import Progress
+from headstart.strategies._data import TrainImages
+from headstart.strategies._network import Network
+from headstart.strategies._settings import TrainSettings
+
+__all__ = [
+    "LoopOutcome",
+    "LoopStart",
+    "Validator",
+    "clear_checkpoint",
+    "clone_state",
+    "features_validator",
+    "images_validator",
+    "resolve_amp",
+    "train_network",
+]
+
+Validator = Callable[[Network], tuple[float, float]]
+
+
+@dataclass
+class LoopStart:
+    """Where the loop starts: earlier history (e.g. the head phase) and a best-so-far."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class LoopOutcome:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    monitor: str
+    interrupted: bool = False
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where CUDA supports it, else fp16; None for full precision.
+
+    Raises:
+        HeadstartError: Mixed precision asked for off CUDA, where it is slower or unsupported.
+    """
+    if device.type != "cuda":
+        if amp:
+            raise HeadstartError(
+                f"Mixed precision (amp) runs on CUDA only; this run uses {device.type}. "
+                "Leave amp unset."
+            )
+        return None
+    if amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def clear_checkpoint(folder: Path) -> None:
+    """Remove a previous run's checkpoint files from ``folder`` (a fresh, non-resumed run)."""
+    if not folder.is_dir():
+        return
+    for path in [
+        folder / CHECKPOINT_INDEX,
+        *folder.glob("state-*.safetensors"),
+        *folder.glob("best-*.safetensors"),
+    ]:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _forked_rngs(device: torch.device) -> Iterator[None]:
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _channels_last(device: torch.device) -> bool:
+    return device.type != "mps"
+
+
+def features_validator(x: np.ndarray, y: np.ndarray, device: torch.device) -> Validator:
+    """Validation on cached features: for a frozen backbone they are what it would compute."""
+    xv = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
+    yv = torch.from_numpy(np.asarray(y, np.int64)).to(device)
+
+    def validate(network: Network) -> tuple[float, float]:
+        network.eval()
+        with torch.inference_mode():
+            logits = network.head(xv).float()
+            return float(F.cross_entropy(logits, yv)), float(
+                (logits.argmax(1) == yv).float().mean()
+            )
+
+    return validate
+
+
+def images_validator(
+    paths: Sequence[Path],
+    labels: Sequence[int],
+    preprocess: Preprocess,
+    *,
+    batch_size: int,
+    num_workers: int | None,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> Validator:
+    """Validation through the whole network, on plain (never augmented) images."""
+    label_of = list(labels)
+
+    def validate(network: Network) -> tuple[float, float]:
+        network.eval()
+        total_loss, correct, n = 0.0, 0, 0
+        loader = iter_batches(
+            list(paths),
+            preprocess,
+            draft_size=preprocess.draft_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
+        with torch.inference_mode():
+            for batch, indices, _ in loader:
+                if batch is None:
+                    continue
+                x = _to_device(batch, device)
+                y = torch.tensor([label_of[i] for i in indices], device=device)
+                with torch.autocast(
+                    device.type, dtype=amp or torch.float32, enabled=amp is not None
+                ):
+                    logits = network(x)
+                logits = logits.float()
+                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += len(y)
+        if n == 0:
+            raise HeadstartError("No validation image could be read.")
+        return total_loss / n, correct / n
+
+    return validate
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = batch.to(device, non_blocking=True)
+    if _channels_last(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def train_network(
+    network: Network,
+    groups: list[dict[str, Any]],
+    train: TrainImages,
+    validate: Validator | None,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    label: str,
+    fingerprint: str,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    start: LoopStart | None = None,
+    quiet: bool = False,
+    stream: IO[str] | None = None,
+) -> LoopOutcome:
+    """Train ``network`` end to end; on return it holds the best weights.
+
+    Args:
+        network: Backbone + head with its trainable parts set.
+        groups: Optimizer parameter groups, each with an ``lr_scale``.
+        train: The training images (augmented as configured).
+        validate: Gives (loss, accuracy) on the validation data; None monitors training loss.
+        settings: epochs, lr, schedule, patience... (:class:`TrainSettings`).
+        device: Where to train.
+        label: Names the phase in progress output and history ("augment", "finetune"...).
+        fingerprint: Identifies settings and data; resuming a checkpoint with another is refused.
+        checkpoint_dir: Write a checkpoint there after every epoch (None: no checkpoints).
+        resume: Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        start: Earlier history and a best-so-far to beat (the head phase of fine-tuning).
+        quiet: No progress output.
+        stream: Where the per-epoch lines go (stderr by default).
+
+    Returns:
+        History (one row per epoch, after ``start.history``), best epoch, monitor, and whether
+        Ctrl-C ended training early (the best weights so far are loaded either way).
+
+    Raises:
+        RunFolderError: The checkpoint is damaged or belongs to other settings or data.
+        KeyboardInterrupt: Ctrl-C before any weights worth keeping existed.
+    """
+    with _forked_rngs(device):
+        return _train(
+            network,
+            groups,
+            train,
+            validate,
+            settings,
+            device=device,
+            label=label,
+            fingerprint=fingerprint,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            start=start or LoopStart(),
+            quiet=quiet,
+            stream=stream if stream is not None else sys.stderr,
+        )
+
+
+def _train(
+    network: Network,
+    groups: list[dict[str, Any]],
+    train: TrainImages,
+    validate: Validator | None,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    label: str,
+    fingerprint: str,
+    checkpoint_dir: Path | None,
+    resume: bool,
+    start: LoopStart,
+    quiet: bool,
+    stream: IO[str],
+) -> LoopOutcome:
+    network.to(device)
+    if _channels_last(device):
+        network.to(memory_format=torch.channels_last)
+    amp = resolve_amp(settings.amp, device)
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    trainable = [p for g in groups for p in g["params"]]
+    steps_per_epoch = max(1, train.num_batches)
+    total_steps = settings.epochs * steps_per_epoch
+    warmup = round(settings.warmup_epochs * steps_per_epoch)
+    monitor = "val_loss" if validate is not None else "loss"
+
+    history = list(start.history)
+    best_loss, best_epoch = start.best_loss, start.best_epoch
+    best_state = start.best_state
+    best_dirty = best_state is not None
+    waited, step, first_epoch = 0, 0, 1
+    seconds: list[float] = []
+    if checkpoint_dir is not None and not resume:
+        clear_checkpoint(checkpoint_dir)
+    if checkpoint_dir is not None and resume:
+        ckpt = load_checkpoint(checkpoint_dir)
+        if ckpt is not None:
+            if ckpt.fingerprint != fingerprint:
+                raise RunFolderError(
+                    f"The checkpoint in {checkpoint_dir} was written by a run with other "
+                    "settings or data; resume with the run's own train_args.json, or delete "
+                    f"{checkpoint_dir} to start over."
+                )
+            history = ckpt.history
+            best_loss, best_epoch, waited = ckpt.best_loss, ckpt.best_epoch, ckpt.waited
+            best_state, best_dirty = ckpt.best_model, False
+            seconds = list(ckpt.extra.get("epoch_seconds", []))
+            if ckpt.finished:
+                if best_state is not None:
+                    network.load_state_dict(best_state)
+                network.eval()
+                return LoopOutcome(history, best_epoch, monitor, False, seconds)
+            network.load_state_dict(ckpt.model)
+            if ckpt.optimizer is not None:
+                optimizer.load_state_dict(ckpt.optimizer)
+            if scaler is not None and ckpt.scaler:
+                scaler.load_state_dict(ckpt.scaler)
+            if ckpt.rng is not None:
+                restore_rng(ckpt.rng)
+            step, first_epoch = ckpt.step, ckpt.epoch + 1
+            if not quiet:
+                print(f"{label}: resuming after epoch {ckpt.epoch}", file=stream, flush=True)
+
+    def save(epoch: int, *, finished: bool = False) -> None:
+        nonlocal best_dirty
+        if checkpoint_dir is None:
+            return
+        save_checkpoint(
+            checkpoint_dir,
+            Checkpoint(
+                epoch=epoch,
+                step=step,
+                history=history,
+                best_loss=best_loss,
+                best_epoch=best_epoch,
+                waited=waited,
+                fingerprint=fingerprint,
+                finished=finished,
+                model={} if finished else network.state_dict(),
+                optimizer=None if finished else optimizer.state_dict(),
+                scaler=scaler.state_dict() if scaler is not None and not finished else None,
+                rng=None if finished else capture_rng(),
+                best_model=best_state if best_dirty else None,
+                extra={"epoch_seconds": seconds},
+            ),
+        )
+        best_dirty = False
+
+    interrupted = False
+    epoch = first_epoch - 1
+    try:
+        for epoch in range(first_epoch, settings.epochs + 1):
+            if waited >= settings.patience:
+                break
+            began = time.monotonic()
+            torch.manual_seed(sample_seed("epoch", settings.seed, epoch))
+            network.train()
+            total_loss, correct, n = 0.0, 0, 0
+            desc = f"{label} epoch {epoch}/{settings.epochs}"
+            with Progress(len(train), desc, unit="img", quiet=quiet) as progress:
+                for images, labels in train.epoch(epoch):
+                    factor = lr_factor(settings.schedule, step, total_steps, warmup)
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr * group["lr_scale"] * factor
+                    x, y = _to_device(images, device), labels.to(device)
+                    with torch.autocast(
+                        device.type, dtype=amp or torch.float32, enabled=amp is not None
+                    ):
+                        logits = network(x)
+                    loss = F.cross_entropy(
+                        logits.float(), y, label_smoothing=settings.label_smoothing
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        if settings.grad_clip is not None:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        if settings.grad_clip is not None:
+                            nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+                        optimizer.step()
+                    step += 1
+                    total_loss += float(loss.detach()) * len(y)
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    n += len(y)
+                    progress.update(len(y))
+            if n == 0:
+                raise HeadstartError("No training image could be read in this epoch.")
+            train_loss, train_acc = total_loss / n, correct / n
+            val_loss, val_acc = validate(network) if validate else (train_loss, train_acc)
+            history.append(
+                {
+                    "epoch": len(history) + 1,
+                    "loss": train_loss,
+                    "accuracy": train_acc,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                    "lr": settings.lr * factor,
+                    "phase": label,
+                }
+            )
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, len(history), 0
+                best_state, best_dirty = clone_state(network), True
+            else:
+                waited += 1
+            seconds.append(time.monotonic() - began)
+            save(epoch)
+            if not quiet:
+                _report(stream, label, epoch, settings.epochs, history[-1], seconds)
+    except KeyboardInterrupt:
+        if best_state is None:
+            raise
+        interrupted = True
+        if not quiet:
+            print(
+                f"{label}: interrupted; keeping the best weights so far (epoch {best_epoch})",
+                file=stream,
+                flush=True,
+            )
+    finally:
+        train.close()
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    network.eval()
+    if not interrupted:
+        save(epoch, finished=True)
+    return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
+
+
+def _report(
+    stream: IO[str], label: str, epoch: int, epochs: int, row: dict[str, Any], seconds: list[float]
+) -> None:
+    per_epoch = sum(seconds) / len(seconds)
+    left = per_epoch * (epochs - epoch)
+    print(
+        f"{label} epoch {epoch}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
+        f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} "
+        f"({seconds[-1]:.1f} s; at most ~{_duration(left)} left)",
+        file=stream,
+        flush=True,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

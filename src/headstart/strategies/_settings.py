@@ -1,0 +1,310 @@
+"""Training settings: one frozen record per run, with defaults that work for each strategy.
+
+Each strategy needs different defaults to work without tuning: a head on cached features wants
+many cheap epochs at a high learning rate; fine-tuning a pretrained network wants a few epochs at a
+learning rate ten times lower, or it forgets what it was pretrained on; training from scratch wants
+a high learning rate with a one-cycle schedule and BatchNorm statistics that follow the data. A
+value the user leaves as None takes the strategy's default, and the resolved record is what the
+run folder keeps, so a run says exactly how it was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from headstart.augment import AugmentConfig, resolve_augment
+from headstart.errors import HeadstartError
+
+__all__ = [
+    "BN_POLICIES",
+    "SCHEDULES",
+    "STRATEGIES",
+    "STRATEGY_DEFAULTS",
+    "TrainSettings",
+    "resolve_settings",
+]
+
+STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+BN_POLICIES: tuple[str, ...] = ("frozen", "train")
+
+Schedule = Literal["constant", "cosine", "onecycle"]
+BNPolicy = Literal["frozen", "train"]
+
+STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # A linear probe converges in tens of cheap epochs; early stopping ends it.
+    "features": {
+        "epochs": 100,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 64,
+        "patience": 10,
+        "schedule": "constant",
+        "warmup_epochs": 0.0,
+        "augment": "none",
+        "bn": "frozen",
+        "unfreeze": 0,
+        "layer_decay": 1.0,
+    },
+    # The head alone trains, so a head's learning rate; every epoch costs a backbone pass.
+    "augment": {
+        "epochs": 30,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "patience": 8,
+        "schedule": "cosine",
+        "warmup_epochs": 1.0,
+        "augment": "default",
+        "bn": "frozen",
+        "unfreeze": 0,
+        "layer_decay": 1.0,
+    },
+    # After the head is trained on frozen features, the top stages move slowly: 1e-4 for the
+    # head and decaying by 0.7 per stage downwards, so low-level filters barely change.
+    "finetune": {
+        "epochs": 15,
+        "lr": 1e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "patience": 5,
+        "schedule": "cosine",
+        "warmup_epochs": 1.0,
+        "augment": "default",
+        "bn": "frozen",
+        "unfreeze": 2,
+        "layer_decay": 0.7,
+    },
+    # The baseline: random init, everything trains, BatchNorm follows the data.
+    "scratch": {
+        "epochs": 50,
+        "lr": 2e-3,
+        "weight_decay": 0.05,
+        "batch_size": 32,
+        "patience": 15,
+        "schedule": "onecycle",
+        "warmup_epochs": 0.0,
+        "augment": "default",
+        "bn": "train",
+        "unfreeze": "all",
+        "layer_decay": 1.0,
+    },
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that decides what a strategy trains (not where or how fast it runs).
+
+    Attributes:
+        strategy: "features", "augment", "finetune" or "scratch".
+        head, hidden, dropout: The head (linear or MLP) and the MLP's width and dropout.
+        epochs, lr, weight_decay, batch_size, patience, seed, label_smoothing: As usual; the
+            weights of the epoch with the lowest validation loss are kept.
+        schedule: "constant", "cosine" (after a linear warm-up) or "onecycle".
+        warmup_epochs: Linear warm-up length for "cosine" (fractions allowed).
+        grad_clip: Max gradient norm, or None for no clipping.
+        augment: The training augmentation (never applied to validation or test images).
+        aug_views: ``features`` only: cache this many augmented views of every training image.
+        layer: ``features``/``augment``: pool features from this stage (index into timm's
+            ``feature_info``, or its module name) instead of the last one.
+        unfreeze: ``finetune``: how many stages from the top train, or "all".
+        layer_decay: ``finetune``: each stage below the top learns this factor slower.
+        bn: "frozen" (BatchNorm keeps its running statistics) or "train" (batch statistics).
+        amp: Mixed precision on CUDA (None: on when CUDA is used). Never used on CPU or MPS.
+    """
+
+    strategy: str = "features"
+    head: str = "linear"
+    hidden: int = 512
+    dropout: float = 0.2
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    patience: int = 10
+    seed: int = 0
+    label_smoothing: float = 0.0
+    schedule: Schedule = "constant"
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    augment: AugmentConfig = AugmentConfig()
+    aug_views: int = 0
+    layer: int | str | None = None
+    unfreeze: int | str = 0
+    layer_decay: float = 1.0
+    bn: BNPolicy = "frozen"
+    amp: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise HeadstartError(
+                f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}."
+            )
+        checks: dict[str, bool] = {
+            "epochs": _int(self.epochs) and self.epochs >= 1,
+            "lr": _num(self.lr) and self.lr > 0,
+            "weight_decay": _num(self.weight_decay) and self.weight_decay >= 0,
+            "batch_size": _int(self.batch_size) and self.batch_size >= 1,
+            "patience": _int(self.patience) and self.patience >= 1,
+            "label_smoothing": _num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+            "warmup_epochs": _num(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+            "grad_clip": self.grad_clip is None or (_num(self.grad_clip) and self.grad_clip > 0),
+            "aug_views": _int(self.aug_views) and 0 <= self.aug_views <= 64,
+            "layer_decay": _num(self.layer_decay) and 0 < self.layer_decay <= 1,
+            "hidden": _int(self.hidden) and self.hidden >= 1,
+            "dropout": _num(self.dropout) and 0 <= self.dropout < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise HeadstartError(
+                    f"Invalid {name}={getattr(self, name)!r} for {self.strategy} training; "
+                    f"{_ALLOWED[name]}."
+                )
+        if self.schedule not in SCHEDULES:
+            raise HeadstartError(
+                f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}."
+            )
+        if self.bn not in BN_POLICIES:
+            raise HeadstartError(
+                f"Unknown BatchNorm policy {self.bn!r}; choose one of {', '.join(BN_POLICIES)}."
+            )
+        if not (self.unfreeze == "all" or (_int(self.unfreeze) and int(self.unfreeze) >= 0)):
+            raise HeadstartError(
+                f"Invalid unfreeze={self.unfreeze!r}; give a number of stages (1, 2, ...) or 'all'."
+            )
+
+    @property
+    def end_to_end(self) -> bool:
+        """True for the strategies that run the backbone on every batch of every epoch."""
+        return self.strategy in ("augment", "finetune", "scratch")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        if isinstance(values.get("augment"), Mapping):
+            values["augment"] = AugmentConfig.from_dict(values["augment"])
+        return cls(**values)
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_ALLOWED = {
+    "epochs": "use a whole number >= 1",
+    "lr": "use a positive number such as 1e-3",
+    "weight_decay": "use a number >= 0",
+    "batch_size": "use a whole number >= 1",
+    "patience": "use a whole number >= 1",
+    "label_smoothing": "use a number from 0 up to (not including) 1",
+    "warmup_epochs": "use a number >= 0 and below the number of epochs",
+    "grad_clip": "use a positive max gradient norm, or leave it unset",
+    "aug_views": "use a whole number from 0 to 64",
+    "layer_decay": "use a number in (0, 1]",
+    "hidden": "use a whole number >= 1",
+    "dropout": "use a number from 0 up to (not including) 1",
+}
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _num(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def resolve_settings(
+    strategy: str,
+    *,
+    augment: str | Mapping[str, Any] | AugmentConfig | None = None,
+    augment_params: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> TrainSettings:
+    """Fill the values left as None with ``strategy``'s defaults and validate the result.
+
+    Args:
+        strategy: One of :data:`STRATEGIES`.
+        augment: A preset name, a dict of values or a config; None is the strategy's default
+            (``none`` for ``features`` unless ``aug_views`` asks for views, else ``default``).
+        augment_params: Explicit augmentation values (``rotation=15``...) over the preset.
+        values: Any other :class:`TrainSettings` field.
+
+    Raises:
+        HeadstartError: An unknown strategy, a bad value, or an option the strategy does not
+            use (e.g. ``unfreeze`` with ``augment``): accepting and ignoring it would let a user
+            believe it took effect.
+    """
+    if strategy not in STRATEGIES:
+        raise HeadstartError(
+            f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}."
+        )
+    defaults = STRATEGY_DEFAULTS[strategy]
+    given = {k: v for k, v in values.items() if v is not None}
+    _refuse_unused(strategy, given, augment, augment_params)
+    merged: dict[str, Any] = {k: v for k, v in defaults.items() if k != "augment"}
+    merged.update(given)
+    if "warmup_epochs" not in given and isinstance(merged["epochs"], int):
+        # The default warm-up is at most a tenth of a short run, so --epochs 1 stays valid.
+        merged["warmup_epochs"] = min(float(merged["warmup_epochs"]), merged["epochs"] / 10)
+    if augment is None:
+        wants_views = strategy == "features" and int(given.get("aug_views", 0) or 0) > 0
+        augment = "default" if wants_views else defaults["augment"]
+    merged["augment"] = resolve_augment(augment, **dict(augment_params or {}))
+    layer = merged.get("layer")
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        merged["layer"] = int(layer)
+    unfreeze = merged.get("unfreeze")
+    if isinstance(unfreeze, str) and unfreeze.isdigit():
+        merged["unfreeze"] = int(unfreeze)
+    return TrainSettings(strategy=strategy, **merged)
+
+
+def _refuse_unused(
+    strategy: str,
+    given: Mapping[str, Any],
+    augment: object,
+    augment_params: Mapping[str, Any] | None,
+) -> None:
+    def refuse(option: str, where: str) -> None:
+        raise HeadstartError(
+            f"{option} does not apply to --strategy {strategy}; it is used by {where}."
+        )
+
+    if given.get("aug_views") and strategy != "features":
+        refuse("aug_views", "features (augment, finetune and scratch augment every epoch)")
+    if given.get("layer") is not None and strategy not in ("features", "augment"):
+        refuse("layer", "features and augment (a trained backbone is used whole)")
+    if "unfreeze" in given and strategy != "finetune":
+        refuse("unfreeze", "finetune")
+    if "layer_decay" in given and strategy != "finetune":
+        refuse("layer_decay", "finetune")
+    if "bn" in given and strategy not in ("finetune", "scratch"):
+        refuse(
+            "bn",
+            "finetune and scratch (a frozen backbone always uses its stored statistics)",
+        )
+    augments = augment not in (None, "none") or any(
+        v is not None for v in (augment_params or {}).values()
+    )
+    if strategy == "features" and augments and not given.get("aug_views"):
+        raise HeadstartError(
+            "Augmentation with --strategy features needs --aug-views K (K augmented views of "
+            "each training image, cached); or use --strategy augment to augment every epoch."
+        )

@@ -1,0 +1,95 @@
+"""``augment``: the frozen backbone end to end, on freshly augmented images every epoch.
+
+The head trains on features of augmented training images computed on the fly, through a backbone
+that is frozen in the full sense: ``requires_grad=False`` *and* inference mode for every layer,
+BatchNorm and Dropout included, after every ``model.train()`` (:class:`._network.Network`). Its
+weights and BatchNorm statistics end bit for bit as they started, and with augmentation off the
+head learns exactly what it would learn on cached features. Because the backbone does not change,
+validation uses cached plain features, and each epoch costs one forward pass over the training
+images only.
+"""
+
+from __future__ import annotations
+
+from headstart.heads.training import create_standardized_head, finalize_head
+from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
+from headstart.strategies._cost import estimate_cost
+from headstart.strategies._data import TrainImages
+from headstart.strategies._loop import features_validator, train_network
+from headstart.strategies._network import Network, param_groups, select_layer
+
+__all__ = ["fit"]
+
+
+def fit(job: Job) -> Fitted:
+    """Train a head on the fly through the frozen backbone, with augmentation."""
+    settings = job.settings
+    device = job.torch_device
+    backbone = job.backbone
+    if settings.layer is not None:
+        backbone = select_layer(backbone, settings.layer)
+    dataset, split_xy, extraction = extract_splits(job, backbone)
+    train_x, train_y = split_xy["train"]
+    head = create_standardized_head(
+        settings.head,
+        train_x,
+        len(dataset.classes),
+        hidden=settings.hidden,
+        dropout=settings.dropout,
+        seed=settings.seed,
+    )
+    network = Network(backbone.module, head, trainable=(), bn="frozen")
+    groups = param_groups(network, [], weight_decay=settings.weight_decay, layer_decay=1.0)
+    train = TrainImages(
+        [s.path for s in dataset.splits["train"]],
+        [int(y) for y in train_y],
+        backbone.preprocess,
+        settings.augment,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        num_workers=job.num_workers,
+    )
+    val = split_xy.get("val")
+    validate = features_validator(*val, device) if val is not None and len(val[1]) else None
+    cost = None
+    if device.type == "cpu" and not job.quiet:
+        cost = estimate_cost(
+            network,
+            train,
+            label="augment",
+            device=device,
+            epochs=settings.epochs,
+            backward=False,
+            val_images=0,
+            uncached_images=0,
+        )
+        job.say(cost.message())
+    outcome = train_network(
+        network,
+        groups,
+        train,
+        validate,
+        settings,
+        device=device,
+        label="augment",
+        fingerprint=job.fingerprint(backbone, dataset),
+        checkpoint_dir=job.checkpoint_dir,
+        resume=job.resume,
+        quiet=job.quiet,
+        stream=job.out,
+    )
+    network.to("cpu")
+    return Fitted(
+        backbone=backbone,
+        head=finalize_head(network.head).eval(),
+        history=outcome.history,
+        best_epoch=outcome.best_epoch,
+        monitor=outcome.monitor,
+        dataset=dataset,
+        features=plain_features(split_xy),
+        extraction=extraction,
+        interrupted=outcome.interrupted,
+        cost=cost,
+        epoch_seconds=outcome.epoch_seconds,
+        details={"augment": settings.augment.describe()},
+    )

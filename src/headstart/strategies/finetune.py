@@ -1,0 +1,188 @@
+"""``finetune``: train the head on frozen features first, then the top stages of the backbone.
+
+Phase 1 is the ``features`` strategy (cheap: cached features). Starting phase 2 from a trained
+head matters: a random head sends large, random gradients into pretrained layers in the first
+steps and destroys what they knew. Phase 2 trains the head and the top ``unfreeze`` stages end to
+end on augmented images, at a learning rate that decays by ``layer_decay`` per stage downwards
+(timm's layer decay), so the generic low-level filters move least.
+
+BatchNorm (``bn``): with ``frozen``, the default, BatchNorm layers keep their running statistics
+(inference mode) while their affine weights train. With small batches, batch statistics are
+noisy, and the pretrained statistics match the pretrained weights; changing them shifts every
+later layer's input at once. ``train`` uses batch statistics in the trainable stages; it warns
+when the batch is smaller than 16 images.
+
+The weights kept are those with the lowest validation loss over both phases: if fine-tuning
+never beats the head alone, the result is the head on the untouched backbone.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from headstart.errors import HeadstartWarning
+from headstart.heads import HeadTrainingConfig, train_head
+from headstart.strategies._common import (
+    Fitted,
+    Job,
+    extract_splits,
+    plain_features,
+    trained_backbone,
+)
+from headstart.strategies._cost import estimate_cost
+from headstart.strategies._data import TrainImages
+from headstart.strategies._loop import (
+    LoopStart,
+    clone_state,
+    images_validator,
+    resolve_amp,
+    train_network,
+)
+from headstart.strategies._network import (
+    Network,
+    backbone_stages,
+    has_batchnorm,
+    param_groups,
+    unfrozen_stages,
+)
+from headstart.strategies._settings import STRATEGY_DEFAULTS
+
+__all__ = ["fit", "warn_small_batchnorm_batches"]
+
+_MIN_BN_BATCH = 16
+
+
+def warn_small_batchnorm_batches(job: Job) -> None:
+    """Warn when BatchNorm is to learn from batches too small for meaningful statistics."""
+    settings = job.settings
+    if (
+        settings.bn == "train"
+        and settings.batch_size < _MIN_BN_BATCH
+        and has_batchnorm(job.backbone.module)
+    ):
+        n = settings.batch_size
+        warnings.warn(
+            f"--bn train with batch size {n}: BatchNorm statistics of {n} images mean little, "
+            f"and replace the pretrained ones; use a batch size of at least {_MIN_BN_BATCH} or "
+            "--bn frozen.",
+            HeadstartWarning,
+            stacklevel=3,
+        )
+
+
+def fit(job: Job) -> Fitted:
+    """Head on cached features, then the top stages end to end with discriminative rates."""
+    settings = job.settings
+    device = job.torch_device
+    backbone = job.backbone
+    warn_small_batchnorm_batches(job)
+    dataset, split_xy, extraction = extract_splits(job, backbone)
+    train_x, train_y = split_xy["train"]
+    val = split_xy.get("val")
+    has_val = val is not None and len(val[1]) > 0
+    head_defaults = STRATEGY_DEFAULTS["features"]
+    phase1 = train_head(
+        settings.head,
+        train_x,
+        train_y,
+        val[0] if has_val and val is not None else None,
+        val[1] if has_val and val is not None else None,
+        len(dataset.classes),
+        HeadTrainingConfig(
+            epochs=head_defaults["epochs"],
+            lr=head_defaults["lr"],
+            weight_decay=head_defaults["weight_decay"],
+            batch_size=head_defaults["batch_size"],
+            patience=head_defaults["patience"],
+            seed=settings.seed,
+            label_smoothing=settings.label_smoothing,
+        ),
+        hidden=settings.hidden,
+        dropout=settings.dropout,
+        quiet=job.quiet,
+    )
+    head_history = [{**row, "phase": "head"} for row in phase1.history]
+    stages = backbone_stages(backbone.module)
+    chosen = unfrozen_stages(stages, settings.unfreeze)
+    trainable = [name for stage in chosen for name in stage]
+    network = Network(backbone.module, phase1.head, trainable=trainable, bn=settings.bn)
+    groups = param_groups(
+        network, chosen, weight_decay=settings.weight_decay, layer_decay=settings.layer_decay
+    )
+    train = TrainImages(
+        [s.path for s in dataset.splits["train"]],
+        [int(y) for y in train_y],
+        backbone.preprocess,
+        settings.augment,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        num_workers=job.num_workers,
+    )
+    validate = None
+    start = LoopStart(history=head_history)
+    if has_val:
+        validate = images_validator(
+            [s.path for s in dataset.splits["val"]],
+            [s.label for s in dataset.splits["val"]],
+            backbone.preprocess,
+            batch_size=job.extract_batch_size,
+            num_workers=job.num_workers,
+            device=device,
+            amp=resolve_amp(settings.amp, device),
+        )
+        # The head alone is a result too: fine-tuning must beat it to replace it.
+        start.best_loss = phase1.history[phase1.best_epoch - 1]["val_loss"]
+        start.best_epoch = phase1.best_epoch
+        start.best_state = clone_state(network)
+    cost = None
+    if device.type == "cpu" and not job.quiet:
+        cost = estimate_cost(
+            network,
+            train,
+            label="finetune",
+            device=device,
+            epochs=settings.epochs,
+            backward=True,
+            val_images=len(dataset.splits.get("val", [])),
+            uncached_images=0,
+        )
+        job.say(cost.message())
+    outcome = train_network(
+        network,
+        groups,
+        train,
+        validate,
+        settings,
+        device=device,
+        label="finetune",
+        fingerprint=job.fingerprint(backbone, dataset),
+        checkpoint_dir=job.checkpoint_dir,
+        resume=job.resume,
+        start=start,
+        quiet=job.quiet,
+        stream=job.out,
+    )
+    network.to("cpu")
+    changed = outcome.best_epoch > len(head_history)
+    final = trained_backbone(backbone) if changed else backbone
+    for param in final.module.parameters():
+        param.requires_grad_(False)
+    return Fitted(
+        backbone=final,
+        head=network.head.eval(),
+        history=outcome.history,
+        best_epoch=outcome.best_epoch,
+        monitor=outcome.monitor,
+        dataset=dataset,
+        features={} if changed else plain_features(split_xy),
+        extraction=extraction,
+        interrupted=outcome.interrupted,
+        cost=cost,
+        epoch_seconds=outcome.epoch_seconds,
+        details={
+            "stages": len(stages),
+            "unfrozen_stages": len(chosen),
+            "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
+            "backbone_changed": changed,
+        },
+    )

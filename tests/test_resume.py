@@ -1,0 +1,207 @@
+"""Checkpoints without pickle, and runs that survive kill -9 and Ctrl-C bit for bit."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from headstart.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from headstart.cli.main import main
+from headstart.errors import RunFolderError
+from tests._backbones import write_bn_backbone
+from tests.conftest import write_colour_dataset
+
+EPOCHS = 30
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("resume")
+    data = write_colour_dataset(root / "data", {"train": 8, "val": 4})
+    args = [
+        *("--model", write_bn_backbone(root / "backbone")),
+        *("--strategy", "finetune", "--unfreeze", "1", "--epochs", str(EPOCHS)),
+        *("--patience", "100", "--batch-size", "4", "--workers", "0", "-q"),
+        *("--cache-dir", str(root / "cache")),
+    ]
+    return data, args
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data, args = setup
+    run = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    assert main(["train", str(data), "--out", str(run), *args]) == 0
+    return run
+
+
+def _start(data: Path, run: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "headstart.cli.main", "train", str(data), "--out", str(run)]
+    return subprocess.Popen([*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_first_checkpoint(proc: subprocess.Popen[bytes], run: Path) -> None:
+    index = run / "checkpoint" / "checkpoint.json"
+    deadline = time.monotonic() + 120
+    while not index.is_file():
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 0.3))  # a random moment after the first checkpoint
+
+
+def _safetensors_parts(path: Path) -> tuple[dict, bytes]:
+    """(header, data bytes): the header parsed, as safetensors orders metadata keys at random."""
+    blob = path.read_bytes()
+    size = struct.unpack("<Q", blob[:8])[0]
+    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    tensors_a, tensors_b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert tensors_a.keys() == tensors_b.keys()
+    for name, value in tensors_a.items():
+        assert torch.equal(value, tensors_b[name]), name
+    assert _safetensors_parts(a / "model.safetensors") == _safetensors_parts(
+        b / "model.safetensors"
+    )
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    config_a = json.loads((a / "config.json").read_text())["headstart"]
+    config_b = json.loads((b / "config.json").read_text())["headstart"]
+    assert config_a["training"]["best_epoch"] == config_b["training"]["best_epoch"]
+    assert config_a["metrics"] == config_b["metrics"]
+
+
+def test_killed_run_resumes_to_the_same_model_and_history(setup, uninterrupted, tmp_path):
+    data, args = setup
+    run = tmp_path / "killed"
+    proc = _start(data, run, args)
+    _wait_for_first_checkpoint(proc, run)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(run / "checkpoint")
+    assert killed_at is not None and not killed_at.finished and killed_at.epoch < EPOCHS
+    assert not (run / "config.json").exists()
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)
+    assert not (run / "checkpoint").exists()
+
+
+def test_ctrl_c_saves_the_best_model_so_far_and_resume_finishes_the_run(
+    setup, uninterrupted, tmp_path
+):
+    data, args = setup
+    run = tmp_path / "interrupted"
+    proc = _start(data, run, args)
+    _wait_for_first_checkpoint(proc, run)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert "--resume" in err.decode()
+    config = json.loads((run / "config.json").read_text())["headstart"]
+    assert config["training"]["interrupted"] is True
+    assert (run / "model.safetensors").is_file()
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)
+
+
+def test_resuming_a_finished_run_changes_nothing(uninterrupted, capsys) -> None:
+    before = (uninterrupted / "model.safetensors").read_bytes()
+    assert main(["train", "--resume", str(uninterrupted)]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (uninterrupted / "model.safetensors").read_bytes() == before
+
+
+def _optimizer_after_steps() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+    optimizer = torch.optim.AdamW(
+        [{"params": model[0].parameters(), "lr_scale": 0.5}, {"params": model[1].parameters()}]
+    )
+    for _ in range(3):
+        model(torch.randn(6, 4)).pow(2).mean().backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def test_checkpoint_round_trips_model_optimizer_and_rng_without_pickle(tmp_path) -> None:
+    model, optimizer = _optimizer_after_steps()
+    rng = capture_rng()
+    expected_draw = torch.rand(3)
+    save_checkpoint(
+        tmp_path,
+        Checkpoint(
+            epoch=3,
+            step=9,
+            history=[{"epoch": 1, "loss": 0.1 + 0.2}],
+            best_loss=0.25,
+            best_epoch=2,
+            waited=1,
+            fingerprint="abc",
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            rng=rng,
+            best_model=model.state_dict(),
+        ),
+    )
+    assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".safetensors"}
+    loaded = load_checkpoint(tmp_path)
+    assert loaded is not None
+    assert (loaded.epoch, loaded.step, loaded.waited, loaded.best_loss) == (3, 9, 1, 0.25)
+    assert loaded.history == [{"epoch": 1, "loss": 0.1 + 0.2}]
+    fresh_model, fresh = _optimizer_after_steps()
+    fresh.load_state_dict(loaded.optimizer)
+    for group_a, group_b in zip(fresh.param_groups, optimizer.param_groups, strict=True):
+        assert {k: v for k, v in group_a.items() if k != "params"} == {
+            k: v for k, v in group_b.items() if k != "params"
+        }
+    for state_a, state_b in zip(fresh.state.values(), optimizer.state.values(), strict=True):
+        for key in state_b:
+            assert torch.equal(state_a[key], state_b[key])
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.model[name], value)
+    assert loaded.rng is not None
+    restore_rng(loaded.rng)
+    assert torch.equal(torch.rand(3), expected_draw)
+
+
+def test_damaged_checkpoint_file_is_refused(tmp_path) -> None:
+    model, optimizer = _optimizer_after_steps()
+    ckpt = Checkpoint(1, 1, [], 1.0, 1, 0, "abc", model=model.state_dict())
+    save_checkpoint(tmp_path, ckpt)
+    state = next(tmp_path.glob("state-*.safetensors"))
+    data = bytearray(state.read_bytes())
+    data[-1] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(RunFolderError, match="damaged"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_new_checkpoint_replaces_the_previous_files(tmp_path) -> None:
+    model, _ = _optimizer_after_steps()
+    for epoch in (1, 2):
+        save_checkpoint(
+            tmp_path,
+            Checkpoint(epoch, epoch, [], 1.0, 1, 0, "abc", model=model.state_dict()),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.json",
+        "state-0002.safetensors",
+    ]

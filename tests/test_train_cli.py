@@ -1,0 +1,90 @@
+"""`headstart train` with strategies: options, recorded arguments, warnings and cost estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from headstart.cli.main import main
+from tests._backbones import write_bn_backbone
+from tests.conftest import write_colour_dataset
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("traincli")
+    data = write_colour_dataset(root / "data", {"train": 4, "val": 2})
+    model = write_bn_backbone(root / "backbone")
+    return data, ["--model", model, "--workers", "0", "--cache-dir", str(root / "cache")]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_train_records_its_arguments_and_the_strategys_resolved_settings(env, tmp_path):
+    data, common = env
+    run = tmp_path / "run"
+    args = ["train", str(data), "--out", str(run), *common, "-q"]
+    assert (
+        main([*args, "--strategy", "augment", "--epochs", "2", "--rotation", "20", "--no-hflip"])
+        == 0
+    )
+    stored = json.loads((run / "train_args.json").read_text())["args"]
+    assert stored["strategy"] == "augment" and Path(stored["data"]).is_absolute()
+    training = json.loads((run / "config.json").read_text())["headstart"]["training"]
+    assert (training["strategy"], training["epochs"], training["schedule"]) == (
+        "augment",
+        2,
+        "cosine",
+    )
+    assert training["augment"]["rotation"] == 20 and training["augment"]["hflip"] is False
+    assert training["augment"]["preset"] == "custom"
+    assert not (run / "checkpoint").exists()
+
+
+def test_cost_is_estimated_before_a_cpu_strategy_that_runs_the_backbone_every_epoch(
+    env, tmp_path, capsys
+):
+    data, common = env
+    args = ["train", str(data), "--out", str(tmp_path / "run"), *common, "--epochs", "1"]
+    assert main([*args, "--strategy", "finetune"]) == 0
+    err = capsys.readouterr().err
+    assert "finetune: ~" in err and "/epoch, ~" in err
+    assert "the cached-features path would take ~" in err
+    assert "finetune epoch 1/1: loss" in err
+
+
+def test_bn_train_with_a_small_batch_prints_a_one_line_warning(env, tmp_path, capsys) -> None:
+    data, common = env
+    args = ["train", str(data), "--out", str(tmp_path / "run"), *common, "-q", "--epochs", "1"]
+    assert main([*args, "--strategy", "finetune", "--bn", "train", "--batch-size", "8"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "statistics of 8 images mean little" in warnings[0]
+
+
+def test_resume_with_other_options_exits_2_naming_them(tmp_path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "3", "--lr", "0.1"]) == 2
+    assert "remove --epochs, --lr" in _error(capsys)
+
+
+def test_resume_of_a_folder_without_train_args_exits_2(tmp_path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "train_args.json" in _error(capsys)
+
+
+def test_train_without_data_or_resume_exits_2(capsys) -> None:
+    assert main(["train"]) == 2
+    assert "--resume RUN" in _error(capsys)
+
+
+def test_an_option_the_strategy_does_not_use_exits_2(env, tmp_path, capsys) -> None:
+    data, common = env
+    args = ["train", str(data), "--out", str(tmp_path / "run"), *common, "-q"]
+    assert main([*args, "--strategy", "augment", "--unfreeze", "2"]) == 2
+    assert "unfreeze does not apply to --strategy augment" in _error(capsys)

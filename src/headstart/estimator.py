@@ -51,6 +51,7 @@ from headstart.strategies import (
     resolve_settings,
     select_layer,
 )
+from headstart.strategies._common import xy
 
 __all__ = ["ImageClassifier", "Prediction"]
 
@@ -316,7 +317,7 @@ class ImageClassifier:
                 dataset = dataset.without(extracted.failures)
             by_path = dict(zip(extracted.paths, extracted.features, strict=True))
             for name in missing:
-                split_xy[name] = _xy(
+                split_xy[name] = xy(
                     dataset.splits.get(name, []), by_path, self.backbone_.num_features
                 )
         metrics = {
@@ -447,7 +448,7 @@ class ImageClassifier:
         samples = dataset.splits[chosen]
         extracted = self._extract(self.backbone_, [s.path for s in samples], desc="evaluating")
         by_path = dict(zip(extracted.paths, extracted.features, strict=True))
-        x, y = _xy([s for s in samples if s.path in by_path], by_path, self.backbone_.num_features)
+        x, y = xy([s for s in samples if s.path in by_path], by_path, self.backbone_.num_features)
         metrics = self._metrics_from_features(x, y)
         metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
         metrics["paths"] = [str(s.path) for s in samples if s.path in by_path]
@@ -619,17 +620,6 @@ def _run_error(folder: str | Path, what: str) -> HeadstartError:
     from headstart.errors import RunFolderError
 
     return RunFolderError(f"Cannot load run '{folder}': {what}. Retrain or re-save it.")
-
-
-def _xy(
-    samples: Sequence[Any], by_path: Mapping[Path, np.ndarray], dim: int
-) -> tuple[np.ndarray, np.ndarray]:
-    kept = [s for s in samples if s.path in by_path]
-    if not kept:
-        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
-    x = np.stack([by_path[s.path] for s in kept]).astype(np.float32, copy=False)
-    y = np.array([s.label for s in kept], dtype=np.int64)
-    return x, y
 
 
 def _versions() -> dict[str, str]:

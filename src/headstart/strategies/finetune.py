@@ -102,6 +102,18 @@ def fit(job: Job) -> Fitted:
         quiet=job.quiet,
     )
     head_history = [{**row, "phase": "head"} for row in phase1.history]
+    if phase1.interrupted:  # Ctrl-C during the head phase: stop there, with the best head
+        return Fitted(
+            backbone=backbone,
+            head=phase1.head,
+            history=head_history,
+            best_epoch=phase1.best_epoch,
+            monitor=phase1.monitor,
+            dataset=dataset,
+            features=plain_features(split_xy),
+            extraction=extraction,
+            interrupted=True,
+        )
     stages = backbone_stages(backbone.module)
     chosen = unfrozen_stages(stages, settings.unfreeze)
     trainable = [name for stage in chosen for name in stage]

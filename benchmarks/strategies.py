@@ -1,0 +1,156 @@
+"""Every transfer strategy with its defaults on one dataset, side by side in one table.
+
+Each strategy runs in its own process (so its peak memory is its own) with a fresh feature cache
+(so its wall time includes everything it costs from nothing), except the row "features (cached)",
+which repeats `features` on the cache the first run filled: what a second experiment costs.
+
+    .venv/bin/python benchmarks/strategies.py [DATA] [--model M] [--epochs N] [--only S ...]
+
+DATA defaults to the demo dataset (generated into demo-data/ when missing); the model defaults to
+the shipped headstart-tiny when present, else timm's test_resnet with random weights (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("features", "features", {}),
+    ("features (cached)", "features", {}),
+    ("features --aug-views 4", "features", {"aug_views": 4}),
+    ("augment", "augment", {}),
+    ("finetune", "finetune", {}),
+    ("scratch", "scratch", {}),
+)
+
+
+def _default_model() -> tuple[str, str]:
+    from headstart.backbones._local import EMBEDDED_DIR
+
+    if (EMBEDDED_DIR / "headstart-tiny" / "model.safetensors").is_file():
+        return "headstart-tiny", "default"
+    return "test_resnet", "none"
+
+
+def _default_data(folder: Path) -> Path:
+    try:
+        from headstart.synthetic import make_demo_dataset
+    except ImportError:  # pragma: no cover - synthetic ships with headstart
+        return _colour_shapes(folder)
+    return make_demo_dataset(folder)
+
+
+def _colour_shapes(folder: Path) -> Path:
+    """A small colour/shape dataset, for checkouts without headstart.synthetic."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("val", 15), ("test", 15)):
+        for name in ("red_circle", "red_square", "blue_circle", "blue_square"):
+            out = folder / split / name
+            out.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                image = Image.new("RGB", (96, 96), tuple(int(v) for v in rng.integers(0, 80, 3)))
+                draw = ImageDraw.Draw(image)
+                x, y = (int(v) for v in rng.integers(25, 70, 2))
+                r = int(rng.integers(12, 24))
+                colour = (220, 40, 40) if name.startswith("red") else (40, 60, 220)
+                box = (x - r, y - r, x + r, y + r)
+                (draw.ellipse if name.endswith("circle") else draw.rectangle)(box, fill=colour)
+                image.save(out / f"{i:03d}.jpg", quality=90)
+    return folder
+
+
+def _run(
+    queue: mp.Queue, model: str, weights: str, data: str, cache: str, strategy: str, extra: dict
+) -> None:
+    from headstart import ImageClassifier
+
+    started = time.monotonic()
+    clf = ImageClassifier(
+        model, weights=weights, strategy=strategy, cache_dir=cache, quiet=True, **extra
+    )
+    clf.fit(data)
+    wall = time.monotonic() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "val": clf.metrics_.get("val", {}).get("accuracy"),
+            "test": clf.metrics_.get("test", {}).get("accuracy"),
+            "wall": wall,
+            "epochs": len(clf.history_),
+            "epoch_seconds": clf.epoch_seconds_,
+            "peak_mb": peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20,
+        }
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return f"{'-':>{width}}" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", help="dataset folder (default: the demo dataset)")
+    parser.add_argument("--model", help="backbone (default: headstart-tiny, else test_resnet)")
+    parser.add_argument("--weights", help="default, none or a file (default: the model's)")
+    parser.add_argument("--epochs", type=int, help="cap every strategy's epochs (smoke runs)")
+    parser.add_argument("--only", nargs="+", help="run only these rows (e.g. features finetune)")
+    parser.add_argument("--workers", type=int, help="decoding processes")
+    args = parser.parse_args()
+
+    model, weights = _default_model()
+    model, weights = args.model or model, args.weights or (weights if not args.model else "default")
+    data = Path(args.data) if args.data else _default_data(Path("demo-data"))
+    extra: dict[str, Any] = {}
+    if args.epochs:
+        extra["epochs"] = args.epochs
+    if args.workers is not None:
+        extra["num_workers"] = args.workers
+    rows = [r for r in ROWS if not args.only or r[0].split()[0] in args.only or r[0] in args.only]
+
+    context = mp.get_context("spawn")  # a clean process per strategy: its own peak memory
+    print(f"model {model} (weights {weights}), data {data}")
+    header = f"{'strategy':<24} {'val acc':>8} {'test acc':>9} {'wall s':>8} {'epochs':>7}"
+    print(f"{header} {'s/epoch':>8} {'peak MB':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, strategy, options in rows:
+            cache = Path(tmp) / ("shared" if label == "features (cached)" else label)
+            if label == "features":
+                cache = Path(tmp) / "shared"
+            queue: mp.Queue = context.Queue()
+            proc = context.Process(
+                target=_run,
+                args=(queue, model, weights, str(data), str(cache), strategy, {**extra, **options}),
+            )
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                print(f"{label:<24} failed (exit code {proc.exitcode})")
+                continue
+            r = queue.get()
+            per_epoch = (
+                sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) if r["epoch_seconds"] else None
+            )
+            print(
+                f"{label:<24} {_fmt(r['val'], '8.3f')} {_fmt(r['test'], '9.3f')} "
+                f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.2f')} "
+                f"{r['peak_mb']:8.0f}"
+            )
+    print(
+        "wall s: everything from a cold cache (features (cached): the same run again); s/epoch: "
+        "end-to-end epochs only (finetune's epochs column includes its head-only epochs)."
+    )
+
+
+if __name__ == "__main__":
+    main()

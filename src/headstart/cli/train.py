@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
     from headstart.checkpoint import remove_checkpoint
     from headstart.errors import HeadstartError
-    from headstart.evaluation import format_metrics
+    from headstart.evaluation import format_metrics, write_report
 
     resume = bool(args.resume)
     if resume:
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
     clf.fit(args.data)
     clf.save(out)
+    report = write_report(out, data=args.data, clf=clf, quiet=args.quiet)
     if not clf.interrupted_:
         remove_checkpoint(out / CHECKPOINT_FOLDER)
     skipped = clf.dataset_.get("skipped", [])
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
             print(f"{split} accuracy {metrics['accuracy']:.4f} (n={metrics['n']})")
     if "test" in clf.metrics_ and not args.quiet:
         print(format_metrics(clf.metrics_["test"]))
-    print(f"run folder: {out}")
+    print(f"run folder: {out} (open {report.name})")
     if clf.interrupted_:
         print(
             f"interrupted: saved the best model so far (epoch {clf.best_epoch_}); continue with "

@@ -20,7 +20,14 @@ MODEL = "test_resnet"
 
 
 def _clf(tmp_path: Path, **kwargs) -> ImageClassifier:
-    params = dict(weights="none", epochs=15, num_workers=0, quiet=True, cache_dir=tmp_path / "c")
+    params = dict(
+        weights="none",
+        strategy="features",
+        epochs=15,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+    )
     params.update(kwargs)
     return ImageClassifier(MODEL, **params)
 

@@ -39,7 +39,7 @@ def colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _clf(tmp: Path, model: str, **kwargs) -> ImageClassifier:
-    params = dict(num_workers=0, quiet=True, cache_dir=tmp / "cache")
+    params = dict(strategy="features", num_workers=0, quiet=True, cache_dir=tmp / "cache")
     params.update(kwargs)
     return ImageClassifier(model, **params)
 

@@ -11,6 +11,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from headstart.strategies import (
     select_layer,
 )
 from headstart.strategies._common import xy
+from headstart.strategies.auto import Advice, decide, measure
 
 __all__ = ["ImageClassifier", "Prediction"]
 
@@ -92,10 +94,11 @@ class ImageClassifier:
         weights: ``"default"`` (the pretrained weights), ``"none"`` (random init) or a path to a
             ``.safetensors`` (or weights-only ``.pth``) file.
         head: ``"linear"`` or ``"mlp"``.
-        strategy: how the backbone is used. ``"features"``: frozen, cached features, head only
-            (the cheap default); ``"augment"``: frozen backbone end to end with augmentation;
-            ``"finetune"``: head first, then the top ``unfreeze`` stages; ``"scratch"``: the same
-            architecture from random init, as a baseline.
+        strategy: how the backbone is used. ``"auto"`` (default): measure the data and the
+            frozen features and pick one of the others (``advise`` shows the choice and why);
+            ``"features"``: frozen, cached features, head only; ``"augment"``: frozen backbone
+            end to end with augmentation; ``"finetune"``: head first, then the top ``unfreeze``
+            stages; ``"scratch"``: the same architecture from random init, as a baseline.
         preprocess: explicit preprocessing overrides (e.g. ``{"mean": ..., "std": ...}`` or
             ``{"keras": "caffe"}``); recorded and warned about when they differ from the weights'.
         epochs, lr, weight_decay, batch_size, patience, seed, label_smoothing: training; the
@@ -131,7 +134,7 @@ class ImageClassifier:
         *,
         weights: str = "default",
         head: str = "linear",
-        strategy: str = "features",
+        strategy: str = "auto",
         preprocess: Mapping[str, Any] | None = None,
         epochs: int | None = None,
         lr: float | None = None,
@@ -207,14 +210,21 @@ class ImageClassifier:
         Ctrl-C during an end-to-end strategy stops training cleanly: the best weights so far are
         kept, ``interrupted_`` is True, and the classifier can be saved as it is.
         """
-        settings = self._settings()
+        auto = self.strategy == "auto"
+        settings = None if auto else self._settings()
         started = time.monotonic()
         dataset = self._as_dataset(X, y)
         backbone = create_backbone(
             self.model,
-            weights=self._backbone_weights(settings),
+            weights=self.weights if settings is None else self._backbone_weights(settings),
             preprocess_overrides=self.preprocess,
         )
+        self.advice_: Advice | None = None
+        if settings is None:
+            self.advice_ = self._advise(dataset, backbone)
+            if not self.quiet:
+                print(self.advice_.explain(), file=sys.stderr)
+            settings = self._settings(self.advice_.strategy, self.advice_.options)
         job = Job(
             dataset=dataset,
             backbone=backbone,
@@ -248,15 +258,38 @@ class ImageClassifier:
         self.extraction_: dict[str, int] = fitted.extraction
         return self
 
-    def _settings(self) -> TrainSettings:
+    def advise(
+        self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None
+    ) -> Advice:
+        """Measure the data and the frozen features, and say which strategy ``auto`` would pick.
+
+        Nothing is trained; the features extracted to measure go to the cache, so a training run
+        that follows does not extract them again.
+        """
+        dataset = self._as_dataset(X, y)
+        backbone = create_backbone(
+            self.model, weights=self.weights, preprocess_overrides=self.preprocess
+        )
+        return self._advise(dataset, backbone)
+
+    def _advise(self, dataset: Dataset, backbone: Backbone) -> Advice:
+        def extract(net: Backbone, paths: Sequence[Path], desc: str) -> Any:
+            return self._extract(net, paths, desc=desc)
+
+        return decide(measure(dataset, backbone, extract, seed=self.seed))
+
+    def _settings(
+        self, strategy: str | None = None, advised: Mapping[str, Any] | None = None
+    ) -> TrainSettings:
+        strategy = strategy or self.strategy
+        advised = dict(advised or {})
         if self.head not in HEAD_KINDS:
             raise HeadstartError(
                 f"Unknown head {self.head!r}; choose one of {', '.join(HEAD_KINDS)}."
             )
-        if self.strategy not in STRATEGIES:
-            raise HeadstartError(
-                f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}."
-            )
+        if strategy not in STRATEGIES:
+            choices = ", ".join((*STRATEGIES, "auto"))
+            raise HeadstartError(f"Unknown strategy {strategy!r}; choose one of {choices}.")
         preset: Any = self.augment
         augment_params: dict[str, Any] = {}
         if isinstance(self.augment, Mapping):
@@ -266,7 +299,7 @@ class ImageClassifier:
             if preset is None and values:
                 preset = "none"
         return resolve_settings(
-            self.strategy,
+            strategy,
             augment=preset,
             augment_params=augment_params,
             head=self.head,
@@ -283,8 +316,8 @@ class ImageClassifier:
             warmup_epochs=self.warmup_epochs,
             grad_clip=self.grad_clip,
             aug_views=self.aug_views or None,
-            layer=self.layer,
-            unfreeze=self.unfreeze,
+            layer=self.layer if self.layer is not None else advised.get("layer"),
+            unfreeze=self.unfreeze if self.unfreeze is not None else advised.get("unfreeze"),
             layer_decay=self.layer_decay,
             bn=self.bn,
             amp=self.amp,
@@ -512,6 +545,8 @@ class ImageClassifier:
             "backbone": spec,
             "preprocess": self.preprocess_.to_dict(),
             "strategy": self.settings_.strategy,
+            "strategy_reason": _reason(self),
+            "advice": _advice_dict(self),
             "head": head_config(self.head, self.head_),
             "training": {
                 **self.settings_.to_dict(),
@@ -614,6 +649,19 @@ class ImageClassifier:
         clf.monitor_ = str(training.get("monitor", "val_loss"))
         clf.history_ = []
         return clf
+
+
+def _advice_dict(clf: ImageClassifier) -> dict[str, Any] | None:
+    advice: Advice | None = getattr(clf, "advice_", None)
+    return advice.to_dict() if advice is not None else None
+
+
+def _reason(clf: ImageClassifier) -> str:
+    """Why this strategy: the measured advice under ``auto``, else the user's choice."""
+    advice = getattr(clf, "advice_", None)
+    if advice is not None:
+        return "chosen by --strategy auto: " + "; ".join(advice.reasons)
+    return f"chosen by the user (--strategy {clf.settings_.strategy})"
 
 
 def _run_error(folder: str | Path, what: str) -> HeadstartError:

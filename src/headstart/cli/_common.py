@@ -97,9 +97,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--strategy",
-        default="features",
-        choices=STRATEGIES,
-        help="features (default): frozen backbone, cached features, head only; augment: frozen "
+        default="auto",
+        choices=(*STRATEGIES, "auto"),
+        help="auto (default): measure the data and the frozen features, pick one of the others "
+        "and say why (see `headstart advise`); features: frozen backbone, cached features, "
+        "head only; augment: frozen "
         "backbone end to end with augmentation; finetune: head first, then the top stages; "
         "scratch: the same architecture from random init (baseline)",
     )

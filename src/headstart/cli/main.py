@@ -26,6 +26,7 @@ COMMANDS = (
     "evaluate",
     "predict",
     "info",
+    "advise",
     "report",
     "features",
     "data",

@@ -1,0 +1,50 @@
+"""`headstart advise DATA`: which strategy `auto` would pick, and why, without training."""
+
+from __future__ import annotations
+
+import argparse
+
+from headstart.cli._common import add_model_options, preprocess_overrides, print_json
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "advise",
+        help="measure the data and say which strategy fits it",
+        description="Count images per class and probe how well the frozen features separate "
+        "the classes (a cross-validated linear probe on cached features, last stage and an "
+        "earlier one), then print the strategy `--strategy auto` would pick and why. The "
+        "features extracted go to the cache, so training afterwards does not redo them.",
+    )
+    parser.add_argument("data", help="image folder or CSV file")
+    add_model_options(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
+    parser.add_argument("--workers", type=int, help="image decoding processes")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from headstart.estimator import ImageClassifier
+
+    clf = ImageClassifier(
+        args.model,
+        weights=args.weights,
+        preprocess=preprocess_overrides(args),
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        num_workers=args.workers,
+        quiet=args.quiet or args.json,
+    )
+    advice = clf.advise(args.data)
+    if args.json:
+        print_json(advice.to_dict())
+    else:
+        print(advice.explain())
+    return 0

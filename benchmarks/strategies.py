@@ -28,6 +28,7 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("augment", "augment", {}),
     ("finetune", "finetune", {}),
     ("scratch", "scratch", {}),
+    ("auto", "auto", {}),
 )
 
 
@@ -89,6 +90,7 @@ def _run(
             "epochs": len(clf.history_),
             "epoch_seconds": clf.epoch_seconds_,
             "peak_mb": peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20,
+            "chosen": clf.advice_.explain().splitlines()[0] if clf.advice_ else None,
         }
     )
 
@@ -146,6 +148,8 @@ def main() -> None:
                 f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.2f')} "
                 f"{r['peak_mb']:8.0f}"
             )
+            if r["chosen"]:
+                print(f"{'':<24} auto chose {r['chosen']}")
     print(
         "wall s: everything from a cold cache (features (cached): the same run again); s/epoch: "
         "end-to-end epochs only (finetune's epochs column includes its head-only epochs)."

@@ -107,3 +107,26 @@ def test_unknown_strategy_lists_auto_among_the_choices(colour_data, bad) -> None
 
     with pytest.raises(HeadstartError, match="auto"):
         ImageClassifier("test_resnet", strategy=bad).fit(colour_data)
+
+
+def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path) -> None:
+    import shutil
+
+    from headstart.errors import DataWarning
+    from tests.conftest import write_colour_dataset
+
+    data = write_colour_dataset(tmp_path / "d", {"train": 6, "val": 3})
+    leaked = sorted((data / "train" / "red").iterdir())[0]
+    shutil.copy(leaked, data / "val" / "red" / f"copy_{leaked.name}")
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        strategy="features",
+        epochs=3,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+    )
+    with pytest.warns(DataWarning, match="doctor"):
+        clf.fit(data)
+    assert clf.metrics_["val"]["n"] == 10

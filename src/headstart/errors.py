@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "BackboneNotFoundError",
     "DataError",
+    "DataWarning",
     "HeadstartError",
     "HeadstartWarning",
     "ImageDecodeError",
@@ -62,6 +63,10 @@ class RunFolderError(HeadstartError, ValueError):
 
 class HeadstartWarning(UserWarning):
     """Base of headstart's warnings: something is allowed but probably not what the user wants."""
+
+
+class DataWarning(HeadstartWarning):
+    """The data is usable but suspicious: leaked duplicates, conflicting labels."""
 
 
 class PreprocessOverrideWarning(HeadstartWarning):

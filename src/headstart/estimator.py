@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import warnings
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,13 @@ from torch.nn import functional as F
 from headstart._version import __version__
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
 from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
-from headstart.errors import DataError, HeadstartError, ImageDecodeError, NotFittedError
+from headstart.errors import (
+    DataError,
+    DataWarning,
+    HeadstartError,
+    ImageDecodeError,
+    NotFittedError,
+)
 from headstart.evaluation import classification_metrics, plot_curves
 from headstart.features import FeatureCache, default_cache_dir, extract_features
 from headstart.heads import HEAD_KINDS
@@ -126,6 +133,8 @@ class ImageClassifier:
         quiet: no progress output.
         checkpoint_dir: end-to-end strategies write a checkpoint there after every epoch.
         resume: continue from the checkpoint in ``checkpoint_dir`` (same data and settings).
+        check_data: before training, look for duplicates across splits and classes (leakage,
+            conflicting labels) and warn about them (``DataWarning``); training goes on.
     """
 
     def __init__(
@@ -165,6 +174,7 @@ class ImageClassifier:
         quiet: bool = False,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
+        check_data: bool = True,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -200,6 +210,7 @@ class ImageClassifier:
         self.quiet = quiet
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.check_data = check_data
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -214,6 +225,8 @@ class ImageClassifier:
         settings = None if auto else self._settings()
         started = time.monotonic()
         dataset = self._as_dataset(X, y)
+        if self.check_data and not self.resume:
+            self._warn_on_leakage(dataset)
         backbone = create_backbone(
             self.model,
             weights=self.weights if settings is None else self._backbone_weights(settings),
@@ -257,6 +270,22 @@ class ImageClassifier:
         self.fit_seconds_: float = time.monotonic() - started
         self.extraction_: dict[str, int] = fitted.extraction
         return self
+
+    def _warn_on_leakage(self, dataset: Dataset) -> None:
+        """Warn, never refuse, when the same picture sits in two splits or two classes.
+
+        A leaked duplicate inflates the validation and test scores silently; the user may have
+        reasons (augmented copies made on purpose), so training goes on after saying so.
+        """
+        from headstart.doctor import quick_checks
+
+        for finding in quick_checks(dataset, num_workers=self.num_workers, quiet=self.quiet):
+            if finding.severity in ("error", "warning"):
+                warnings.warn(
+                    f"{finding.message} (`headstart doctor DATA` lists them all)",
+                    DataWarning,
+                    stacklevel=3,
+                )
 
     def advise(
         self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None

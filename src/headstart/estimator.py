@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import platform
 import sys
-import warnings
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

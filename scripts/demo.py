@@ -1,8 +1,9 @@
 """`make demo`: real transfer learning, offline, in a few minutes on a laptop CPU.
 
 1. Generates the demo dataset (shapes x textures the shipped backbone never saw) if missing.
-2. Trains a linear head on the features of `headstart-tiny`, the backbone shipped in the package,
-   with the preprocessing its weights define, and evaluates it on the test split.
+2. Trains on `headstart-tiny`, the backbone shipped in the package, with the preprocessing its
+   weights define; `--strategy auto` measures the data, picks the strategy and says why. Then it
+   evaluates on the test split and writes the run folder with its report.html.
 3. Trains the same head on random-init features of the same architecture, so you see in one
    table what the pretraining buys.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from headstart import EMBEDDED_MODEL, ImageClassifier
 from headstart.errors import HeadstartError
+from headstart.evaluation import write_report
 from headstart.synthetic import make_demo_dataset
 
 
@@ -33,13 +35,16 @@ def main() -> int:
     print(f"[1/3] demo dataset in {data}/ (generated once, seeded)")
     make_demo_dataset(data)
 
-    print(f"[2/3] training a linear head on {EMBEDDED_MODEL} features")
+    print(f"[2/3] training on {EMBEDDED_MODEL} (--strategy auto)")
     clf = ImageClassifier(EMBEDDED_MODEL, quiet=args.quiet).fit(data)
     run = clf.save(args.out)
+    report = write_report(run, data=data, clf=clf)
     print(clf.preprocess_.describe())
 
     print("[3/3] the same head on random-init features of the same architecture")
-    baseline = ImageClassifier(EMBEDDED_MODEL, weights="none", quiet=args.quiet).fit(data)
+    baseline = ImageClassifier(
+        EMBEDDED_MODEL, weights="none", strategy=clf.settings_.strategy, quiet=args.quiet
+    ).fit(data)
 
     rows = [("pretrained (headstart-tiny)", clf), ("random init, same architecture", baseline)]
     print()
@@ -55,6 +60,7 @@ def main() -> int:
         f"(n={clf.metrics_['test']['n']}, {len(clf.classes_)} classes)"
     )
     print(f"run folder:    {run}  (curves: {run / 'curves.png'})")
+    print(f"report:        {report}")
     print(f"demo took {time.monotonic() - started:.0f} s")
     return 0
 

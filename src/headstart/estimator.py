@@ -225,13 +225,13 @@ class ImageClassifier:
         settings = None if auto else self._settings()
         started = time.monotonic()
         dataset = self._as_dataset(X, y)
-        if self.check_data and not self.resume:
-            self._warn_on_leakage(dataset)
         backbone = create_backbone(
             self.model,
             weights=self.weights if settings is None else self._backbone_weights(settings),
             preprocess_overrides=self.preprocess,
         )
+        if self.check_data and not self.resume:
+            self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
         self.advice_: Advice | None = None
         if settings is None:
             self.advice_ = self._advise(dataset, backbone)

@@ -95,6 +95,32 @@ def _run(
     )
 
 
+def _summary(results: dict[str, dict[str, Any]]) -> None:
+    """The comparisons the strategies issue asks for, as ratios measured in this run."""
+
+    def per_epoch(label: str) -> float | None:
+        seconds = results.get(label, {}).get("epoch_seconds") or []
+        return sum(seconds) / len(seconds) if seconds else None
+
+    feats, aug = per_epoch("features"), per_epoch("augment")
+    if feats and aug:
+        print(f"features trains its head {aug / feats:.0f}x faster per epoch than augment")
+    views, plain, augment = (
+        results.get(k) for k in ("features --aug-views 4", "features", "augment")
+    )
+    if views and plain and augment:
+        print(
+            f"--aug-views 4 vs features: test {views['test'] - plain['test']:+.3f}, "
+            f"val {views['val'] - plain['val']:+.3f}, at {views['wall'] / augment['wall']:.2f} "
+            "of augment's wall time"
+        )
+    tests = {k: r["test"] for k, r in results.items() if k != "auto" and r.get("test") is not None}
+    if "auto" in results and tests:
+        best = max(tests, key=lambda k: tests[k])
+        gap = tests[best] - results["auto"]["test"]
+        print(f"auto is {100 * gap:.1f} points below the best strategy's test accuracy ({best})")
+
+
 def _fmt(value: float | None, spec: str) -> str:
     width = int(spec.split(".")[0])
     return f"{'-':>{width}}" if value is None else format(value, spec)
@@ -124,6 +150,7 @@ def main() -> None:
     print(f"model {model} (weights {weights}), data {data}")
     header = f"{'strategy':<24} {'val acc':>8} {'test acc':>9} {'wall s':>8} {'epochs':>7}"
     print(f"{header} {'s/epoch':>8} {'peak MB':>8}")
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, strategy, options in rows:
             cache = Path(tmp) / ("shared" if label == "features (cached)" else label)
@@ -140,19 +167,22 @@ def main() -> None:
                 print(f"{label:<24} failed (exit code {proc.exitcode})")
                 continue
             r = queue.get()
+            results[label] = r
             per_epoch = (
                 sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) if r["epoch_seconds"] else None
             )
             print(
                 f"{label:<24} {_fmt(r['val'], '8.3f')} {_fmt(r['test'], '9.3f')} "
-                f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.2f')} "
+                f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.3f')} "
                 f"{r['peak_mb']:8.0f}"
             )
             if r["chosen"]:
                 print(f"{'':<24} auto chose {r['chosen']}")
+    _summary(results)
     print(
         "wall s: everything from a cold cache (features (cached): the same run again); s/epoch: "
-        "end-to-end epochs only (finetune's epochs column includes its head-only epochs)."
+        "one head epoch on cached features for features, one end-to-end epoch otherwise "
+        "(finetune's epochs column includes its head-only epochs)."
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -115,6 +116,7 @@ class TrainedHead:
     best_epoch: int = 0
     monitor: str = "val_loss"
     interrupted: bool = False
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def _as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,9 +277,11 @@ def _fit(
     waited = 0
     step = 0
     interrupted = False
+    seconds: list[float] = []
     with Progress(config.epochs, "training head", unit="epoch", quiet=quiet) as progress:
         try:
             for epoch in range(1, config.epochs + 1):
+                began = time.monotonic()
                 model.train()
                 xt = views[0] if stacked is None else stacked[(epoch - 1 + rows) % len(views), rows]
                 order = torch.randperm(n, generator=generator)
@@ -307,6 +311,7 @@ def _fit(
                         "val_accuracy": val_acc,
                     }
                 )
+                seconds.append(time.monotonic() - began)
                 progress.update(1)
                 if val_loss < best_loss:
                     best_loss, best_epoch, waited = val_loss, epoch, 0
@@ -321,4 +326,10 @@ def _fit(
             interrupted = True
     model.load_state_dict(best_state)
     model.eval()
-    return TrainedHead(head=model, history=history, best_epoch=best_epoch, interrupted=interrupted)
+    return TrainedHead(
+        head=model,
+        history=history,
+        best_epoch=best_epoch,
+        interrupted=interrupted,
+        epoch_seconds=seconds,
+    )

@@ -72,6 +72,7 @@ def fit(job: Job) -> Fitted:
         features=plain_features(split_xy),
         extraction=extraction,
         interrupted=trained.interrupted,
+        epoch_seconds=trained.epoch_seconds,
         details=details,
     )
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from headstart.progress import Progress
+
 __all__ = ["FeatureCache", "default_cache_dir", "file_digest"]
 
 _SCHEMA = """
@@ -121,8 +123,13 @@ class FeatureCache:
         return int(row[0])
 
     # -- file digests ---------------------------------------------------------------------
-    def digests(self, paths: Sequence[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
+    def digests(
+        self, paths: Sequence[Path], *, quiet: bool = True
+    ) -> tuple[dict[Path, str], dict[Path, str]]:
         """Content digests of ``paths``, re-reading only files whose size or mtime changed.
+
+        Hashing a large new dataset reads every byte once, so it reports progress unless quiet;
+        a dataset seen before costs one ``stat`` per file and shows nothing.
 
         Returns:
             (digests, failures): failures maps an unreadable path to the reason.
@@ -139,18 +146,23 @@ class FeatureCache:
             stats[path] = (st.st_size, st.st_mtime_ns)
         known = self._known_digests(list(stats))
         fresh: list[tuple[str, int, int, str]] = []
+        todo: list[tuple[Path, int, int]] = []
         for path, (size, mtime_ns) in stats.items():
             hit = known.get(str(path))
             if hit is not None and hit[0] == size and hit[1] == mtime_ns:
                 result[path] = hit[2]
-                continue
-            try:
-                digest = file_digest(path)
-            except OSError as exc:
-                failures[path] = f"cannot read file: {exc.strerror or exc}"
-                continue
-            result[path] = digest
-            fresh.append((str(path), size, mtime_ns, digest))
+            else:
+                todo.append((path, size, mtime_ns))
+        with Progress(len(todo), "hashing files", unit="file", quiet=quiet or not todo) as bar:
+            for path, size, mtime_ns in todo:
+                bar.update(1)
+                try:
+                    digest = file_digest(path)
+                except OSError as exc:
+                    failures[path] = f"cannot read file: {exc.strerror or exc}"
+                    continue
+                result[path] = digest
+                fresh.append((str(path), size, mtime_ns, digest))
         if fresh:
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)

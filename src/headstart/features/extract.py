@@ -185,7 +185,7 @@ def extract_features(
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     failures: dict[Path, str] = {}
     if cache is not None:
-        digests, failures = cache.digests(paths)
+        digests, failures = cache.digests(paths, quiet=quiet)
         cached = cache.get_many(namespace, digests.values())
     else:
         digests = {}

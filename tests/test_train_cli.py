@@ -88,3 +88,13 @@ def test_an_option_the_strategy_does_not_use_exits_2(env, tmp_path, capsys) -> N
     args = ["train", str(data), "--out", str(tmp_path / "run"), *common, "-q"]
     assert main([*args, "--strategy", "augment", "--unfreeze", "2"]) == 2
     assert "unfreeze does not apply to --strategy augment" in _error(capsys)
+
+
+def test_out_pointing_at_a_file_exits_2_with_one_line(tmp_path, capsys) -> None:
+    from headstart.cli.main import main
+
+    target = tmp_path / "afile"
+    target.write_text("")
+    assert main(["train", str(tmp_path), "--out", str(target), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and len(err.splitlines()) == 1

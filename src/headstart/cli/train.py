@@ -91,6 +91,10 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
                 "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
             )
         out = Path(args.out) if args.out else _default_out(args.data)
+        if out.exists() and not out.is_dir():
+            raise HeadstartError(
+                f"--out {out} is a file; the run folder must be a folder (new or existing)."
+            )
         _write_args(args, out)
     clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
     clf.fit(args.data)

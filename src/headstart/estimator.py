@@ -35,7 +35,7 @@ from headstart.errors import (
     NotFittedError,
 )
 from headstart.evaluation import classification_metrics, plot_curves
-from headstart.features import FeatureCache, default_cache_dir, extract_features
+from headstart.features.extract import extract_cached
 from headstart.heads import HEAD_KINDS
 from headstart.heads.modules import head_config, head_from_config
 from headstart.preprocess import Preprocess
@@ -413,27 +413,18 @@ class ImageClassifier:
             seed=self.seed,
         )
 
-    def _feature_cache(self) -> FeatureCache | None:
-        if not self.cache:
-            return None
-        return FeatureCache(Path(self.cache_dir) if self.cache_dir else default_cache_dir())
-
     def _extract(self, backbone: Backbone, paths: Sequence[Path], *, desc: str) -> Any:
-        cache = self._feature_cache()
-        try:
-            return extract_features(
-                backbone,
-                paths,
-                cache=cache,
-                batch_size=self.extract_batch_size,
-                num_workers=self.num_workers,
-                device=self.device,
-                quiet=self.quiet,
-                desc=desc,
-            )
-        finally:
-            if cache is not None:
-                cache.close()
+        return extract_cached(
+            backbone,
+            paths,
+            use_cache=self.cache,
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            desc=desc,
+            batch_size=self.extract_batch_size,
+            num_workers=self.num_workers,
+            device=self.device,
+            quiet=self.quiet,
+        )
 
     # --------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 from headstart.data import load_image
 from headstart.device import resolve_device
 from headstart.errors import ImageDecodeError
-from headstart.features.cache import FeatureCache, file_digest
+from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
 from headstart.progress import Progress
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from headstart.backbones import Backbone
 
 __all__ = [
+    "extract_cached",
     "ExtractResult",
     "FeatureView",
     "default_num_workers",
@@ -282,3 +283,24 @@ def _forward(
                     cache.put_many(namespace, fresh)
             progress.update(len(indices) + len(bad))
     return computed
+
+
+def extract_cached(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    *,
+    use_cache: bool,
+    cache_dir: Path | None,
+    desc: str,
+    view: FeatureView | None = None,
+    **options: Any,
+) -> ExtractResult:
+    """:func:`extract_features` through the on-disk cache in ``cache_dir`` (default: the user's
+    cache folder), opened for this call only, so no connection outlives a step or crosses a fork;
+    ``use_cache=False`` runs without it. ``options`` go to :func:`extract_features`."""
+    cache = FeatureCache(cache_dir or default_cache_dir()) if use_cache else None
+    try:
+        return extract_features(backbone, paths, cache=cache, desc=desc, view=view, **options)
+    finally:
+        if cache is not None:
+            cache.close()

@@ -26,8 +26,7 @@ from headstart.backbones import Backbone
 from headstart.backbones._weights import state_dict_sha256
 from headstart.data import Dataset
 from headstart.device import resolve_device
-from headstart.features import FeatureCache, default_cache_dir, extract_features
-from headstart.features.extract import ExtractResult, FeatureView
+from headstart.features.extract import ExtractResult, FeatureView, extract_cached
 from headstart.strategies._cost import CostEstimate
 from headstart.strategies._network import inner_module
 from headstart.strategies._settings import TrainSettings
@@ -97,22 +96,18 @@ class Job:
         view: FeatureView | None = None,
     ) -> ExtractResult:
         """Features of ``paths`` through the cache (plain, or one augmented ``view``)."""
-        cache = FeatureCache(self.cache_dir or default_cache_dir()) if self.cache else None
-        try:
-            return extract_features(
-                backbone,
-                paths,
-                cache=cache,
-                batch_size=self.extract_batch_size,
-                num_workers=self.num_workers,
-                device=self.device,
-                quiet=self.quiet,
-                desc=desc,
-                view=view,
-            )
-        finally:
-            if cache is not None:
-                cache.close()
+        return extract_cached(
+            backbone,
+            paths,
+            use_cache=self.cache,
+            cache_dir=self.cache_dir,
+            desc=desc,
+            view=view,
+            batch_size=self.extract_batch_size,
+            num_workers=self.num_workers,
+            device=self.device,
+            quiet=self.quiet,
+        )
 
     def fingerprint(self, backbone: Backbone, dataset: Dataset) -> str:
         """Identifies what a checkpoint belongs to: settings, backbone and training data."""

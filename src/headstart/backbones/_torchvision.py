@@ -1,6 +1,6 @@
 """torchvision backbones (``tv:NAME[.WEIGHTS]``): the classifier cut off, weights read safely.
 
-torchvision's own builders load the downloaded checkpoint with ``weights_only=False``, so a
+torchvision's own builders unpickle the downloaded checkpoint without restriction, so a
 tampered file in the hub cache would run code. Here the checkpoint is downloaded with
 torchvision's URL and hash check, then read by headstart's weights-only loader and loaded into
 an architecture built with ``weights=None``: the same network, without the unpickling.

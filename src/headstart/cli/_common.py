@@ -13,6 +13,7 @@ __all__ = [
     "add_run_options",
     "add_training_options",
     "augment_values",
+    "load_run",
     "print_json",
     "preprocess_overrides",
 ]
@@ -184,3 +185,17 @@ def augment_values(args: argparse.Namespace) -> dict[str, Any] | None:
     if not values:
         return None if args.augment is None else {"preset": args.augment}
     return {"preset": args.augment, **values}
+
+
+def load_run(args: argparse.Namespace, *, quiet: bool) -> Any:
+    """The classifier saved in ``args.run``, with the run options every such command takes."""
+    from headstart.estimator import ImageClassifier
+
+    return ImageClassifier.load(
+        args.run,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        num_workers=args.workers,
+        quiet=quiet,
+    )

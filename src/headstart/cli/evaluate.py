@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, print_json
+from headstart.cli._common import add_run_options, load_run, print_json
 
 __all__ = ["register", "run"]
 
@@ -24,17 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.estimator import ImageClassifier
     from headstart.evaluation import format_metrics
 
-    clf = ImageClassifier.load(
-        args.run,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        num_workers=args.workers,
-        quiet=args.quiet or args.json,
-    )
+    clf = load_run(args, quiet=args.quiet or args.json)
     metrics = clf.evaluate(args.data, split=args.split)
     if args.json:
         print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})

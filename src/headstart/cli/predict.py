@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, print_json
+from headstart.cli._common import add_run_options, load_run, print_json
 
 __all__ = ["register", "run"]
 
@@ -26,18 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from headstart.errors import HeadstartError
-    from headstart.estimator import ImageClassifier
 
     if args.top_k < 1:
         raise HeadstartError(f"--top-k must be at least 1, got {args.top_k}.")
-    clf = ImageClassifier.load(
-        args.run,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        num_workers=args.workers,
-        quiet=args.quiet or args.json,
-    )
+    clf = load_run(args, quiet=args.quiet or args.json)
     predictions = clf.predict_files(args.paths, top_k=args.top_k)
     if args.json:
         print_json([p.to_dict() for p in predictions])

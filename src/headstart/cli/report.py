@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options
+from headstart.cli._common import add_run_options, load_run
 
 __all__ = ["register", "run"]
 
@@ -24,16 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.estimator import ImageClassifier
     from headstart.evaluation import write_report
 
-    clf = ImageClassifier.load(
-        args.run,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        num_workers=args.workers,
-        quiet=args.quiet,
-    )
+    clf = load_run(args, quiet=args.quiet)
     print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet))
     return 0

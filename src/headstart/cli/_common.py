@@ -19,13 +19,20 @@ __all__ = [
 ]
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+    """--model, --weights and the preprocessing overrides.
+
+    Args:
+        model_help: for a command where the model is optional (``doctor``): this help text, and
+            no default model.
+    """
     from headstart.backbones import DEFAULT_MODEL, EMBEDDED_MODEL
 
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
+        default=None if model_help else DEFAULT_MODEL,
+        help=model_help
+        or f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
         f"local-dir:PATH, tv:NAME for torchvision, or {EMBEDDED_MODEL} (shipped, offline). "
         "See `headstart backbones`.",
     )

@@ -46,15 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="folder of class folders, of split folders (train/, val/, test/), or a CSV with "
         "path,label[,split] columns",
     )
-    add_model_options(parser)
     # The model checks are opt-in: without --model the doctor needs no weights at all.
-    parser.set_defaults(model=None)
-    for action in parser._actions:
-        if action.dest == "model":
-            action.help = (
-                "also check against this backbone (timm name, tv:NAME, local-dir:PATH, ...): "
-                "its preprocessing, input size and label-noise candidates from its features"
-            )
+    add_model_options(
+        parser,
+        model_help="also check against this backbone (timm name, tv:NAME, local-dir:PATH, ...): "
+        "its preprocessing, input size and label-noise candidates from its features",
+    )
     # The split options of `train`, so the doctor checks the very split a run would use.
     parser.add_argument(
         "--val-fraction",

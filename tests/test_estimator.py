@@ -129,3 +129,10 @@ def test_config_records_classes_preprocessing_counts_and_versions(colour_data, t
     assert hs["preprocess"] and hs["backbone"]["weights"] == "none"
     assert {"torch", "timm", "headstart"} <= set(hs["versions"])
     assert hs["metrics"]["test"]["n"] == 12
+
+
+def test_saving_the_same_model_twice_writes_byte_identical_weights(colour_data, tmp_path) -> None:
+    clf = _clf(tmp_path).fit(colour_data)
+    first = (clf.save(tmp_path / "a") / "model.safetensors").read_bytes()
+    for name in ("b", "c", "d"):
+        assert (clf.save(tmp_path / name) / "model.safetensors").read_bytes() == first

@@ -236,7 +236,7 @@ def save_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
 def _write(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
     """Write tensors atomically; return the file's SHA-256, recorded in the index."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    data = safetensors_save(clean, metadata={"format": "pt", "producer": "headstart"})
+    data = safetensors_save(clean, metadata={"format": "pt"})
     atomic_write(path, data)
     return hashlib.sha256(data).hexdigest()
 

@@ -603,9 +603,7 @@ class ImageClassifier:
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_weights(
-            folder / WEIGHTS_NAME, self._state_tensors(), {"format": "pt", "producer": "headstart"}
-        )
+        write_weights(folder / WEIGHTS_NAME, self._state_tensors(), {"format": "pt"})
         write_history_csv(folder / "history.csv", self.history_)
         if self.history_:
             plot_curves(self.history_, self.best_epoch_, folder / "curves.png")

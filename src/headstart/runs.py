@@ -76,7 +76,11 @@ def write_json(path: Path, obj: Any) -> None:
 def write_weights(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
-    """Save tensors as safetensors (contiguous, unshared copies, as the format requires)."""
+    """Save tensors as safetensors (contiguous, unshared copies, as the format requires).
+
+    Keep ``metadata`` to one key: safetensors writes it from a hash map, so with several keys
+    their order, and so the file's bytes, would change from one save to the next.
+    """
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     atomic_write(path, safetensors_save(clean, metadata=metadata))
 

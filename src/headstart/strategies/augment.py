@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from headstart.heads.training import create_standardized_head, finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
-from headstart.strategies._cost import estimate_cost
-from headstart.strategies._data import TrainImages
-from headstart.strategies._loop import features_validator, train_network
+from headstart.strategies._end_to_end import run_network, train_images
+from headstart.strategies._loop import features_validator
 from headstart.strategies._network import Network, param_groups, select_layer
 
 __all__ = ["fit"]
@@ -40,45 +39,23 @@ def fit(job: Job) -> Fitted:
     )
     network = Network(backbone.module, head, trainable=(), bn="frozen")
     groups = param_groups(network, [], weight_decay=settings.weight_decay, layer_decay=1.0)
-    train = TrainImages(
-        [s.path for s in dataset.splits["train"]],
-        [int(y) for y in train_y],
-        backbone.preprocess,
-        settings.augment,
-        seed=settings.seed,
-        batch_size=settings.batch_size,
-        num_workers=job.num_workers,
-    )
+    train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)
     val = split_xy.get("val")
     validate = features_validator(*val, device) if val is not None and len(val[1]) else None
-    cost = None
-    if device.type == "cpu" and not job.quiet:
-        cost = estimate_cost(
-            network,
-            train,
-            label="augment",
-            device=device,
-            epochs=settings.epochs,
-            backward=False,
-            val_images=0,
-            uncached_images=0,
-        )
-        job.say(cost.message())
-    outcome = train_network(
+    outcome, cost = run_network(
+        job,
         network,
         groups,
         train,
         validate,
-        settings,
-        device=device,
         label="augment",
-        fingerprint=job.fingerprint(backbone, dataset),
-        checkpoint_dir=job.checkpoint_dir,
-        resume=job.resume,
-        quiet=job.quiet,
-        stream=job.out,
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        backward=False,
+        val_images=0,
+        uncached_images=0,
     )
-    network.to("cpu")
     return Fitted(
         backbone=backbone,
         head=finalize_head(network.head).eval(),

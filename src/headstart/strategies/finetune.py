@@ -29,14 +29,10 @@ from headstart.strategies._common import (
     plain_features,
     trained_backbone,
 )
-from headstart.strategies._cost import estimate_cost
-from headstart.strategies._data import TrainImages
+from headstart.strategies._end_to_end import run_network, train_images, validation_images
 from headstart.strategies._loop import (
     LoopStart,
     clone_state,
-    images_validator,
-    resolve_amp,
-    train_network,
 )
 from headstart.strategies._network import (
     Network,
@@ -121,60 +117,29 @@ def fit(job: Job) -> Fitted:
     groups = param_groups(
         network, chosen, weight_decay=settings.weight_decay, layer_decay=settings.layer_decay
     )
-    train = TrainImages(
-        [s.path for s in dataset.splits["train"]],
-        [int(y) for y in train_y],
-        backbone.preprocess,
-        settings.augment,
-        seed=settings.seed,
-        batch_size=settings.batch_size,
-        num_workers=job.num_workers,
-    )
-    validate = None
+    train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)
+    validate = validation_images(job, backbone, dataset, device) if has_val else None
     start = LoopStart(history=head_history)
     if has_val:
-        validate = images_validator(
-            [s.path for s in dataset.splits["val"]],
-            [s.label for s in dataset.splits["val"]],
-            backbone.preprocess,
-            batch_size=job.extract_batch_size,
-            num_workers=job.num_workers,
-            device=device,
-            amp=resolve_amp(settings.amp, device),
-        )
         # The head alone is a result too: fine-tuning must beat it to replace it.
         start.best_loss = phase1.history[phase1.best_epoch - 1]["val_loss"]
         start.best_epoch = phase1.best_epoch
         start.best_state = clone_state(network)
-    cost = None
-    if device.type == "cpu" and not job.quiet:
-        cost = estimate_cost(
-            network,
-            train,
-            label="finetune",
-            device=device,
-            epochs=settings.epochs,
-            backward=True,
-            val_images=len(dataset.splits.get("val", [])),
-            uncached_images=0,
-        )
-        job.say(cost.message())
-    outcome = train_network(
+    outcome, cost = run_network(
+        job,
         network,
         groups,
         train,
         validate,
-        settings,
-        device=device,
         label="finetune",
-        fingerprint=job.fingerprint(backbone, dataset),
-        checkpoint_dir=job.checkpoint_dir,
-        resume=job.resume,
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        backward=True,
+        val_images=len(dataset.splits.get("val", [])),
+        uncached_images=0,
         start=start,
-        quiet=job.quiet,
-        stream=job.out,
     )
-    network.to("cpu")
     changed = outcome.best_epoch > len(head_history)
     final = trained_backbone(backbone) if changed else backbone
     for param in final.module.parameters():

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from headstart.heads import create_head
 from headstart.strategies._common import Fitted, Job, trained_backbone
-from headstart.strategies._cost import estimate_cost
-from headstart.strategies._data import TrainImages
-from headstart.strategies._loop import images_validator, resolve_amp, train_network
+from headstart.strategies._end_to_end import run_network, train_images, validation_images
 from headstart.strategies._network import Network, param_groups
 from headstart.strategies.finetune import warn_small_batchnorm_batches
 
@@ -41,54 +39,23 @@ def fit(job: Job) -> Fitted:
     network = Network(backbone.module, head, trainable=names, bn=settings.bn)
     groups = param_groups(network, [names], weight_decay=settings.weight_decay, layer_decay=1.0)
     train_samples = dataset.splits["train"]
-    train = TrainImages(
-        [s.path for s in train_samples],
-        [s.label for s in train_samples],
-        backbone.preprocess,
-        settings.augment,
-        seed=settings.seed,
-        batch_size=settings.batch_size,
-        num_workers=job.num_workers,
+    train = train_images(
+        job, backbone, [s.path for s in train_samples], [s.label for s in train_samples]
     )
-    validate = None
-    if dataset.splits.get("val"):
-        validate = images_validator(
-            [s.path for s in dataset.splits["val"]],
-            [s.label for s in dataset.splits["val"]],
-            backbone.preprocess,
-            batch_size=job.extract_batch_size,
-            num_workers=job.num_workers,
-            device=device,
-            amp=resolve_amp(settings.amp, device),
-        )
-    cost = None
-    if device.type == "cpu" and not job.quiet:
-        cost = estimate_cost(
-            network,
-            train,
-            label="scratch",
-            device=device,
-            epochs=settings.epochs,
-            backward=True,
-            val_images=len(dataset.splits.get("val", [])),
-            uncached_images=sum(len(s) for s in dataset.splits.values()),
-        )
-        job.say(cost.message())
-    outcome = train_network(
+    outcome, cost = run_network(
+        job,
         network,
         groups,
         train,
-        validate,
-        settings,
-        device=device,
+        validation_images(job, backbone, dataset, device),
         label="scratch",
-        fingerprint=job.fingerprint(backbone, dataset),
-        checkpoint_dir=job.checkpoint_dir,
-        resume=job.resume,
-        quiet=job.quiet,
-        stream=job.out,
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        backward=True,
+        val_images=len(dataset.splits.get("val", [])),
+        uncached_images=sum(len(s) for s in dataset.splits.values()),
     )
-    network.to("cpu")
     for param in backbone.module.parameters():
         param.requires_grad_(False)
     if train.failures:

@@ -1,0 +1,114 @@
+"""What the three end-to-end strategies (augment, finetune, scratch) share.
+
+Each builds its own network and parameter groups; the rest is the same sequence: the training
+images with their augmentation, validation on images, the cost estimate a CPU user is owed before a
+long run, and the training loop with its checkpoints. One place for it keeps the three in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from headstart.backbones import Backbone
+from headstart.data import Dataset
+from headstart.strategies._common import Job
+from headstart.strategies._cost import CostEstimate, estimate_cost
+from headstart.strategies._data import TrainImages
+from headstart.strategies._loop import (
+    LoopOutcome,
+    LoopStart,
+    Validator,
+    images_validator,
+    resolve_amp,
+    train_network,
+)
+from headstart.strategies._network import Network
+
+__all__ = ["run_network", "train_images", "validation_images"]
+
+
+def train_images(
+    job: Job, backbone: Backbone, paths: Sequence[Path], labels: Iterable[int]
+) -> TrainImages:
+    """The training images, augmented with the job's settings, batched as the loop wants them."""
+    settings = job.settings
+    return TrainImages(
+        list(paths),
+        [int(y) for y in labels],
+        backbone.preprocess,
+        settings.augment,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        num_workers=job.num_workers,
+    )
+
+
+def validation_images(
+    job: Job, backbone: Backbone, dataset: Dataset, device: torch.device
+) -> Validator | None:
+    """Validation through the whole network, on the val images; None when there are none."""
+    samples = dataset.splits.get("val")
+    if not samples:
+        return None
+    return images_validator(
+        [s.path for s in samples],
+        [s.label for s in samples],
+        backbone.preprocess,
+        batch_size=job.extract_batch_size,
+        num_workers=job.num_workers,
+        device=device,
+        amp=resolve_amp(job.settings.amp, device),
+    )
+
+
+def run_network(
+    job: Job,
+    network: Network,
+    groups: list[dict[str, Any]],
+    train: TrainImages,
+    validate: Validator | None,
+    *,
+    label: str,
+    backbone: Backbone,
+    dataset: Dataset,
+    device: torch.device,
+    backward: bool,
+    val_images: int,
+    uncached_images: int,
+    start: LoopStart | None = None,
+) -> tuple[LoopOutcome, CostEstimate | None]:
+    """Say what the run will cost (on a CPU), train, and bring the network back to the CPU."""
+    cost = None
+    if device.type == "cpu" and not job.quiet:
+        cost = estimate_cost(
+            network,
+            train,
+            label=label,
+            device=device,
+            epochs=job.settings.epochs,
+            backward=backward,
+            val_images=val_images,
+            uncached_images=uncached_images,
+        )
+        job.say(cost.message())
+    outcome = train_network(
+        network,
+        groups,
+        train,
+        validate,
+        job.settings,
+        device=device,
+        label=label,
+        fingerprint=job.fingerprint(backbone, dataset),
+        checkpoint_dir=job.checkpoint_dir,
+        resume=job.resume,
+        start=start,
+        quiet=job.quiet,
+        stream=job.out,
+    )
+    network.to("cpu")
+    return outcome, cost

@@ -490,7 +490,7 @@ class ImageClassifier:
         the recorded seed and fractions, so its test split is the same images as at training time.
         """
         self._check_fitted()
-        dataset = data if isinstance(data, Dataset) else self._evaluation_dataset(Path(data))
+        dataset = data if isinstance(data, Dataset) else self.evaluation_dataset(data)
         chosen = split or next(
             (s for s in ("test", "val", "train") if dataset.splits.get(s)), "train"
         )
@@ -509,9 +509,19 @@ class ImageClassifier:
         metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
         return metrics
 
-    def _evaluation_dataset(self, data: Path) -> Dataset:
-        spec = self.dataset_.get("split_spec") if hasattr(self, "dataset_") else None
-        same_root = str(data.resolve()) == str(self.dataset_.get("root"))
+    def evaluation_dataset(self, data: str | Path) -> Dataset:
+        """``data`` as ``evaluate`` and the report read it.
+
+        When it is the folder this model was trained on and headstart split it, the split is
+        redone with the recorded seed and fractions, so "test" is the same images as at training
+        time, never training images. Otherwise all of ``data`` is one split.
+        """
+        self._check_fitted()
+        data = Path(data)
+        recorded = getattr(self, "dataset_", {}) or {}
+        spec, root = recorded.get("split_spec"), recorded.get("root")
+        # Both resolved: the run records an absolute path, which may go through a symlink.
+        same_root = bool(root) and Path(str(root)).resolve() == data.resolve()
         if same_root and spec:
             return load_dataset(
                 data,

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from headstart.data import Dataset
     from headstart.estimator import ImageClassifier
     from headstart.preprocess import Preprocess
 
@@ -95,7 +94,7 @@ def write_report(
 
             clf = ImageClassifier.load(folder, quiet=quiet)
         try:
-            evaluation = _evaluate(clf, hs, data_path)
+            evaluation = _evaluate(clf, data_path)
         except DataError as exc:
             if data is not None:
                 raise
@@ -191,34 +190,10 @@ class _Evaluation:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def _evaluation_dataset(clf: ImageClassifier, hs: Mapping[str, Any], data: Path) -> Dataset:
-    """The data as ``ImageClassifier.evaluate`` reads it.
-
-    When it is the training data and headstart split it, the split is redone with the recorded
-    seed and fractions, so "test" is the same images as at training time, never training images.
-    """
-    from headstart.data import load_dataset
-
-    recorded = hs.get("data") or {}
-    spec = recorded.get("split_spec")
-    root = recorded.get("root")
-    # Both resolved: the run records an absolute path, which may go through a symlink.
-    same_root = bool(root) and Path(str(root)).resolve() == data.resolve()
-    if same_root and spec:
-        return load_dataset(
-            data,
-            val_fraction=float(spec["val_fraction"]),
-            test_fraction=float(spec["test_fraction"]),
-            seed=int(spec["seed"]),
-            classes=clf.classes_,
-        )
-    return load_dataset(data, val_fraction=0.0, test_fraction=0.0, classes=clf.classes_)
-
-
-def _evaluate(clf: ImageClassifier, hs: Mapping[str, Any], data: Path) -> _Evaluation:
+def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     from headstart.evaluation.metrics import classification_metrics
 
-    dataset = _evaluation_dataset(clf, hs, data)
+    dataset = clf.evaluation_dataset(data)
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
     samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)

@@ -2,7 +2,7 @@
 
 Prints, on the same 500x500 JPEG files with resnet18 (random init: speed does not depend on the
 weights): the images per second of a pure forward pass on ready tensors, of headstart's extraction
-from the JPEG files (decoding in workers, overlapping the forward pass), their ratio, and the
+from the JPEG files (decoding in threads, overlapping the forward pass), their ratio, and the
 speedup
 of a cached re-run over the cold one.
 
@@ -23,7 +23,7 @@ from PIL import Image
 
 from headstart.backbones import create_backbone
 from headstart.features import FeatureCache, extract_features
-from headstart.features.extract import default_num_workers
+from headstart.features.batches import default_num_threads
 
 
 def make_jpegs(folder: Path, n: int, size: int = 500) -> list[Path]:
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     backbone = create_backbone(args.model, weights="none")
-    workers = default_num_workers() if args.workers is None else args.workers
+    workers = default_num_threads() if args.workers is None else args.workers
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_jpegs(Path(tmp), args.images)
         tensors = torch.stack([backbone.preprocess(Image.open(p).convert("RGB")) for p in paths])
@@ -109,7 +109,7 @@ def main() -> None:
 
     print(
         f"model {args.model}, {args.images} JPEGs 500x500, batch {args.batch_size}, "
-        f"{workers} decoding worker(s), {torch.get_num_threads()} torch threads, "
+        f"{workers} decoding thread(s), {torch.get_num_threads()} torch threads, "
         f"median of {args.repeats} interleaved repeats"
     )
     print(f"pure forward on ready tensors : {forward:8.1f} img/s")

@@ -363,3 +363,46 @@ def test_describe_shows_sizes_values_and_source():
     assert "0.485, 0.456, 0.406 (R, G, B)" in text
     assert "torchvision Inception_V3_Weights.IMAGENET1K_V1" in text
     assert "overrides:     none" in text
+
+
+def _torchvision_to_tensor(pre: Preprocess, img: Image.Image) -> torch.Tensor:
+    """What torchvision's ``pil_to_tensor``, scaling and ``Normalize`` compute, step by step."""
+    from torchvision.transforms import functional as F
+
+    tensor = F.pil_to_tensor(img)
+    if pre.channel_order == "BGR":
+        tensor = tensor.flip(0)
+    tensor = tensor.to(torch.float32)
+    divisor = 1.0 / pre.scale
+    tensor = tensor.div(divisor) if divisor == round(divisor) else tensor.mul(pre.scale)
+    return F.normalize(tensor, mean=list(pre.mean), std=list(pre.std))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},  # ImageNet, 1/255
+        {
+            "channel_order": "BGR",
+            "scale": 1.0,
+            "mean": (103.939, 116.779, 123.68),
+            "std": (1, 1, 1),
+        },
+        {"scale": 1 / 127.5, "mean": (1, 1, 1), "std": (1, 1, 1)},  # Keras "tf"
+        {"scale": 0.7, "mean": (0.1, 0.2, 0.3), "std": (0.3, 0.7, 1.9)},
+    ],
+)
+def test_pixel_table_gives_torchvisions_values_bit_for_bit(values):
+    pre = Preprocess(input_size=(16, 16), resize=16, **values)
+    # Every value 0..255 in every channel, each channel in a different order.
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    img = Image.fromarray(np.stack([ramp, ramp.T, 255 - ramp], axis=-1))
+    ours = pre._to_tensor(img)
+    assert torch.equal(ours, _torchvision_to_tensor(pre, img))
+
+
+def test_tensor_is_chw_over_channels_last_memory():
+    pre = Preprocess(input_size=(8, 6), resize=(8, 6), crop_mode="squash")
+    tensor = pre(Image.fromarray(_noise(12, 9)))
+    assert tensor.shape == (3, 8, 6)
+    assert tensor.permute(1, 2, 0).is_contiguous()  # stacks into a channels-last batch

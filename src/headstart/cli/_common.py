@@ -90,7 +90,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--workers", type=int, help="image decoding processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="image decoding workers (threads; processes for augmented images)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 

@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
-    parser.add_argument("--workers", type=int, help="image decoding processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="image decoding workers (threads; processes for augmented images)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 

@@ -92,7 +92,7 @@ def label_noise_findings(
         samples: Readable samples.
         root: Dataset root, to show paths.
         cache_dir: Feature cache folder, or None for no cache.
-        num_workers: Decoding processes for extraction.
+        num_workers: Decoding workers for extraction.
         device: Where the backbone runs.
         quiet: No progress output.
         seed: Seeds the folds.

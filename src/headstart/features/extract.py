@@ -1,17 +1,16 @@
-"""Running a frozen backbone over image files, batched, with decoding in worker processes.
+"""Running a frozen backbone over image files, batched, with decoding ahead of the forward pass.
 
 The backbone always runs in inference mode (``eval()`` and ``torch.inference_mode()``): a frozen
 backbone whose BatchNorm layers still use batch statistics is the classic transfer-learning bug
-(shared/USERS.md story 2). Decoding and preprocessing happen in DataLoader workers so they overlap
-the forward pass. Results go to the feature cache batch by batch, so an interrupted run resumes
-where it stopped.
+(shared/USERS.md story 2). Decoding and preprocessing run in threads (:mod:`.batches`) so they
+overlap the forward pass. Results go to the feature cache batch by batch, so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
-from headstart.data import load_image
 from headstart.device import resolve_device
-from headstart.errors import ImageDecodeError
+from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
 from headstart.progress import Progress
 
@@ -37,7 +33,6 @@ __all__ = [
     "extract_cached",
     "ExtractResult",
     "FeatureView",
-    "default_num_workers",
     "extract_features",
     "feature_namespace",
 ]
@@ -67,11 +62,6 @@ def feature_namespace(backbone: Backbone, *, view: str = "plain") -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def default_num_workers() -> int:
-    """Decoding workers: enough to keep the forward pass fed, leaving it most of the cores."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
 class FeatureView(Protocol):
     """A deterministic variant of every image (e.g. one cached augmented view).
 
@@ -95,68 +85,6 @@ class ExtractResult:
     failures: dict[Path, str] = field(default_factory=dict)
     n_computed: int = 0
     n_cached: int = 0
-
-
-class _Images(TorchDataset[tuple[torch.Tensor | None, int, str]]):
-    """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted.
-
-    With ``keys``, the transform also receives the image's key (its content digest).
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        transform: Callable[..., torch.Tensor],
-        draft_size: tuple[int, int] | None,
-        keys: Sequence[str] | None = None,
-    ) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-        self.draft_size = draft_size
-        self.keys = list(keys) if keys is not None else None
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
-        try:
-            image = load_image(self.paths[index], draft_size=self.draft_size)
-            if self.keys is not None:
-                return self.transform(image, self.keys[index]), index, ""
-            return self.transform(image), index, ""
-        except ImageDecodeError as exc:
-            return None, index, exc.reason
-
-
-def _collate(
-    items: list[tuple[torch.Tensor | None, int, str]],
-) -> tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]:
-    good = [(x, i) for x, i, _ in items if x is not None]
-    bad = [(i, reason) for x, i, reason in items if x is None]
-    batch = torch.stack([x for x, _ in good]) if good else None
-    return batch, [i for _, i in good], bad
-
-
-def iter_batches(
-    paths: Sequence[Path],
-    transform: Callable[..., torch.Tensor],
-    *,
-    draft_size: tuple[int, int] | None,
-    batch_size: int,
-    num_workers: int | None,
-    keys: Sequence[str] | None = None,
-) -> DataLoader[Any]:
-    """Batches of (tensor or None, indices into ``paths``, [(index, failure reason)])."""
-    workers = default_num_workers() if num_workers is None else num_workers
-    return DataLoader(
-        _Images(paths, transform, draft_size, keys),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        prefetch_factor=4 if workers > 0 else None,
-        persistent_workers=False,
-    )
 
 
 def extract_features(

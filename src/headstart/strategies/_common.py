@@ -54,7 +54,7 @@ class Job:
         settings: Resolved settings (:func:`headstart.strategies.resolve_settings`).
         cache: Use the feature cache; ``cache_dir`` (default: the user cache dir) holds it.
         device: "auto", "cpu", "cuda", "mps".
-        num_workers: Decoding processes (None: cores - 1).
+        num_workers: Decoding workers (None: from the cores; see ``iter_batches``).
         extract_batch_size: Batch size of feature extraction.
         quiet: No progress output.
         checkpoint_dir: End-to-end strategies write a checkpoint there every epoch.

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset as TorchDataset
 from headstart.augment import AugmentConfig, AugmentedTransform, sample_seed
 from headstart.data import load_image
 from headstart.errors import ImageDecodeError
-from headstart.features.extract import default_num_workers
+from headstart.features.batches import default_num_workers, stack_images
 from headstart.preprocess import Preprocess
 
 __all__ = ["TrainImages", "epoch_order"]
@@ -96,7 +96,7 @@ class _EpochBatches(Sampler[list[tuple[int, int]]]):
 def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, torch.Tensor, dict[int, str]]:
     good = [(x, y) for x, y, _, _ in items if x is not None]
     failures = {i: reason for x, _, i, reason in items if x is None}
-    batch = torch.stack([x for x, _ in good]) if good else None
+    batch = stack_images([x for x, _ in good]) if good else None
     labels = torch.tensor([y for _, y in good], dtype=torch.long)
     return batch, labels, failures
 
@@ -176,4 +176,4 @@ class TrainImages:
                 break
         if not images:
             return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-        return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+        return stack_images(images), torch.tensor(labels, dtype=torch.long)

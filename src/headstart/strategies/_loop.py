@@ -40,7 +40,7 @@ from headstart.checkpoint import (
     save_checkpoint,
 )
 from headstart.errors import HeadstartError, RunFolderError
-from headstart.features.extract import iter_batches
+from headstart.features.batches import iter_batches
 from headstart.heads.training import lr_factor
 from headstart.preprocess import Preprocess
 from headstart.progress import Progress

@@ -1,0 +1,148 @@
+"""Image files in, preprocessed batches out, decoded ahead of the forward pass that consumes them.
+
+Plain preprocessing decodes in a pool of threads inside this process. Pillow's decoder and
+resampler and NumPy's arithmetic release the GIL, so threads decode in parallel with each other
+and with the forward pass, without what worker processes cost: starting them, and copying every
+batch through shared memory. On a 2-core laptop that difference is most of the gap between
+extraction and the bare forward pass (BENCHMARKS.md). Augmented views draw from the global random
+generators (:func:`headstart.augment.seeded`), which threads would share, so they decode in
+DataLoader worker processes instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from headstart.data import load_image
+from headstart.errors import ImageDecodeError
+
+__all__ = ["Batch", "default_num_workers", "iter_batches", "stack_images"]
+
+#: (images or None when none in the batch could be read, indices into the paths,
+#: [(index, failure reason)]).
+Batch = tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]
+_Item = tuple[torch.Tensor | None, int, str]
+
+_BATCHES_AHEAD = 2  # decoded batches kept ready: enough to ride out one slow image
+
+
+def default_num_workers() -> int:
+    """Decoding workers: enough to keep the forward pass fed, leaving it most of the cores."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def default_num_threads() -> int:
+    """Decoding threads: one per core. They sleep whenever the batches ahead are full, so on a
+    small machine they take the cores only in the gaps the forward pass leaves."""
+    return max(1, min(8, os.cpu_count() or 2))
+
+
+def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One batch from CHW image tensors, channels-last when they are HWC memory underneath.
+
+    :class:`~headstart.preprocess.Preprocess` returns CHW views of HWC arrays; stacking those
+    as they lie gives the channels-last batch the backbone runs on, with no transposing copy.
+    """
+    if all(x.dim() == 3 and x.permute(1, 2, 0).is_contiguous() for x in images):
+        return torch.stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
+    return torch.stack(list(images))
+
+
+class _Images(TorchDataset[_Item]):
+    """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted.
+
+    With ``keys``, the transform also receives the image's key (its content digest).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        transform: Callable[..., torch.Tensor],
+        draft_size: tuple[int, int] | None,
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+        self.draft_size = draft_size
+        self.keys = list(keys) if keys is not None else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> _Item:
+        try:
+            image = load_image(self.paths[index], draft_size=self.draft_size)
+            if self.keys is not None:
+                return self.transform(image, self.keys[index]), index, ""
+            return self.transform(image), index, ""
+        except ImageDecodeError as exc:
+            return None, index, exc.reason
+
+
+def _collate(items: list[_Item]) -> Batch:
+    good = [(x, i) for x, i, _ in items if x is not None]
+    bad = [(i, reason) for x, i, reason in items if x is None]
+    batch = stack_images([x for x, _ in good]) if good else None
+    return batch, [i for _, i in good], bad
+
+
+def _threaded(images: _Images, batch_size: int, threads: int) -> Iterator[Batch]:
+    """Batches in order, decoded by ``threads`` threads a bounded number of images ahead."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode")
+    pending: deque[Future[_Item]] = deque()
+    ahead = batch_size * (_BATCHES_AHEAD + 1)
+    submitted = 0
+    try:
+        while submitted < len(images) or pending:
+            while submitted < len(images) and len(pending) < ahead:
+                pending.append(pool.submit(images.__getitem__, submitted))
+                submitted += 1
+            items = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            yield _collate(items)
+    finally:
+        # Stopped early (an error, Ctrl-C, a consumer that breaks): drop what is queued.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def iter_batches(
+    paths: Sequence[Path],
+    transform: Callable[..., torch.Tensor],
+    *,
+    draft_size: tuple[int, int] | None,
+    batch_size: int,
+    num_workers: int | None,
+    keys: Sequence[str] | None = None,
+) -> Iterable[Batch]:
+    """Batches of ``paths`` through ``transform``, in order, decoded ahead of their use.
+
+    Args:
+        transform: PIL image -> CHW tensor; (image, key) -> tensor with ``keys``. Plain
+            preprocessing (``thread_safe``) decodes in threads, anything else in processes.
+        num_workers: Decoding threads or processes (None: a default for this machine; 0: decode
+            in the calling thread, in turn with the forward pass).
+    """
+    images = _Images(paths, transform, draft_size, keys)
+    if getattr(transform, "thread_safe", False):
+        threads = default_num_threads() if num_workers is None else num_workers
+        if threads > 0:
+            return _threaded(images, batch_size, threads)
+    workers = default_num_workers() if num_workers is None else num_workers
+    loader: DataLoader[Any] = DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    return loader

@@ -5,9 +5,14 @@ Each strategy runs in its own process (so its peak memory is its own) with a fre
 which repeats `features` on the cache the first run filled: what a second experiment costs.
 
     .venv/bin/python benchmarks/strategies.py [DATA] [--model M] [--epochs N] [--only S ...]
+        [--seeds N] [--train-per-class N]
 
-DATA defaults to the demo dataset (generated into demo-data/ when missing); the model defaults to
-the shipped headstart-tiny when present, else timm's test_resnet with random weights (a smoke run).
+DATA defaults to the demo dataset (generated into demo-data/ when missing; with
+--train-per-class N, a demo dataset with N training images per class, same val and test sizes);
+the model defaults to the shipped headstart-tiny when present, else timm's test_resnet with random
+weights (a smoke run). With --seeds N every row runs with seeds 0..N-1 and shows the mean (the
+test accuracy also its standard deviation): on a test split of a few hundred images, one seed's
+difference of a point is noise.
 """
 
 from __future__ import annotations
@@ -40,12 +45,17 @@ def _default_model() -> tuple[str, str]:
     return "test_resnet", "none"
 
 
-def _default_data(folder: Path) -> Path:
+def _default_data(folder: Path, train_per_class: int | None) -> Path:
     try:
         from headstart.synthetic import make_demo_dataset
     except ImportError:  # pragma: no cover - synthetic ships with headstart
         return _colour_shapes(folder)
-    return make_demo_dataset(folder)
+    if train_per_class is None:
+        return make_demo_dataset(folder)
+    return make_demo_dataset(
+        folder.with_name(f"{folder.name}-train{train_per_class}"),
+        n_per_class=(train_per_class, 20, 40),
+    )
 
 
 def _colour_shapes(folder: Path) -> Path:
@@ -95,6 +105,21 @@ def _run(
     )
 
 
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the runs of several seeds: means, plus the spread of the test accuracy."""
+    import numpy as np
+
+    row = dict(runs[0])
+    for key in ("val", "test", "wall", "peak_mb"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        row[key] = float(np.mean(values)) if values else None
+    tests = [r["test"] for r in runs if r.get("test") is not None]
+    row["test_std"] = float(np.std(tests)) if len(tests) > 1 else None
+    row["epochs"] = round(float(np.mean([r["epochs"] for r in runs])))
+    row["epoch_seconds"] = [t for r in runs for t in r["epoch_seconds"]]
+    return row
+
+
 def _summary(results: dict[str, dict[str, Any]]) -> None:
     """The comparisons the strategies issue asks for, as ratios measured in this run."""
 
@@ -121,6 +146,19 @@ def _summary(results: dict[str, dict[str, Any]]) -> None:
         print(f"auto is {100 * gap:.1f} points below the best strategy's test accuracy ({best})")
 
 
+def _run_in_process(
+    context: Any, model: str, weights: str, data: Path, cache: Path, strategy: str, options: dict
+) -> dict[str, Any] | None:
+    """One fit in a fresh process (its own peak memory); None when it failed."""
+    queue = context.Queue()
+    proc = context.Process(
+        target=_run, args=(queue, model, weights, str(data), str(cache), strategy, options)
+    )
+    proc.start()
+    proc.join()
+    return queue.get() if proc.exitcode == 0 else None
+
+
 def _fmt(value: float | None, spec: str) -> str:
     width = int(spec.split(".")[0])
     return f"{'-':>{width}}" if value is None else format(value, spec)
@@ -133,12 +171,18 @@ def main() -> None:
     parser.add_argument("--weights", help="default, none or a file (default: the model's)")
     parser.add_argument("--epochs", type=int, help="cap every strategy's epochs (smoke runs)")
     parser.add_argument("--only", nargs="+", help="run only these rows (e.g. features finetune)")
-    parser.add_argument("--workers", type=int, help="decoding processes")
+    parser.add_argument("--workers", type=int, help="decoding workers")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per row, seeds 0..N-1")
+    parser.add_argument(
+        "--train-per-class", type=int, help="demo dataset with this many training images a class"
+    )
     args = parser.parse_args()
 
     model, weights = _default_model()
     model, weights = args.model or model, args.weights or (weights if not args.model else "default")
-    data = Path(args.data) if args.data else _default_data(Path("demo-data"))
+    if args.data and args.train_per_class:
+        parser.error("--train-per-class sizes the demo dataset; it does not apply to DATA")
+    data = Path(args.data) if args.data else _default_data(Path("demo-data"), args.train_per_class)
     extra: dict[str, Any] = {}
     if args.epochs:
         extra["epochs"] = args.epochs
@@ -147,32 +191,32 @@ def main() -> None:
     rows = [r for r in ROWS if not args.only or r[0].split()[0] in args.only or r[0] in args.only]
 
     context = mp.get_context("spawn")  # a clean process per strategy: its own peak memory
-    print(f"model {model} (weights {weights}), data {data}")
-    header = f"{'strategy':<24} {'val acc':>8} {'test acc':>9} {'wall s':>8} {'epochs':>7}"
+    print(f"model {model} (weights {weights}), data {data}, seeds 0..{args.seeds - 1}")
+    header = f"{'strategy':<24} {'val acc':>8} {'test acc':>15} {'wall s':>8} {'epochs':>7}"
     print(f"{header} {'s/epoch':>8} {'peak MB':>8}")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, strategy, options in rows:
-            cache = Path(tmp) / ("shared" if label == "features (cached)" else label)
-            if label == "features":
-                cache = Path(tmp) / "shared"
-            queue: mp.Queue = context.Queue()
-            proc = context.Process(
-                target=_run,
-                args=(queue, model, weights, str(data), str(cache), strategy, {**extra, **options}),
-            )
-            proc.start()
-            proc.join()
-            if proc.exitcode != 0:
-                print(f"{label:<24} failed (exit code {proc.exitcode})")
+            runs = []
+            for seed in range(args.seeds):
+                cache = Path(tmp) / f"{label}-seed{seed}"
+                if label in ("features", "features (cached)"):
+                    cache = Path(tmp) / f"shared-seed{seed}"
+                fit_options = {**extra, **options, "seed": seed}
+                run = _run_in_process(context, model, weights, data, cache, strategy, fit_options)
+                if run is None:
+                    print(f"{label:<24} failed with seed {seed}")
+                    break
+                runs.append(run)
+            if len(runs) < args.seeds:
                 continue
-            r = queue.get()
-            results[label] = r
+            r = results[label] = _mean(runs)
             per_epoch = (
                 sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) if r["epoch_seconds"] else None
             )
+            spread = f" ±{r['test_std']:.3f}" if r["test_std"] is not None else ""
             print(
-                f"{label:<24} {_fmt(r['val'], '8.3f')} {_fmt(r['test'], '9.3f')} "
+                f"{label:<24} {_fmt(r['val'], '8.3f')} {_fmt(r['test'], '9.3f')}{spread:>6} "
                 f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.3f')} "
                 f"{r['peak_mb']:8.0f}"
             )

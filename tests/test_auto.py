@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -130,3 +131,35 @@ def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path
     with pytest.warns(DataWarning, match="doctor"):
         clf.fit(data)
     assert clf.metrics_["val"]["n"] == 10
+
+
+def test_few_images_per_class_add_cached_augmented_views() -> None:
+    advice = decide(_facts(20, 0.95, 0.80))
+    assert (advice.strategy, advice.options) == ("features", {"aug_views": 4})
+    assert "few images per class" in advice.reasons[-1]
+    early = decide(_facts(20, 0.50, 0.70))
+    assert early.options == {"layer": "layer3", "aug_views": 4}
+
+
+def test_many_small_classes_get_no_views_but_are_told_about_them() -> None:
+    facts = dataclasses.replace(_facts(20, 0.95), n_classes=400, n_train=8000)
+    advice = decide(facts)
+    assert advice.options == {}
+    assert "--aug-views 4 would help" in advice.reasons[-1]
+
+
+def test_advised_views_train_unless_augmentation_is_off(colour_data, tmp_path) -> None:
+    def fit(**options):
+        return ImageClassifier(
+            "test_resnet",
+            weights="none",
+            num_workers=0,
+            quiet=True,
+            cache_dir=tmp_path / "c",
+            epochs=2,
+            **options,
+        ).fit(colour_data)
+
+    # colour_data has a handful of images per class: auto adds views.
+    assert fit().settings_.aug_views == 4
+    assert fit(augment="none").settings_.aug_views == 0

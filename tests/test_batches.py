@@ -1,4 +1,4 @@
-"""Batches decode ahead in threads (plain preprocessing) or processes (augmented views)."""
+"""Batches decode ahead in threads, or in processes for transforms that are not thread-safe."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from headstart.augment import AugmentedView, Augmenter, resolve_augment, sample_seed
 from headstart.data import load_image
 from headstart.features.batches import iter_batches, stack_images
 from headstart.preprocess import Preprocess
@@ -72,8 +73,24 @@ def test_stopping_early_leaves_no_decoding_thread(tmp_path: Path) -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("headstart-decode")]
 
 
-def test_augmented_transform_decodes_outside_threads(tmp_path: Path) -> None:
-    """Augmentations draw from the global generators, which threads would share."""
+def test_augmented_views_decoded_in_threads_are_each_images_own_augmentation(
+    tmp_path: Path,
+) -> None:
+    paths = _files(tmp_path, 12)
+    keys = [f"digest-{i}" for i in range(12)]
+    view = AugmentedView(resolve_augment("strong"), seed=3, index=1)
+    transform = view.transform(PRE)
+    options = {"draft_size": None, "batch_size": 4, "keys": keys}
+    threaded = _collect(iter_batches(paths, transform, num_workers=3, **options))[0]
+    in_turn = _collect(iter_batches(paths, transform, num_workers=0, **options))[0]
+    assert torch.equal(threaded, in_turn)
+    augmenter = Augmenter(view.config)
+    image = augmenter.apply(load_image(paths[5]), sample_seed("view", 3, 1, keys[5]))
+    assert torch.equal(threaded[5], PRE(image))
+
+
+def test_custom_augmentation_decodes_outside_threads(tmp_path: Path) -> None:
+    """An augmentation of unknown thread-safety may draw from the shared global generators."""
     pipeline = PRE.transform(lambda img: img.transpose(0))
     assert not pipeline.thread_safe and PRE.thread_safe
     batches = iter_batches(

@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -259,19 +261,34 @@ def sample_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+# The global generators are shared by every thread of the process; this lock makes each seeded
+# block own them while it runs, so images augmented in decoding threads stay deterministic.
+_GLOBAL_GENERATORS = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child forked while a decoding thread held the lock would otherwise never get it.
+    global _GLOBAL_GENERATORS
+    _GLOBAL_GENERATORS = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed Python's, NumPy's and torch's global generators for one block, then restore them.
 
     Third-party augmentations (timm's RandAugment draws from ``random`` and ``numpy.random``,
     torchvision's from torch) only take the global generators, so each sample seeds them from
-    its own key; restoring them afterwards leaves the caller's random streams untouched.
+    its own key; restoring them afterwards leaves the caller's random streams untouched. The
+    block holds a process-wide lock: keep it to the random draws and the work that uses them.
     """
     import torch
 
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_GENERATORS, torch.random.fork_rng(devices=[]):
+        py_state = random.getstate()
+        np_state = np.random.get_state()
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
@@ -391,15 +408,24 @@ def _affine(
 
 
 class AugmentedTransform:
-    """(image, seed) -> the preprocessed tensor of its augmentation; picklable for workers."""
+    """(image, seed) -> the preprocessed tensor of its augmentation; picklable for workers.
+
+    Safe to call from several threads: only the augmentation itself runs under :func:`seeded`'s
+    lock, while decoding, resizing and normalising run in parallel.
+    """
+
+    thread_safe = True
 
     def __init__(self, preprocess: Preprocess, config: AugmentConfig) -> None:
         self.augmenter = Augmenter(config)
-        self.pipeline = preprocess.transform(augment=self.augmenter)
+        self.preprocess = preprocess
 
     def __call__(self, img: Image.Image, seed: int) -> torch.Tensor:
+        if img.mode != "RGB":
+            img = img.convert("RGB")  # as Preprocess.transform does before augmenting
         with seeded(seed):
-            return self.pipeline(img)
+            augmented = self.augmenter(img)
+        return self.preprocess(augmented)
 
 
 @dataclass(frozen=True)
@@ -423,6 +449,8 @@ class AugmentedView:
 
 
 class _ViewTransform:
+    thread_safe = True  # as AugmentedTransform
+
     def __init__(self, inner: AugmentedTransform, seed: int, index: int) -> None:
         self.inner = inner
         self.seed = seed

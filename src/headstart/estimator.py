@@ -345,13 +345,20 @@ class ImageClassifier:
             schedule=self.schedule,
             warmup_epochs=self.warmup_epochs,
             grad_clip=self.grad_clip,
-            aug_views=self.aug_views or None,
+            aug_views=self.aug_views or self._advised_views(advised),
             layer=self.layer if self.layer is not None else advised.get("layer"),
             unfreeze=self.unfreeze if self.unfreeze is not None else advised.get("unfreeze"),
             layer_decay=self.layer_decay,
             bn=self.bn,
             amp=self.amp,
         )
+
+    def _advised_views(self, advised: Mapping[str, Any]) -> int | None:
+        """auto's augmented views, unless the user turned augmentation off."""
+        none = self.augment == "none" or (
+            isinstance(self.augment, Mapping) and self.augment.get("preset") == "none"
+        )
+        return None if none else advised.get("aug_views")
 
     def _backbone_weights(self, settings: TrainSettings) -> str:
         if settings.strategy != "scratch":

@@ -1,12 +1,13 @@
 """Image files in, preprocessed batches out, decoded ahead of the forward pass that consumes them.
 
-Plain preprocessing decodes in a pool of threads inside this process. Pillow's decoder and
-resampler and NumPy's arithmetic release the GIL, so threads decode in parallel with each other
-and with the forward pass, without what worker processes cost: starting them, and copying every
-batch through shared memory. On a 2-core laptop that difference is most of the gap between
-extraction and the bare forward pass (BENCHMARKS.md). Augmented views draw from the global random
-generators (:func:`headstart.augment.seeded`), which threads would share, so they decode in
-DataLoader worker processes instead.
+Images decode in a pool of threads inside this process. Pillow's decoder and resampler and
+NumPy's arithmetic release the GIL, so threads decode in parallel with each other and with the
+forward pass, without what worker processes cost: starting them (seconds each where processes
+are spawned, not forked), and copying every batch through shared memory. On a 2-core laptop that
+difference is most of the gap between extraction and the bare forward pass (BENCHMARKS.md).
+A transform that does not declare itself ``thread_safe`` (an augmentation drawing from the global
+random generators outside :func:`headstart.augment.seeded`) decodes in DataLoader worker
+processes instead.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def iter_batches(
     """Batches of ``paths`` through ``transform``, in order, decoded ahead of their use.
 
     Args:
-        transform: PIL image -> CHW tensor; (image, key) -> tensor with ``keys``. Plain
-            preprocessing (``thread_safe``) decodes in threads, anything else in processes.
+        transform: PIL image -> CHW tensor; (image, key) -> tensor with ``keys``. One whose
+            ``thread_safe`` attribute is true (preprocessing, augmented views) decodes in
+            threads, any other in processes.
         num_workers: Decoding threads or processes (None: a default for this machine; 0: decode
             in the calling thread, in turn with the forward pass).
     """

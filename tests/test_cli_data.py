@@ -97,3 +97,23 @@ def test_data_command_one_class_exits_2_with_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: found 1 class 'cat' in ")
     assert err.count("\n") == 1
+
+
+def test_image_over_the_pixel_limit_is_listed_without_pillows_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    from PIL import Image
+
+    from tests._images import write_image
+
+    write_class_folders(tmp_path, {"cat": 3, "dog": 3})  # 8x6 images
+    write_image(tmp_path / "cat" / "huge.png", size=(40, 30))  # 1200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # over it, but under Pillow's 2x error
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest: warnings are printed
+        assert main(["data", str(tmp_path), "--verify"]) == 0
+    captured = capsys.readouterr()
+    assert "huge.png: decompression bomb: 1,200 pixels exceeds the limit of 1,000" in captured.out
+    assert "DecompressionBombWarning" not in captured.err

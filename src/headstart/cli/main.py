@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _decompression_bomb_warning() -> type[Warning]:
+    from PIL import Image
+
+    return Image.DecompressionBombWarning
+
+
 def _show_warning(message: warnings.WarningMessage | Warning | str, *_: object) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -68,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # headstart's own warnings are for the user: one plain line each, no source location.
         warnings.simplefilter("always", HeadstartWarning)
+        # headstart refuses images over Pillow's pixel limit itself and lists them as skipped;
+        # Pillow's own warning about them would only repeat that with a source line.
+        warnings.filterwarnings("ignore", category=_decompression_bomb_warning())
         original = warnings.showwarning
         warnings.showwarning = lambda msg, cat, *a, **k: (
             _show_warning(msg) if issubclass(cat, HeadstartWarning) else original(msg, cat, *a, **k)

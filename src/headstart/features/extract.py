@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from headstart.device import resolve_device
+from headstart.device import prepare_device
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
 from headstart.progress import Progress
@@ -182,7 +182,7 @@ def _forward(
     failures: dict[Path, str],
     view: FeatureView | None = None,
 ) -> dict[str, np.ndarray]:
-    dev = resolve_device(device)
+    dev = prepare_device(device)
     module = backbone.module.eval().to(dev)
     channels_last = dev.type != "mps"
     if channels_last:

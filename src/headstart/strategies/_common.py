@@ -25,7 +25,7 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.backbones._weights import state_dict_sha256
 from headstart.data import Dataset
-from headstart.device import resolve_device
+from headstart.device import prepare_device
 from headstart.features.extract import ExtractResult, FeatureView, extract_cached
 from headstart.strategies._cost import CostEstimate
 from headstart.strategies._network import inner_module
@@ -77,7 +77,8 @@ class Job:
 
     @property
     def torch_device(self) -> torch.device:
-        return resolve_device(self.device)
+        """The device to train on, prepared for use (:func:`~headstart.device.prepare_device`)."""
+        return prepare_device(self.device)
 
     @property
     def out(self) -> IO[str]:

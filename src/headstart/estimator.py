@@ -129,8 +129,8 @@ class ImageClassifier:
         val_fraction, test_fraction: used when the data has no val/test split of its own.
         cache_dir: feature cache folder (default: the user cache dir); ``cache=False`` disables it.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
-        num_workers: image decoding workers: threads for plain images, processes for augmented
-            ones (default: from the number of cores).
+        num_workers: image decoding threads (default: one per core; 0: decode in turn). The
+            doctor's checks decode in as many processes.
         quiet: no progress output.
         checkpoint_dir: end-to-end strategies write a checkpoint there after every epoch.
         resume: continue from the checkpoint in ``checkpoint_dir`` (same data and settings).

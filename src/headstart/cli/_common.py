@@ -93,7 +93,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="image decoding workers (threads; processes for augmented images)",
+        help="image decoding threads (default: one per core; 0: decode in turn)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--workers",
         type=int,
-        help="image decoding workers (threads; processes for augmented images)",
+        help="image decoding threads (default: one per core; 0: decode in turn)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(func=run)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -26,12 +26,23 @@ from torch.utils.data import Dataset as TorchDataset
 from headstart.data import load_image
 from headstart.errors import ImageDecodeError
 
-__all__ = ["Batch", "default_num_workers", "iter_batches", "stack_images"]
+__all__ = [
+    "Batch",
+    "decode_ahead",
+    "default_num_threads",
+    "default_num_workers",
+    "iter_batches",
+    "stack_images",
+]
 
 #: (images or None when none in the batch could be read, indices into the paths,
 #: [(index, failure reason)]).
 Batch = tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]
 _Item = tuple[torch.Tensor | None, int, str]
+
+K = TypeVar("K")
+T = TypeVar("T")
+B = TypeVar("B")
 
 _BATCHES_AHEAD = 2  # decoded batches kept ready: enough to ride out one slow image
 
@@ -96,19 +107,38 @@ def _collate(items: list[_Item]) -> Batch:
     return batch, [i for _, i in good], bad
 
 
-def _threaded(images: _Images, batch_size: int, threads: int) -> Iterator[Batch]:
-    """Batches in order, decoded by ``threads`` threads a bounded number of images ahead."""
+def decode_ahead(
+    batches: Iterable[Sequence[K]],
+    load: Callable[[K], T],
+    collate: Callable[[list[T]], B],
+    threads: int,
+) -> Generator[B, None, None]:
+    """``collate([load(key) ...])`` for each batch of keys, in order, loaded by ``threads`` threads
+    up to ``_BATCHES_AHEAD`` batches ahead of the consumer (0 threads: in turn, in this thread).
+
+    ``load`` must be thread-safe and must return failures rather than raise them: an exception
+    stops the iteration.
+    """
+    if threads <= 0:
+        for keys in batches:
+            yield collate([load(key) for key in keys])
+        return
     pool = ThreadPoolExecutor(threads, thread_name_prefix="headstart-decode")
-    pending: deque[Future[_Item]] = deque()
-    ahead = batch_size * (_BATCHES_AHEAD + 1)
-    submitted = 0
+    pending: deque[list[Future[T]]] = deque()
+    remaining = iter(batches)
+    exhausted = False
     try:
-        while submitted < len(images) or pending:
-            while submitted < len(images) and len(pending) < ahead:
-                pending.append(pool.submit(images.__getitem__, submitted))
-                submitted += 1
-            items = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            yield _collate(items)
+        while True:
+            while not exhausted and len(pending) <= _BATCHES_AHEAD:
+                try:
+                    keys = next(remaining)
+                except StopIteration:
+                    exhausted = True
+                else:
+                    pending.append([pool.submit(load, key) for key in keys])
+            if not pending:
+                return
+            yield collate([future.result() for future in pending.popleft()])
     finally:
         # Stopped early (an error, Ctrl-C, a consumer that breaks): drop what is queued.
         pool.shutdown(wait=True, cancel_futures=True)
@@ -135,8 +165,10 @@ def iter_batches(
     images = _Images(paths, transform, draft_size, keys)
     if getattr(transform, "thread_safe", False):
         threads = default_num_threads() if num_workers is None else num_workers
-        if threads > 0:
-            return _threaded(images, batch_size, threads)
+        chunks = (
+            range(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)
+        )
+        return decode_ahead(chunks, images.__getitem__, _collate, threads)
     workers = default_num_workers() if num_workers is None else num_workers
     loader: DataLoader[Any] = DataLoader(
         images,

@@ -2,29 +2,27 @@
 
 Nothing random here depends on the past: epoch ``e``'s order is drawn from a generator seeded with
 (seed, e), and sample ``i``'s augmentation in epoch ``e`` from one seeded with (seed, e, i). The
-batches are therefore the same whatever the number of worker processes, and a run resumed at epoch
+batches are therefore the same whatever the number of decoding threads, and a run resumed at epoch
 ``e`` sees exactly the batches an uninterrupted run would have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
-from torch.utils.data import Dataset as TorchDataset
 
 from headstart.augment import AugmentConfig, AugmentedTransform, sample_seed
 from headstart.data import load_image
 from headstart.errors import ImageDecodeError
-from headstart.features.batches import default_num_workers, stack_images
+from headstart.features.batches import decode_ahead, default_num_threads, stack_images
 from headstart.preprocess import Preprocess
 
 __all__ = ["TrainImages", "epoch_order"]
 
 _Item = tuple[torch.Tensor | None, int, int, str]
+_Batch = tuple[torch.Tensor | None, torch.Tensor, dict[int, str]]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -33,7 +31,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return [int(i) for i in torch.randperm(n, generator=generator)]
 
 
-class _Samples(TorchDataset[_Item]):
+class _Samples:
     def __init__(
         self,
         paths: Sequence[Path],
@@ -68,14 +66,13 @@ class _Samples(TorchDataset[_Item]):
         )
 
 
-class _EpochBatches(Sampler[list[tuple[int, int]]]):
-    """Yields the current epoch's batches of (epoch, index); the loop sets ``epoch``."""
+class _EpochBatches:
+    """The batches of sample indices of each epoch."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         self.n = n
         self.batch_size = batch_size
         self.seed = seed
-        self.epoch = 1
 
     def batches(self, epoch: int) -> list[list[int]]:
         order = epoch_order(self.n, self.seed, epoch)
@@ -85,15 +82,8 @@ class _EpochBatches(Sampler[list[tuple[int, int]]]):
             chunks[-2].extend(chunks.pop())
         return chunks
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.batches(self.epoch):
-            yield [(self.epoch, i) for i in batch]
 
-    def __len__(self) -> int:
-        return len(self.batches(self.epoch))
-
-
-def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, torch.Tensor, dict[int, str]]:
+def _collate(items: list[_Item]) -> _Batch:
     good = [(x, y) for x, y, _, _ in items if x is not None]
     failures = {i: reason for x, _, i, reason in items if x is None}
     batch = stack_images([x for x, _ in good]) if good else None
@@ -102,7 +92,7 @@ def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, torch.Tensor, dic
 
 
 class TrainImages:
-    """The training split, batched per epoch, decoded (and augmented) in worker processes.
+    """The training split, batched per epoch, decoded (and augmented) ahead in threads.
 
     Args:
         paths, labels: The training samples, in a fixed order (the sample index is the key of
@@ -111,7 +101,7 @@ class TrainImages:
         augment: The augmentation (an identity config means plain images).
         seed: Seeds the order of each epoch and each sample's augmentation.
         batch_size: Images per optimizer step.
-        num_workers: Decoding processes (None: cores - 1; 0: in this process).
+        num_workers: Decoding threads (None: one per core; 0: in turn with training).
     """
 
     def __init__(
@@ -128,39 +118,33 @@ class TrainImages:
         self.samples = _Samples(paths, labels, preprocess, augment, seed)
         self.sampler = _EpochBatches(len(paths), batch_size, seed)
         self.failures: dict[Path, str] = {}
-        workers = default_num_workers() if num_workers is None else num_workers
-        self.workers = workers
-        self._loader: DataLoader[Any] = DataLoader(
-            self.samples,
-            batch_sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=_collate,
-            persistent_workers=workers > 0,
-            prefetch_factor=2 if workers > 0 else None,
-        )
+        self.workers = default_num_threads() if num_workers is None else num_workers
+        self._running: Generator[_Batch, None, None] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     @property
     def num_batches(self) -> int:
-        return len(self.sampler)
+        return len(self.sampler.batches(1))
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) batches of ``epoch``; unreadable images are dropped and recorded."""
-        self.sampler.epoch = epoch
-        for batch, labels, failures in self._loader:
+        self.close()
+        keys = ([(epoch, i) for i in batch] for batch in self.sampler.batches(epoch))
+        running = decode_ahead(keys, self.samples.__getitem__, _collate, self.workers)
+        self._running = running
+        for batch, labels, failures in running:
             for index, reason in failures.items():
                 self.failures[self.samples.paths[index]] = reason
             if batch is not None:
                 yield batch, labels
 
     def close(self) -> None:
-        """Stop the worker processes (they persist across epochs while training)."""
-        iterator = getattr(self._loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-        self._loader._iterator = None
+        """Stop decoding ahead (an epoch left early leaves images queued)."""
+        if self._running is not None:
+            self._running.close()
+            self._running = None
 
     def first_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Up to ``size`` plain (un-augmented) training images, decoded here, for timing."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from headstart.augment import AugmentedView, Augmenter, resolve_augment, sample_seed
 from headstart.data import load_image
-from headstart.features.batches import iter_batches, stack_images
+from headstart.features.batches import decode_ahead, iter_batches, stack_images
 from headstart.preprocess import Preprocess
 
 PRE = Preprocess(input_size=(16, 16), resize=18, interpolation="bicubic")
@@ -102,3 +104,24 @@ def test_custom_augmentation_decodes_outside_threads(tmp_path: Path) -> None:
 def test_stack_images_keeps_plain_chw_tensors_contiguous() -> None:
     batch = stack_images([torch.zeros(3, 4, 5), torch.ones(3, 4, 5)])
     assert batch.shape == (2, 3, 4, 5) and batch.is_contiguous()
+
+
+def test_decode_ahead_keeps_the_order_whatever_finishes_first() -> None:
+    def load(key: int) -> int:
+        time.sleep(0.002 * (key % 3))  # later keys often finish first
+        return key
+
+    batches = [[0, 1, 2], [3, 4], [5, 6, 7, 8], [9]]
+    assert list(decode_ahead(batches, load, list, threads=3)) == batches
+    assert list(decode_ahead(batches, load, list, threads=0)) == batches
+
+
+def test_decode_ahead_raises_a_loaders_error_and_stops_its_threads() -> None:
+    def load(key: int) -> int:
+        if key == 4:
+            raise ValueError("a bug, not a bad image")
+        return key
+
+    with pytest.raises(ValueError, match="a bug"):
+        list(decode_ahead([[0, 1], [2, 3], [4, 5], [6, 7]], load, list, threads=2))
+    assert not [t for t in threading.enumerate() if t.name.startswith("headstart-decode")]

@@ -53,8 +53,8 @@ def default_num_workers() -> int:
 
 
 def default_num_threads() -> int:
-    """Decoding threads: one per core. They sleep whenever the batches ahead are full, so on a
-    small machine they take the cores only in the gaps the forward pass leaves."""
+    """Decoding threads: one per core. They sleep once the batches ahead are full, so they never
+    take more CPU than the decoding the forward pass consumes."""
     return max(1, min(8, os.cpu_count() or 2))
 
 

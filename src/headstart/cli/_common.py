@@ -86,10 +86,39 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
     return overrides or None
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_split_options(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """How headstart splits DATA that comes without splits, the same for every command, so
+    that ``data`` and ``doctor`` show the very split ``train`` uses. ``seed=False`` for a
+    command whose ``--seed`` also seeds training."""
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of each class held out for validation when DATA has no val split (default 0.2)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of each class held out for test when DATA has no splits at all (default 0.1)",
+    )
+    if seed:
+        parser.add_argument(
+            "--seed", type=int, default=0, metavar="N", help="seed of the split (default 0)"
+        )
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
+    """Where and how a command runs; ``no_cache=False`` for a command whose point is to fill
+    the cache."""
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    if no_cache:
+        parser.add_argument(
+            "--no-cache", action="store_true", help="do not read or write the cache"
+        )
     parser.add_argument(
         "--workers",
         type=int,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_model_options, preprocess_overrides, print_json
+from headstart.cli._common import (
+    add_model_options,
+    add_run_options,
+    preprocess_overrides,
+    print_json,
+)
 
 __all__ = ["register", "run"]
 
@@ -22,14 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_model_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="image decoding threads (default: one per core; 0: decode in turn)",
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_run_options(parser, no_cache=False)
     parser.set_defaults(func=run)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import print_json
+from headstart.cli._common import add_split_options, print_json
 
 __all__ = ["register", "run"]
 
@@ -30,23 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="folder of class folders (DATA/<class>/*), of split folders "
         "(DATA/train/<class>/*, DATA/val/<class>/*), or a CSV with path,label[,split] columns",
     )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        metavar="F",
-        help="share of each class held out for validation when headstart splits (default 0.2)",
-    )
-    parser.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.1,
-        metavar="F",
-        help="share of each class held out for test when headstart splits (default 0.1)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="seed of the split (default 0)"
-    )
+    add_split_options(parser)
     parser.add_argument(
         "--verify",
         action="store_true",

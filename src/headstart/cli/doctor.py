@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from headstart.cli._common import (
     add_model_options,
     add_run_options,
+    add_split_options,
     preprocess_overrides,
     print_json,
 )
@@ -53,21 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "its preprocessing, input size and label-noise candidates from its features",
     )
     # The split options of `train`, so the doctor checks the very split a run would use.
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        metavar="F",
-        help="validation share when headstart splits (default 0.2, as train)",
-    )
-    parser.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.1,
-        metavar="F",
-        help="test share when DATA has no splits (default 0.1, as train)",
-    )
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the split")
+    add_split_options(parser)
     parser.add_argument(
         "--near-threshold",
         type=int,

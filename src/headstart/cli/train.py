@@ -20,6 +20,7 @@ from headstart.cli._common import (
     add_augment_options,
     add_model_options,
     add_run_options,
+    add_split_options,
     add_training_options,
     augment_values,
     preprocess_overrides,
@@ -53,15 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_model_options(parser)
     add_training_options(parser)
     add_augment_options(parser)
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="validation share when DATA has no val split",
-    )
-    parser.add_argument(
-        "--test-fraction", type=float, default=0.1, help="test share when DATA has no splits at all"
-    )
+    add_split_options(parser, seed=False)  # --seed is a training option: it seeds both
     add_run_options(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     parser.set_defaults(func=partial(run, defaults=defaults))

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from headstart.progress import Progress
 __all__ = [
     "SCHEDULES",
     "HeadTrainingConfig",
+    "Schedule",
     "TrainedHead",
     "create_standardized_head",
     "finalize_head",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+Schedule = Literal["constant", "cosine", "onecycle"]
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
@@ -83,7 +85,7 @@ class HeadTrainingConfig:
     patience: int = 10
     seed: int = 0
     label_smoothing: float = 0.0
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from headstart.augment import AugmentConfig, resolve_augment
 from headstart.errors import HeadstartError
+from headstart.heads.training import SCHEDULES, HeadTrainingConfig, Schedule
 
 __all__ = [
     "BN_POLICIES",
@@ -30,22 +31,23 @@ __all__ = [
 ]
 
 STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_POLICIES: tuple[str, ...] = ("frozen", "train")
 
-Schedule = Literal["constant", "cosine", "onecycle"]
 BNPolicy = Literal["frozen", "train"]
+
+# Head training's own defaults: those of a head on cached features, the ``features`` strategy.
+_HEAD = HeadTrainingConfig()
 
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # A linear probe converges in tens of cheap epochs; early stopping ends it.
     "features": {
-        "epochs": 100,
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "batch_size": 64,
-        "patience": 10,
-        "schedule": "constant",
-        "warmup_epochs": 0.0,
+        "epochs": _HEAD.epochs,
+        "lr": _HEAD.lr,
+        "weight_decay": _HEAD.weight_decay,
+        "batch_size": _HEAD.batch_size,
+        "patience": _HEAD.patience,
+        "schedule": _HEAD.schedule,
+        "warmup_epochs": _HEAD.warmup_epochs,
         "augment": "none",
         "bn": "frozen",
         "unfreeze": 0,
@@ -123,16 +125,16 @@ class TrainSettings:
     head: str = "linear"
     hidden: int = 512
     dropout: float = 0.2
-    epochs: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    patience: int = 10
-    seed: int = 0
-    label_smoothing: float = 0.0
-    schedule: Schedule = "constant"
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = None
+    epochs: int = _HEAD.epochs
+    lr: float = _HEAD.lr
+    weight_decay: float = _HEAD.weight_decay
+    batch_size: int = _HEAD.batch_size
+    patience: int = _HEAD.patience
+    seed: int = _HEAD.seed
+    label_smoothing: float = _HEAD.label_smoothing
+    schedule: Schedule = _HEAD.schedule
+    warmup_epochs: float = _HEAD.warmup_epochs
+    grad_clip: float | None = _HEAD.grad_clip
     augment: AugmentConfig = AugmentConfig()
     aug_views: int = 0
     layer: int | str | None = None

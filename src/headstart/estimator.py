@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from headstart._version import __version__
+from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
 from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
 from headstart.errors import (
@@ -328,6 +329,8 @@ class ImageClassifier:
             augment_params = values
             if preset is None and values:
                 preset = "none"
+        # auto's augmented views, unless the user's augmentation changes no image.
+        augment_off = preset is not None and resolve_augment(preset, **augment_params).is_identity
         return resolve_settings(
             strategy,
             augment=preset,
@@ -345,20 +348,13 @@ class ImageClassifier:
             schedule=self.schedule,
             warmup_epochs=self.warmup_epochs,
             grad_clip=self.grad_clip,
-            aug_views=self.aug_views or self._advised_views(advised),
+            aug_views=self.aug_views or (None if augment_off else advised.get("aug_views")),
             layer=self.layer if self.layer is not None else advised.get("layer"),
             unfreeze=self.unfreeze if self.unfreeze is not None else advised.get("unfreeze"),
             layer_decay=self.layer_decay,
             bn=self.bn,
             amp=self.amp,
         )
-
-    def _advised_views(self, advised: Mapping[str, Any]) -> int | None:
-        """auto's augmented views, unless the user turned augmentation off."""
-        none = self.augment == "none" or (
-            isinstance(self.augment, Mapping) and self.augment.get("preset") == "none"
-        )
-        return None if none else advised.get("aug_views")
 
     def _backbone_weights(self, settings: TrainSettings) -> str:
         if settings.strategy != "scratch":

@@ -19,7 +19,7 @@ from headstart.errors import ImageDecodeError
 from headstart.features.batches import decode_ahead, default_num_threads, stack_images
 from headstart.preprocess import Preprocess
 
-__all__ = ["TrainImages", "epoch_order"]
+__all__ = ["TrainImages", "epoch_batches", "epoch_order"]
 
 _Item = tuple[torch.Tensor | None, int, int, str]
 _Batch = tuple[torch.Tensor | None, torch.Tensor, dict[int, str]]
@@ -66,21 +66,14 @@ class _Samples:
         )
 
 
-class _EpochBatches:
-    """The batches of sample indices of each epoch."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n = n
-        self.batch_size = batch_size
-        self.seed = seed
-
-    def batches(self, epoch: int) -> list[list[int]]:
-        order = epoch_order(self.n, self.seed, epoch)
-        chunks = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        if len(chunks) > 1 and len(chunks[-1]) == 1:
-            # A batch of one image breaks BatchNorm in training mode and is noise anyway.
-            chunks[-2].extend(chunks.pop())
-        return chunks
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of sample indices of ``epoch``, in :func:`epoch_order`."""
+    order = epoch_order(n, seed, epoch)
+    chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        # A batch of one image breaks BatchNorm in training mode and is noise anyway.
+        chunks[-2].extend(chunks.pop())
+    return chunks
 
 
 def _collate(items: list[_Item]) -> _Batch:
@@ -116,7 +109,7 @@ class TrainImages:
         num_workers: int | None,
     ) -> None:
         self.samples = _Samples(paths, labels, preprocess, augment, seed)
-        self.sampler = _EpochBatches(len(paths), batch_size, seed)
+        self.batch_size = batch_size
         self.failures: dict[Path, str] = {}
         self.workers = default_num_threads() if num_workers is None else num_workers
         self._running: Generator[_Batch, None, None] | None = None
@@ -126,12 +119,12 @@ class TrainImages:
 
     @property
     def num_batches(self) -> int:
-        return len(self.sampler.batches(1))
+        return len(self._batches(1))
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) batches of ``epoch``; unreadable images are dropped and recorded."""
         self.close()
-        keys = ([(epoch, i) for i in batch] for batch in self.sampler.batches(epoch))
+        keys = ([(epoch, i) for i in batch] for batch in self._batches(epoch))
         running = decode_ahead(keys, self.samples.__getitem__, _collate, self.workers)
         self._running = running
         for batch, labels, failures in running:
@@ -139,6 +132,9 @@ class TrainImages:
                 self.failures[self.samples.paths[index]] = reason
             if batch is not None:
                 yield batch, labels
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(len(self.samples), self.batch_size, self.samples.seed, epoch)
 
     def close(self) -> None:
         """Stop decoding ahead (an epoch left early leaves images queued)."""

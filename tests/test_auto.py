@@ -12,48 +12,76 @@ from PIL import Image
 
 from headstart import EMBEDDED_MODEL, ImageClassifier
 from headstart.cli.main import main
-from headstart.strategies.auto import DataFacts, decide
+from headstart.strategies.auto import DataFacts, OptionScore, decide
 from headstart.synthetic import SOURCE_CLASSES, make_image
 
 
-def _facts(per_class: float, probe_last: float, probe_early: float | None = None) -> DataFacts:
+def _facts(per_class: float, *scores: OptionScore, unmeasured: str | None = None) -> DataFacts:
     return DataFacts(
         n_classes=4,
         n_train=int(4 * per_class),
         median_per_class=per_class,
         min_per_class=int(per_class),
         chance=0.25,
-        probe_last=probe_last,
-        probe_early=probe_early,
-        early_layer="layer3" if probe_early is not None else None,
-        probe_images=int(4 * per_class),
+        protocol="5-fold cross-validation over train + val",
+        protocol_reason="60 validation images",
+        scores=scores,
+        unmeasured=unmeasured,
     )
 
 
-def test_small_and_similar_data_gets_a_head_on_cached_features() -> None:
-    advice = decide(_facts(40, 0.95, 0.80))
+def _linear(loss: float, accuracy: float) -> OptionScore:
+    return OptionScore("linear head, last stage", {}, loss, accuracy, C=0.1)
+
+
+EARLY = OptionScore("linear head, layer3", {"layer": "layer3"}, 0.40, 0.85, C=1.0)
+VIEWS = OptionScore("linear head + 4 augmented views", {"aug_views": 4}, 0.45, 0.84, C=1.0)
+MLP = OptionScore("MLP head", note="not measured: the validation split is too small")
+
+
+def test_small_data_keeps_the_plain_linear_head_when_nothing_beats_it() -> None:
+    advice = decide(_facts(40, _linear(0.30, 0.95), EARLY, VIEWS, MLP))
     assert (advice.strategy, advice.options) == ("features", {})
-    assert "small and similar" in advice.reasons[-1]
+    assert "no other option beat it" in advice.reasons[-1]
 
 
-def test_small_and_different_data_gets_features_of_an_earlier_stage() -> None:
-    advice = decide(_facts(40, 0.50, 0.70))
+def test_small_data_takes_the_option_with_the_lowest_held_out_loss() -> None:
+    advice = decide(_facts(40, _linear(0.60, 0.80), EARLY, VIEWS, MLP))
     assert (advice.strategy, advice.options) == ("features", {"layer": "layer3"})
+    views_best = dataclasses.replace(VIEWS, log_loss=0.35)
+    assert decide(_facts(40, _linear(0.6, 0.8), EARLY, views_best)).options == {"aug_views": 4}
+
+
+def test_an_option_within_the_margin_of_the_baseline_is_not_taken() -> None:
+    close = dataclasses.replace(EARLY, log_loss=0.595)
+    assert decide(_facts(40, _linear(0.60, 0.80), close)).options == {}
 
 
 def test_large_and_similar_data_fine_tunes_the_top_stage() -> None:
-    advice = decide(_facts(1000, 0.95))
+    advice = decide(_facts(1000, _linear(0.2, 0.95)))
     assert (advice.strategy, advice.options) == ("finetune", {"unfreeze": 1})
 
 
 def test_large_and_different_data_fine_tunes_everything() -> None:
-    advice = decide(_facts(1000, 0.35))
+    advice = decide(_facts(1000, _linear(1.2, 0.35)))
     assert (advice.strategy, advice.options) == ("finetune", {"unfreeze": "all"})
 
 
-def test_reasons_quote_the_measured_numbers() -> None:
-    text = decide(_facts(40, 0.95, 0.80)).explain()
-    assert "median 40 per class" in text and "95.0%" in text and "80.0%" in text
+def test_explanation_lists_every_option_measured_with_its_numbers() -> None:
+    text = decide(_facts(40, _linear(0.60, 0.80), EARLY, VIEWS, MLP)).explain()
+    assert "median 40 per class" in text and "5-fold cross-validation" in text
+    assert "log-loss 0.600, accuracy 80.0%" in text
+    assert "linear head, layer3: log-loss 0.400, accuracy 85.0%, C=1 <- kept" in text
+    assert "linear head + 4 augmented views: log-loss 0.450" in text
+    assert "MLP head: not measured: the validation split is too small" in text
+
+
+def test_an_unmeasurable_probe_is_said_and_never_read_as_similar() -> None:
+    advice = decide(_facts(1000, unmeasured="fewer than two classes with two or more images"))
+    assert (advice.strategy, advice.options) == ("features", {})
+    text = advice.explain()
+    assert "could not be measured: fewer than two classes" in text
+    assert "similar" not in text and "n/a" not in text
 
 
 def _write(root: Path, images: dict[str, list[np.ndarray]]) -> Path:
@@ -80,8 +108,8 @@ def test_advise_picks_differently_on_tiny_similar_and_larger_different_data(tmp_
     small = clf.advise(_write(tmp_path / "close", close))
     large = clf.advise(_write(tmp_path / "noise", noise))
     assert small.strategy == "features" and "layer" not in small.options
-    assert small.facts is not None and small.facts.probe_last is not None
-    assert small.facts.probe_last > 0.8
+    assert small.facts is not None and small.facts.baseline is not None
+    assert (small.facts.baseline.accuracy or 0) > 0.8
     assert (large.strategy, large.options) == ("finetune", {"unfreeze": "all"})
 
 
@@ -123,7 +151,7 @@ def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path
         "test_resnet",
         weights="none",
         strategy="features",
-        epochs=3,
+        refit=False,
         num_workers=0,
         quiet=True,
         cache_dir=tmp_path / "c",
@@ -133,33 +161,48 @@ def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path
     assert clf.metrics_["val"]["n"] == 10
 
 
-def test_few_images_per_class_add_cached_augmented_views() -> None:
-    advice = decide(_facts(20, 0.95, 0.80))
-    assert (advice.strategy, advice.options) == ("features", {"aug_views": 4})
-    assert "few images per class" in advice.reasons[-1]
-    early = decide(_facts(20, 0.50, 0.70))
-    assert early.options == {"layer": "layer3", "aug_views": 4}
-
-
-def test_many_small_classes_get_no_views_but_are_told_about_them() -> None:
-    facts = dataclasses.replace(_facts(20, 0.95), n_classes=400, n_train=8000)
-    advice = decide(facts)
-    assert advice.options == {}
-    assert "--aug-views 4 would help" in advice.reasons[-1]
-
-
-def test_advised_views_train_unless_augmentation_is_off(colour_data, tmp_path) -> None:
-    def fit(**options):
+def test_auto_measures_views_unless_augmentation_is_off(colour_data, tmp_path) -> None:
+    def advise(**options):
         return ImageClassifier(
             "test_resnet",
             weights="none",
             num_workers=0,
             quiet=True,
             cache_dir=tmp_path / "c",
-            epochs=2,
             **options,
-        ).fit(colour_data)
+        ).advise(colour_data)
 
-    # colour_data has a handful of images per class: auto adds views.
-    assert fit().settings_.aug_views == 4
-    assert fit(augment="none").settings_.aug_views == 0
+    views = [o for o in advise().facts.scores if "augmented views" in o.name]
+    assert views and views[0].measured
+    off = [o for o in advise(augment="none").facts.scores if "augmented views" in o.name]
+    assert not off[0].measured and "changes no image" in off[0].note
+
+
+def test_auto_never_keeps_views_that_a_flip_sensitive_task_does_not_survive(tmp_path) -> None:
+    """Arrows pointing left or right: a horizontal flip swaps the labels, so views hurt."""
+    rng = np.random.default_rng(0)
+
+    def arrow(right: bool) -> np.ndarray:
+        """A left-pointing arrow at a random place, or exactly its mirror image."""
+        img = rng.integers(200, 256, (32, 32, 3), dtype=np.uint8)
+        row, start = int(rng.integers(8, 24)), int(rng.integers(3, 8))
+        end = start + int(rng.integers(14, 22))
+        img[row - 1 : row + 2, start:end] = 0
+        for k in range(6):
+            img[max(0, row - 6 + k) : row + 7 - k, start + k] = 0
+        return img[:, ::-1].copy() if right else img
+
+    data = _write(
+        tmp_path / "arrows",
+        {"left": [arrow(False) for _ in range(24)], "right": [arrow(True) for _ in range(24)]},
+    )
+    advice = ImageClassifier(
+        EMBEDDED_MODEL,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+        augment={"hflip": True},
+    ).advise(data)
+    views = next(o for o in advice.facts.scores if "augmented views" in o.name)
+    assert views.measured and views.log_loss > advice.facts.baseline.log_loss
+    assert "aug_views" not in advice.options

@@ -23,7 +23,6 @@ def _clf(tmp_path: Path, **kwargs) -> ImageClassifier:
     params = dict(
         weights="none",
         strategy="features",
-        epochs=15,
         num_workers=0,
         quiet=True,
         cache_dir=tmp_path / "c",
@@ -38,11 +37,24 @@ def test_predict_before_fit_raises_not_fitted_error(tmp_path: Path) -> None:
 
 
 def test_fit_learns_colours_and_reports_val_and_test_metrics(colour_data, tmp_path) -> None:
-    clf = _clf(tmp_path).fit(colour_data)
+    clf = _clf(tmp_path, refit=False).fit(colour_data)
     assert clf.classes_ == ["blue", "green", "red"]
     assert clf.metrics_["test"]["accuracy"] >= 0.9
     assert clf.metrics_["val"]["n"] == 12
-    assert 1 <= clf.best_epoch_ <= len(clf.history_)
+    assert clf.selection_["fit_images"] == {"train": 24}
+
+
+def test_refit_trains_on_train_and_val_and_reports_selection_figures_as_such(
+    colour_data, tmp_path
+) -> None:
+    clf = _clf(tmp_path).fit(colour_data)
+    assert "val" not in clf.metrics_  # the val images trained the final model
+    assert clf.metrics_["test"]["accuracy"] >= 0.9
+    selection = clf.selection_
+    assert selection["fit_images"] == {"train": 24, "val": 12}
+    assert selection["protocol"] == "cv" and selection["val_accuracy"] is not None
+    config = clf.config()["headstart"]["training"]
+    assert config["selection"]["C"] == selection["C"] and config["refit"] is True
 
 
 def test_save_load_round_trip_gives_identical_predictions(colour_data, tmp_path) -> None:
@@ -53,7 +65,7 @@ def test_save_load_round_trip_gives_identical_predictions(colour_data, tmp_path)
     np.testing.assert_array_equal(clf.predict_proba(images), loaded.predict_proba(images))
     assert loaded.classes_ == clf.classes_
     assert loaded.preprocess_ == clf.preprocess_
-    for name in ("config.json", "model.safetensors", "history.csv", "curves.png", "skipped.csv"):
+    for name in ("config.json", "model.safetensors", "history.csv", "skipped.csv"):
         assert (run / name).is_file()
 
 
@@ -136,3 +148,15 @@ def test_saving_the_same_model_twice_writes_byte_identical_weights(colour_data, 
     first = (clf.save(tmp_path / "a") / "model.safetensors").read_bytes()
     for name in ("b", "c", "d"):
         assert (clf.save(tmp_path / name) / "model.safetensors").read_bytes() == first
+
+
+def test_a_class_without_validation_images_gets_one_warning_naming_it(tmp_path) -> None:
+    import shutil
+
+    from headstart.errors import DataWarning
+    from tests.conftest import write_colour_dataset
+
+    data = write_colour_dataset(tmp_path / "d", {"train": 4, "val": 2})
+    shutil.rmtree(data / "val" / "blue")
+    with pytest.warns(DataWarning, match="class 'blue' has no val images"):
+        _clf(tmp_path, check_data=False).fit(data)

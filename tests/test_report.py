@@ -43,6 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Image
     clf = ImageClassifier(
         "test_resnet",
         weights="none",
+        head="mlp",
         epochs=5,
         lr=0.01,
         num_workers=0,
@@ -296,3 +297,20 @@ def test_data_headstart_split_itself_is_split_again_so_test_means_the_same_image
     assert f"Evaluated now on the <b>test</b> images of <code>{data}</code>" in page
     assert f"Accuracy <b>{100 * test['accuracy']:.1f}%</b>" in page
     assert f"{test['n']} images.</p>" in page
+
+
+def test_report_of_a_linear_head_shows_how_its_regularisation_was_chosen(tmp_path) -> None:
+    data = write_colour_dataset(tmp_path / "data", {"train": 6, "val": 3, "test": 3})
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        strategy="features",
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "cache",
+    ).fit(data)
+    run = clf.save(tmp_path / "run")
+    page = write_report(run, clf=clf).read_text(encoding="utf-8")
+    assert 'id="selection"' in page and "cross-validation over train + val" in page
+    assert "refitted on them too" in page and "18 train + 9 val" in page
+    assert f"<td>{clf.selection_['C']:g}</td>" in page

@@ -36,9 +36,10 @@ from headstart.errors import (
     NotFittedError,
 )
 from headstart.evaluation import classification_metrics, plot_curves
+from headstart.evaluation.calibration import CALIBRATIONS
 from headstart.features.extract import extract_cached
 from headstart.heads import HEAD_KINDS
-from headstart.heads.modules import head_config, head_from_config
+from headstart.heads.modules import fold_temperature, head_config, head_from_config
 from headstart.preprocess import Preprocess
 from headstart.runs import (
     CONFIG_NAME,
@@ -61,7 +62,7 @@ from headstart.strategies import (
     select_layer,
 )
 from headstart.strategies._common import xy
-from headstart.strategies.auto import Advice, decide, measure
+from headstart.strategies.auto import AUG_VIEWS, Advice, decide, measure
 
 __all__ = ["ImageClassifier", "Prediction"]
 
@@ -101,7 +102,8 @@ class ImageClassifier:
             ``local-dir:PATH``, ``tv:NAME`` for torchvision, or ``headstart-tiny`` (shipped).
         weights: ``"default"`` (the pretrained weights), ``"none"`` (random init) or a path to a
             ``.safetensors`` (or weights-only ``.pth``) file.
-        head: ``"linear"`` or ``"mlp"``.
+        head: ``"linear"`` or ``"mlp"``; None (default): linear, or under ``auto`` an MLP when
+            it scores measurably better on held-out images.
         strategy: how the backbone is used. ``"auto"`` (default): measure the data and the
             frozen features and pick one of the others (``advise`` shows the choice and why);
             ``"features"``: frozen, cached features, head only; ``"augment"``: frozen backbone
@@ -137,6 +139,14 @@ class ImageClassifier:
         resume: continue from the checkpoint in ``checkpoint_dir`` (same data and settings).
         check_data: before training, look for duplicates across splits and classes (leakage,
             conflicting labels) and warn about them (``DataWarning``); training goes on.
+        C: the linear head's inverse L2 strength (scikit-learn's ``C``); None (default) chooses
+            it on the validation split, or by cross-validation over train + val when that split
+            is small.
+        refit: ``features``: after choosing, refit the head on train + val (default); False
+            keeps the final fit on the training images only.
+        calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
+            selection step so that predicted probabilities match accuracy; ``"none"``: raw
+            softmax probabilities.
     """
 
     def __init__(
@@ -144,7 +154,7 @@ class ImageClassifier:
         model: str = DEFAULT_MODEL,
         *,
         weights: str = "default",
-        head: str = "linear",
+        head: str | None = None,
         strategy: str = "auto",
         preprocess: Mapping[str, Any] | None = None,
         epochs: int | None = None,
@@ -177,6 +187,9 @@ class ImageClassifier:
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
         check_data: bool = True,
+        C: float | None = None,
+        refit: bool = True,
+        calibrate: str = "temperature",
     ) -> None:
         self.model = model
         self.weights = weights
@@ -213,6 +226,9 @@ class ImageClassifier:
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.check_data = check_data
+        self.C = C
+        self.refit = refit
+        self.calibrate = calibrate
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -232,6 +248,11 @@ class ImageClassifier:
             weights=self.weights if settings is None else self._backbone_weights(settings),
             preprocess_overrides=self.preprocess,
         )
+        if self.calibrate not in CALIBRATIONS:
+            raise HeadstartError(
+                f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
+            )
+        _warn_on_small_classes(dataset)
         if self.check_data and not self.resume:
             self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
         self.advice_: Advice | None = None
@@ -267,6 +288,9 @@ class ImageClassifier:
         self.epoch_seconds_: list[float] = fitted.epoch_seconds
         self.details_: dict[str, Any] = fitted.details
         self.cost_estimate_: str | None = fitted.cost.message() if fitted.cost else None
+        self.selection_: dict[str, Any] | None = fitted.details.get("selection")
+        self.temperature_: float = 1.0
+        self.calibration_: dict[str, Any] | None = self._calibrate(fitted)
         dataset, self.metrics_ = self._fitted_metrics(fitted)
         self.dataset_: dict[str, Any] = dataset.summary()
         self.fit_seconds_: float = time.monotonic() - started
@@ -304,38 +328,51 @@ class ImageClassifier:
         return self._advise(dataset, backbone)
 
     def _advise(self, dataset: Dataset, backbone: Backbone) -> Advice:
-        def extract(net: Backbone, paths: Sequence[Path], desc: str) -> Any:
-            return self._extract(net, paths, desc=desc)
+        def extract(net: Backbone, paths: Sequence[Path], desc: str, view: Any = None) -> Any:
+            return self._extract(net, paths, desc=desc, view=view)
 
-        return decide(measure(dataset, backbone, extract, seed=self.seed))
+        preset, params = self._augment_choice()
+        augment = None if preset is None and not params else resolve_augment(preset, **params)
+        facts = measure(
+            dataset,
+            backbone,
+            extract,
+            seed=self.seed,
+            head=self.head,
+            layer=self.layer,
+            augment=augment,
+            views=self.aug_views or AUG_VIEWS,
+        )
+        return decide(facts)
+
+    def _augment_choice(self) -> tuple[Any, dict[str, Any]]:
+        """The augmentation preset and explicit values the user gave (None, {}: none given)."""
+        if isinstance(self.augment, Mapping):
+            values = dict(self.augment)
+            preset = values.pop("preset", None)
+            if preset is None and values:
+                preset = "none"
+            return preset, values
+        return self.augment, {}
 
     def _settings(
         self, strategy: str | None = None, advised: Mapping[str, Any] | None = None
     ) -> TrainSettings:
         strategy = strategy or self.strategy
         advised = dict(advised or {})
-        if self.head not in HEAD_KINDS:
-            raise HeadstartError(
-                f"Unknown head {self.head!r}; choose one of {', '.join(HEAD_KINDS)}."
-            )
+        head = self.head or advised.pop("head", None) or "linear"
+        advised.pop("head", None)
+        if head not in HEAD_KINDS:
+            raise HeadstartError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_KINDS)}.")
         if strategy not in STRATEGIES:
             choices = ", ".join((*STRATEGIES, "auto"))
             raise HeadstartError(f"Unknown strategy {strategy!r}; choose one of {choices}.")
-        preset: Any = self.augment
-        augment_params: dict[str, Any] = {}
-        if isinstance(self.augment, Mapping):
-            values = dict(self.augment)
-            preset = values.pop("preset", None)
-            augment_params = values
-            if preset is None and values:
-                preset = "none"
-        # auto's augmented views, unless the user's augmentation changes no image.
-        augment_off = preset is not None and resolve_augment(preset, **augment_params).is_identity
+        preset, augment_params = self._augment_choice()
         return resolve_settings(
             strategy,
             augment=preset,
             augment_params=augment_params,
-            head=self.head,
+            head=head,
             hidden=self.hidden,
             dropout=self.dropout,
             epochs=self.epochs,
@@ -348,12 +385,15 @@ class ImageClassifier:
             schedule=self.schedule,
             warmup_epochs=self.warmup_epochs,
             grad_clip=self.grad_clip,
-            aug_views=self.aug_views or (None if augment_off else advised.get("aug_views")),
+            aug_views=self.aug_views or advised.get("aug_views"),
             layer=self.layer if self.layer is not None else advised.get("layer"),
             unfreeze=self.unfreeze if self.unfreeze is not None else advised.get("unfreeze"),
             layer_decay=self.layer_decay,
             bn=self.bn,
             amp=self.amp,
+            C=self.C,
+            refit=self.refit,
+            explicit=self.strategy != "auto",
         )
 
     def _backbone_weights(self, settings: TrainSettings) -> str:
@@ -367,14 +407,66 @@ class ImageClassifier:
             )
         return "none"
 
+    def _calibrate(self, fitted: Fitted) -> dict[str, Any] | None:
+        """Fit ``temperature_`` on logits of images the model that produced them never saw.
+
+        The temperature is folded into the head's last layer (weights and bias divided by it),
+        so every path that runs the head (predict, evaluate, the report, timm loading the run
+        folder, an export) gives calibrated probabilities without knowing about it, and no
+        prediction changes: the arg-max of ``z / T`` is that of ``z``.
+
+        Those are the selection step's held-out logits (validation, or out of fold); after an
+        end-to-end strategy, the validation logits of the final model, which chose only its
+        epoch there. A model refitted on train + val has no such logits of its own: the
+        temperature of its selection step carries over (the refit sees more images of the same
+        kind, so it is, if anything, slightly less over-confident).
+        """
+        from headstart.evaluation.calibration import expected_calibration_error, fit_temperature
+
+        logits, y = fitted.heldout_logits, fitted.heldout_y
+        source = "held-out logits of the selection step"
+        if logits is None and not fitted.trained_on_val and "val" in fitted.features:
+            val_x, y = fitted.features["val"]
+            if len(y):
+                self.head_.eval()
+                with torch.no_grad():
+                    logits = self.head_(torch.from_numpy(np.ascontiguousarray(val_x))).numpy()
+                source = "validation logits of the final model"
+        if self.calibrate == "none" or logits is None or y is None or not len(y):
+            reason = (
+                "turned off (--calibrate none)"
+                if self.calibrate == "none"
+                else ("no held-out images to fit it on")
+            )
+            return {"method": "none", "temperature": 1.0, "reason": reason}
+        temperature = fit_temperature(logits, y)
+        self.temperature_ = temperature
+        fold_temperature(self.head_, temperature)
+        before = _softmax(logits, 1.0)
+        after = _softmax(logits, temperature)
+        return {
+            "method": "temperature",
+            "temperature": temperature,
+            "fitted_on": source,
+            "n": int(len(y)),
+            "heldout_ece_before": expected_calibration_error(before, y),
+            "heldout_ece_after": expected_calibration_error(after, y),
+        }
+
     def _fitted_metrics(self, fitted: Fitted) -> tuple[Dataset, dict[str, Any]]:
-        """Validation and test metrics, from the features the strategy has, else extracted."""
+        """Validation and test metrics, from the features the strategy has, else extracted.
+
+        A model refitted on train + val gets no "val" metrics: those images trained it. The
+        held-out figures of its selection step are in ``selection_``, named as what they are.
+        """
         dataset = fitted.dataset
         split_xy = dict(fitted.features)
+        skip = {"train", "val"} if fitted.trained_on_val else {"train"}
+        split_xy = {k: v for k, v in split_xy.items() if k not in skip}
         missing = [
             name
             for name, samples in dataset.splits.items()
-            if name != "train" and samples and name not in split_xy
+            if name not in skip and samples and name not in split_xy
         ]
         if missing:
             paths = [s.path for name in missing for s in dataset.splits[name]]
@@ -389,7 +481,7 @@ class ImageClassifier:
         metrics = {
             name: self._metrics_from_features(x, y_)
             for name, (x, y_) in split_xy.items()
-            if name != "train" and len(y_)
+            if name not in skip and len(y_)
         }
         return dataset, metrics
 
@@ -417,13 +509,16 @@ class ImageClassifier:
             seed=self.seed,
         )
 
-    def _extract(self, backbone: Backbone, paths: Sequence[Path], *, desc: str) -> Any:
+    def _extract(
+        self, backbone: Backbone, paths: Sequence[Path], *, desc: str, view: Any = None
+    ) -> Any:
         return extract_cached(
             backbone,
             paths,
             use_cache=self.cache,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             desc=desc,
+            view=view,
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
@@ -439,6 +534,7 @@ class ImageClassifier:
             )
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities: the softmax of the head's (calibrated) logits."""
         self.head_.eval()
         with torch.no_grad():
             logits = self.head_(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
@@ -581,7 +677,7 @@ class ImageClassifier:
             "strategy": self.settings_.strategy,
             "strategy_reason": _reason(self),
             "advice": _advice_dict(self),
-            "head": head_config(self.head, self.head_),
+            "head": head_config(self.settings_.head, self.head_),
             "training": {
                 **self.settings_.to_dict(),
                 "best_epoch": self.best_epoch_,
@@ -591,7 +687,9 @@ class ImageClassifier:
                 "seconds": round(getattr(self, "fit_seconds_", 0.0), 2),
                 "epoch_seconds": [round(t, 3) for t in getattr(self, "epoch_seconds_", [])],
                 "details": getattr(self, "details_", {}),
+                "selection": getattr(self, "selection_", None),
             },
+            "calibration": getattr(self, "calibration_", None),
             "data": self.dataset_,
             "metrics": self.metrics_,
             "versions": _versions(),
@@ -680,7 +778,42 @@ class ImageClassifier:
         clf.best_epoch_ = int(training.get("best_epoch", 0))
         clf.monitor_ = str(training.get("monitor", "val_loss"))
         clf.history_ = []
+        calibration = hs.get("calibration") or {}
+        clf.calibration_ = calibration or None
+        clf.temperature_ = float(calibration.get("temperature", 1.0))
+        clf.selection_ = training.get("selection")
         return clf
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    from headstart.evaluation.calibration import softmax
+
+    return softmax(logits, temperature)
+
+
+def _warn_on_small_classes(dataset: Dataset) -> None:
+    """One line per class that a split it needs is missing: it cannot be validated or tested."""
+    for name in ("val", "test"):
+        samples = dataset.splits.get(name)
+        if not samples:
+            continue
+        present = {s.label for s in samples}
+        trained = {s.label for s in dataset.splits.get("train", [])}
+        for index, cls in enumerate(dataset.classes):
+            if index in present:
+                continue
+            total = sum(1 for split in dataset.splits.values() for s in split if s.label == index)
+            needs = (
+                "add images to it (at least one per split)"
+                if index in trained or total
+                else "it has no images at all"
+            )
+            warnings.warn(
+                f"class {cls!r} has no {name} images ({total} in all), so it cannot be "
+                f"{'validated' if name == 'val' else 'tested'}; {needs}.",
+                DataWarning,
+                stacklevel=3,
+            )
 
 
 def _advice_dict(clf: ImageClassifier) -> dict[str, Any] | None:

@@ -146,7 +146,34 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "backbone end to end with augmentation; finetune: head first, then the top stages; "
         "scratch: the same architecture from random init (baseline)",
     )
-    parser.add_argument("--head", default="linear", choices=("linear", "mlp"))
+    parser.add_argument(
+        "--head",
+        choices=("linear", "mlp"),
+        help="linear (the default; auto also measures an MLP and takes it only when it scores "
+        "better on held-out images) or mlp",
+    )
+    parser.add_argument(
+        "--C",
+        type=float,
+        dest="C",
+        metavar="C",
+        help="the linear head's inverse L2 strength, as scikit-learn's C (default: chosen on "
+        "the validation split, or by cross-validation over train + val when it is small)",
+    )
+    parser.add_argument(
+        "--refit",
+        choices=("trainval", "none"),
+        default="trainval",
+        help="features: after choosing, refit the head on train + val (default) or keep the "
+        "fit on train only (none)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        choices=("temperature", "none"),
+        default="temperature",
+        help="fit a temperature on held-out logits so probabilities match accuracy (default), "
+        "or keep the raw softmax (none)",
+    )
     group = parser.add_argument_group(
         "training (unset values take the strategy's defaults, recorded in the run)"
     )

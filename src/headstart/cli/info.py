@@ -47,6 +47,16 @@ def run(args: argparse.Namespace) -> int:
         f"training:   best epoch {training.get('best_epoch')} of {training.get('epochs_run')}, "
         f"lr {training.get('lr')}, seed {training.get('seed')}, {training.get('seconds')} s"
     )
+    if training.get("selection"):
+        from headstart.heads.fitting import describe_selection
+
+        print(f"head fit:   {describe_selection(training['selection'])}")
+    calibration = hs.get("calibration") or {}
+    if calibration.get("method") == "temperature":
+        print(
+            f"calibrated: temperature {calibration['temperature']:.3f}, fitted on "
+            f"{calibration.get('fitted_on')} ({calibration.get('n')} images)"
+        )
     counts = data.get("counts", {})
     for split, per_class in counts.items():
         print(f"data {split + ':':<6} {sum(per_class.values())} images")

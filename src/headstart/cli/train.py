@@ -101,7 +101,13 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
             f"skipped {len(skipped)} unreadable file(s), listed in {out / 'skipped.csv'}",
             file=sys.stderr,
         )
-    print(f"kept epoch {clf.best_epoch_} of {len(clf.history_)} (lowest {clf.monitor_})")
+    selection = getattr(clf, "selection_", None)
+    if selection:
+        from headstart.heads.fitting import describe_selection
+
+        print(describe_selection(selection))
+    if clf.history_:
+        print(f"kept epoch {clf.best_epoch_} of {len(clf.history_)} (lowest {clf.monitor_})")
     for split in ("val", "test"):
         metrics = clf.metrics_.get(split)
         if metrics:
@@ -154,6 +160,10 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
+        # Runs started before these options existed stored no value for them.
+        C=getattr(args, "C", None),
+        refit=getattr(args, "refit", "trainval") != "none",
+        calibrate=getattr(args, "calibrate", "temperature"),
     )
 
 

@@ -24,8 +24,11 @@ def classification_metrics(
     Returns:
         A JSON-able dict: ``accuracy``, ``loss``, ``n``, ``classes``, ``confusion_matrix`` (rows are
         true classes, columns predicted), ``per_class`` (name -> precision, recall, f1, support),
-        ``macro_f1``.
+        ``macro_f1``, ``log_loss`` (the same as ``loss``) and ``ece`` (expected calibration
+        error over 15 confidence bins).
     """
+    from headstart.evaluation.calibration import expected_calibration_error
+
     labels = list(range(len(classes)))
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = proba.argmax(1) if len(proba) else np.zeros(0, dtype=np.int64)
@@ -39,6 +42,8 @@ def classification_metrics(
             "confusion_matrix": [[0] * len(labels) for _ in labels],
             "per_class": {},
             "macro_f1": None,
+            "log_loss": None,
+            "ece": None,
         }
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -49,6 +54,8 @@ def classification_metrics(
     return {
         "accuracy": float((y_pred == y_true).mean()),
         "loss": loss,
+        "log_loss": loss,
+        "ece": expected_calibration_error(proba, y_true),
         "n": n,
         "classes": list(classes),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -72,7 +79,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     classes = metrics["classes"]
     width = max(8, *(len(c) for c in classes))
     lines = [
-        f"accuracy {metrics['accuracy']:.4f}   loss {metrics['loss']:.4f}   n {metrics['n']}",
+        f"accuracy {metrics['accuracy']:.4f}   loss {metrics['loss']:.4f}   "
+        + (f"ece {metrics['ece']:.4f}   " if metrics.get("ece") is not None else "")
+        + f"n {metrics['n']}",
         "",
         f"{'class':<{width}}  precision  recall     f1  support",
     ]

@@ -560,7 +560,7 @@ def _render(
     sections = [
         _section("The run at a glance", _glance_html(run), "glance"),
         _section("Preprocessing", _preprocessing_html(run, evaluation, data_note), "preprocessing"),
-        _section("Accuracy and loss per epoch", _curves_html(run, history), "curves"),
+        _section("Training: how the head was chosen", _curves_html(run, history), "curves"),
         _section(results_title, results_body, "results"),
         _grids_html(run, evaluation, data_note),
         _section(skipped_title, skipped_body, "skipped"),
@@ -690,9 +690,57 @@ def _preprocessing_html(run: _Run, evaluation: _Evaluation | None, data_note: st
     )
 
 
+def _selection_html(selection: Mapping[str, Any]) -> str:
+    """How the head's setting was chosen, on which images, and which images the final fit used."""
+    fit = selection.get("fit_images") or {}
+    fit_text = " + ".join(f"{n} {_e(split)}" for split, n in fit.items())
+    held = (
+        f"held-out accuracy {_pct(selection.get('val_accuracy'))}, log-loss "
+        f"{_num(selection.get('val_loss'))}"
+        if selection.get("val_loss") is not None
+        else "no held-out figures"
+    )
+    refit = "val" in fit
+    lines = [
+        f"<p>Chosen on {_e(selection.get('protocol_text', selection.get('protocol', '?')))}: "
+        f"{held}. These are figures of the selection step, from models that did not see the "
+        "held-out images"
+        + (
+            "; the final model was then refitted on them too, so it has no validation figures "
+            "of its own."
+            if refit
+            else "."
+        )
+        + f" Final fit on {fit_text} images.</p>"
+    ]
+    path = selection.get("path") or []
+    if path:
+        chosen = selection.get("C")
+        kept = ' class="kept"'
+        rows = "".join(
+            f"<tr{kept if row.get('C') == chosen else ''}><td>{row['C']:g}</td>"
+            f"<td>{_num(row.get('log_loss'))}</td><td>{_pct(row.get('accuracy'))}</td></tr>"
+            for row in path
+        )
+        lines.append(
+            '<table id="selection"><tr><th>C (inverse L2 strength)</th>'
+            "<th>held-out log-loss</th><th>held-out accuracy</th></tr>"
+            f'{rows}</table><p class="note">The linear head is a logistic regression solved '
+            "to convergence for each C, strong to weak regularisation; the C with the lowest "
+            "held-out log-loss is kept.</p>"
+        )
+    elif selection.get("epochs"):
+        lines.append(f"<p>Epochs chosen: {int(selection['epochs'])}.</p>")
+    return "".join(lines)
+
+
 def _curves_html(run: _Run, history: Sequence[dict[str, float]]) -> str:
     curves = _curves_uri(history, run.best_epoch)
+    selection = run.section("training").get("selection")
+    chosen = _selection_html(selection) if isinstance(selection, Mapping) else ""
     if curves is None:
+        if chosen:
+            return chosen
         return '<p class="note">No training history recorded (history.csv).</p>'
     kept = next((r for r in history if int(r["epoch"]) == run.best_epoch), None)
     monitor = run.section("training").get("monitor", "val_loss")
@@ -705,7 +753,7 @@ def _curves_html(run: _Run, history: Sequence[dict[str, float]]) -> str:
     )
     return (
         f'<img class="plot" src="{curves}" alt="accuracy and loss per epoch">'
-        f'<p class="note">{kept_text}</p>'
+        f'<p class="note">{kept_text}</p>{chosen}'
     )
 
 

@@ -9,7 +9,13 @@ from torch import nn
 
 from headstart.errors import HeadstartError
 
-__all__ = ["HEAD_KINDS", "MLPHead", "create_head", "fold_standardization"]
+__all__ = [
+    "HEAD_KINDS",
+    "MLPHead",
+    "create_head",
+    "fold_standardization",
+    "fold_temperature",
+]
 
 HEAD_KINDS = ("linear", "mlp")
 HeadKind = Literal["linear", "mlp"]
@@ -87,3 +93,17 @@ def fold_standardization(linear: nn.Linear, shift: torch.Tensor, scale: torch.Te
         weight = linear.weight * scale
         linear.bias.sub_(weight @ shift)
         linear.weight.copy_(weight)
+
+
+def fold_temperature(head: nn.Module, temperature: float) -> None:
+    """Divide ``head``'s logits by ``temperature`` for good, by rewriting its last layer in place.
+
+    Calibration then travels with the weights: whatever runs the head (timm loading the run
+    folder, an ONNX export) gets the calibrated probabilities.
+    """
+    last = head.fc2 if isinstance(head, MLPHead) else head
+    if not isinstance(last, nn.Linear):
+        raise TypeError(f"not a headstart head: {type(head).__name__}")
+    with torch.no_grad():
+        last.weight.div_(temperature)
+        last.bias.div_(temperature)

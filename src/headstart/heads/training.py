@@ -39,6 +39,7 @@ __all__ = [
     "create_standardized_head",
     "finalize_head",
     "lr_factor",
+    "standardized_from",
     "train_head",
 ]
 
@@ -149,6 +150,7 @@ def train_head(
     dropout: float = 0.2,
     quiet: bool = False,
     train_views: Sequence[np.ndarray] = (),
+    keep_last: bool = False,
 ) -> TrainedHead:
     """Train a head of ``kind`` on features; return it with its best weights and history.
 
@@ -162,6 +164,8 @@ def train_head(
             ``train_x`` (same images, same order). Epoch ``e`` shows image ``i`` as view
             ``(e + i) % (1 + len(train_views))``, the plain features being view 0, so every epoch
             mixes views and every image cycles through all of them.
+        keep_last: Keep the last epoch's weights, not the best monitored ones: a refit for a
+            number of epochs chosen beforehand has nothing to monitor.
     """
     config = config or HeadTrainingConfig()
     if len(train_x) == 0:
@@ -189,11 +193,11 @@ def train_head(
             model: nn.Module = head
         else:
             model = _Standardized(head, shift, scale)
-        result = _fit(model, views, yt, xv, yv, config, generator, quiet=quiet)
+        result = _fit(model, views, yt, xv, yv, config, generator, quiet=quiet, keep_last=keep_last)
     if isinstance(head, nn.Linear):
         fold_standardization(head, shift, scale)
     result.head = head
-    result.monitor = "val_loss" if has_val else "loss"
+    result.monitor = "last" if keep_last else ("val_loss" if has_val else "loss")
     return result
 
 
@@ -238,6 +242,26 @@ def finalize_head(module: nn.Module) -> nn.Module:
     return module
 
 
+def standardized_from(head: nn.Module, train_x: np.ndarray) -> nn.Module:
+    """A fitted head (taking raw features) in the form :func:`create_standardized_head` makes.
+
+    The inverse of :func:`finalize_head` for a linear head: the standardization with
+    ``train_x``'s statistics is unfolded from its weights, so that further gradient steps work on
+    standardized features (well conditioned) and the function computed is unchanged. An MLP
+    head keeps its standardization as buffers already.
+    """
+    if not isinstance(head, nn.Linear):
+        return head
+    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
+    shift = xt.mean(0)
+    scale = 1.0 / (xt.std(0, unbiased=False) + 1e-6)
+    inner = nn.Linear(head.in_features, head.out_features)
+    with torch.no_grad():
+        inner.weight.copy_(head.weight / scale)
+        inner.bias.copy_(head.bias + head.weight @ shift)
+    return _Standardized(inner, shift, scale)
+
+
 class _Standardized(nn.Module):
     shift: torch.Tensor
     scale: torch.Tensor
@@ -262,6 +286,7 @@ def _fit(
     generator: torch.Generator,
     *,
     quiet: bool,
+    keep_last: bool = False,
 ) -> TrainedHead:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -315,7 +340,7 @@ def _fit(
                 )
                 seconds.append(time.monotonic() - began)
                 progress.update(1)
-                if val_loss < best_loss:
+                if val_loss < best_loss or keep_last:
                     best_loss, best_epoch, waited = val_loss, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())
                 else:

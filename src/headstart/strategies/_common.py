@@ -145,7 +145,10 @@ class Fitted:
         interrupted: Ctrl-C ended training; the best weights so far were kept.
         cost: The estimate printed before training (CPU only), if any.
         epoch_seconds: Wall time of each end-to-end epoch.
-        details: Strategy-specific facts for the run's config (stages unfrozen, views...).
+        details: Strategy-specific facts for the run's config (stages unfrozen, views, and
+            ``selection``: how the head's setting was chosen and which images the final fit used).
+        heldout_logits, heldout_y: Logits of images no model that produced them trained on (the
+            selection step's validation or out-of-fold logits), for calibration; None without.
     """
 
     backbone: Backbone
@@ -160,6 +163,14 @@ class Fitted:
     cost: CostEstimate | None = None
     epoch_seconds: list[float] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    heldout_logits: np.ndarray | None = None
+    heldout_y: np.ndarray | None = None
+
+    @property
+    def trained_on_val(self) -> bool:
+        """Whether the final model learnt from the validation images (a refit)."""
+        selection = self.details.get("selection") or {}
+        return "val" in (selection.get("fit_images") or {})
 
 
 def xy(

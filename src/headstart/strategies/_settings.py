@@ -119,6 +119,10 @@ class TrainSettings:
         layer_decay: ``finetune``: each stage below the top learns this factor slower.
         bn: "frozen" (BatchNorm keeps its running statistics) or "train" (batch statistics).
         amp: Mixed precision on CUDA (None: on when CUDA is used). Never used on CPU or MPS.
+        C: The linear head's inverse L2 strength (scikit-learn's ``C``); None chooses it on
+            held-out data (:mod:`headstart.heads.logistic`).
+        refit: ``features``: after the choice, refit the head on train + val. End-to-end
+            strategies keep val held out for choosing their epoch, so it is False for them.
     """
 
     strategy: str = "features"
@@ -142,6 +146,8 @@ class TrainSettings:
     layer_decay: float = 1.0
     bn: BNPolicy = "frozen"
     amp: bool | None = None
+    C: float | None = None
+    refit: bool = True
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -161,6 +167,8 @@ class TrainSettings:
             "layer_decay": _num(self.layer_decay) and 0 < self.layer_decay <= 1,
             "hidden": _int(self.hidden) and self.hidden >= 1,
             "dropout": _num(self.dropout) and 0 <= self.dropout < 1,
+            "C": self.C is None or (_num(self.C) and self.C > 0),
+            "refit": isinstance(self.refit, bool),
         }
         for name, ok in checks.items():
             if not ok:
@@ -217,6 +225,8 @@ _ALLOWED = {
     "layer_decay": "use a number in (0, 1]",
     "hidden": "use a whole number >= 1",
     "dropout": "use a number from 0 up to (not including) 1",
+    "C": "use a positive number such as 0.1 (smaller: stronger regularisation), or leave it unset",
+    "refit": "use true or false",
 }
 
 
@@ -237,6 +247,7 @@ def resolve_settings(
     *,
     augment: str | Mapping[str, Any] | AugmentConfig | None = None,
     augment_params: Mapping[str, Any] | None = None,
+    explicit: bool = True,
     **values: Any,
 ) -> TrainSettings:
     """Fill the values left as None with ``strategy``'s defaults and validate the result.
@@ -246,6 +257,8 @@ def resolve_settings(
         augment: A preset name, a dict of values or a config; None is the strategy's default
             (``none`` for ``features`` unless ``aug_views`` asks for views, else ``default``).
         augment_params: Explicit augmentation values (``rotation=15``...) over the preset.
+        explicit: The user named ``strategy`` (False when ``auto`` chose it): options the
+            chosen strategy does not use are then refused rather than dropped.
         values: Any other :class:`TrainSettings` field.
 
     Raises:
@@ -260,6 +273,8 @@ def resolve_settings(
     defaults = STRATEGY_DEFAULTS[strategy]
     given = {k: v for k, v in values.items() if v is not None}
     _refuse_unused(strategy, given, augment, augment_params)
+    if explicit:
+        _refuse_solver_options(strategy, given)
     merged: dict[str, Any] = {k: v for k, v in defaults.items() if k != "augment"}
     merged.update(given)
     if "warmup_epochs" not in given and isinstance(merged["epochs"], int):
@@ -275,7 +290,41 @@ def resolve_settings(
     unfreeze = merged.get("unfreeze")
     if isinstance(unfreeze, str) and unfreeze.isdigit():
         merged["unfreeze"] = int(unfreeze)
+    if strategy != "features":
+        merged["refit"] = False  # val stays held out: it chooses the end-to-end epoch
     return TrainSettings(strategy=strategy, **merged)
+
+
+# Options of the AdamW loop, which the linear head on cached features does not run: it is solved
+# exactly (L-BFGS), and its one setting, C, is chosen on held-out data.
+_LOOP_OPTIONS = (
+    "epochs",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "patience",
+    "schedule",
+    "warmup_epochs",
+    "grad_clip",
+)
+
+
+def _refuse_solver_options(strategy: str, given: Mapping[str, Any]) -> None:
+    head = given.get("head", "linear")
+    if strategy == "features" and head == "linear":
+        used = [k for k in _LOOP_OPTIONS if k in given]
+        if given.get("label_smoothing"):
+            used.append("label_smoothing")
+        if used:
+            names = ", ".join("--" + k.replace("_", "-") for k in used)
+            raise HeadstartError(
+                f"{names} do(es) not apply to the linear head on cached features: it is a "
+                "logistic regression solved to convergence, its L2 strength chosen on held-out "
+                "data (set it with --C). They apply to --head mlp and to the end-to-end "
+                "strategies."
+            )
+    if given.get("C") is not None and head != "linear":
+        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
 
 
 def _refuse_unused(

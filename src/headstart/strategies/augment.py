@@ -6,15 +6,17 @@ BatchNorm and Dropout included, after every ``model.train()`` (:class:`._network
 weights and BatchNorm statistics end bit for bit as they started, and with augmentation off the
 head learns exactly what it would learn on cached features. Because the backbone does not change,
 validation uses cached plain features, and each epoch costs one forward pass over the training
-images only.
+images only. The head starts from the best head on cached features, counted as the first epoch
+(:mod:`._head_start`).
 """
 
 from __future__ import annotations
 
-from headstart.heads.training import create_standardized_head, finalize_head
+from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
 from headstart.strategies._end_to_end import run_network, train_images
-from headstart.strategies._loop import features_validator
+from headstart.strategies._head_start import best_features_head
+from headstart.strategies._loop import LoopStart, clone_state, features_validator
 from headstart.strategies._network import Network, param_groups, select_layer
 
 __all__ = ["fit"]
@@ -29,19 +31,16 @@ def fit(job: Job) -> Fitted:
         backbone = select_layer(backbone, settings.layer)
     dataset, split_xy, extraction = extract_splits(job, backbone)
     train_x, train_y = split_xy["train"]
-    head = create_standardized_head(
-        settings.head,
-        train_x,
-        len(dataset.classes),
-        hidden=settings.hidden,
-        dropout=settings.dropout,
-        seed=settings.seed,
-    )
-    network = Network(backbone.module, head, trainable=(), bn="frozen")
+    start_head = best_features_head(job, split_xy, len(dataset.classes))
+    network = Network(backbone.module, start_head.trainable, trainable=(), bn="frozen")
     groups = param_groups(network, [], weight_decay=settings.weight_decay, layer_decay=1.0)
     train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)
     val = split_xy.get("val")
     validate = features_validator(*val, device) if val is not None and len(val[1]) else None
+    start = LoopStart(history=[start_head.row])
+    if start_head.val_loss is not None:
+        start.best_loss, start.best_epoch = start_head.val_loss, 1
+        start.best_state = clone_state(network)
     outcome, cost = run_network(
         job,
         network,
@@ -55,6 +54,7 @@ def fit(job: Job) -> Fitted:
         backward=False,
         val_images=0,
         uncached_images=0,
+        start=start,
     )
     return Fitted(
         backbone=backbone,
@@ -68,5 +68,9 @@ def fit(job: Job) -> Fitted:
         interrupted=outcome.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
-        details={"augment": settings.augment.describe()},
+        details={
+            "augment": settings.augment.describe(),
+            "head_start": start_head.fit.selection,
+            "kept_head_start": outcome.best_epoch == 1,
+        },
     )

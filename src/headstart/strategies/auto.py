@@ -1,21 +1,26 @@
-"""``auto``: measure the data, then pick the strategy the transfer-learning literature would.
+"""``auto``: measure the options on cached features, keep what wins, and say why with the numbers.
 
 The advice that circulates (shared/USERS.md story 3) is a two-by-two table: small or large dataset,
-similar to the pretraining data or not. Both axes are measured here rather than guessed:
+similar to the pretraining data or not. Here nothing in it is guessed:
 
-- *size*: the median number of training images per class;
-- *similarity*: how well the frozen features already separate the classes, as the cross-validated
-  accuracy of a linear probe (logistic regression) on cached features, scaled so that chance is 0
-  and perfect is 1. The same probe on an earlier stage tells whether generic, earlier features
-  separate the classes better than the last stage's, the sign of data unlike the pretraining's.
+- *size* is counted: the median number of training images per class. Below ``LARGE_PER_CLASS``
+  the backbone stays frozen, since fine-tuning rarely beats a good head on frozen features there
+  and overfits easily; above it, updating the backbone starts to pay.
+- *which head on which features* is measured, not looked up: every option is scored on cached
+  features by the protocol the head itself uses (held-out log-loss on the validation split, or by
+  k-fold cross-validation over train + val when that split is small; the same folds for every
+  option): the plain linear head on the last stage (the baseline), the linear head on an earlier
+  stage, the linear head with K cached augmented views of every training image, and an MLP head.
+  An option replaces the baseline only when its held-out log-loss is lower by ``MARGIN``: auto
+  never picks an option that scored below the plain linear head. An augmentation the labels do
+  not survive (flipped digits or text) scores worse on plain held-out images, and is left out.
+- *similarity* is the baseline's held-out accuracy, scaled so that chance is 0 and perfect is 1:
+  with large data it decides how much of the backbone fine-tuning unfreezes.
 
-The table then reads: small and similar -> a linear head on the last stage's features; small and
-different -> the same on an earlier stage; large and similar -> fine-tune the top stage; large and
-different -> fine-tune everything. With very few images per class, the head also gets augmented
-views of every training image, cached like plain features (``aug_views``): that is where
-augmentation pays for a head on frozen features (BENCHMARKS.md). ``scratch`` is never chosen: it
-is the baseline to compare with. The probe runs on cached features, so measuring costs one
-extraction that training then reuses.
+What cannot be measured is said, with the reason, and the safe choice (the plain linear head on
+cached features) is taken: a missing number is never read as "similar". ``scratch`` is never
+chosen: it is the baseline to compare with. Measuring costs the extractions that training then
+reuses from the cache, and seconds of head fitting.
 """
 
 from __future__ import annotations
@@ -28,46 +33,69 @@ from typing import Any
 
 import numpy as np
 
+from headstart.augment import AugmentConfig, AugmentedView, resolve_augment
 from headstart.backbones import Backbone
 from headstart.data import Dataset
 from headstart.errors import HeadstartError
 from headstart.features import ExtractResult
+from headstart.heads.logistic import Protocol, choose_protocol, score_linear
 
-__all__ = ["Advice", "DataFacts", "decide", "measure"]
+__all__ = ["AUG_VIEWS", "Advice", "DataFacts", "OptionScore", "decide", "measure"]
 
-# Below this many training images per class, fine-tuning rarely beats a linear head on frozen
-# features and overfits easily; above it, updating the backbone starts to pay.
 LARGE_PER_CLASS = 300
-# Probe accuracy, scaled from chance (0) to perfect (1), from which the data counts as "similar".
+# Baseline accuracy, scaled from chance (0) to perfect (1), from which the data counts as similar.
 SIMILAR_SCORE = 0.5
-# How much better (in accuracy) an earlier stage must probe to be preferred over the last one.
-EARLY_MARGIN = 0.03
-# The probe subsamples to this many images: enough to rank, cheap on a CPU.
+# An option must lower the baseline's held-out log-loss by this fraction to replace it: less is
+# within the noise of a few dozen held-out images, and the baseline is the simpler model.
+MARGIN = 0.02
+# Measuring subsamples the training images to this many (and validation to a third of it):
+# enough to rank options and gauge similarity; small data, where the choice matters, is used whole.
 PROBE_MAX_IMAGES = 3000
-# Below this many training images per class, cached augmented views help a head on frozen
-# features (demo data, mean of 5 seeds: +2.1 test points at 20 a class, +0.9 at 30, none at 60).
-FEW_PER_CLASS = 40
 AUG_VIEWS = 4
-# Views cost AUG_VIEWS more forward passes per training image; above this many training images
-# that is no longer a few minutes on a CPU, so auto leaves it to the user.
+# Augmented views cost AUG_VIEWS more forward passes per training image; above this many training
+# images that is no longer a few minutes on a CPU, so they are not measured (nor chosen).
 AUG_VIEWS_MAX_TRAIN = 5000
 
-Extractor = Callable[[Backbone, Sequence[Path], str], ExtractResult]
+Extractor = Callable[..., ExtractResult]
+
+
+@dataclass(frozen=True)
+class OptionScore:
+    """One option as measured: held-out log-loss and accuracy, or why it was not measured."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    log_loss: float | None = None
+    accuracy: float | None = None
+    C: float | None = None
+    note: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.log_loss is not None and math.isfinite(self.log_loss)
 
 
 @dataclass(frozen=True)
 class DataFacts:
-    """What was measured before choosing."""
+    """What was counted and measured before choosing."""
 
     n_classes: int
     n_train: int
     median_per_class: float
     min_per_class: int
     chance: float
-    probe_last: float | None
-    probe_early: float | None = None
-    early_layer: str | None = None
+    n_val: int = 0
+    protocol: str = ""
+    protocol_reason: str = ""
+    scores: tuple[OptionScore, ...] = ()
+    unmeasured: str | None = None
     probe_images: int = 0
+
+    @property
+    def baseline(self) -> OptionScore | None:
+        """The plain linear head on the last stage, when it could be measured."""
+        first = self.scores[0] if self.scores else None
+        return first if first is not None and first.measured else None
 
     def score(self, accuracy: float | None) -> float | None:
         """Accuracy scaled so that chance is 0 and perfect is 1."""
@@ -88,7 +116,8 @@ class Advice:
     def explain(self) -> str:
         opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.options.items())
         head = f"strategy: {self.strategy}" + (f" ({opts})" if opts else "")
-        return "\n".join([head, *(f"  - {r}" for r in self.reasons)])
+        lines = [f"      {r.strip()}" if r.startswith("  ") else f"  - {r}" for r in self.reasons]
+        return "\n".join([head, *lines])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,22 +126,6 @@ class Advice:
             "reasons": list(self.reasons),
             "facts": asdict(self.facts) if self.facts else None,
         }
-
-
-def _probe(x: np.ndarray, y: np.ndarray, seed: int) -> float | None:
-    """Cross-validated accuracy of a logistic-regression probe on standardized features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    counts = np.bincount(y)
-    folds = int(min(5, counts[counts > 0].min())) if len(counts) else 0
-    if folds < 2 or len(np.unique(y)) < 2:
-        return None
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.5))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(model, x, y, cv=cv).mean())
 
 
 def _subsample(samples: Sequence[Any], seed: int, limit: int) -> list[Any]:
@@ -130,52 +143,222 @@ def measure(
     *,
     seed: int = 0,
     early_layer: int | str | None = -2,
+    head: str | None = None,
+    layer: int | str | None = None,
+    augment: AugmentConfig | None = None,
+    views: int = AUG_VIEWS,
 ) -> DataFacts:
-    """Count the training data and probe the frozen features of the last and an earlier stage."""
-    train = dataset.splits.get("train", [])
-    per_class = np.bincount([s.label for s in train], minlength=len(dataset.classes))
-    samples = _subsample(train, seed, PROBE_MAX_IMAGES)
-    paths = [s.path for s in samples]
+    """Count the data and score each option on cached features by the same held-out protocol.
 
-    def probe(net: Backbone, desc: str) -> float | None:
-        result = extract(net, paths, desc)
-        row = {p: i for i, p in enumerate(result.paths)}
-        kept = [s for s in samples if s.path in row]
-        if not kept:
-            return None
-        x = result.features[[row[s.path] for s in kept]]
-        y = np.array([s.label for s in kept], dtype=np.int64)
-        return _probe(x, y, seed)
-
-    last = probe(backbone, "probing features")
-    early: float | None = None
-    early_name: str | None = None
-    if early_layer is not None:
-        from headstart.strategies._network import select_layer
-
-        try:
-            earlier = select_layer(backbone, early_layer)
-        except HeadstartError:
-            earlier = None  # not a timm backbone, or too few stages: nothing to compare
-        if earlier is not None:
-            early = probe(earlier, "probing earlier features")
-            early_name = str(earlier.spec.get("layer_module"))
+    Args:
+        extract: ``extract(backbone, paths, desc, view=None)``: cached features.
+        early_layer: The earlier stage to compare with (None: don't).
+        head, layer: Set by the user: then not measured (only what they allow is compared).
+        augment: The augmentation of the views (default: the ``default`` preset); a config that
+            changes no image measures no views.
+        views: How many augmented views of each training image to measure.
+    """
+    train_all = dataset.splits.get("train", [])
+    per_class = np.bincount([s.label for s in train_all], minlength=len(dataset.classes))
     present = per_class[per_class > 0]
-    return DataFacts(
-        n_classes=len(dataset.classes),
-        n_train=len(train),
-        median_per_class=float(np.median(present)) if len(present) else 0.0,
-        min_per_class=int(present.min()) if len(present) else 0,
-        chance=1.0 / max(1, len(dataset.classes)),
-        probe_last=last,
-        probe_early=early,
-        early_layer=early_name,
-        probe_images=len(paths),
+    base: dict[str, Any] = {
+        "n_classes": len(dataset.classes),
+        "n_train": len(train_all),
+        "median_per_class": float(np.median(present)) if len(present) else 0.0,
+        "min_per_class": int(present.min()) if len(present) else 0,
+        "chance": 1.0 / max(1, len(dataset.classes)),
+    }
+    train = _subsample(train_all, seed, PROBE_MAX_IMAGES)
+    val = _subsample(dataset.splits.get("val", []), seed, PROBE_MAX_IMAGES // 3)
+    n_classes = len(dataset.classes)
+
+    def features(net: Backbone, desc: str, view: Any = None) -> dict[Path, np.ndarray]:
+        paths = [s.path for s in (train if view is not None else [*train, *val])]
+        result = extract(net, paths, desc, view=view)
+        return dict(zip(result.paths, result.features, strict=True))
+
+    plain = features(backbone, "measuring features")
+    train = [s for s in train if s.path in plain]
+    val = [s for s in val if s.path in plain]
+    ty = np.array([s.label for s in train], np.int64)
+    vy = np.array([s.label for s in val], np.int64)
+    facts: dict[str, Any] = {**base, "n_val": len(val), "probe_images": len(train) + len(val)}
+    if len(np.unique(ty)) < 2:
+        return DataFacts(**facts, unmeasured="fewer than two classes have readable training images")
+    protocol = choose_protocol(ty, vy if len(vy) else None, n_classes)
+    facts.update(protocol=protocol.describe(), protocol_reason=protocol.reason)
+    if protocol.kind == "none":
+        return DataFacts(**facts, unmeasured=protocol.reason)
+
+    def xs(by_path: dict[Path, np.ndarray], samples: Sequence[Any]) -> np.ndarray:
+        width = len(next(iter(by_path.values())))
+        if not samples:
+            return np.zeros((0, width), np.float32)
+        return np.stack([by_path[s.path] for s in samples]).astype(np.float32, copy=False)
+
+    def linear(
+        name: str, options: dict[str, Any], by_path: dict[Path, np.ndarray], extra: Any = ()
+    ) -> OptionScore:
+        fit = score_linear(
+            xs(by_path, train),
+            ty,
+            xs(by_path, val),
+            vy,
+            n_classes,
+            seed=seed,
+            train_extra=extra,
+            protocol=protocol,
+        )
+        return OptionScore(name, options, fit.val_loss, fit.val_accuracy, fit.C)
+
+    baseline = linear("linear head, last stage", {}, plain)
+    scores = [baseline]
+    best_features, best = plain, baseline
+    stage_options: dict[str, Any] = {}
+    if layer is None and early_layer is not None:
+        scores.append(_earlier_stage(backbone, early_layer, features, linear))
+        if scores[-1].measured and _beats(scores[-1], best):
+            best = scores[-1]
+            stage_options = dict(best.options)
+            best_features = features(_layer(backbone, early_layer), "measuring earlier features")
+    config = augment if augment is not None else resolve_augment("default")
+    if len(train_all) > AUG_VIEWS_MAX_TRAIN:
+        scores.append(
+            OptionScore(
+                f"linear head + {views} augmented views",
+                {**stage_options, "aug_views": views},
+                note=f"not measured: {len(train_all)} training images (> {AUG_VIEWS_MAX_TRAIN}) "
+                f"would cost {views} more passes over them",
+            )
+        )
+    elif config.is_identity:
+        scores.append(
+            OptionScore(
+                f"linear head + {views} augmented views",
+                note="not measured: the augmentation changes no image",
+            )
+        )
+    else:
+        net = _layer(backbone, layer if layer is not None else stage_options.get("layer"))
+        extra = [
+            xs(
+                features(
+                    net, f"measuring augmented view {i}/{views}", AugmentedView(config, seed, i)
+                ),
+                train,
+            )
+            for i in range(1, views + 1)
+        ]
+        scores.append(
+            linear(
+                f"linear head + {views} augmented views",
+                {**stage_options, "aug_views": views},
+                best_features,
+                extra,
+            )
+        )
+    if head is None:
+        scores.append(
+            _mlp(
+                protocol,
+                xs(best_features, train),
+                ty,
+                xs(best_features, val),
+                vy,
+                n_classes,
+                seed,
+                stage_options,
+            )
+        )
+    return DataFacts(**facts, scores=tuple(scores))
+
+
+def _layer(backbone: Backbone, layer: int | str | None) -> Backbone:
+    if layer is None:
+        return backbone
+    from headstart.strategies._network import select_layer
+
+    return select_layer(backbone, layer)
+
+
+def _earlier_stage(
+    backbone: Backbone,
+    early_layer: int | str,
+    features: Callable[..., dict[Path, np.ndarray]],
+    linear: Callable[..., OptionScore],
+) -> OptionScore:
+    try:
+        earlier = _layer(backbone, early_layer)
+    except HeadstartError:
+        return OptionScore(
+            "linear head, an earlier stage",
+            note="not measured: this backbone has no stages to pool earlier features from",
+        )
+    name = str(earlier.spec.get("layer_module"))
+    by_path = features(earlier, "measuring earlier features")
+    return linear(f"linear head, {name}", {"layer": name}, by_path)
+
+
+def _mlp(
+    protocol: Protocol,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    num_classes: int,
+    seed: int,
+    stage_options: dict[str, Any],
+) -> OptionScore:
+    """The MLP head scored on the validation split; with cross-validation, not measured.
+
+    The MLP's epochs are chosen by early stopping on held-out images; inside k folds that would
+    choose on the very images it is scored on, an optimistic score the linear head does not get.
+    """
+    name = "MLP head"
+    if protocol.kind != "validation" or not len(val_y):
+        return OptionScore(
+            name,
+            note="not measured: the validation split is too small to choose its epochs on "
+            "and score it apart (the linear head is the safe choice here)",
+        )
+    from headstart.heads.training import HeadTrainingConfig, train_head
+
+    trained = train_head(
+        "mlp",
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        num_classes,
+        HeadTrainingConfig(seed=seed),
+        quiet=True,
     )
+    best = trained.history[trained.best_epoch - 1] if trained.best_epoch else {}
+    return OptionScore(
+        name, {**stage_options, "head": "mlp"}, best.get("val_loss"), best.get("val_accuracy")
+    )
+
+
+def _beats(option: OptionScore, baseline: OptionScore) -> bool:
+    """Lower held-out log-loss than ``baseline`` by more than the margin."""
+    if not option.measured or not baseline.measured:
+        return False
+    assert option.log_loss is not None and baseline.log_loss is not None
+    return option.log_loss < baseline.log_loss * (1 - MARGIN)
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _score_line(option: OptionScore, kept: OptionScore | None) -> str:
+    if not option.measured:
+        return f"{option.name}: {option.note or 'not measured'}"
+    c = f", C={option.C:.3g}" if option.C is not None else ""
+    mark = " <- kept" if option is kept else ""
+    return (
+        f"{option.name}: log-loss {option.log_loss:.3f}, accuracy {_pct(option.accuracy)}{c}{mark}"
+    )
 
 
 def decide(
@@ -183,71 +366,56 @@ def decide(
     *,
     large_per_class: int = LARGE_PER_CLASS,
     similar_score: float = SIMILAR_SCORE,
-    early_margin: float = EARLY_MARGIN,
 ) -> Advice:
-    """Apply the small/large x similar/different table to measured facts."""
+    """Small data: the best measured option on cached features; large data: fine-tune."""
     large = facts.median_per_class >= large_per_class
-    score = facts.score(facts.probe_last)
-    similar = score is None or score >= similar_score
-    early_better = (
-        facts.probe_early is not None
-        and facts.probe_last is not None
-        and facts.probe_early >= facts.probe_last + early_margin
-    )
-    size_line = (
+    reasons = [
         f"{facts.n_train} training images in {facts.n_classes} classes, median "
         f"{facts.median_per_class:.0f} per class: "
         + (f"large (>= {large_per_class})" if large else f"small (< {large_per_class})")
+    ]
+    baseline = facts.baseline
+    if baseline is None:
+        why = facts.unmeasured or "the plain linear head could not be scored"
+        reasons.append(f"the frozen features could not be measured: {why}")
+        reasons.append(
+            "so the choice that is safe without a measurement: a linear head on cached "
+            "features of the last stage, no augmented views"
+        )
+        return Advice("features", {}, tuple(reasons), facts)
+    reasons.append(
+        f"options scored on cached features by {facts.protocol} ({facts.protocol_reason}), "
+        "held-out log-loss, lower is better:"
     )
-    probe_line = (
-        f"a linear probe on the frozen last-stage features reaches {_pct(facts.probe_last)} "
-        f"(cross-validated on {facts.probe_images} images; chance {_pct(facts.chance)}): "
+    best = baseline
+    for option in facts.scores[1:]:
+        if _beats(option, best):
+            best = option
+    kept = best if not large else baseline
+    reasons.extend(f"  {_score_line(option, kept)}" for option in facts.scores)
+    score = facts.score(baseline.accuracy)
+    similar = score is not None and score >= similar_score
+    reasons.append(
+        f"the plain linear head is right {_pct(baseline.accuracy)} of the time "
+        f"(chance {_pct(facts.chance)}): "
         + ("similar to the pretraining data" if similar else "different from the pretraining data")
     )
-    reasons = [size_line, probe_line]
-    if facts.probe_early is not None:
+    if large:
+        options: dict[str, Any] = {"unfreeze": 1 if similar else "all"}
         reasons.append(
-            f"an earlier stage ({facts.early_layer}) probes at {_pct(facts.probe_early)}"
-            + (", better than the last stage" if early_better else ", no better than the last")
+            "large and similar: fine-tune the top stage, starting from the best head"
+            if similar
+            else "large and different: fine-tune every stage, starting from the best head"
         )
-    options: dict[str, Any] = {}
-    if not large and early_better:
-        strategy = "features"
-        options["layer"] = facts.early_layer
+        return Advice("finetune", options, tuple(reasons), facts)
+    if best is baseline:
         reasons.append(
-            "small and different: a linear head on earlier, more generic features; "
-            "fine-tuning would overfit this few images"
-        )
-    elif not large:
-        strategy = "features"
-        reasons.append(
-            "small and similar: a head on cached frozen features is as accurate as "
-            "fine-tuning here and trains in seconds"
-        )
-    elif similar:
-        strategy = "finetune"
-        options["unfreeze"] = 1
-        reasons.append(
-            "large and similar: fine-tune the top stage, keep the generic early stages frozen"
+            "small: the plain linear head on cached features; no other option beat it by "
+            f"{100 * MARGIN:.0f}% of its log-loss"
         )
     else:
-        strategy = "finetune"
-        options["unfreeze"] = "all"
+        gain = (baseline.log_loss or 0.0) - (best.log_loss or 0.0)
         reasons.append(
-            "large and different: fine-tune every stage from the pretrained initialisation"
+            f"small: {best.name}, lower held-out log-loss than the plain linear head by {gain:.3f}"
         )
-    if strategy == "features" and facts.median_per_class < FEW_PER_CLASS:
-        if facts.n_train <= AUG_VIEWS_MAX_TRAIN:
-            options["aug_views"] = AUG_VIEWS
-            reasons.append(
-                f"few images per class (< {FEW_PER_CLASS}): {AUG_VIEWS} augmented views of each "
-                f"training image, cached like plain features, give the head augmentation "
-                f"for {AUG_VIEWS} more passes over the training images"
-            )
-        else:
-            reasons.append(
-                f"few images per class (< {FEW_PER_CLASS}) but {facts.n_train} training images: "
-                f"--aug-views {AUG_VIEWS} would help the head, at {AUG_VIEWS} more passes over "
-                "them; not chosen automatically"
-            )
-    return Advice(strategy=strategy, options=options, reasons=tuple(reasons), facts=facts)
+    return Advice("features", dict(best.options), tuple(reasons), facts)

@@ -6,6 +6,11 @@ price: K augmented views of every training image are run through the backbone on
 like plain features (keyed by the augmentation's fingerprint, the seed and the view index), and
 each epoch the head sees one view per image. Validation and test features are never augmented.
 ``layer`` pools features from an earlier stage, for data unlike the pretraining's.
+
+The head is fitted by :func:`headstart.heads.fit_head`: its setting (the linear head's L2
+strength, the MLP's epochs) is chosen on held-out data, then refitted on train + val unless
+``refit`` is off. Augmented views join the fit of the images they come from, never the held-out
+side, so the choice says whether they help on plain images.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from headstart.augment import AugmentedView
-from headstart.heads import HeadTrainingConfig, train_head
+from headstart.heads import HeadTrainingConfig, fit_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
 from headstart.strategies._network import select_layer
 
@@ -44,7 +49,7 @@ def fit(job: Job) -> Fitted:
         extraction["computed"] += result.n_computed
         extraction["cached"] += result.n_cached
     val_x, val_y = split_xy.get("val", (None, None))
-    trained = train_head(
+    trained = fit_head(
         settings.head,
         train_x,
         train_y,
@@ -52,12 +57,14 @@ def fit(job: Job) -> Fitted:
         val_y,
         len(dataset.classes),
         head_config(job),
+        C=settings.C,
+        refit=settings.refit,
         hidden=settings.hidden,
         dropout=settings.dropout,
         quiet=job.quiet,
         train_views=views,
     )
-    details: dict[str, object] = {}
+    details: dict[str, object] = {"selection": trained.selection}
     if settings.aug_views:
         details["aug_views"] = settings.aug_views
     if settings.layer is not None:
@@ -74,6 +81,8 @@ def fit(job: Job) -> Fitted:
         interrupted=trained.interrupted,
         epoch_seconds=trained.epoch_seconds,
         details=details,
+        heldout_logits=trained.heldout_logits,
+        heldout_y=trained.heldout_y,
     )
 
 

@@ -19,9 +19,10 @@ never beats the head alone, the result is the head on the untouched backbone.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from headstart.errors import HeadstartWarning
-from headstart.heads import HeadTrainingConfig, train_head
+from headstart.heads.training import finalize_head
 from headstart.strategies._common import (
     Fitted,
     Job,
@@ -30,6 +31,7 @@ from headstart.strategies._common import (
     trained_backbone,
 )
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
+from headstart.strategies._head_start import best_features_head
 from headstart.strategies._loop import (
     LoopStart,
     clone_state,
@@ -41,7 +43,6 @@ from headstart.strategies._network import (
     param_groups,
     unfrozen_stages,
 )
-from headstart.strategies._settings import STRATEGY_DEFAULTS
 
 __all__ = ["fit", "warn_small_batchnorm_batches"]
 
@@ -76,34 +77,17 @@ def fit(job: Job) -> Fitted:
     train_x, train_y = split_xy["train"]
     val = split_xy.get("val")
     has_val = val is not None and len(val[1]) > 0
-    head_defaults = STRATEGY_DEFAULTS["features"]
-    phase1 = train_head(
-        settings.head,
-        train_x,
-        train_y,
-        val[0] if has_val and val is not None else None,
-        val[1] if has_val and val is not None else None,
-        len(dataset.classes),
-        HeadTrainingConfig(
-            epochs=head_defaults["epochs"],
-            lr=head_defaults["lr"],
-            weight_decay=head_defaults["weight_decay"],
-            batch_size=head_defaults["batch_size"],
-            patience=head_defaults["patience"],
-            seed=settings.seed,
-            label_smoothing=settings.label_smoothing,
-        ),
-        hidden=settings.hidden,
-        dropout=settings.dropout,
-        quiet=job.quiet,
-    )
-    head_history = [{**row, "phase": "head"} for row in phase1.history]
+    start_head = best_features_head(job, split_xy, len(dataset.classes))
+    phase1 = start_head.fit
+    head_history: list[dict[str, Any]] = [{**row, "phase": "head"} for row in phase1.history] or [
+        start_head.row
+    ]
     if phase1.interrupted:  # Ctrl-C during the head phase: stop there, with the best head
         return Fitted(
             backbone=backbone,
             head=phase1.head,
             history=head_history,
-            best_epoch=phase1.best_epoch,
+            best_epoch=phase1.best_epoch or 1,
             monitor=phase1.monitor,
             dataset=dataset,
             features=plain_features(split_xy),
@@ -113,17 +97,17 @@ def fit(job: Job) -> Fitted:
     stages = backbone_stages(backbone.module)
     chosen = unfrozen_stages(stages, settings.unfreeze)
     trainable = [name for stage in chosen for name in stage]
-    network = Network(backbone.module, phase1.head, trainable=trainable, bn=settings.bn)
+    network = Network(backbone.module, start_head.trainable, trainable=trainable, bn=settings.bn)
     groups = param_groups(
         network, chosen, weight_decay=settings.weight_decay, layer_decay=settings.layer_decay
     )
     train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)
     validate = validation_images(job, backbone, dataset, device) if has_val else None
     start = LoopStart(history=head_history)
-    if has_val:
+    if has_val and start_head.val_loss is not None:
         # The head alone is a result too: fine-tuning must beat it to replace it.
-        start.best_loss = phase1.history[phase1.best_epoch - 1]["val_loss"]
-        start.best_epoch = phase1.best_epoch
+        start.best_loss = start_head.val_loss
+        start.best_epoch = phase1.best_epoch or 1
         start.best_state = clone_state(network)
     outcome, cost = run_network(
         job,
@@ -146,7 +130,7 @@ def fit(job: Job) -> Fitted:
         param.requires_grad_(False)
     return Fitted(
         backbone=final,
-        head=network.head.eval(),
+        head=finalize_head(network.head).eval(),
         history=outcome.history,
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
@@ -161,5 +145,6 @@ def fit(job: Job) -> Fitted:
             "unfrozen_stages": len(chosen),
             "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
             "backbone_changed": changed,
+            "head_start": phase1.selection,
         },
     )

@@ -1,0 +1,519 @@
+"""The linear head as a regularised multinomial logistic regression: chosen, then refitted.
+
+This is the linear-probe protocol of the representation-learning literature, made the default
+(shared/USERS.md story 10): on standardised features, full-batch multinomial cross-entropy plus an
+L2 penalty is solved to convergence (L-BFGS in torch, float32); the penalty's strength is picked
+on a log grid by held-out log-loss, walking the grid from strong to weak regularisation with each
+solve warm-started from the previous one; then the chosen setting is refitted on every labelled
+image the run may use (train + val). A mini-batch fit stopped early on a tiny validation split
+leaves accuracy on the table; this does not, and it is deterministic: no sampling anywhere, so
+the same features give the same head, bit for bit on a CPU.
+
+The strength is expressed as scikit-learn's ``C`` (inverse strength on the summed loss), so the
+objective is ``mean cross-entropy + ||W||^2 / (2 C n)`` and a ``C`` chosen on ``n`` images keeps
+its meaning when the refit sees more of them, exactly as refitting ``LogisticRegression(C=C)``
+would. The bias is not penalised.
+
+Held-out score: with a validation split of its own that is large enough (see
+:func:`choose_protocol`) the grid is scored on it; otherwise by stratified k-fold cross-validation
+over train + val, where a class with a single labelled image always stays in training (it cannot
+be held out and still be learnt). The held-out logits of the chosen setting are kept: they are the
+only logits calibration may use, since no model that produced them saw those images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from headstart.errors import HeadstartError
+from headstart.heads.modules import fold_standardization
+
+__all__ = [
+    "C_GRID",
+    "CV_MAX_IMAGES",
+    "LinearFit",
+    "Protocol",
+    "choose_protocol",
+    "fit_linear",
+    "score_linear",
+    "standardization",
+]
+
+# Inverse L2 strengths tried, strong to weak: half a decade apart where solves are cheap, a
+# decade apart (LogisticRegressionCV's default resolution) where the features are large.
+C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-4, 2, 13))
+C_GRID_COARSE: tuple[float, ...] = C_GRID[::2]
+# Below this many feature values (images x dimensions) in a fit, solves take milliseconds: the
+# walk uses the fine grid, patience 3 and settles each point's held-out loss far more tightly.
+CHEAP_VALUES = 4_000_000
+# The walk along the grid stops once the held-out loss has not improved for this many steps:
+# held-out loss along an L2 path is, in practice, unimodal, and weak penalties are the slow solves.
+PATH_PATIENCE = 1
+CHEAP_PATIENCE = 3
+# A validation split smaller than this many images in all, or this many per class, is too noisy to
+# pick a strength on: cross-validation over train + val is used instead ...
+MIN_VAL_IMAGES = 200
+MIN_VAL_PER_CLASS = 20
+# ... unless train + val is larger than this, where even a small per-class count adds up to a
+# validation split that ranks one hyper-parameter well, and k fits would cost k times as much.
+CV_MAX_IMAGES = 20_000
+MAX_FOLDS = 5
+# L-BFGS stopping: the largest gradient entry of the mean-loss objective (scikit-learn's ``tol``
+# on the same objective), and iterations per solve. Points of the walk only need to be ranked,
+# not solved to the last digit: they also stop once their held-out loss has settled.
+GRAD_TOL = 1e-4
+SETTLE_RTOL = 2e-3
+SETTLE_RTOL_CHEAP = 1e-4
+SETTLE_EVERY = 5
+PATH_MAX_ITER = 40
+FINAL_MAX_ITER = 300
+DEFAULT_C = 1.0
+
+ProtocolKind = Literal["validation", "cv", "none"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How held-out scores are obtained: a validation split, k folds, or not at all."""
+
+    kind: ProtocolKind
+    folds: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "validation":
+            return "the validation split"
+        if self.kind == "cv":
+            return f"{self.folds}-fold cross-validation over train + val"
+        return "nothing (no held-out images)"
+
+
+@dataclass
+class LinearFit:
+    """The fitted linear head (taking raw features) and how its setting was chosen.
+
+    Attributes:
+        head: ``nn.Linear`` with the standardisation folded in.
+        C: The chosen inverse L2 strength.
+        protocol: How it was chosen.
+        path: One row per grid point walked: ``C``, held-out ``log_loss`` and ``accuracy``.
+        val_loss, val_accuracy: The held-out figures of the chosen setting (of models that did
+            not see the held-out images), or None without a protocol.
+        heldout_logits, heldout_y: Those held-out logits and labels (for calibration).
+        fit_counts: Images of each split in the final fit, e.g. ``{"train": 60, "val": 15}``.
+        iterations: L-BFGS iterations of every solve together.
+    """
+
+    head: nn.Linear
+    C: float
+    protocol: Protocol
+    path: list[dict[str, float]] = field(default_factory=list)
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    heldout_logits: np.ndarray | None = None
+    heldout_y: np.ndarray | None = None
+    fit_counts: dict[str, int] = field(default_factory=dict)
+    iterations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record kept in the run's config: what was chosen, on what, and what it scored."""
+        return {
+            "solver": "lbfgs",
+            "C": self.C,
+            "protocol": self.protocol.kind,
+            "protocol_text": self.protocol.describe(),
+            "protocol_reason": self.protocol.reason,
+            "folds": self.protocol.folds,
+            "path": self.path,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "fit_images": dict(self.fit_counts),
+            "iterations": self.iterations,
+        }
+
+
+def choose_protocol(
+    train_y: np.ndarray, val_y: np.ndarray | None, num_classes: int, *, cv_max: int = CV_MAX_IMAGES
+) -> Protocol:
+    """Score on the validation split when it can rank settings, else k-fold CV, else nothing."""
+    n_val = 0 if val_y is None else len(val_y)
+    labelled = np.concatenate([train_y, val_y]) if val_y is not None and n_val else train_y
+    classes = max(1, len(np.unique(labelled)))
+    val_ok = n_val >= MIN_VAL_IMAGES and n_val >= MIN_VAL_PER_CLASS * classes
+    if val_ok or (n_val and len(labelled) > cv_max):
+        return Protocol("validation", reason=f"{n_val} validation images")
+    counts = np.bincount(labelled, minlength=num_classes)
+    held = counts[counts >= 2]
+    if len(held) < 2:
+        if n_val:
+            return Protocol(
+                "validation",
+                reason=f"too few images per class for cross-validation; the {n_val} "
+                "validation images are all there is to score on",
+            )
+        return Protocol(
+            "none",
+            reason="fewer than two classes with two or more labelled images: nothing can be "
+            f"held out, so C={DEFAULT_C:g} is used unchosen",
+        )
+    folds = int(min(MAX_FOLDS, held.min()))
+    small = (
+        f"{n_val} validation images (< {MIN_VAL_IMAGES} in all or < {MIN_VAL_PER_CLASS} a class)"
+        if n_val
+        else "no validation split"
+    )
+    return Protocol("cv", folds=folds, reason=small)
+
+
+def standardization(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature shift and scale making ``x`` zero-mean, unit-variance (constant columns: 1)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    shift = t.mean(0)
+    scale = 1.0 / (t.std(0, unbiased=False) + 1e-6)
+    return shift, scale
+
+
+def score_linear(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    train_extra: Sequence[np.ndarray] = (),
+    protocol: Protocol | None = None,
+) -> LinearFit:
+    """The choice of :func:`fit_linear` and its held-out figures, without the final fit.
+
+    What ``auto`` compares options by: each gets the same protocol and the same folds.
+    """
+    return fit_linear(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        num_classes,
+        seed=seed,
+        train_extra=train_extra,
+        protocol=protocol,
+        _final=False,
+    )
+
+
+def fit_linear(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    num_classes: int,
+    *,
+    C: float | None = None,
+    refit: bool = True,
+    seed: int = 0,
+    train_extra: Sequence[np.ndarray] = (),
+    grid: Sequence[float] | None = None,
+    protocol: Protocol | None = None,
+    _final: bool = True,
+) -> LinearFit:
+    """Choose ``C`` on held-out data (unless given), then fit on every image the run may use.
+
+    Args:
+        train_x, train_y: Training features and labels.
+        val_x, val_y: Validation features and labels (may be None or empty).
+        C: A fixed inverse strength; None chooses it on the grid.
+        refit: Refit the chosen setting on train + val; False keeps the final fit on train only.
+        seed: Seeds the fold assignment of cross-validation (the only random choice).
+        train_extra: Extra training rows for the same images as ``train_x``, in the same order
+            (features of augmented views): they join the fits wherever their image trains, and
+            are never held out.
+        grid: The inverse strengths tried, strong to weak (default: :data:`C_GRID` for small
+            fits, :data:`C_GRID_COARSE` for large ones).
+        protocol: Force a protocol (default: :func:`choose_protocol`).
+    """
+    if len(train_x) == 0:
+        raise HeadstartError("No training features: the train split is empty.")
+    for extra in train_extra:
+        if extra.shape != train_x.shape:
+            raise HeadstartError(
+                f"Augmented view features have shape {extra.shape}, the plain ones "
+                f"{train_x.shape}; they must be the same images in the same order."
+            )
+    has_val = val_x is not None and val_y is not None and len(val_y) > 0
+    vx = np.asarray(val_x, np.float32) if has_val else np.zeros((0, train_x.shape[1]), np.float32)
+    vy = np.asarray(val_y, np.int64) if has_val else np.zeros(0, np.int64)
+    ty = np.asarray(train_y, np.int64)
+    proto = protocol or choose_protocol(ty, vy if has_val else None, num_classes)
+    final_val = refit and has_val
+    # Standardise with the statistics of the images the final fit uses (labels play no part).
+    fit_x = np.concatenate([train_x, vx]) if final_val else train_x
+    shift, scale = standardization(fit_x)
+    xs_train = _standardize(train_x, shift, scale)
+    xs_val = _standardize(vx, shift, scale)
+    extras = [_standardize(e, shift, scale) for e in train_extra]
+    yt, yv = torch.from_numpy(ty), torch.from_numpy(vy)
+    d = xs_train.shape[1]
+    cheap = (len(ty) + len(vy)) * (1 + len(extras)) * d <= CHEAP_VALUES
+    solver = _Solver(d, num_classes, settle=not cheap)
+    grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
+    patience = CHEAP_PATIENCE if cheap else PATH_PATIENCE
+
+    result = LinearFit(
+        head=nn.Linear(d, num_classes), C=DEFAULT_C if C is None else C, protocol=proto
+    )
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+    if proto.kind == "validation" and has_val:
+        fit_rows = torch.cat([xs_train, *extras]) if extras else xs_train
+        fit_y = yt.repeat(1 + len(extras))
+        chosen, state, logits = _walk_validation(
+            solver, fit_rows, fit_y, xs_val, yv, grid if C is None else [C], patience, result
+        )
+        result.C = chosen
+        result.heldout_logits, result.heldout_y = logits.numpy(), vy
+    elif proto.kind == "cv":
+        all_x = torch.cat([xs_train, xs_val]) if has_val else xs_train
+        all_y = torch.cat([yt, yv]) if has_val else yt
+        chosen, logits, heldout = _walk_cv(
+            solver,
+            all_x,
+            all_y,
+            extras,
+            len(ty),
+            proto.folds,
+            seed,
+            grid if C is None else [C],
+            patience,
+            result,
+        )
+        result.C = chosen
+        result.heldout_logits, result.heldout_y = logits.numpy(), all_y[heldout].numpy()
+
+    result.iterations = solver.iterations
+    if not _final:
+        return result
+    rows = [xs_train, *extras] + ([xs_val] if final_val else [])
+    labels = [yt] * (1 + len(extras)) + ([yv] if final_val else [])
+    x_fit, y_fit = torch.cat(rows), torch.cat(labels)
+    weight, bias, _ = solver.solve(x_fit, y_fit, result.C, state, FINAL_MAX_ITER)
+    result.iterations = solver.iterations
+    result.fit_counts = {"train": len(ty), **({"val": len(vy)} if final_val else {})}
+    if extras:
+        result.fit_counts["augmented_views"] = len(extras) * len(ty)
+    head = nn.Linear(d, num_classes)
+    with torch.no_grad():
+        head.weight.copy_(weight.T)
+        head.bias.copy_(bias)
+    fold_standardization(head, shift, scale)
+    result.head = head.eval()
+    return result
+
+
+def _standardize(x: np.ndarray, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) - shift) * scale
+
+
+class _Solver:
+    """Full-batch L-BFGS on mean cross-entropy + ||W||^2 / (2 C n), warm-startable."""
+
+    def __init__(self, dim: int, num_classes: int, *, settle: bool = True) -> None:
+        self.dim, self.num_classes = dim, num_classes
+        self.settle = settle
+        self.iterations = 0
+        self.evaluations = 0
+
+    def solve(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        C: float,
+        start: tuple[torch.Tensor, torch.Tensor] | None,
+        max_iter: int,
+        heldout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Weights ``[dim, classes]`` and bias minimising the objective, from ``start`` or 0.
+
+        With ``heldout`` (features, labels), the solve also stops once the held-out loss has
+        settled (changes by less than ``SETTLE_RTOL`` over ``SETTLE_EVERY`` iterations): a point of
+        the walk is there to be ranked, and its last digits do not change the ranking.
+        """
+        rtol = SETTLE_RTOL
+        if not self.settle:  # cheap solves: settle far more tightly, allow far more iterations
+            rtol = SETTLE_RTOL_CHEAP
+            max_iter = max(max_iter, FINAL_MAX_ITER)
+        if start is None:
+            counts = torch.bincount(y, minlength=self.num_classes).float() + 1.0
+            weight = torch.zeros(self.dim, self.num_classes)
+            bias = torch.log(counts / counts.sum())
+        else:
+            weight, bias = start[0].clone(), start[1].clone()
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        penalty = 1.0 / (2.0 * C * max(1, len(y)))
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            lr=1,
+            max_iter=max_iter if heldout is None else SETTLE_EVERY,
+            history_size=10,
+            tolerance_grad=GRAD_TOL,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> torch.Tensor:
+            self.evaluations += 1
+            optimizer.zero_grad(set_to_none=False)
+            loss = F.cross_entropy(x @ weight + bias, y) + penalty * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        def iterations() -> int:
+            return int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+            if heldout is not None:
+                last = math.inf
+                while iterations() < max_iter:
+                    with torch.no_grad():
+                        loss = float(F.cross_entropy(heldout[0] @ weight + bias, heldout[1]))
+                    if abs(last - loss) <= rtol * abs(loss):
+                        break
+                    last, before = loss, iterations()
+                    optimizer.step(closure)
+                    if iterations() - before < SETTLE_EVERY:
+                        break  # converged within the chunk
+        n_iter = iterations()
+        self.iterations += n_iter
+        return weight.detach(), bias.detach(), n_iter
+
+
+def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    loss = float(F.cross_entropy(logits, y, reduction="mean"))
+    accuracy = float((logits.argmax(1) == y).float().mean())
+    return loss, accuracy
+
+
+Payload = Any
+Evaluate = Callable[[float, Payload | None], tuple[float, float, Payload]]
+
+
+def _walk(
+    grid: Sequence[float], evaluate: Evaluate, patience: int, result: LinearFit
+) -> tuple[float, Payload]:
+    """Walk ``grid`` strong to weak until the held-out loss stops improving.
+
+    ``evaluate(C, start)`` solves at ``C`` warm-started from ``start`` (the payload of an earlier
+    point, or None) and returns the held-out log-loss, accuracy and its payload. Returns the best
+    C and its payload; every point tried is recorded in ``result.path``, sorted by C.
+    """
+    tried: dict[float, tuple[float, float, Payload]] = {}
+
+    def run(C: float, start: Payload | None) -> None:
+        tried[C] = evaluate(C, start)
+
+    previous: Payload | None = None
+    best_c, waited = None, 0
+    for C in grid:
+        run(float(C), previous)
+        previous = tried[float(C)][2]
+        if best_c is None or tried[float(C)][0] < tried[best_c][0]:
+            best_c, waited = float(C), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    assert best_c is not None  # the grid is never empty
+    for C in sorted(tried):
+        loss, accuracy, _ = tried[C]
+        result.path.append({"C": C, "log_loss": loss, "accuracy": accuracy})
+    loss, accuracy, payload = tried[best_c]
+    if not math.isfinite(loss):
+        raise HeadstartError("Choosing the linear head's L2 strength produced no finite loss.")
+    result.val_loss, result.val_accuracy = loss, accuracy
+    return best_c, payload
+
+
+def _walk_validation(
+    solver: _Solver,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    xv: torch.Tensor,
+    yv: torch.Tensor,
+    grid: Sequence[float],
+    patience: int,
+    result: LinearFit,
+) -> tuple[float, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Choose C on the validation split; the best C, its solution and its val logits."""
+
+    def evaluate(C: float, start: Payload | None) -> tuple[float, float, Payload]:
+        warm = None if start is None else start[0]
+        weight, bias, _ = solver.solve(x, y, C, warm, PATH_MAX_ITER, (xv, yv))
+        logits = xv @ weight + bias
+        loss, accuracy = _score(logits, yv)
+        return loss, accuracy, ((weight, bias), logits)
+
+    C, (state, logits) = _walk(grid, evaluate, patience, result)
+    return C, state, logits
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """Held-out index sets: stratified, seeded; singleton classes are never held out."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y)
+    eligible = np.flatnonzero(counts[y] >= 2)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [eligible[held] for _, held in splitter.split(eligible, y[eligible])]
+
+
+def _walk_cv(
+    solver: _Solver,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    extras: Sequence[torch.Tensor],
+    n_train: int,
+    folds: int,
+    seed: int,
+    grid: Sequence[float],
+    patience: int,
+    result: LinearFit,
+) -> tuple[float, torch.Tensor, np.ndarray]:
+    """Choose C by k-fold CV; the best C, its out-of-fold logits and the rows they belong to.
+
+    Folds mix train and val images freely (both are labelled, neither is test); augmented views
+    exist for training images only (the first ``n_train`` rows) and join a fold's fit with them.
+    """
+    held_sets = _folds(y.numpy(), folds, seed)
+    n = len(y)
+    fold_data = []
+    for held in held_sets:
+        keep = np.ones(n, bool)
+        keep[held] = False
+        rows = np.flatnonzero(keep)
+        view_rows = rows[rows < n_train]
+        parts = [x[rows], *(e[view_rows] for e in extras)]
+        labels = [y[rows], *(y[view_rows] for _ in extras)]
+        fold_data.append((torch.cat(parts), torch.cat(labels), held))
+    heldout = np.concatenate(held_sets)
+
+    def evaluate(C: float, start: Payload | None) -> tuple[float, float, Payload]:
+        states, pieces = [], []
+        for i, (fx, fy, held) in enumerate(fold_data):
+            warm = None if start is None else start[0][i]
+            weight, bias, _ = solver.solve(fx, fy, C, warm, PATH_MAX_ITER, (x[held], y[held]))
+            states.append((weight, bias))
+            pieces.append(x[held] @ weight + bias)
+        logits = torch.cat(pieces)
+        loss, accuracy = _score(logits, y[heldout])
+        return loss, accuracy, (states, logits)
+
+    C, (_, logits) = _walk(grid, evaluate, patience, result)
+    return C, logits, heldout

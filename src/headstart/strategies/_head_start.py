@@ -1,0 +1,91 @@
+"""End-to-end strategies start from the best head on cached features, counted as their first epoch.
+
+``augment`` and ``finetune`` train a head (and for ``finetune`` the top of the backbone) on images.
+A random head sends large, random gradients into the network in the first steps; the head that
+:func:`headstart.heads.fit_head` finds on cached features in seconds is a far better start, and a
+result in its own right. It becomes the loop's first history row and its best-so-far, so the run
+keeps it unless an end-to-end epoch beats it on validation: these strategies never end worse on
+validation than the features head they started from. It is fitted on the training images only
+(no refit): the validation images must stay unseen to choose between it and later epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from headstart.heads import HeadFit, HeadTrainingConfig, fit_head
+from headstart.heads.training import standardized_from
+from headstart.strategies._common import Job, SplitFeatures
+from headstart.strategies._settings import STRATEGY_DEFAULTS
+
+__all__ = ["HeadStart", "best_features_head"]
+
+
+@dataclass
+class HeadStart:
+    """The features head, in trainable form, and its row for the loop's history."""
+
+    fit: HeadFit
+    trainable: nn.Module
+    row: dict[str, Any]
+    val_loss: float | None
+
+
+def best_features_head(job: Job, split_xy: SplitFeatures, num_classes: int) -> HeadStart:
+    """Fit the head on cached training features and score it on the cached validation ones."""
+    settings = job.settings
+    train_x, train_y = split_xy["train"]
+    val = split_xy.get("val")
+    has_val = val is not None and len(val[1]) > 0
+    val_x, val_y = val if has_val and val is not None else (None, None)
+    defaults = STRATEGY_DEFAULTS["features"]
+    fitted = fit_head(
+        settings.head,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        num_classes,
+        HeadTrainingConfig(
+            epochs=defaults["epochs"],
+            lr=defaults["lr"],
+            weight_decay=defaults["weight_decay"],
+            batch_size=defaults["batch_size"],
+            patience=defaults["patience"],
+            seed=settings.seed,
+            label_smoothing=settings.label_smoothing,
+        ),
+        C=settings.C,
+        refit=False,
+        hidden=settings.hidden,
+        dropout=settings.dropout,
+        quiet=job.quiet,
+    )
+    train_loss, train_acc = _score(fitted.head, train_x, train_y)
+    row: dict[str, Any] = {"epoch": 1, "phase": "head", "loss": train_loss, "accuracy": train_acc}
+    val_loss: float | None = None
+    if val_x is not None and val_y is not None:
+        val_loss, val_acc = _score(fitted.head, val_x, val_y)
+        row.update(val_loss=val_loss, val_accuracy=val_acc)
+    return HeadStart(
+        fit=fitted,
+        trainable=standardized_from(fitted.head, train_x),
+        row=row,
+        val_loss=val_loss,
+    )
+
+
+def _score(head: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    head.eval()
+    with torch.no_grad():
+        logits = head(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        target = torch.from_numpy(np.asarray(y, np.int64))
+        loss = float(F.cross_entropy(logits, target))
+        accuracy = float((logits.argmax(1) == target).float().mean())
+    return loss, accuracy

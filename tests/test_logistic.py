@@ -1,0 +1,97 @@
+"""The linear head: a regularised logistic regression, its strength chosen on held-out data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.heads import fit_head, fit_linear
+from headstart.heads.logistic import choose_protocol
+
+
+def _blobs(n_per_class: int, classes: int = 3, dim: int = 16, seed: int = 0, spread: float = 2.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, dim)) * spread
+    y = np.repeat(np.arange(classes), n_per_class)
+    x = centers[y] + rng.normal(size=(len(y), dim))
+    order = rng.permutation(len(y))
+    return (x[order] * rng.lognormal(0, 1, dim) + 3).astype(np.float32), y[order]
+
+
+def test_same_features_give_the_same_head_bit_for_bit() -> None:
+    x, y = _blobs(30)
+    a = fit_linear(x[:60], y[:60], x[60:], y[60:], 3)
+    b = fit_linear(x[:60], y[:60], x[60:], y[60:], 3)
+    assert torch.equal(a.head.weight, b.head.weight) and torch.equal(a.head.bias, b.head.bias)
+    assert a.path == b.path and a.C == b.C
+
+
+def test_a_small_validation_split_is_replaced_by_cross_validation_over_train_and_val() -> None:
+    x, y = _blobs(30)
+    fit = fit_linear(x[:60], y[:60], x[60:], y[60:], 3)
+    assert fit.protocol.kind == "cv" and fit.protocol.folds == 5
+    assert "validation images" in fit.protocol.reason
+    big_x, big_y = _blobs(200)
+    big = fit_linear(big_x[:300], big_y[:300], big_x[300:], big_y[300:], 3)
+    assert big.protocol.kind == "validation"
+
+
+def test_refit_uses_train_and_val_and_can_be_turned_off() -> None:
+    x, y = _blobs(30)
+    refit = fit_linear(x[:60], y[:60], x[60:], y[60:], 3)
+    kept = fit_linear(x[:60], y[:60], x[60:], y[60:], 3, refit=False)
+    assert refit.fit_counts == {"train": 60, "val": 30}
+    assert kept.fit_counts == {"train": 60}
+    assert refit.C == kept.C  # the choice does not depend on the refit
+    assert not torch.equal(refit.head.weight, kept.head.weight)
+
+
+def test_the_chosen_strength_is_the_held_out_loss_minimum_of_the_path() -> None:
+    x, y = _blobs(40, spread=0.8)
+    fit = fit_linear(x[:80], y[:80], x[80:], y[80:], 3)
+    best = min(fit.path, key=lambda row: row["log_loss"])
+    assert fit.C == best["C"] and fit.val_loss == best["log_loss"]
+    assert fit.to_dict()["C"] == fit.C and fit.to_dict()["path"] == fit.path
+
+
+def test_a_fixed_C_solves_scikit_learns_problem() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(40, spread=0.8)
+    ours = fit_linear(x, y, None, None, 3, C=0.05)
+    scaler = StandardScaler().fit(x)
+    theirs = LogisticRegression(C=0.05, tol=1e-8, max_iter=5000).fit(scaler.transform(x), y)
+    with torch.no_grad():
+        p_ours = torch.softmax(ours.head(torch.from_numpy(x)), 1).numpy()
+    np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=2e-3)
+
+
+def test_a_single_image_class_is_never_held_out_and_no_class_pair_means_no_choice() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 2])
+    assert choose_protocol(y, None, 3).kind == "cv"
+    x, _ = _blobs(3)
+    fit = fit_linear(x[:7], y, None, None, 3)
+    assert fit.heldout_y is not None and 2 not in fit.heldout_y
+    lonely = choose_protocol(np.array([0, 0, 1]), None, 2)
+    assert lonely.kind == "none" and "nothing can be held out" in lonely.reason
+    unchosen = fit_linear(x[:3], np.array([0, 0, 1]), None, None, 2)
+    assert unchosen.path == [] and unchosen.C == 1.0
+
+
+def test_augmented_views_join_the_fits_of_their_images_only() -> None:
+    x, y = _blobs(30)
+    views = [x[:60] + np.float32(0.1)]
+    fit = fit_linear(x[:60], y[:60], x[60:], y[60:], 3, train_extra=views)
+    assert fit.fit_counts == {"train": 60, "val": 30, "augmented_views": 60}
+    with pytest.raises(Exception, match="same images in the same order"):
+        fit_linear(x[:60], y[:60], x[60:], y[60:], 3, train_extra=[x[:10]])
+
+
+def test_the_mlp_head_is_refitted_on_train_and_val_for_the_epochs_validation_chose() -> None:
+    x, y = _blobs(30)
+    fit = fit_head("mlp", x[:60], y[:60], x[60:], y[60:], 3, quiet=True)
+    assert fit.selection["fit_images"] == {"train": 60, "val": 30}
+    assert fit.selection["epochs"] == fit.best_epoch >= 1
+    assert fit.heldout_logits is not None and fit.heldout_logits.shape == (30, 3)

@@ -296,8 +296,11 @@ class KerasFeatures(nn.Module):
         keras = sys.modules["keras"]
         if self.channels_last:
             x = x.permute(0, 2, 3, 1)
+        # Each layer then trains only if its own module does (_RoutedCall), so a frozen part
+        # stays in inference mode while the top trains.
+        training = any(module.training for module in self.modules())
         with keras.device(_keras_device(x.device)):
-            out: torch.Tensor = self.keras_model(x, training=self.training)
+            out: torch.Tensor = self.keras_model(x, training=training)
         if out.ndim == 4:  # a user's model cut at a feature map: pool it as the applications do
             out = out.mean(dim=(1, 2) if self.channels_last else (2, 3))
         return out

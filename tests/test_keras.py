@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from headstart import ImageClassifier
-from headstart.backbones import create_backbone, resolve_model_preprocess
 from headstart.backbones import _keras as hk
+from headstart.backbones import create_backbone, resolve_model_preprocess
 from headstart.errors import (
     BackboneNotFoundError,
     PreprocessOverrideWarning,
@@ -201,18 +201,28 @@ def _bn_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items() if "moving_" in k}
 
 
+@pytest.fixture(scope="module")
+def strategy_fits(colours, tmp_path_factory) -> dict[str, dict[str, ImageClassifier]]:
+    """features, augment and finetune on ResNet50 and MobileNetV2, fitted once per module."""
+    fits: dict[str, dict[str, ImageClassifier]] = {}
+    for family in ("ResNet50", "MobileNetV2"):
+        tmp = tmp_path_factory.mktemp(family)
+        model = f"keras:{family}"
+        fits[family] = {
+            "features": _fit(tmp, model, colours, epochs=5),
+            "augment": _fit(tmp, model, colours, strategy="augment", epochs=1),
+            "finetune": _fit(tmp, model, colours, strategy="finetune", unfreeze=1, epochs=1),
+        }
+    return fits
+
+
 @pytest.mark.parametrize("family", ["ResNet50", "MobileNetV2"])
-def test_features_augment_and_finetune_train_and_keep_frozen_batchnorm(family, colours, tmp_path):
-    fits = {
-        "features": _fit(tmp_path, f"keras:{family}", colours, epochs=5),
-        "augment": _fit(tmp_path, f"keras:{family}", colours, strategy="augment", epochs=1),
-        "finetune": _fit(
-            tmp_path, f"keras:{family}", colours, strategy="finetune", unfreeze=1, epochs=1
-        ),
-    }
+def test_features_augment_and_finetune_train_and_keep_frozen_batchnorm(
+    family, strategy_fits, colours
+):
     start = _bn_state(create_backbone(f"keras:{family}", weights="none").module)
     images = sorted((colours / "test").rglob("*.*"))
-    for name, clf in fits.items():
+    for name, clf in strategy_fits[family].items():
         assert clf.predict_proba(images).shape == (len(images), 3), name
         after = _bn_state(clf.backbone_.module)
         for key, value in start.items():
@@ -243,8 +253,11 @@ def test_bn_policy_reaches_keras_batchnorm_layer_by_layer():
     assert torch.equal(start["conv1_bn.moving_mean"], now["conv1_bn.moving_mean"])
 
 
-def test_keras_run_saves_as_safetensors_and_loads_with_the_same_outputs(colours, tmp_path):
-    clf = _fit(tmp_path, "keras:MobileNetV2", colours, epochs=5)
+@pytest.mark.parametrize("strategy", ["features", "finetune"])
+def test_keras_run_saves_as_safetensors_and_loads_with_the_same_outputs(
+    strategy, strategy_fits, colours, tmp_path
+):
+    clf = strategy_fits["MobileNetV2"][strategy]
     run = clf.save(tmp_path / "run")
     assert sorted(p.name for p in run.glob("*.safetensors")) == ["model.safetensors"]
     loaded = ImageClassifier.load(run, cache=False, num_workers=0, quiet=True, device="cpu")
@@ -252,6 +265,7 @@ def test_keras_run_saves_as_safetensors_and_loads_with_the_same_outputs(colours,
     clf.cache = False
     np.testing.assert_allclose(clf.predict_proba(images), loaded.predict_proba(images), atol=1e-6)
     assert loaded.preprocess_ == clf.preprocess_
+    assert loaded.backbone_id_ == clf.backbone_id_
     metrics = loaded.evaluate(colours / "test")
     assert 0.0 <= metrics["accuracy"] <= 1.0
 
@@ -264,15 +278,6 @@ def test_user_keras_classifier_is_cut_below_its_top_and_its_head_matches_keras(c
     model = keras.Model(base.input, out)
     model.save(tmp_path / "clf.keras")
 
-    backbone = create_backbone(f"keras:{tmp_path / 'clf.keras'}")
-    assert backbone.num_features == 1280 and backbone.preprocess.input_size == (32, 32)
-    images = _images(32)
-    cut = keras.Model(model.input, model.get_layer("pool").output)
-    expected = _keras_features(cut, "MobileNetV2", images)
-    with torch.no_grad():
-        got = backbone.module(torch.stack([backbone.preprocess(i) for i in images])).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-
     clf = ImageClassifier(
         f"keras:{tmp_path / 'clf.keras'}",
         strategy="features",
@@ -282,6 +287,15 @@ def test_user_keras_classifier_is_cut_below_its_top_and_its_head_matches_keras(c
         cache=False,
         device="cpu",
     ).fit(colours)
+    backbone = clf.backbone_
+    assert backbone.num_features == 1280 and backbone.preprocess.input_size == (32, 32)
+    images = _images(32)
+    cut = keras.Model(model.input, model.get_layer("pool").output)
+    expected = _keras_features(cut, "MobileNetV2", images)
+    with torch.no_grad():
+        got = backbone.module(torch.stack([backbone.preprocess(i) for i in images])).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
     head = clf.head_.state_dict()
     dense = keras.layers.Dense(len(clf.classes_), activation="softmax")
     keras_clf = keras.Model(cut.input, dense(cut.output))

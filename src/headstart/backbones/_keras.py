@@ -690,7 +690,7 @@ def create(
     if _is_path(name):
         return _create_user(keras, Path(name).expanduser(), choice, overrides, model, weights)
     family_preprocess = _family_preprocess(name, overrides)
-    net = _build_application(keras, name, seeded=True)
+    net = _build_application(keras, name, seeded=choice == "none")
     if choice == "none":
         module = KerasFeatures(net)
         weights_id = f"random:sha256:{state_dict_sha256(module.state_dict())}"

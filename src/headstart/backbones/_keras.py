@@ -263,8 +263,8 @@ class KerasFeatures(nn.Module):
             own += [sg.state for sg in getattr(layer, "_seed_generators", [])]
             own = [v for v in own if not any(v is seen for seen in self.variables.values())]
             name = _module_name(layer.name)
-            if name in taken:
-                name = _module_name(f"{layer.path}")
+            if name in taken or hasattr(self, name):  # e.g. a layer named "training"
+                name = _module_name(f"layer_{layer.path}")
             taken.add(name)
             is_bn = type(layer).__name__ == "BatchNormalization"
             state = _LayerState(layer.name, is_bn)

@@ -87,7 +87,7 @@ def test_parse_model_name_splits_source_and_name(name, expected):
         ("./my_model", "looks like a path; write --model local-dir:./my_model"),
         ("/abs/model.safetensors", "looks like a path"),
         ("models\\resnet", "looks like a path"),
-        ("keras:vgg16", "Unknown model source 'keras:'"),
+        ("tensorflow:vgg16", "Unknown model source 'tensorflow:'"),
         ("tv:./x", "for a folder use local-dir:"),
         ("", "empty"),
         ("hf-hub:", "names nothing"),
@@ -210,7 +210,7 @@ def test_rebuild_gives_the_same_network_offline(random_convnext):
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
-        ({"family": "keras"}, RunFolderError, "family 'keras' is unknown"),
+        ({"family": "jax"}, RunFolderError, "family 'jax' is unknown"),
         ({"architecture": None}, RunFolderError, "no architecture"),
         ({"architecture": "os.system"}, BackboneNotFoundError, "Unknown timm architecture"),
         ({"model_args": {"pretrained": True}}, RunFolderError, "'pretrained' is not allowed"),

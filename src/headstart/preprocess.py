@@ -41,6 +41,7 @@ __all__ = [
     "INTERPOLATIONS",
     "KERAS_MODES",
     "OVERRIDE_KEYS",
+    "RESIZE_MODES",
     "Preprocess",
     "preprocess_from_torchvision",
     "resolve_preprocess",
@@ -63,7 +64,12 @@ OVERRIDE_KEYS: tuple[str, ...] = (
     "scale",
     "channel_order",
     "keras",
+    "resize",
 )
+RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
+# --resize squash is Keras' load_img(target_size=...): the whole image squashed to the input
+# size, aspect ratio not kept, nothing cropped.
+_SQUASH: dict[str, Any] = {"crop_mode": "squash", "crop_pct": 1.0}
 
 # timm's defaults (timm.data.constants), repeated here so that importing this module does not
 # import timm's model zoo; a test pins them to timm's values.
@@ -468,7 +474,10 @@ def resolve_preprocess(
         overrides: Any of ``input_size`` (int or (H, W)), ``crop_pct``, ``crop_mode``,
             ``interpolation``, ``mean``, ``std``, ``scale``, ``channel_order`` and ``keras``
             ("caffe", "tf" or "torch": Keras ``preprocess_input`` modes, which set scale, mean,
-            std and channel order together and so cannot be combined with those keys). A None
+            std and channel order together and so cannot be combined with those keys) and
+            ``resize`` ("crop", the default: keep the aspect ratio and crop as the weights'
+            config says; "squash": resize the whole image to the input size as Keras'
+            ``load_img(target_size=...)`` does, for parity with a Keras pipeline). A None
             value means "not given", so CLI flags can be passed through as they are.
         source: Where ``pretrained_cfg`` came from, shown by ``describe()``.
 
@@ -554,6 +563,7 @@ def _build(
     """
     base = _normalise_fields(base, _fail_invalid, partial=True)
     keras = (overrides or {}).get("keras")
+    squash = (overrides or {}).get("resize") == "squash"
     values = dict(base)
     changed: list[str] = []
     for key, new in _normalise_overrides(overrides).items():
@@ -562,8 +572,17 @@ def _build(
         values[key] = new
     # One line per override the user gave: a keras mode is one choice, so one line for it.
     by_keras = [k for k in changed if keras and k in _KERAS_KEYS]
+    by_resize = [k for k in changed if squash and k in _SQUASH]
+    if by_resize:
+        details = ", ".join(f"{k} {_show(values[k])} (was {_show(base[k])})" for k in by_resize)
+        warnings.warn(
+            f"preprocessing override resize='squash' (Keras load_img): {details}, the whole "
+            f"image resized to the input size without keeping its aspect ratio ({source})",
+            PreprocessOverrideWarning,
+            stacklevel=3,
+        )
     for key in changed:
-        if key not in by_keras:
+        if key not in by_keras and key not in by_resize:
             warnings.warn(
                 f"preprocessing override: {key} {_show(values[key])} instead of "
                 f"{_show(base[key])}, the value of the weights ({source})",
@@ -627,6 +646,21 @@ def _normalise_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
                 f"combined with {', '.join(clash)}. Give either the keras mode or the values."
             )
         given.update(_KERAS[keras])
+    resize = given.pop("resize", None)
+    if resize is not None:
+        if resize not in RESIZE_MODES:
+            raise DataError(
+                f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}; 'squash' "
+                "resizes the whole image as Keras' load_img(target_size=...) does."
+            )
+        if resize == "squash":
+            clash = sorted(set(given) & set(_SQUASH))
+            if clash:
+                raise DataError(
+                    f"resize='squash' sets crop_mode and crop_pct itself; it cannot be combined "
+                    f"with {', '.join(clash)}. Give either --resize squash or --crop-pct."
+                )
+            given.update(_SQUASH)
 
     def fail(message: str) -> None:
         raise DataError(f"Invalid preprocessing override: {message}")

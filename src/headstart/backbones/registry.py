@@ -2,10 +2,10 @@
 
 A backbone is a pretrained network cut before its classifier, together with the preprocessing
 its weights expect. Names are the ones users already know (timm's ``resnet50.a1_in1k``,
-``hf-hub:``/``local-dir:`` prefixes, ``tv:NAME`` for torchvision, and the shipped
-``headstart-tiny``), parsed in :func:`parse_model_name` only. The per-family work lives in the
-private ``_timm``, ``_torchvision`` and ``_local`` modules, imported when needed so that the CLI
-starts without loading the model zoos.
+``hf-hub:``/``local-dir:`` prefixes, ``tv:NAME`` for torchvision, ``keras:NAME`` for Keras
+applications, and the shipped ``headstart-tiny``), parsed in :func:`parse_model_name` only. The
+per-family work lives in the private ``_timm``, ``_torchvision``, ``_keras`` and ``_local``
+modules, imported when needed so that the CLI starts without loading the model zoos (or Keras).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ DEFAULT_MODEL = "convnext_tiny.in12k_ft_in1k"
 EMBEDDED_MODEL = "headstart-tiny"
 """Shipped inside the package, so headstart works with no network at all."""
 
-SOURCES: tuple[str, ...] = ("timm", "hf-hub", "local-dir", "tv", "embedded")
+SOURCES: tuple[str, ...] = ("timm", "hf-hub", "local-dir", "tv", "keras", "embedded")
 
 WeightsChoice = Literal["default", "none"] | Path
 """``"default"`` (the pretrained weights), ``"none"`` (seeded random init) or a weights file."""
@@ -56,7 +56,10 @@ _PREFIXES = {
     "local-dir": "local-dir",
     "tv": "tv",
     "torchvision": "tv",
+    "keras": "keras",
 }
+# Keras' own files, read only for keras: models (headstart.backbones._keras).
+_KERAS_SUFFIXES = (".h5", ".keras")
 _HINT = "Run `headstart backbones` to see the names."
 
 
@@ -92,7 +95,9 @@ class Backbone:
 def parse_model_name(name: str) -> tuple[str, str]:
     """Split a model name into (source, name), the one place names are interpreted.
 
-    Recognised: ``hf-hub:ORG/REPO[@REV]``, ``local-dir:PATH``, ``tv:NAME[.WEIGHTS]``, an optional
+    Recognised: ``hf-hub:ORG/REPO[@REV]``, ``local-dir:PATH``, ``tv:NAME[.WEIGHTS]``,
+    ``keras:NAME`` (a ``keras.applications`` name) or ``keras:PATH.keras`` (a saved Keras
+    classifier, the one prefix that takes a file, as the file is the model), an optional
     ``timm:`` prefix, ``headstart-tiny``, and otherwise a timm name (``resnet50.a1_in1k``). A bare
     path is rejected rather than guessed at: if ``./resnet50`` were looked up in the timm registry
     when the folder is missing (or the reverse), a typo would silently load different weights
@@ -102,7 +107,8 @@ def parse_model_name(name: str) -> tuple[str, str]:
         name: The model name as the user wrote it.
 
     Returns:
-        (source, name) with source one of "timm", "hf-hub", "local-dir", "tv", "embedded", and
+        (source, name) with source one of "timm", "hf-hub", "local-dir", "tv", "keras",
+        "embedded", and
         name without its prefix.
 
     Raises:
@@ -121,7 +127,7 @@ def parse_model_name(name: str) -> tuple[str, str]:
         if source is None:
             raise BackboneNotFoundError(
                 f"Unknown model source '{prefix}:' in {text!r}; use one of timm:, hf-hub:, "
-                f"local-dir:, tv:, or a plain timm name. {_HINT}"
+                f"local-dir:, tv:, keras:, or a plain timm name. {_HINT}"
             )
         rest = rest.strip()
         if not rest:
@@ -131,6 +137,11 @@ def parse_model_name(name: str) -> tuple[str, str]:
                 f"{text!r} is not a {source} model name; for a folder use local-dir:{rest}."
             )
         return source, rest
+    if text.lower().endswith(_KERAS_SUFFIXES):
+        raise BackboneNotFoundError(
+            f"Model {text!r} looks like a Keras file; write --model keras:{text} for a saved "
+            "Keras classifier, or --model keras:NAME --weights FILE for an application's weights."
+        )
     if _looks_like_path(text):
         raise BackboneNotFoundError(
             f"Model {text!r} looks like a path; write --model local-dir:{text} for a folder "
@@ -145,29 +156,36 @@ def _looks_like_path(text: str) -> bool:
         or "\\" in text
         or text.startswith(("~", "."))
         or text.lower().endswith(
-            (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".json", ".onnx", ".h5")
+            (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".json", ".onnx", ".h5", ".keras")
         )
     )
 
 
-def parse_weights(weights: str | Path) -> WeightsChoice:
+def parse_weights(weights: str | Path, *, source: str = "timm") -> WeightsChoice:
     """Interpret ``--weights``: "default", "none", or a path to an existing weights file.
 
     The two keywords win over files of the same name, so a stray file called ``none`` can never
-    turn a random init into a load.
+    turn a random init into a load. Keras' ``.h5``/``.keras`` files are weights only for a
+    ``keras:`` model: no other architecture could read them.
 
     Raises:
-        WeightsError: Neither keyword and not an existing weights file.
+        WeightsError: Neither keyword and not an existing weights file for ``source``.
     """
     from headstart.backbones._weights import WEIGHT_SUFFIXES
 
     if isinstance(weights, str) and weights.strip().lower() in ("default", "none"):
         return "default" if weights.strip().lower() == "default" else "none"
     path = Path(weights).expanduser()
-    if path.suffix.lower() not in WEIGHT_SUFFIXES or not path.is_file():
+    suffixes = _KERAS_SUFFIXES if source == "keras" else WEIGHT_SUFFIXES
+    if path.suffix.lower() in _KERAS_SUFFIXES and source != "keras":
+        raise WeightsError(
+            f"--weights {str(weights)!r} is a Keras file; it fits a --model keras:NAME "
+            "(e.g. keras:ResNet50), not a timm or torchvision model."
+        )
+    if path.suffix.lower() not in suffixes or not path.is_file():
         raise WeightsError(
             f"--weights {str(weights)!r} is not 'default', 'none' or an existing weights file "
-            f"({', '.join(WEIGHT_SUFFIXES)}); pass one of those."
+            f"({', '.join(suffixes)}); pass one of those."
         )
     return path
 
@@ -198,7 +216,11 @@ def create_backbone(
         UnsafeWeightsError: A weights file that would need unpickling of arbitrary objects.
     """
     source, name = parse_model_name(model)
-    choice = parse_weights(weights)
+    choice = parse_weights(weights, source=source)
+    if source == "keras":
+        from headstart.backbones import _keras
+
+        return _keras.create(name, choice, preprocess_overrides, model=model, weights=weights)
     if source == "timm":
         from headstart.backbones import _timm
 
@@ -229,7 +251,11 @@ def resolve_model_preprocess(
         WeightsError: ``weights`` is neither keyword nor an existing file.
     """
     source, name = parse_model_name(model)
-    parse_weights(weights)  # a typo in --weights should fail here too, not later in training
+    parse_weights(weights, source=source)  # a typo in --weights fails here, not in training
+    if source == "keras":
+        from headstart.backbones import _keras
+
+        return _keras.preprocess_for(name, overrides)
     if source == "timm":
         from headstart.backbones import _timm
 
@@ -282,8 +308,13 @@ def rebuild_backbone(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbon
         from headstart.backbones import _torchvision
 
         return _torchvision.rebuild(spec, preprocess)
+    if family == "keras":
+        from headstart.backbones import _keras
+
+        return _keras.rebuild(spec, preprocess)
     raise RunFolderError(
-        f"Saved backbone family {family!r} is unknown; expected 'timm' or 'torchvision'. "
+        f"Saved backbone family {family!r} is unknown; expected 'timm', 'torchvision' or "
+        "'keras'. "
         "The run folder was edited or written by a newer headstart."
     )
 
@@ -344,6 +375,9 @@ _RECOMMENDED: tuple[tuple[str, str], ...] = (
     ("tv:densenet161", "torchvision DenseNet-161"),
     ("tv:squeezenet1_0", "torchvision SqueezeNet 1.0: 1.2M params, 512 pooled features"),
     ("tv:alexnet", "torchvision AlexNet: historical baseline"),
+    ("keras:ResNet50", "Keras applications ResNet50 (caffe preprocess_input), needs [keras]"),
+    ("keras:InceptionV3", "Keras applications InceptionV3, 299 px, -1..1 input, needs [keras]"),
+    ("keras:EfficientNetB0", "Keras applications EfficientNetB0, needs [keras]"),
     ("tv:efficientnet_b0", "torchvision EfficientNet-B0"),
 )
 

@@ -33,14 +33,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
         default=None if model_help else DEFAULT_MODEL,
         help=model_help
         or f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
-        f"local-dir:PATH, tv:NAME for torchvision, or {EMBEDDED_MODEL} (shipped, offline). "
+        f"local-dir:PATH, tv:NAME for torchvision, keras:NAME (Keras applications) or "
+        f"keras:PATH.keras, or {EMBEDDED_MODEL} (shipped, offline). "
         "See `headstart backbones`.",
     )
     parser.add_argument(
         "--weights",
         default="default",
         help="'default' (the pretrained weights), 'none' (random init), or a .safetensors "
-        "(or weights-only .pth) file",
+        "(or weights-only .pth) file; for keras: models a .weights.h5, _notop.h5 or .keras file",
     )
     group = parser.add_argument_group(
         "preprocessing overrides (the weights' own preprocessing is used unless you say otherwise)"
@@ -54,6 +55,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
         "--keras",
         choices=("caffe", "tf", "torch"),
         help="Keras applications' preprocess_input mode, for weights ported from Keras",
+    )
+    group.add_argument(
+        "--resize",
+        choices=("crop", "squash"),
+        help="crop (default): keep the aspect ratio and center-crop; squash: resize the whole "
+        "image to the input size, as Keras' load_img(target_size=...) does",
     )
 
 
@@ -83,6 +90,8 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
         overrides["std"] = _floats(args.std, "--std")
     if args.keras:
         overrides["keras"] = args.keras
+    if getattr(args, "resize", None):
+        overrides["resize"] = args.resize
     return overrides or None
 
 

@@ -10,7 +10,8 @@ part of the backbone, every Dropout in it included, is put back in inference mod
 Stages (for ``--unfreeze N`` and per-depth learning rates) come from timm's own grouping,
 ``model.group_matcher(coarse=True)``, the one ``param_groups_layer_decay`` uses: the stem, each
 stage (ResNet's ``layer1``...), each ViT block, and the final norm. torchvision models have no
-matcher; for them a stage is a block of the network's sequential containers, in order.
+matcher; for them a stage is a block of the network's sequential containers, in order. Keras
+backbones say their own stages (``headstart_stages``: the blocks their layer names give).
 ``--layer`` features come from timm's ``forward_intermediates``, global-average-pooled.
 """
 
@@ -78,7 +79,7 @@ class Network(nn.Module):
                 self.backbone.get_submodule(name).train()
             if self.bn == "frozen":
                 for module in self.backbone.modules():
-                    if isinstance(module, _BatchNorm):
+                    if _is_batchnorm(module):
                         module.eval()
         return self
 
@@ -104,8 +105,13 @@ def _trainable_roots(module: nn.Module, trainable: set[str]) -> list[str]:
     return roots
 
 
+def _is_batchnorm(module: nn.Module) -> bool:
+    """torch's BatchNorm, or the torch face of a Keras one (headstart.backbones._keras)."""
+    return isinstance(module, _BatchNorm) or getattr(module, "is_batchnorm", False) is True
+
+
 def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, _BatchNorm) for m in module.modules())
+    return any(_is_batchnorm(m) for m in module.modules())
 
 
 # ------------------------------------------------------------------------------ stages
@@ -120,7 +126,10 @@ def backbone_stages(module: nn.Module) -> list[list[str]]:
     inner = inner_module(module)
     prefix = "model." if inner is not module else ""
     matcher = getattr(inner, "group_matcher", None)
-    if callable(matcher):
+    own_stages = getattr(inner, "headstart_stages", None)
+    if callable(own_stages):  # a Keras backbone groups its layers by block itself
+        stages = [[f"{prefix}{n}" for n in stage] for stage in own_stages()]
+    elif callable(matcher):
         from timm.models._manipulate import group_parameters
 
         groups = group_parameters(inner, matcher(coarse=True))

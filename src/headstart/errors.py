@@ -13,9 +13,11 @@ __all__ = [
     "BackboneNotFoundError",
     "DataError",
     "DataWarning",
+    "ExportError",
     "HeadstartError",
     "HeadstartWarning",
     "ImageDecodeError",
+    "MissingDependencyError",
     "NotFittedError",
     "PreprocessOverrideWarning",
     "RunFolderError",
@@ -59,6 +61,14 @@ class NotFittedError(HeadstartError, AttributeError):
 
 class RunFolderError(HeadstartError, ValueError):
     """A run folder is missing, incomplete, or was not written by headstart."""
+
+
+class ExportError(HeadstartError, RuntimeError):
+    """An exported model does not give ``predict``'s probabilities; it is not written."""
+
+
+class MissingDependencyError(HeadstartError, ImportError):
+    """A feature needs an optional extra that is not installed (``pip install 'headstart[X]'``)."""
 
 
 class HeadstartWarning(UserWarning):

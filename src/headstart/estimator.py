@@ -442,7 +442,7 @@ class ImageClassifier:
         self.head_.eval()
         with torch.no_grad():
             logits = self.head_(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
-            return F.softmax(logits, dim=1).numpy()
+            return F.softmax(logits / getattr(self, "temperature_", 1.0), dim=1).numpy()
 
     def _metrics_from_features(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         return classification_metrics(y, self._proba(x), self.classes_)

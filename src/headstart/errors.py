@@ -20,6 +20,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFittedError",
     "PreprocessOverrideWarning",
+    "PretrainedViewWarning",
     "RunFolderError",
     "UnsafeWeightsError",
     "WeightsError",
@@ -81,3 +82,7 @@ class DataWarning(HeadstartWarning):
 
 class PreprocessOverrideWarning(HeadstartWarning):
     """The user overrode the preprocessing the weights were trained with."""
+
+
+class PretrainedViewWarning(HeadstartWarning):
+    """The backbone's own pretraining classifier sees nothing sensible in the training images."""

@@ -234,6 +234,7 @@ class ImageClassifier:
         )
         if self.check_data and not self.resume:
             self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
+            self._warn_on_pretrained_view(dataset, backbone)
         self.advice_: Advice | None = None
         if settings is None:
             self.advice_ = self._advise(dataset, backbone)
@@ -288,6 +289,20 @@ class ImageClassifier:
                     DataWarning,
                     stacklevel=3,
                 )
+
+    def _warn_on_pretrained_view(self, dataset: Dataset, backbone: Backbone) -> None:
+        """Ask the weights' own classifier about a few training images; warn if it collapses.
+
+        The features it needs are the training images' own, so they land in the cache that
+        training reads next: the check costs a classifier pass, not a forward pass.
+        """
+        from headstart.doctor._pretrained_view import warn_on_pretrained_view
+
+        def extract(net: Backbone, paths: Sequence[Path]) -> Any:
+            return self._extract(net, paths, desc="asking the pretrained classifier")
+
+        samples = [(s.path, dataset.classes[s.label]) for s in dataset.splits.get("train", [])]
+        warn_on_pretrained_view(backbone, samples, extract, model=self.model, seed=self.seed)
 
     def advise(
         self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None

@@ -126,16 +126,21 @@ def test_export_refuses_to_write_a_model_that_differs_from_predict(
     assert list(out.parent.iterdir()) == []  # no model, no sidecar, no temp file
 
 
-def test_export_run_cli_writes_model_and_sidecar_beside_the_run(colour_data, tmp_path, capsys):
+def test_exported_onnx_takes_the_tensor_headstart_preprocess_saves(colour_data, tmp_path, capsys):
     run = tmp_path / "run"
-    _fit(tmp_path, colour_data, "headstart-tiny").save(run)
-    assert main(["export", str(run), "--format", "torchscript", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "parity: max |probability - predict|" in out
-    assert (run / "model.torchscript.pt").is_file()
-    sidecar = json.loads((run / "model.torchscript.pt.json").read_text())
-    assert sidecar["source_run"] == str(run.resolve())
-    assert sidecar["parity"]["images"] >= 2
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    clf.save(run)
+    assert main(["export", str(run), "--quiet"]) == 0
+    assert "parity: max |probability - predict|" in capsys.readouterr().out
+    sidecar = json.loads((run / "model.onnx.json").read_text())
+    assert sidecar["source_run"] == str(run.resolve()) and sidecar["parity"]["images"] >= 2
+    image = _test_images(colour_data)[0]
+    saved = tmp_path / "x.npy"
+    assert (
+        main(["preprocess", "--model", f"local-dir:{run}", str(image), "--save", str(saved)]) == 0
+    )
+    got = _run_onnx(run / "model.onnx", np.load(saved)[None])
+    np.testing.assert_allclose(got, clf.predict_proba([image]), atol=PARITY_TOLERANCE, rtol=0)
 
 
 def test_onnx_export_without_onnxruntime_says_which_extra_to_install(

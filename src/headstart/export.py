@@ -152,11 +152,12 @@ def export_classifier(
     out.parent.mkdir(parents=True, exist_ok=True)
     preprocess = clf.preprocess_
     temperature = float(getattr(clf, "temperature_", 1.0))
-    graph = _ExportGraph(clf, uint8=input == "uint8").eval()
     with tempfile.TemporaryDirectory(prefix="headstart-export-") as tmp:
         paths = _sample_paths(clf, sample_images, Path(tmp))
         images = [_load(p, preprocess) for p in paths]
         expected = clf.predict_proba(paths)
+        # On the CPU, where the exported file will be checked (predict may have used a GPU).
+        graph = _ExportGraph(clf, uint8=input == "uint8").eval().to("cpu")
         batch = _batch(images, preprocess, uint8=input == "uint8")
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         os.close(fd)

@@ -91,21 +91,24 @@ def explain_image(
     preprocess = clf.preprocess_
     img = load_image(path, draft_size=preprocess.draft_size)
     seen = preprocess.resize_and_crop(img)
-    x = preprocess(img).unsqueeze(0)
-    network = clf.backbone_.module
-    network.eval()
-    clf.head_.eval()
+    network = clf.backbone_.module.eval()
+    head = clf.head_.eval()
+    # Wherever extraction left the backbone (a GPU), and the head where predict runs it.
+    device = next(network.parameters()).device
+    x = preprocess(img).unsqueeze(0).to(device)
+    head_device = next(head.parameters()).device
     layer, activation = _capture(network, x)
     with torch.enable_grad():
         act, features = activation()
-        logits = clf.head_(features)
-        proba = torch.softmax(logits.detach() / getattr(clf, "temperature_", 1.0), dim=1)[0]
+        logits = head(features.to(head_device))
+        temperature = getattr(clf, "temperature_", 1.0)
+        proba = torch.softmax(logits.detach().cpu() / temperature, dim=1)[0]
         predicted = int(proba.argmax())
         wanted = [_class_index(clf, c) for c in classes] if classes else [predicted]
         out = []
         for i, index in enumerate(wanted):
             (grad,) = torch.autograd.grad(logits[0, index], act, retain_graph=i + 1 < len(wanted))
-            cam = _grad_cam(_as_grid(act.detach())[0], _as_grid(grad)[0], seen.size)
+            cam = _grad_cam(_as_grid(act.detach().cpu())[0], _as_grid(grad.cpu())[0], seen.size)
             out.append(
                 Explanation(
                     image=seen,

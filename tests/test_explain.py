@@ -30,7 +30,6 @@ def _fit(tmp_path: Path, data: Path, model: str, **kwargs) -> ImageClassifier:
     ("model", "layer"),
     [
         ("headstart-tiny", "layer4"),
-        ("test_convnext", "norm_pre"),  # timm's identity after the last stage
         ("test_vit", "blocks.5 (input)"),  # the last of its six blocks
         ("tv:mobilenet_v3_small", "features"),
     ],

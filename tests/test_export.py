@@ -72,13 +72,17 @@ CASES = [
         id="shipped-bgr-caffe-onnx-uint8",
     ),
     pytest.param("test_vit", {}, "onnx", "float", id="timm-vit-linear-onnx-float"),
-    pytest.param("test_convnext", {"head": "mlp"}, "torchscript", "uint8", id="timm-convnext-ts"),
     pytest.param("tv:squeezenet1_1", {"head": "mlp"}, "onnx", "uint8", id="tv-squeezenet-onnx"),
-    pytest.param("tv:mobilenet_v3_small", {}, "torchscript", "float", id="tv-mobilenet-ts"),
+    pytest.param(
+        "tv:mobilenet_v3_small", {"head": "mlp"}, "torchscript", "uint8", id="tv-mobilenet-ts"
+    ),
 ]
 
 
+# The caffe case is wrong preprocessing on purpose: its override and pretrained-view warnings are
+# what headstart says about it, not what this test is about.
 @pytest.mark.filterwarnings("ignore::headstart.errors.PreprocessOverrideWarning")
+@pytest.mark.filterwarnings("ignore::headstart.errors.PretrainedViewWarning")
 @pytest.mark.parametrize(("model", "kwargs", "fmt", "contract"), CASES)
 def test_export_matches_predict_for_every_backbone_family(
     colour_data, tmp_path, model, kwargs, fmt, contract

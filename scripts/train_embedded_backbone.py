@@ -17,6 +17,16 @@ Everything is seeded (data from integer seeds, ``torch.manual_seed``, a fixed th
 rerun on the same software gives the same weights. It takes about 10 minutes on 2 CPU cores:
 
     PYTHONPATH=src .venv/bin/python scripts/train_embedded_backbone.py
+
+Beside the trunk it writes the pretraining classifier (``pretrained_classifier.safetensors``:
+``fc.weight``, ``fc.bias`` over ``headstart_pretraining.classes``), which ``headstart doctor``'s
+pretrained-view check runs on a user's images. The first shipped trunk was written before the
+script kept its head, so ``--classifier-only`` fits one on the frozen shipped trunk instead,
+without touching ``model.safetensors``: multinomial logistic regression (full-batch L-BFGS, a
+fixed L2) on the trunk's features of the same source training images at the evaluation
+preprocessing, scored on the same validation images. Deterministic, about a minute:
+
+    PYTHONPATH=src .venv/bin/python scripts/train_embedded_backbone.py --classifier-only
 """
 
 from __future__ import annotations
@@ -83,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--classifier-only",
+        action="store_true",
+        help="keep the shipped trunk; fit and write only its source-class classifier",
+    )
     return p.parse_args(argv)
 
 
@@ -174,6 +189,83 @@ def write_backbone(out: Path, trunk: torch.nn.Module, config: dict[str, Any]) ->
     safetensors.torch.save_file(state, str(tmp_weights), metadata={"format": "pt"})
     os.chmod(tmp_weights, 0o644)  # NamedTemporaryFile makes 0600 files; these ship as data
     os.replace(tmp_weights, out / "model.safetensors")
+    write_backbone_config(out, config)
+
+
+CLASSIFIER_FILE = "pretrained_classifier.safetensors"
+CLASSIFIER_L2 = 1e-3  # weight decay of the refit classifier, on the mean cross-entropy
+
+
+def write_classifier(out: Path, fc: torch.nn.Linear) -> None:
+    """Write the source-class classifier (``fc.weight``, ``fc.bias``) atomically."""
+    state = {
+        "fc.weight": fc.weight.detach().contiguous().float(),
+        "fc.bias": fc.bias.detach().contiguous().float(),
+    }
+    with tempfile.NamedTemporaryFile(dir=out, suffix=".safetensors.tmp", delete=False) as f:
+        tmp = Path(f.name)
+    safetensors.torch.save_file(state, str(tmp), metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / CLASSIFIER_FILE)
+
+
+@torch.no_grad()
+def trunk_features(trunk: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    trunk.eval()
+    return torch.cat([trunk(centre_crop(images[i : i + 256])) for i in range(0, len(images), 256)])
+
+
+def fit_classifier_only(args: argparse.Namespace) -> int:
+    """Fit the source-class classifier on the frozen shipped trunk (see the module docstring)."""
+    start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    config = json.loads((args.out / "config.json").read_text(encoding="utf-8"))
+    trunk = timm.create_model(f"local-dir:{args.out}", pretrained=True, num_classes=0).eval()
+    n_classes = len(SOURCE_CLASSES)
+    train_labels = np.arange(args.train_per_class * n_classes) % n_classes
+    val_labels = np.arange(args.val_per_class * n_classes) % n_classes
+    train_x = trunk_features(
+        trunk, generate(TRAIN_SEED, np.arange(len(train_labels)), train_labels)
+    )
+    val_x = trunk_features(trunk, generate(VAL_SEED, np.arange(len(val_labels)), val_labels))
+    train_y, val_y = torch.from_numpy(train_labels), torch.from_numpy(val_labels)
+    fc = torch.nn.Linear(train_x.shape[1], n_classes)
+    torch.nn.init.zeros_(fc.weight)
+    torch.nn.init.zeros_(fc.bias)
+    opt = torch.optim.LBFGS(fc.parameters(), lr=1.0, max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(fc(train_x), train_y) + CLASSIFIER_L2 * fc.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        train_acc = float((fc(train_x).argmax(1) == train_y).float().mean())
+        val_acc = float((fc(val_x).argmax(1) == val_y).float().mean())
+    write_classifier(args.out, fc)
+    config["headstart_pretraining"]["classifier"] = {
+        "file": CLASSIFIER_FILE,
+        "how": "refit on the frozen shipped trunk (the first trunk was written without its "
+        "head): multinomial logistic regression, full-batch L-BFGS, "
+        f"L2 {CLASSIFIER_L2:g} on the weights, features of the source training images at the "
+        "evaluation preprocessing (resize 128, centre crop 112)",
+        "train_images": len(train_labels),
+        "train_accuracy": round(train_acc, 4),
+        "source_val_accuracy": round(val_acc, 4),
+    }
+    write_backbone_config(args.out, config)
+    print(
+        f"classifier on the frozen trunk: train {train_acc:.3f}, source val {val_acc:.3f}; "
+        f"wrote {args.out / CLASSIFIER_FILE} in {time.perf_counter() - start:.0f}s"
+    )
+    return 0
+
+
+def write_backbone_config(out: Path, config: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile(
         "w", dir=out, suffix=".json.tmp", delete=False, encoding="utf-8"
     ) as f:
@@ -186,6 +278,8 @@ def write_backbone(out: Path, trunk: torch.nn.Module, config: dict[str, Any]) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.classifier_only:
+        return fit_classifier_only(args)
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -326,7 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
     }
+    config["headstart_pretraining"]["classifier"] = {
+        "file": CLASSIFIER_FILE,
+        "how": "the pretraining head (fc), as trained",
+        "source_val_accuracy": round(val_acc, 4),
+    }
     write_backbone(args.out, trunk, config)
+    write_classifier(args.out, model.fc)
 
     # Verify what was written loads through timm's own local-dir path and matches the trunk.
     loaded = timm.create_model(f"local-dir:{args.out}", pretrained=True, num_classes=0).eval()

@@ -16,7 +16,7 @@ from headstart import ImageClassifier
 from headstart.cli.main import main
 from headstart.errors import DataError, RunFolderError
 from headstart.evaluation import write_report
-from headstart.evaluation.report import GRID_LIMIT, _tensor_to_image
+from headstart.evaluation.report import EXPLAIN_LIMIT, GRID_LIMIT, _tensor_to_image
 from headstart.preprocess import Preprocess
 from tests.conftest import write_colour_dataset
 
@@ -199,6 +199,14 @@ def chromium() -> str:
     return found
 
 
+def test_most_confident_mistakes_show_where_the_model_saw_each_class(trained, report) -> None:
+    wrong = _tile_probabilities(report, "wrong")
+    maps = report.count('class="cams"')
+    assert maps == min(len(wrong), EXPLAIN_LIMIT) > 0
+    assert report.count("looked for ") == 2 * maps  # the wrong answer and the true class
+    assert "Grad-CAM on layer4" in report
+
+
 def _browse(chromium: str, profile: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
@@ -230,7 +238,8 @@ def test_report_renders_in_chromium_without_errors_and_every_image_decodes(
     console = [line for line in loaded.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     assert attrs.get("errors") == "0", attrs.get("error-list")
-    assert int(attrs["images-total"]) >= 3 + _tile_count(report)  # preview x2, curves, tiles
+    # preview x2, curves, tiles, two class-activation maps per explained mistake
+    assert int(attrs["images-total"]) >= 3 + _tile_count(report) + 2 * report.count('"cams"')
     assert attrs["images-ok"] == attrs["images-total"]
 
     shot = tmp_path / "report.png"

@@ -13,11 +13,14 @@ __all__ = [
     "BackboneNotFoundError",
     "DataError",
     "DataWarning",
+    "ExportError",
     "HeadstartError",
     "HeadstartWarning",
     "ImageDecodeError",
+    "MissingDependencyError",
     "NotFittedError",
     "PreprocessOverrideWarning",
+    "PretrainedViewWarning",
     "RunFolderError",
     "UnsafeWeightsError",
     "WeightsError",
@@ -61,6 +64,14 @@ class RunFolderError(HeadstartError, ValueError):
     """A run folder is missing, incomplete, or was not written by headstart."""
 
 
+class ExportError(HeadstartError, RuntimeError):
+    """An exported model does not give ``predict``'s probabilities; it is not written."""
+
+
+class MissingDependencyError(HeadstartError, ImportError):
+    """A feature needs an optional extra that is not installed (``pip install 'headstart[X]'``)."""
+
+
 class HeadstartWarning(UserWarning):
     """Base of headstart's warnings: something is allowed but probably not what the user wants."""
 
@@ -71,3 +82,7 @@ class DataWarning(HeadstartWarning):
 
 class PreprocessOverrideWarning(HeadstartWarning):
     """The user overrode the preprocessing the weights were trained with."""
+
+
+class PretrainedViewWarning(HeadstartWarning):
+    """The backbone's own pretraining classifier sees nothing sensible in the training images."""

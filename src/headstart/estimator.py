@@ -255,6 +255,7 @@ class ImageClassifier:
         _warn_on_small_classes(dataset)
         if self.check_data and not self.resume:
             self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
+            self._warn_on_pretrained_view(dataset, backbone)
         self.advice_: Advice | None = None
         if settings is None:
             self.advice_ = self._advise(dataset, backbone)
@@ -312,6 +313,20 @@ class ImageClassifier:
                     DataWarning,
                     stacklevel=3,
                 )
+
+    def _warn_on_pretrained_view(self, dataset: Dataset, backbone: Backbone) -> None:
+        """Ask the weights' own classifier about a few training images; warn if it collapses.
+
+        The features it needs are the training images' own, so they land in the cache that
+        training reads next: the check costs a classifier pass, not a forward pass.
+        """
+        from headstart.doctor._pretrained_view import warn_on_pretrained_view
+
+        def extract(net: Backbone, paths: Sequence[Path]) -> Any:
+            return self._extract(net, paths, desc="asking the pretrained classifier")
+
+        samples = [(s.path, dataset.classes[s.label]) for s in dataset.splits.get("train", [])]
+        warn_on_pretrained_view(backbone, samples, extract, model=self.model, seed=self.seed)
 
     def advise(
         self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None = None
@@ -543,12 +558,35 @@ class ImageClassifier:
     def _metrics_from_features(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         return classification_metrics(y, self._proba(x), self.classes_)
 
-    def predict_files(self, paths: Sequence[str | Path], *, top_k: int = 5) -> list[Prediction]:
-        """Predict every image among files and folders; unreadable ones get an ``error``."""
+    def _tta_proba(self, files: Sequence[Path], *, tta: str, desc: str) -> tuple[Any, np.ndarray]:
+        """(extraction of the plain view, probabilities averaged over the ``tta`` views)."""
+        from headstart.tta import tta_views
+
+        views = tta_views(tta, self.preprocess_)
+        extracted = self._extract(self.backbone_, files, desc=desc)
+        proba = self._proba(extracted.features)
+        for view in views[1:]:
+            name = view.name if view is not None else "plain"
+            other = self._extract(
+                self.backbone_, extracted.paths, desc=f"{desc}, {name}", view=view
+            )
+            if other.paths != extracted.paths:  # the same files decoded a moment ago
+                path = next(iter(other.failures), extracted.paths[0])
+                raise ImageDecodeError(path, other.failures.get(path, "changed while reading"))
+            proba = proba + self._proba(other.features)
+        return extracted, proba / len(views)
+
+    def predict_files(
+        self, paths: Sequence[str | Path], *, top_k: int = 5, tta: str = "none"
+    ) -> list[Prediction]:
+        """Predict every image among files and folders; unreadable ones get an ``error``.
+
+        ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
+        probabilities of that many views of each image.
+        """
         self._check_fitted()
         files, skipped = collect_image_paths(list(paths))
-        extracted = self._extract(self.backbone_, files, desc="predicting")
-        proba = self._proba(extracted.features)
+        extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
         results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
@@ -563,29 +601,35 @@ class ImageClassifier:
             results.append(Prediction(path, top[0][0], top[0][1], top))
         return results
 
-    def predict_proba(self, paths: Sequence[str | Path]) -> np.ndarray:
+    def predict_proba(self, paths: Sequence[str | Path], *, tta: str = "none") -> np.ndarray:
         """Class probabilities, one row per image file in ``paths`` (columns: ``classes_``).
+
+        ``tta``: ``"none"``, ``"flip"`` or ``"crops"``: average over that many views of each
+        image (:mod:`headstart.tta`).
 
         Raises:
             ImageDecodeError: a file could not be read; use ``predict_files`` to get the others.
         """
         self._check_fitted()
         files = [Path(p) for p in paths]
-        extracted = self._extract(self.backbone_, files, desc="predicting")
+        extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         if extracted.failures:
             path, reason = next(iter(extracted.failures.items()))
             raise ImageDecodeError(path, reason)
-        return self._proba(extracted.features)
+        return proba
 
-    def predict(self, paths: Sequence[str | Path]) -> list[str]:
+    def predict(self, paths: Sequence[str | Path], *, tta: str = "none") -> list[str]:
         """The most probable class name for each image file in ``paths``."""
-        proba = self.predict_proba(paths)
+        proba = self.predict_proba(paths, tta=tta)
         return [self.classes_[i] for i in proba.argmax(1)]
 
-    def evaluate(self, data: str | Path | Dataset, *, split: str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, data: str | Path | Dataset, *, split: str | None = None, tta: str = "none"
+    ) -> dict[str, Any]:
         """Metrics on labelled data: accuracy, loss, per-class P/R/F1, confusion matrix.
 
-        The split evaluated is ``split`` if given, else test, else val, else all of ``data``.
+        The split evaluated is ``split`` if given, else test, else val, else all of ``data``;
+        ``tta`` averages the probabilities of several views of each image (:mod:`headstart.tta`).
         A plain class-folder dataset that is the one the model was trained on is split again with
         the recorded seed and fractions, so its test split is the same images as at training time.
         """
@@ -599,13 +643,18 @@ class ImageClassifier:
                 f"Split {chosen!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
             )
         samples = dataset.splits[chosen]
-        extracted = self._extract(self.backbone_, [s.path for s in samples], desc="evaluating")
-        by_path = dict(zip(extracted.paths, extracted.features, strict=True))
-        x, y = xy([s for s in samples if s.path in by_path], by_path, self.backbone_.num_features)
-        metrics = self._metrics_from_features(x, y)
+        extracted, all_proba = self._tta_proba(
+            [s.path for s in samples], tta=tta, desc="evaluating"
+        )
+        row = {p: i for i, p in enumerate(extracted.paths)}
+        kept = [s for s in samples if s.path in row]
+        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        y = np.array([s.label for s in kept], dtype=np.int64)
+        metrics = classification_metrics(y, proba, self.classes_)
         metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
-        metrics["paths"] = [str(s.path) for s in samples if s.path in by_path]
-        metrics["predicted"] = [int(i) for i in self._proba(x).argmax(1)] if len(x) else []
+        metrics["tta"] = tta
+        metrics["paths"] = [str(s.path) for s in kept]
+        metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
         metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
         return metrics
 

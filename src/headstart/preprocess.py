@@ -168,6 +168,19 @@ class Preprocess:
         """Turn one PIL image into the float32 CHW tensor the backbone receives."""
         return self._pipeline(img)
 
+    def resize_and_crop(self, img: Image.Image) -> Image.Image:
+        """The RGB image after the resize and crop (or pad) alone, before any arithmetic.
+
+        What an export with uint8 input receives: the geometric part of the pipeline, with the
+        very ops ``__call__`` uses, so the rest (scale, channel order, mean, std) can run in a
+        graph and give the same tensor.
+        """
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        for op in self._ops():
+            img = op(img)
+        return img
+
     def transform(
         self, augment: Callable[[Image.Image], Image.Image] | None = None
     ) -> Callable[[Image.Image], torch.Tensor]:

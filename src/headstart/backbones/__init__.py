@@ -5,6 +5,7 @@
 one offline; ``load_state_dict_file`` is the one safe way to read a weights file.
 """
 
+from headstart.backbones._classifier import PretrainedClassifier, load_pretrained_classifier
 from headstart.backbones._weights import load_state_dict_file
 from headstart.backbones.registry import (
     DEFAULT_MODEL,
@@ -21,8 +22,10 @@ __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODEL",
     "Backbone",
+    "PretrainedClassifier",
     "create_backbone",
     "list_backbones",
+    "load_pretrained_classifier",
     "load_state_dict_file",
     "parse_model_name",
     "rebuild_backbone",

@@ -11,6 +11,7 @@ __all__ = [
     "add_augment_options",
     "add_model_options",
     "add_run_options",
+    "add_tta_option",
     "add_training_options",
     "augment_values",
     "load_run",
@@ -134,6 +135,17 @@ def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -
         help="image decoding threads (default: one per core; 0: decode in turn)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    """--tta, for the commands that predict."""
+    parser.add_argument(
+        "--tta",
+        choices=("none", "flip", "crops"),
+        default="none",
+        help="test-time augmentation: average the probabilities of the image and its mirror "
+        "(flip) or of the centre and four corner crops (crops); default none",
+    )
 
 
 def print_json(obj: Any) -> None:

@@ -138,6 +138,14 @@ def _render(report: Report) -> list[str]:
             f"features: {noise['folds']}-fold logistic regression on {report.model} features "
             f"reaches {100 * noise['cv_accuracy']:.1f}% accuracy on {noise['images']} images",
         ]
+    view = stats.get("pretrained_view")
+    if view:
+        tops = ", ".join(f"{t['class']} {t['images']}" for t in view["top_classes"])
+        lines += [
+            "",
+            f"pretrained view: {view['classifier']} on {view['images']} images sees {tops} "
+            f"(mean top probability {view['mean_max_probability']:.2f})",
+        ]
 
     counts = report.severity_counts()
     for severity in SEVERITIES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, load_run, print_json
+from headstart.cli._common import add_run_options, add_tta_option, load_run, print_json
 
 __all__ = ["register", "run"]
 
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("data", help="labelled image folder or CSV")
     parser.add_argument("--split", choices=("train", "val", "test"), help="split to evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_tta_option(parser)
     add_run_options(parser)
     parser.set_defaults(func=run)
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from headstart.evaluation import format_metrics
 
     clf = load_run(args, quiet=args.quiet or args.json)
-    metrics = clf.evaluate(args.data, split=args.split)
+    metrics = clf.evaluate(args.data, split=args.split, tta=args.tta)
     if args.json:
         print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})
     else:

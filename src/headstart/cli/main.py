@@ -25,6 +25,8 @@ COMMANDS = (
     "train",
     "evaluate",
     "predict",
+    "export",
+    "explain",
     "info",
     "advise",
     "report",

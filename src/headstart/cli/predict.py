@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, load_run, print_json
+from headstart.cli._common import add_run_options, add_tta_option, load_run, print_json
 
 __all__ = ["register", "run"]
 
@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--top-k", type=int, default=1, help="how many classes to list")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
+    add_tta_option(parser)
     add_run_options(parser)
     parser.set_defaults(func=run)
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise HeadstartError(f"--top-k must be at least 1, got {args.top_k}.")
     clf = load_run(args, quiet=args.quiet or args.json)
-    predictions = clf.predict_files(args.paths, top_k=args.top_k)
+    predictions = clf.predict_files(args.paths, top_k=args.top_k, tta=args.tta)
     if args.json:
         print_json([p.to_dict() for p in predictions])
     else:

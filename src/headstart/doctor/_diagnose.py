@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,11 @@ from headstart.doctor._checks import (
 from headstart.doctor._duplicates import DEFAULT_NEAR_THRESHOLD, duplicate_findings
 from headstart.doctor._findings import Finding, Report, sort_findings
 from headstart.doctor._inspect import inspect_images
-from headstart.doctor._samples import labelled_samples
+from headstart.doctor._samples import Labelled, labelled_samples
 from headstart.errors import DataError, PreprocessOverrideWarning
 
 if TYPE_CHECKING:
+    from headstart.backbones import Backbone
     from headstart.preprocess import Preprocess
 
 __all__ = ["diagnose", "quick_checks"]
@@ -263,6 +264,21 @@ def diagnose(
             seed=seed,
         )
         findings += noise
+        view_finding = _pretrained_view_check(
+            backbone,
+            [s for s in samples if facts[s.path].ok],
+            model=str(model),
+            weights=weights,
+            overrides=used.overrides if used is not None else (),
+            cache_dir=folder,
+            num_workers=num_workers,
+            device=device,
+            quiet=quiet,
+            seed=seed,
+        )
+        if view_finding is not None:
+            findings.append(view_finding)
+            stats["pretrained_view"] = dict(view_finding.details)
     stats["seconds"] = round(time.monotonic() - started, 3)
     return Report(
         root=root,
@@ -274,6 +290,60 @@ def diagnose(
         expected_preprocess=expected,
         preprocess=used,
     )
+
+
+def _pretrained_view_check(
+    backbone: Backbone,
+    samples: Sequence[Labelled],
+    *,
+    model: str,
+    weights: str | Path,
+    overrides: Sequence[str],
+    cache_dir: Path | None,
+    num_workers: int | None,
+    device: str,
+    quiet: bool,
+    seed: int,
+) -> Finding | None:
+    """The ``pretrained-view`` finding, or None when the weights came without a classifier.
+
+    When the view collapses under overridden preprocessing, the check runs once more with the
+    weights' own preprocessing, so the finding can say whether the override is to blame.
+    """
+    from headstart.backbones import create_backbone, load_pretrained_classifier
+    from headstart.doctor._pretrained_view import (
+        DOCTOR_SAMPLE,
+        pretrained_view,
+        pretrained_view_finding,
+        sample_images,
+    )
+    from headstart.features.extract import extract_cached
+
+    classifier = load_pretrained_classifier(backbone)
+    if classifier is None:
+        return None
+
+    def extract(net: Backbone, paths: Sequence[Path]) -> Any:
+        return extract_cached(
+            net,
+            paths,
+            use_cache=cache_dir is not None,
+            cache_dir=cache_dir,
+            desc="asking the pretrained classifier",
+            num_workers=num_workers,
+            device=device,
+            quiet=quiet,
+        )
+
+    sample = sample_images([(s.path, s.label) for s in samples], DOCTOR_SAMPLE, seed=seed)
+    view = pretrained_view(backbone, sample, extract, classifier=classifier)
+    if view is None:
+        return None
+    plain = None
+    if view.collapsed and overrides:
+        own = create_backbone(model, weights=weights)
+        plain = pretrained_view(own, sample, extract, classifier=classifier)
+    return pretrained_view_finding(view, model=model, overrides=overrides, without_overrides=plain)
 
 
 def quick_checks(

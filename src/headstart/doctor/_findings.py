@@ -66,6 +66,7 @@ _CODE_ORDER = (
     "empty-file",
     "not-an-image",
     "unreadable",
+    "pretrained-view",
     "preprocess-override",
     "label-noise",
     "imbalance",

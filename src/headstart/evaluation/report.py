@@ -49,6 +49,8 @@ PREVIEW_SIDE = 256
 SKIPPED_LIMIT = 200
 CM_MAX_CLASSES = 40  # beyond this a confusion matrix is unreadable: list the worst pairs
 CONFUSED_PAIRS = 30
+EXPLAIN_LIMIT = 12  # mistakes with class-activation maps: two backward passes each, kept quick
+CAM_SIDE = 112
 
 
 def write_report(
@@ -188,6 +190,8 @@ class _Evaluation:
     metrics: dict[str, Any]
     items: list[_Item]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # path -> (map of the wrong answer, map of the true class, layer), for the top mistakes
+    explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
@@ -218,7 +222,35 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     proba = np.stack(rows) if rows else np.zeros((0, len(classes)))
     metrics = classification_metrics(np.array([i.true for i in items]), proba, classes)
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"
-    return _Evaluation(data, shown_split, metrics, items, skipped)
+    return _Evaluation(data, shown_split, metrics, items, skipped, _explain_mistakes(clf, items))
+
+
+def _explain_mistakes(
+    clf: ImageClassifier, items: Sequence[_Item]
+) -> dict[Path, tuple[str, str, str]]:
+    """Grad-CAM overlays for the most confident mistakes: for the wrong answer and the truth.
+
+    Capped at :data:`EXPLAIN_LIMIT` images so the report stays quick; a backbone the maps
+    cannot be computed for (no spatial activation) gets a gallery without them.
+    """
+    from headstart.evaluation.explain import explain_image, overlay
+
+    wrong = sorted((i for i in items if i.predicted != i.true), key=lambda i: -i.probability)
+    out: dict[Path, tuple[str, str, str]] = {}
+    for item in wrong[:EXPLAIN_LIMIT]:
+        try:
+            pred, true = explain_image(clf, item.path, classes=[item.predicted, item.true])
+        except ImageDecodeError:
+            continue  # changed on disk since it was evaluated
+        except HeadstartError:
+            return {}
+        images = []
+        for explanation in (pred, true):
+            shown = overlay(explanation)
+            shown.thumbnail((CAM_SIDE, CAM_SIDE))
+            images.append(_jpeg_uri(shown))
+        out[item.path] = (images[0], images[1], pred.layer)
+    return out
 
 
 # ----------------------------------------------------------------------------- images
@@ -482,7 +514,12 @@ def _per_class_html(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def _grid(items: Sequence[_Item], classes: Sequence[str], kind: str) -> str:
+def _grid(
+    items: Sequence[_Item],
+    classes: Sequence[str],
+    kind: str,
+    explanations: Mapping[Path, tuple[str, str, str]] | None = None,
+) -> str:
     tiles = []
     for item in items[:GRID_LIMIT]:
         thumb = _thumbnail(item.path, THUMB_SIDE)
@@ -495,10 +532,20 @@ def _grid(items: Sequence[_Item], classes: Sequence[str], kind: str) -> str:
             if kind == "wrong"
             else f'<span class="lbl">class</span> <b class="good">{_e(true)}</b>'
         )
+        cams = (explanations or {}).get(item.path)
+        maps = (
+            f'<div class="cams" title="Grad-CAM on {_e(cams[2])}: where the evidence for each '
+            f'class is"><figure><img src="{cams[0]}" alt="where it saw {_e(predicted)}">'
+            f"<figcaption>looked for {_e(predicted)}</figcaption></figure>"
+            f'<figure><img src="{cams[1]}" alt="where it saw {_e(true)}">'
+            f"<figcaption>looked for {_e(true)}</figcaption></figure></div>"
+            if cams
+            else ""
+        )
         tiles.append(
             f'<figure class="tile {kind}" data-probability="{item.probability:.6f}" '
             f'title="{_e(item.path)}"><img src="{_jpeg_uri(thumb)}" alt="{_e(item.path.name)}" '
-            f'width="{thumb.width}" height="{thumb.height}"><figcaption>{verdict}'
+            f'width="{thumb.width}" height="{thumb.height}">{maps}<figcaption>{verdict}'
             f'<span class="p">{100 * item.probability:.1f}%</span>'
             f'<span class="file">{_e(item.path.name)}</span></figcaption></figure>'
         )
@@ -811,7 +858,14 @@ def _grids_html(run: _Run, evaluation: _Evaluation | None, data_note: str) -> st
     wrong_body = (
         f'<p class="note">{len(wrong)} of {len(items)} {where} are wrong; showing '
         f"{shown(len(wrong))}, most confident mistake first. The percentage is the probability "
-        f"given to the predicted class.</p>{_grid(wrong, classes, 'wrong')}"
+        f"given to the predicted class."
+        + (
+            f" Under the first {len(evaluation.explanations)}, class-activation maps (Grad-CAM): "
+            "where the model saw its wrong answer, and where it saw the true class."
+            if evaluation.explanations
+            else ""
+        )
+        + f"</p>{_grid(wrong, classes, 'wrong', evaluation.explanations)}"
         if wrong
         else f'<p class="note">No mistakes on the {len(items)} {where}.</p>'
     )
@@ -946,6 +1000,10 @@ img.plot { max-width:100%; height:auto; display:block; }
   background:var(--card); }
 .tile img { display:block; width:100%; height:140px; object-fit:contain; background:#eef1f4; }
 .tile.wrong { border-top:3px solid var(--bad); }
+.tile .cams { display:flex; gap:2px; }
+.tile .cams figure { margin:0; flex:1; }
+.tile .cams img { height:72px; }
+.tile .cams figcaption { padding:2px 4px; font-size:11px; color:var(--muted); }
 .tile.right { border-top:3px solid #d4a72c; }
 .tile figcaption { padding:6px 8px 8px; font-size:13px; line-height:1.4; }
 .tile .lbl { color:var(--muted); font-size:11px; text-transform:uppercase; }

@@ -1,0 +1,161 @@
+"""`headstart export`: ONNX and TorchScript files that give predict's probabilities."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from headstart import ImageClassifier
+from headstart.cli.main import main
+from headstart.data import load_image
+from headstart.errors import ExportError, MissingDependencyError
+from headstart.export import PARITY_TOLERANCE, export_classifier, export_run
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+
+def _fit(tmp_path: Path, data: Path, model: str, **kwargs) -> ImageClassifier:
+    params = dict(
+        weights="none" if model != "headstart-tiny" else "default",
+        strategy="features",
+        epochs=3,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "cache",
+    )
+    params.update(kwargs)
+    return ImageClassifier(model, **params).fit(data)
+
+
+def _test_images(data: Path) -> list[Path]:
+    return sorted((data / "test").rglob("*.*"))[::2]
+
+
+def _run_onnx(path: Path, batch: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"images": batch})[0]
+
+
+def _float_batch(clf: ImageClassifier, paths: list[Path]) -> np.ndarray:
+    """What the float contract says: `headstart preprocess` tensors, stacked."""
+    pre = clf.preprocess_
+    return np.stack([pre(load_image(p, draft_size=pre.draft_size)).numpy() for p in paths])
+
+
+def _uint8_batch(clf: ImageClassifier, paths: list[Path]) -> np.ndarray:
+    pre = clf.preprocess_
+    return np.stack(
+        [np.array(pre.resize_and_crop(load_image(p, draft_size=pre.draft_size))) for p in paths]
+    )
+
+
+# One case per backbone family, head and input contract; each trains in about a second.
+CASES = [
+    pytest.param("headstart-tiny", {}, "onnx", "float", id="shipped-linear-onnx-float"),
+    pytest.param(
+        "headstart-tiny",
+        {"head": "mlp", "strategy": "finetune", "unfreeze": 1, "epochs": 1, "batch_size": 8},
+        "onnx",
+        "uint8",
+        id="shipped-mlp-finetuned-onnx-uint8",
+    ),
+    pytest.param(
+        "headstart-tiny",
+        {"preprocess": {"keras": "caffe"}},
+        "onnx",
+        "uint8",
+        id="shipped-bgr-caffe-onnx-uint8",
+    ),
+    pytest.param("test_vit", {}, "onnx", "float", id="timm-vit-linear-onnx-float"),
+    pytest.param("tv:squeezenet1_1", {"head": "mlp"}, "onnx", "uint8", id="tv-squeezenet-onnx"),
+    pytest.param(
+        "tv:mobilenet_v3_small", {"head": "mlp"}, "torchscript", "uint8", id="tv-mobilenet-ts"
+    ),
+]
+
+
+# The caffe case is wrong preprocessing on purpose: its override and pretrained-view warnings are
+# what headstart says about it, not what this test is about.
+@pytest.mark.filterwarnings("ignore::headstart.errors.PreprocessOverrideWarning")
+@pytest.mark.filterwarnings("ignore::headstart.errors.PretrainedViewWarning")
+@pytest.mark.parametrize(("model", "kwargs", "fmt", "contract"), CASES)
+def test_export_matches_predict_for_every_backbone_family(
+    colour_data, tmp_path, model, kwargs, fmt, contract
+) -> None:
+    clf = _fit(tmp_path, colour_data, model, **kwargs)
+    out = tmp_path / f"model.{fmt}"
+    result = export_classifier(clf, out, format=fmt, input=contract)
+    assert result.max_abs_diff <= PARITY_TOLERANCE
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["classes"] == clf.classes_
+    assert sidecar["input_contract"] == contract
+    assert sidecar["preprocess"]["mean"] == list(clf.preprocess_.mean)
+    # Independently of the exporter's own check: the file, fed per the sidecar's contract.
+    paths = _test_images(colour_data)
+    batch = _uint8_batch(clf, paths) if contract == "uint8" else _float_batch(clf, paths)
+    assert list(batch.shape[1:]) == sidecar["input"]["shape"][1:]
+    if fmt == "onnx":
+        got = _run_onnx(out, batch)
+    else:
+        got = torch.jit.load(str(out))(torch.from_numpy(batch)).detach().numpy()
+    np.testing.assert_allclose(got, clf.predict_proba(paths), atol=PARITY_TOLERANCE, rtol=0)
+
+
+def test_export_bakes_the_calibration_temperature_into_the_graph(colour_data, tmp_path) -> None:
+    from headstart.heads.modules import fold_temperature
+
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    paths = _test_images(colour_data)
+    before = clf.predict_proba(paths)
+    fold_temperature(clf.head_, 3.0)  # what calibration does after training
+    clf.temperature_ = 3.0
+    result = export_classifier(clf, tmp_path / "m.onnx")
+    got = _run_onnx(result.path, _float_batch(clf, paths))
+    assert json.loads(result.sidecar.read_text())["calibration"] == {"temperature": 3.0}
+    np.testing.assert_allclose(got, clf.predict_proba(paths), atol=PARITY_TOLERANCE, rtol=0)
+    assert np.abs(got - before).max() > 0.01  # softer than the uncalibrated probabilities
+
+
+def test_export_refuses_to_write_a_model_that_differs_from_predict(
+    colour_data, tmp_path, monkeypatch
+) -> None:
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    honest = clf.predict_proba
+    monkeypatch.setattr(clf, "predict_proba", lambda paths: honest(paths) * 0.9 + 0.1 / 3)
+    out = tmp_path / "out" / "model.onnx"
+    with pytest.raises(ExportError, match=r"differs from `headstart predict` by up to 0\.0\d"):
+        export_classifier(clf, out)
+    assert list(out.parent.iterdir()) == []  # no model, no sidecar, no temp file
+
+
+def test_exported_onnx_takes_the_tensor_headstart_preprocess_saves(colour_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    clf.save(run)
+    assert main(["export", str(run), "--quiet"]) == 0
+    assert "parity: max |probability - predict|" in capsys.readouterr().out
+    sidecar = json.loads((run / "model.onnx.json").read_text())
+    assert sidecar["source_run"] == str(run.resolve()) and sidecar["parity"]["images"] >= 2
+    image = _test_images(colour_data)[0]
+    saved = tmp_path / "x.npy"
+    assert (
+        main(["preprocess", "--model", f"local-dir:{run}", str(image), "--save", str(saved)]) == 0
+    )
+    got = _run_onnx(run / "model.onnx", np.load(saved)[None])
+    np.testing.assert_allclose(got, clf.predict_proba([image]), atol=PARITY_TOLERANCE, rtol=0)
+
+
+def test_onnx_export_without_onnxruntime_says_which_extra_to_install(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'headstart\[onnx\]'"):
+        export_run(tmp_path)
+    assert main(["export", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'headstart[onnx]'" in err[0]

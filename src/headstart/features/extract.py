@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from headstart.data.facts import ImageContent
 from headstart.device import prepare_device
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
@@ -188,6 +189,10 @@ def _forward(
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     computed: dict[str, np.ndarray] = {}
+    # The plain pass decodes every new image anyway: the facts the dataset checks need (size,
+    # mode, hashes) come from the same pixels and are stored beside the features.
+    contents: dict[int, ImageContent] = {}
+    keep_facts = cache is not None and view is None
     loader = iter_batches(
         todo,
         backbone.preprocess if view is None else view.transform(backbone.preprocess),
@@ -195,6 +200,7 @@ def _forward(
         batch_size=batch_size,
         num_workers=num_workers,
         keys=None if view is None else [digests[p] for p in todo],
+        on_content=contents.__setitem__ if keep_facts else None,
     )
     with Progress(len(todo), desc, unit="img", quiet=quiet) as progress, torch.inference_mode():
         for batch, indices, bad in loader:
@@ -207,8 +213,12 @@ def _forward(
                 out = module(x).float().cpu().numpy()
                 fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
                 computed.update(fresh)
-                if cache is not None:
-                    cache.put_many(namespace, fresh)
+            else:
+                fresh = {}
+            if cache is not None:
+                done = [*indices, *(index for index, _ in bad)]
+                facts = {digests[todo[i]]: contents.pop(i) for i in done if i in contents}
+                cache.put_many(namespace, fresh, facts)
             progress.update(len(indices) + len(bad))
     return computed
 

@@ -60,6 +60,9 @@ class Job:
         checkpoint_dir: End-to-end strategies write a checkpoint there every epoch.
         resume: Continue from the checkpoint in ``checkpoint_dir``.
         stream: Where estimates and epoch lines go (stderr by default).
+        plain: Plain features of every image of ``dataset`` through ``backbone``, when the
+            caller already extracted them (training does, so that the leakage check reads the
+            facts that extraction's decoding pass stored); used instead of extracting again.
     """
 
     dataset: Dataset
@@ -74,6 +77,7 @@ class Job:
     checkpoint_dir: Path | None = None
     resume: bool = False
     stream: IO[str] | None = None
+    plain: ExtractResult | None = None
 
     @property
     def torch_device(self) -> torch.device:
@@ -180,7 +184,10 @@ def extract_splits(
     """Plain features of every split; unreadable images are moved to the dataset's skipped."""
     dataset = job.dataset
     paths = [s.path for samples in dataset.splits.values() for s in samples]
-    extracted = job.extract(backbone, paths, desc=desc)
+    if job.plain is not None and backbone is job.backbone:
+        extracted = job.plain
+    else:
+        extracted = job.extract(backbone, paths, desc=desc)
     if extracted.failures:
         dataset = dataset.without(extracted.failures)
     by_path = dict(zip(extracted.paths, extracted.features, strict=True))

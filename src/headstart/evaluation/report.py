@@ -304,15 +304,21 @@ def _preprocess_preview(path: Path, preprocess: Preprocess) -> _Preview | None:
     )
 
 
-def _curves_uri(history: Sequence[dict[str, float]], best_epoch: int) -> str | None:
-    """The same figure as the run's curves.png (one look everywhere), drawn from history.csv."""
+def _curves_uri(
+    history: Sequence[dict[str, float]], best_epoch: int, saved: Path | None = None
+) -> str | None:
+    """The same figure as the run's curves.png (one look everywhere): that file when the run
+    folder has it (drawing it again would cost a second of matplotlib per report), else drawn
+    from history.csv."""
     if not history:
         return None
-    from headstart.evaluation.plots import plot_curves
-
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if any(key not in row for row in history):
             return None
+    if saved is not None and saved.is_file():
+        return _data_uri(saved.read_bytes(), "image/png")
+    from headstart.evaluation.plots import plot_curves
+
     epochs = {int(row["epoch"]) for row in history}
     with tempfile.TemporaryDirectory(prefix="headstart-report-") as tmp:
         out = plot_curves(history, best_epoch if best_epoch in epochs else 0, Path(tmp) / "c.png")
@@ -691,7 +697,7 @@ def _preprocessing_html(run: _Run, evaluation: _Evaluation | None, data_note: st
 
 
 def _curves_html(run: _Run, history: Sequence[dict[str, float]]) -> str:
-    curves = _curves_uri(history, run.best_epoch)
+    curves = _curves_uri(history, run.best_epoch, run.folder / "curves.png")
     if curves is None:
         return '<p class="note">No training history recorded (history.csv).</p>'
     kept = next((r for r in history if int(r["epoch"]) == run.best_epoch), None)

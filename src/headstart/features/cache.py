@@ -125,6 +125,49 @@ class FeatureCache:
                     found[digest] = np.frombuffer(data, dtype=np.float32, count=dim)
         return found
 
+    def present(self, namespace: str, digests: Iterable[str], dim: int) -> set[str]:
+        """The digests among ``digests`` with a valid ``dim``-long vector, without reading any:
+        a million lookups cost the keys, not the 4 GB of vectors behind them."""
+        wanted = list(dict.fromkeys(digests))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT digest FROM features WHERE namespace = ? AND dim = ? "
+                f"AND length(data) = dim * 4 AND digest IN ({marks})",
+                (namespace, dim, *chunk),
+            )
+            found.update(digest for (digest,) in rows)
+        return found
+
+    def read_into(self, namespace: str, rows: Mapping[str, Sequence[int]], out: np.ndarray) -> None:
+        """Copy the cached vector of each digest into ``out[rows[digest]]``, streamed in chunks.
+
+        The vectors go straight from SQLite's pages into the caller's array (which may be a
+        memory map): no dict of a million small arrays, no second array to stack them into.
+
+        Raises:
+            LookupError: A digest has no valid vector of ``out``'s width (check with
+                :meth:`present` first).
+        """
+        dim = int(out.shape[1])
+        wanted = list(rows)
+        filled = 0
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cursor = self._db.execute(
+                "SELECT digest, data FROM features WHERE namespace = ? AND dim = ? "
+                f"AND length(data) = dim * 4 AND digest IN ({marks})",
+                (namespace, dim, *chunk),
+            )
+            for digest, data in cursor:
+                out[rows[digest]] = np.frombuffer(data, dtype=np.float32, count=dim)
+                filled += 1
+        if filled != len(wanted):
+            raise LookupError(f"{len(wanted) - filled} of {len(wanted)} vectors are not cached")
+
     def put_many(
         self,
         namespace: str,

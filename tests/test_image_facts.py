@@ -144,3 +144,26 @@ def test_facts_of_another_version_are_recomputed(tmp_path, colour_data, decodes)
     decodes.clear()
     cached_facts([path], cache_dir=tmp_path / "cache")
     assert len(decodes) == 1
+
+
+def test_the_near_duplicate_search_of_a_set_seen_before_is_read_not_redone(
+    leaky_data, tmp_path, monkeypatch
+):
+    from headstart.doctor import _duplicates
+
+    # A resized copy in test: a near duplicate of a training image.
+    from PIL import Image
+
+    with Image.open(leaky_data / "train" / "blue" / "blue_0.png") as img:
+        img.resize((30, 30)).save(leaky_data / "val" / "blue" / "smaller.png")
+    calls = []
+    search = _duplicates.near_pairs
+    monkeypatch.setattr(_duplicates, "near_pairs", lambda *a: calls.append(1) or search(*a))
+    dataset = load_dataset(leaky_data)
+    fresh = quick_checks(dataset)  # no cache
+    first = quick_checks(dataset, cache=True, cache_dir=tmp_path / "c")
+    again = quick_checks(dataset, cache=True, cache_dir=tmp_path / "c")
+    assert len(calls) == 2
+    assert [(f.code, f.paths) for f in again] == [(f.code, f.paths) for f in fresh]
+    assert [(f.code, f.paths) for f in first] == [(f.code, f.paths) for f in fresh]
+    assert "leak-near" in {f.code for f in fresh}

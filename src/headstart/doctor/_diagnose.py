@@ -234,6 +234,7 @@ def diagnose(
         facts,
         near_threshold=near_threshold,
         split_by_headstart=dataset.split_spec is not None,
+        cache_dir=folder,
     )
     findings += duplicates
     if used is not None:
@@ -316,11 +317,12 @@ def quick_checks(
     """
     _check_threshold(near_threshold)
     samples = labelled_samples(dataset)
+    folder = _cache_folder(cache, cache_dir)
     facts = {
         f.path: f
         for f in cached_facts(
             [s.path for s in samples],
-            cache_dir=_cache_folder(cache, cache_dir),
+            cache_dir=folder,
             num_workers=num_workers,
             quiet=quiet,
             desc="checking for duplicates",
@@ -331,5 +333,6 @@ def quick_checks(
         facts,
         near_threshold=near_threshold,
         split_by_headstart=dataset.split_spec is not None,
+        cache_dir=folder,
     )
     return sort_findings(findings)

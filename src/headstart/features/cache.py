@@ -14,6 +14,9 @@ Three tables:
 - ``images``: digest -> the facts the dataset checks need (size, mode, perceptual hash, colour
   thumbnail; :class:`headstart.data.facts.ImageContent`), computed in extraction's decoding pass,
   so a warm run's leakage check and ``headstart doctor`` decode nothing.
+- ``results``: key -> JSON, results computed from stored facts alone and keyed by a hash of all
+  their inputs (the near-duplicate pairs of a set of images), so a warm run does not redo an
+  all-pairs search it did before.
 
 Tables are only ever added, with ``CREATE TABLE IF NOT EXISTS``: a cache file written by an older
 version opens as it is and gains the new table, and an older version ignores tables it does not
@@ -56,6 +59,10 @@ CREATE TABLE IF NOT EXISTS images (
     grayscale INTEGER NOT NULL,
     phash INTEGER NOT NULL,
     thumb BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
@@ -228,6 +235,16 @@ class FeatureCache:
             return
         with self._transaction():
             self._db.executemany(_INSERT_FACTS, rows)
+
+    # -- derived results ------------------------------------------------------------------
+    def get_result(self, key: str) -> str | None:
+        """The stored JSON of a result computed from stored facts, by the hash of its inputs."""
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_result(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
 
     # -- file digests ---------------------------------------------------------------------
     def digests(

@@ -149,10 +149,10 @@ def test_facts_of_another_version_are_recomputed(tmp_path, colour_data, decodes)
 def test_the_near_duplicate_search_of_a_set_seen_before_is_read_not_redone(
     leaky_data, tmp_path, monkeypatch
 ):
-    from headstart.doctor import _duplicates
-
     # A resized copy in test: a near duplicate of a training image.
     from PIL import Image
+
+    from headstart.doctor import _duplicates
 
     with Image.open(leaky_data / "train" / "blue" / "blue_0.png") as img:
         img.resize((30, 30)).save(leaky_data / "val" / "blue" / "smaller.png")

@@ -15,6 +15,7 @@ __all__ = [
     "write_exif_rotated_jpeg",
     "write_gray16_png",
     "write_image",
+    "write_large_photo_jpeg",
     "write_palette_with_transparency",
     "write_truncated",
 ]
@@ -99,4 +100,22 @@ def write_exif_rotated_jpeg(path: Path, orientation: int = 6) -> Path:
     exif[0x0112] = orientation
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="JPEG", exif=exif, quality=95)
+    return path
+
+
+def write_large_photo_jpeg(
+    path: Path, size: tuple[int, int] = (2000, 1500), *, noise: float = 25.0, seed: int = 0
+) -> Path:
+    """A camera-sized JPEG with photo-like content: smooth colour waves, a checker of shading
+    and grain (``noise``: its std in grey levels), the detail DCT-downscaled decoding loses."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack(
+        [127 + 80 * np.sin(x / (40 + 30 * c) + y / (90 + 20 * c) + c) for c in range(3)], -1
+    )
+    img += rng.normal(0.0, noise, (height, width, 3))
+    img[(x // 37 + y // 29) % 2 == 0] += 30
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, format="JPEG", quality=90)
     return path

@@ -146,3 +146,46 @@ def test_one_class_dataset_exits_2(tmp_path, capsys) -> None:
     data = write_colour_dataset(tmp_path / "one", {"": 3}, classes={"red": (200, 0, 0)})
     assert main(["train", str(data), *FAST]) == 2
     assert "at least two" in _one_line_error(capsys)
+
+
+def test_train_with_exact_decode_records_it_in_the_run(colour_data, tmp_path) -> None:
+    from headstart.estimator import ImageClassifier
+
+    run = tmp_path / "run"
+    cache = str(tmp_path / "cache")
+    argv = ["train", str(colour_data), "--out", str(run), "--cache-dir", cache, *FAST]
+    assert main([*argv, "--strategy", "features", "--decode", "exact"]) == 0
+    saved = json.loads((run / "config.json").read_text())["headstart"]["preprocess"]
+    assert saved["decode"] == "exact"
+    loaded = ImageClassifier.load(run)  # evaluate and predict decode as the run did
+    assert loaded.preprocess_.decode == "exact" and loaded.preprocess_.draft_size is None
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["train", "--no-such-option"], ["train", "--help"]]
+)
+def test_help_version_and_argument_errors_import_no_torch(argv) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from headstart.cli.main import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('torch', 'torchvision', 'timm', 'sklearn', 'matplotlib', 'PIL')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_parsers_choices_are_the_librarys() -> None:
+    from headstart.cli import _common
+    from headstart.strategies import BN_POLICIES, SCHEDULES, STRATEGIES
+
+    assert _common.STRATEGY_CHOICES == STRATEGIES
+    assert _common.SCHEDULE_CHOICES == SCHEDULES
+    assert _common.BN_CHOICES == BN_POLICIES

@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from headstart.data import load_image
 from headstart.errors import DataError, PreprocessOverrideWarning, RunFolderError
 from headstart.preprocess import Preprocess, preprocess_from_torchvision, resolve_preprocess
+from tests._images import write_large_photo_jpeg
 
 # One per kind of preprocessing timm records: center/squash/border crops, bicubic/bilinear,
 # ImageNet/0.5/CLIP means, crop_pct below, at and above 1, large and non-square sizes.
@@ -316,6 +318,7 @@ def test_fingerprint_is_stable_and_changes_when_any_field_changes():
         "channel_order": "BGR",
         "source": "other",
         "overrides": ("mean",),
+        "decode": "exact",
     }
     assert set(changes) == {f.name for f in dataclasses.fields(Preprocess)}
     seen = {pre.fingerprint()}
@@ -406,3 +409,87 @@ def test_tensor_is_chw_over_channels_last_memory():
     tensor = pre(Image.fromarray(_noise(12, 9)))
     assert tensor.shape == (3, 8, 6)
     assert tensor.permute(1, 2, 0).is_contiguous()  # stacks into a channels-last batch
+
+
+# ---------------------------------------------------------------------- decode exact | fast
+# The bounds the README states for decode="fast": (max, mean) absolute difference from the
+# exact tensor, in grey levels (0..255) before normalisation, for photo-like content (grain up to
+# std 25) and for any content (grain of std 120 is close to pure noise). benchmarks/decode.py
+# measures up to 4 / 0.43 and 15 / 1.77.
+FAST_BOUND_PHOTO = (4.0, 0.5)
+FAST_BOUND_ANY = (16.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def large_jpegs(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("large")
+    return {
+        FAST_BOUND_PHOTO: write_large_photo_jpeg(folder / "photo.jpg", (2000, 1500)),
+        FAST_BOUND_ANY: write_large_photo_jpeg(
+            folder / "grain.jpg", (1500, 2000), noise=120.0, seed=1
+        ),
+    }
+
+
+def _decoded(pre: Preprocess, path) -> torch.Tensor:
+    """What extraction, training and prediction compute: the decoder, then the preprocessing."""
+    return pre(load_image(path, draft_size=pre.draft_size))
+
+
+def _timm_eval_of_file(cfg: dict, path) -> torch.Tensor:
+    with Image.open(path) as img:
+        return _timm_reference(cfg)(img.convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["resnet50.a1_in1k", "vit_base_patch16_224.augreg2_in21k_ft_in1k"])
+def test_exact_decode_of_a_large_jpeg_equals_timms_eval_transform(name, large_jpegs):
+    cfg = _timm_cfg(name)
+    pre = resolve_preprocess(cfg, overrides={"decode": "exact"})
+    assert pre.draft_size is None
+    for path in large_jpegs.values():
+        _assert_same(_decoded(pre, path), _timm_eval_of_file(cfg, path))
+
+
+def test_fast_decode_of_a_large_jpeg_stays_within_the_stated_bound(large_jpegs):
+    cfg = _timm_cfg("resnet50.a1_in1k")
+    pre = resolve_preprocess(cfg)
+    assert pre.decode == "fast"
+    std = torch.tensor(pre.std).view(3, 1, 1)
+    for (most, mean), path in large_jpegs.items():
+        grey_levels = (_decoded(pre, path) - _timm_eval_of_file(cfg, path)).abs() * std * 255
+        assert grey_levels.max() > 0.5  # the JPEG was DCT-downscaled: fast is not exact here
+        assert grey_levels.max() <= most + 1e-3  # whole grey levels, give or take float error
+        assert grey_levels.mean() <= mean
+
+
+def test_choosing_the_decode_is_neither_warned_nor_recorded_as_an_override():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pre = resolve_preprocess(_timm_cfg("resnet50.a1_in1k"), overrides={"decode": "exact"})
+    assert (pre.decode, pre.overrides) == ("exact", ())
+    assert "decode:        exact" in pre.describe()
+    with pytest.raises(DataError, match="decode must be one of exact, fast, got 'slow'"):
+        resolve_preprocess(None, overrides={"decode": "slow"})
+
+
+def test_saved_decode_round_trips_and_a_run_saved_before_it_loads_as_fast():
+    exact = resolve_preprocess(None, overrides={"decode": "exact"})
+    assert Preprocess.from_dict(json.loads(json.dumps(exact.to_dict()))) == exact
+    old = resolve_preprocess(None).to_dict()
+    del old["decode"]
+    assert Preprocess.from_dict(old).decode == "fast"
+
+
+def test_fast_decode_keeps_the_cache_key_of_features_cached_before_the_choice_existed():
+    pre = resolve_preprocess(_timm_cfg("resnet50.a1_in1k"))
+    legacy = {k: v for k, v in pre.to_dict().items() if k != "decode"}
+    blob = json.dumps(legacy, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert pre.fingerprint() == __import__("hashlib").sha256(blob.encode()).hexdigest()
+    assert dataclasses.replace(pre, decode="exact").fingerprint() != pre.fingerprint()
+
+
+def test_exact_decode_survives_a_later_override():
+    pre = resolve_preprocess(None, overrides={"decode": "exact"})
+    with pytest.warns(PreprocessOverrideWarning):
+        changed = pre.with_overrides({"mean": (0.5, 0.5, 0.5)})
+    assert changed.decode == "exact"

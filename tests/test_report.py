@@ -323,3 +323,20 @@ def test_report_of_a_linear_head_shows_how_its_regularisation_was_chosen(tmp_pat
     assert 'id="selection"' in page and "cross-validation over train + val" in page
     assert "refitted on them too" in page and "18 train + 9 val" in page
     assert f"<td>{clf.selection_['C']:g}</td>" in page
+
+
+def test_report_shows_the_runs_own_curves_png_without_drawing_it_again(tmp_path):
+    from headstart.evaluation.report import _curves_uri
+
+    history = [
+        {"epoch": e, "loss": 1.0 / e, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5}
+        for e in (1, 2)
+    ]
+    saved = tmp_path / "curves.png"
+    saved.write_bytes(b"\x89PNG\r\n\x1a\n saved by the run")
+    import base64
+
+    uri = _curves_uri(history, 1, saved)
+    assert uri is not None and base64.b64decode(uri.split(",", 1)[1]) == saved.read_bytes()
+    drawn = _curves_uri(history, 1, tmp_path / "missing.png")
+    assert drawn is not None and drawn != uri

@@ -90,6 +90,12 @@ class Prediction:
         }
 
 
+def _extracts_plain(settings: TrainSettings) -> bool:
+    """The strategy's first step extracts plain features of every image with the backbone as
+    created (``features`` without an earlier ``layer``), so that step can run before it."""
+    return settings.strategy == "features" and settings.layer is None
+
+
 class ImageClassifier:
     """An image classifier built by transfer learning from a pretrained backbone.
 
@@ -253,8 +259,15 @@ class ImageClassifier:
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
         _warn_on_small_classes(dataset)
+        plain = None
         if self.check_data and not self.resume:
-            self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
+            # After the backbone: a bad model name fails first. The features strategy extracts
+            # first, so the check reads the facts extraction's decoding pass stored: one decode
+            # per image in a cold run, none in a warm one.
+            if self.cache and settings is not None and _extracts_plain(settings):
+                paths = [s.path for samples in dataset.splits.values() for s in samples]
+                plain = self._extract(backbone, paths, desc="extracting features")
+            self._warn_on_leakage(dataset)
             self._warn_on_pretrained_view(dataset, backbone)
         self.advice_: Advice | None = None
         if settings is None:
@@ -274,6 +287,7 @@ class ImageClassifier:
             quiet=self.quiet,
             checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
             resume=self.resume,
+            plain=plain,
         )
         fitted = fit_strategy(job)
         self.backbone_: Backbone = fitted.backbone
@@ -306,7 +320,14 @@ class ImageClassifier:
         """
         from headstart.doctor import quick_checks
 
-        for finding in quick_checks(dataset, num_workers=self.num_workers, quiet=self.quiet):
+        findings = quick_checks(
+            dataset,
+            cache=self.cache,
+            cache_dir=self.cache_dir,
+            num_workers=self.num_workers,
+            quiet=self.quiet,
+        )
+        for finding in findings:
             if finding.severity in ("error", "warning"):
                 warnings.warn(
                     f"{finding.message} (`headstart doctor DATA` lists them all)",

@@ -429,10 +429,12 @@ def _sidecar(
             "alpha": "dropped (not composited)",
             "first_frame_only": True,
             "jpeg_draft": {
-                "size": list(preprocess.draft_size),
+                "size": list(preprocess.draft_size) if preprocess.draft_size else None,
                 "description": (
                     "JPEG files are decoded with PIL's Image.draft('RGB', size) before loading "
                     "(DCT scaling, never below size); other formats at full size"
+                    if preprocess.draft_size
+                    else "none: every JPEG is decoded at full size (--decode exact)"
                 ),
             },
         },

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CROP_MODES",
+    "DECODE_MODES",
+    "DEFAULT_DECODE",
     "INTERPOLATIONS",
     "KERAS_MODES",
     "OVERRIDE_KEYS",
@@ -49,8 +51,12 @@ __all__ = [
 
 CropMode = Literal["center", "squash", "border"]
 ChannelOrder = Literal["RGB", "BGR"]
+DecodeMode = Literal["exact", "fast"]
 
 CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
+DECODE_MODES: tuple[str, ...] = ("exact", "fast")
+DEFAULT_DECODE: DecodeMode = "fast"
+"""JPEG decoding by default: DCT-downscaled when the file is over twice the resize target."""
 # The modes PIL resizes with; timm's "random" is a training-only choice and never an eval mode.
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 KERAS_MODES: tuple[str, ...] = ("caffe", "tf", "torch")
@@ -65,6 +71,7 @@ OVERRIDE_KEYS: tuple[str, ...] = (
     "channel_order",
     "keras",
     "resize",
+    "decode",
 )
 RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
 # --resize squash is Keras' load_img(target_size=...): the whole image squashed to the input
@@ -105,7 +112,11 @@ _KERAS: dict[str, dict[str, Any]] = {
     },
 }
 _KERAS_KEYS = frozenset(_KERAS["caffe"])
-_MAX_SIDE = 8192  # guards against a typo turning into a 100-gigapixel resize
+_MAX_SIDE = 8192
+_DECODE_TEXT = {
+    "fast": "fast (JPEGs over twice the resize target are DCT-downscaled while decoding)",
+    "exact": "exact (every pixel decoded, as timm's eval transform)",
+}  # guards against a typo turning into a 100-gigapixel resize
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,12 @@ class Preprocess:
         channel_order: "RGB", or "BGR" for weights trained on OpenCV/Caffe-ordered inputs.
         source: Where these values came from, e.g. "timm pretrained_cfg resnet50.a1_in1k".
         overrides: Names of the values the user overrode; empty when the weights decided all.
+        decode: How JPEGs are decoded. "fast" (the default) lets the decoder scale a JPEG larger
+            than twice the resize target down by 1/2, 1/4 or 1/8 while decoding (Pillow's
+            ``draft``), several times faster on photos, within a small bound of the exact tensor
+            (README, "Preprocessing"). "exact" decodes every pixel, so the tensor equals timm's
+            eval transform to float rounding. Not a value of the weights: choosing it is not an
+            override and is never warned about.
     """
 
     input_size: tuple[int, int]
@@ -149,6 +166,7 @@ class Preprocess:
     channel_order: ChannelOrder = "RGB"
     source: str = ""
     overrides: tuple[str, ...] = field(default=())
+    decode: DecodeMode = DEFAULT_DECODE
 
     def __post_init__(self) -> None:
         # Normalise JSON-ish inputs (lists, ints) to the canonical types, so that two equal
@@ -197,13 +215,15 @@ class Preprocess:
         return _Pipeline(self, None)
 
     @property
-    def draft_size(self) -> tuple[int, int]:
-        """(width, height) a JPEG may be draft-decoded down to without changing the result much.
+    def draft_size(self) -> tuple[int, int] | None:
+        """(width, height) a JPEG may be draft-decoded down to, or None to decode every pixel.
 
-        Twice the resize target on each side: the DCT downscale then still leaves the antialiased
-        resize at least 2x of detail to average over, while large photos decode several times
-        faster.
+        With ``decode="fast"``, twice the resize target on each side: the DCT downscale then
+        still leaves the antialiased resize at least 2x of detail to average over, while large
+        photos decode several times faster. With ``decode="exact"``, None.
         """
+        if self.decode == "exact":
+            return None
         if isinstance(self.resize, int):
             return (2 * self.resize, 2 * self.resize)
         height, width = self.resize
@@ -224,6 +244,7 @@ class Preprocess:
             "channel_order": self.channel_order,
             "source": self.source,
             "overrides": list(self.overrides),
+            "decode": self.decode,
         }
 
     @classmethod
@@ -243,6 +264,8 @@ class Preprocess:
                 "the run folder's config.json is damaged, retrain or restore it."
             )
         names = [f.name for f in fields(cls)]
+        # Runs saved before the decode choice existed decoded the fast way.
+        d = {"decode": DEFAULT_DECODE, **d} if "decode" not in d else d
         unknown = sorted(set(d) - set(names))
         missing = sorted(set(names) - set(d))
         if unknown or missing:
@@ -263,8 +286,15 @@ class Preprocess:
         return cls(**norm)
 
     def fingerprint(self) -> str:
-        """sha256 hex of the canonical JSON: equal preprocessing, equal key (feature caches)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        """sha256 hex of the canonical JSON: equal preprocessing, equal key (feature caches).
+
+        The default decode is left out of the hashed JSON, so features cached before the decode
+        choice existed (all decoded the fast way) keep their keys.
+        """
+        values = self.to_dict()
+        if values["decode"] == "fast":
+            del values["decode"]
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> Preprocess:
@@ -275,7 +305,7 @@ class Preprocess:
         """
         if not overrides or all(v is None for v in overrides.values()):
             return self
-        base = {
+        base: dict[str, Any] = {
             "input_size": self.input_size,
             "crop_pct": self.crop_pct,
             "crop_mode": self.crop_mode,
@@ -286,7 +316,12 @@ class Preprocess:
             "channel_order": self.channel_order,
         }
         return _build(
-            base, overrides, self.source, base_resize=self.resize, previous=self.overrides
+            base,
+            overrides,
+            self.source,
+            base_resize=self.resize,
+            previous=self.overrides,
+            decode=self.decode,
         )
 
     def to_timm_cfg(self) -> dict[str, Any]:
@@ -361,6 +396,7 @@ class Preprocess:
             f"channel order: {self.channel_order}",
             f"source:        {self.source or 'unknown'}",
             f"overrides:     {', '.join(self.overrides) if self.overrides else 'none'}",
+            f"decode:        {_DECODE_TEXT[self.decode]}",
         ]
         return "\n".join(lines)
 
@@ -487,11 +523,13 @@ def resolve_preprocess(
         overrides: Any of ``input_size`` (int or (H, W)), ``crop_pct``, ``crop_mode``,
             ``interpolation``, ``mean``, ``std``, ``scale``, ``channel_order`` and ``keras``
             ("caffe", "tf" or "torch": Keras ``preprocess_input`` modes, which set scale, mean,
-            std and channel order together and so cannot be combined with those keys) and
+            std and channel order together and so cannot be combined with those keys),
             ``resize`` ("crop", the default: keep the aspect ratio and crop as the weights'
             config says; "squash": resize the whole image to the input size as Keras'
-            ``load_img(target_size=...)`` does, for parity with a Keras pipeline). A None
-            value means "not given", so CLI flags can be passed through as they are.
+            ``load_img(target_size=...)`` does, for parity with a Keras pipeline) and
+            ``decode`` ("exact" or "fast": how JPEGs decode; not a value of the weights, so
+            never warned about). A None value means "not given", so CLI flags can be passed
+            through as they are.
         source: Where ``pretrained_cfg`` came from, shown by ``describe()``.
 
     Returns:
@@ -568,18 +606,23 @@ def _build(
     *,
     base_resize: int | tuple[int, int] | None = None,
     previous: tuple[str, ...] = (),
+    decode: DecodeMode = DEFAULT_DECODE,
 ) -> Preprocess:
     """Apply the overrides to the weights' values, warn about changes, compute the resize.
 
     ``base_resize`` is kept when no override touches the geometry, so an existing preprocessing
-    keeps its exact resize rather than one re-derived from a rounded crop_pct.
+    keeps its exact resize rather than one re-derived from a rounded crop_pct. ``decode`` is the
+    decoding before the overrides; a "decode" key in them replaces it without a warning, because
+    it is a choice of speed, not a value of the weights.
     """
     base = _normalise_fields(base, _fail_invalid, partial=True)
     keras = (overrides or {}).get("keras")
     squash = (overrides or {}).get("resize") == "squash"
     values = dict(base)
     changed: list[str] = []
-    for key, new in _normalise_overrides(overrides).items():
+    given = _normalise_overrides(overrides)
+    decode = given.pop("decode", decode)
+    for key, new in given.items():
         if _differs(base[key], new):
             changed.append(key)
         values[key] = new
@@ -633,6 +676,7 @@ def _build(
         channel_order=values["channel_order"],
         source=source,
         overrides=tuple(dict.fromkeys([*previous, *changed])),
+        decode=decode,
     )
 
 
@@ -742,6 +786,8 @@ def _normalise_fields(
             out[key] = _number(value, key, fail, low=0.0, high=1.0)
         elif key == "channel_order":
             out[key] = _choice(value, key, ("RGB", "BGR"), fail)
+        elif key == "decode":
+            out[key] = _choice(value, key, DECODE_MODES, fail)
         elif key == "source":
             if not isinstance(value, str):
                 fail(f"source must be a string, got {value!r}.")

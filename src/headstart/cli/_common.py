@@ -19,6 +19,13 @@ __all__ = [
     "preprocess_overrides",
 ]
 
+# The choices of the training options, repeated from headstart.strategies and headstart.heads so
+# that building the parser (for --help, --version or an argument error) imports no torch; a test
+# pins them to the library's values.
+STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
+SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+
 
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
     """--model, --weights and the preprocessing overrides.
@@ -63,6 +70,13 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
         help="crop (default): keep the aspect ratio and center-crop; squash: resize the whole "
         "image to the input size, as Keras' load_img(target_size=...) does",
     )
+    group.add_argument(
+        "--decode",
+        choices=("exact", "fast"),
+        help="JPEG decoding: fast (default) DCT-downscales JPEGs over twice the resize target "
+        "while decoding; exact decodes every pixel, equal to timm's eval transform. Recorded in "
+        "the run and in the cache key",
+    )
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
@@ -93,6 +107,8 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
         overrides["keras"] = args.keras
     if getattr(args, "resize", None):
         overrides["resize"] = args.resize
+    if getattr(args, "decode", None):
+        overrides["decode"] = args.decode
     return overrides or None
 
 
@@ -155,12 +171,10 @@ def print_json(obj: Any) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Strategy and training controls; None means "the strategy's default"."""
-    from headstart.strategies import BN_POLICIES, SCHEDULES, STRATEGIES
-
     parser.add_argument(
         "--strategy",
         default="auto",
-        choices=(*STRATEGIES, "auto"),
+        choices=(*STRATEGY_CHOICES, "auto"),
         help="auto (default): measure the data and the frozen features, pick one of the others "
         "and say why (see `headstart advise`); features: frozen backbone, cached features, "
         "head only; augment: frozen "
@@ -203,7 +217,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-decay", type=float)
     group.add_argument("--batch-size", type=int)
     group.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    group.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    group.add_argument("--schedule", choices=SCHEDULE_CHOICES, help="learning-rate schedule")
     group.add_argument("--warmup-epochs", type=float, help="linear warm-up (cosine schedule)")
     group.add_argument("--grad-clip", type=float, help="max gradient norm")
     group.add_argument("--label-smoothing", type=float, default=0.0)
@@ -231,7 +245,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--bn",
-        choices=BN_POLICIES,
+        choices=BN_CHOICES,
         help="finetune/scratch: BatchNorm keeps its running statistics (frozen, the finetune "
         "default) or uses batch statistics (train)",
     )

@@ -4,7 +4,13 @@ The bottom layer of headstart: it never imports torch, so listing and checking a
 (``headstart data``) is fast and works without a deep-learning stack loaded.
 """
 
-from headstart.data.decoding import IMAGE_FORMATS, load_image, sniff_format
+from headstart.data.decoding import (
+    IMAGE_FORMATS,
+    ImageHeader,
+    decode_image,
+    load_image,
+    sniff_format,
+)
 from headstart.data.discovery import (
     Dataset,
     Sample,
@@ -19,7 +25,9 @@ __all__ = [
     "Dataset",
     "Sample",
     "Skipped",
+    "ImageHeader",
     "collect_image_paths",
+    "decode_image",
     "dataset_from_lists",
     "load_dataset",
     "load_image",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +21,14 @@ from PIL import Image, ImageOps
 
 from headstart.errors import ImageDecodeError
 
-__all__ = ["IMAGE_FORMATS", "image_problem", "load_image", "sniff_format"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "ImageHeader",
+    "decode_image",
+    "image_problem",
+    "load_image",
+    "sniff_format",
+]
 
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 """The only Pillow formats ever opened: the ones photos and datasets actually use."""
@@ -149,8 +157,40 @@ def image_problem(path: Path, *, verify: bool = False) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file says about its image before any scaling: the facts a dataset check reports.
+
+    Attributes:
+        format: The format of its content (one of :data:`IMAGE_FORMATS`), whatever its name.
+        width: Width in pixels as displayed (EXIF rotation applied), at full size even when the
+            pixels were draft-decoded smaller.
+        height: Height in pixels as displayed.
+        mode: Colour mode stored in the file ("RGB", "L", "P", "CMYK", "I;16", ...).
+    """
+
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
 def load_image(path: str | Path, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode an image file to an RGB image, the one way headstart reads pixels.
+
+    :func:`decode_image` without the header.
+    """
+    return decode_image(path, draft_size=draft_size)[0]
+
+
+def decode_image(
+    path: str | Path, *, draft_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, ImageHeader]:
+    """Decode an image file to an RGB image, and say what its header stored.
+
+    The header comes with the pixels so that one decoding pass serves both feature extraction
+    and the per-image facts the dataset checks need (size, mode, hashes): nothing reads a file
+    twice.
 
     The conversions follow what ImageNet-trained weights saw in training (torchvision's
     ``ImageFolder`` loader does ``convert("RGB")``): alpha is dropped rather than composited on a
@@ -169,7 +209,8 @@ def load_image(path: str | Path, *, draft_size: tuple[int, int] | None = None) -
             Ignored for other formats.
 
     Returns:
-        A loaded image in mode "RGB", independent of the file (which is closed).
+        A loaded image in mode "RGB", independent of the file (which is closed), and the
+        file's :class:`ImageHeader`.
 
     Raises:
         ImageDecodeError: The file is missing, empty, not an image, in a format outside
@@ -188,6 +229,7 @@ def load_image(path: str | Path, *, draft_size: tuple[int, int] | None = None) -
             # twice its limit. Checked here rather than by turning Pillow's warning into an
             # error: warning filters are process-wide, and images decode in threads.
             _refuse_bomb(path, img.size)
+            (width, height), mode = img.size, img.mode
             if draft_size is not None and img.format in ("JPEG", "MPO"):  # MPO: camera JPEGs
                 img.draft("RGB", draft_size)
             img.load()
@@ -198,7 +240,11 @@ def load_image(path: str | Path, *, draft_size: tuple[int, int] | None = None) -
         except Exception as exc:  # Pillow's plugins raise many types on bad data
             message = " ".join(str(exc).split()) or type(exc).__name__
             raise ImageDecodeError(path, f"truncated or corrupt {fmt}: {message}") from None
-        return _to_rgb(_apply_orientation(img), path)
+        orientation = _orientation(img)
+        if orientation in (5, 6, 7, 8):  # a quarter turn: displayed sideways from how stored
+            width, height = height, width
+        header = ImageHeader(fmt, width, height, mode)
+        return _to_rgb(_apply_orientation(img, orientation), path), header
 
 
 def _refuse_bomb(path: Path, size: tuple[int, int]) -> None:
@@ -223,16 +269,20 @@ def _bomb_reason(exc: Warning | Exception) -> str:
     return _bomb_text(int(pixels), int(limit))
 
 
-def _apply_orientation(img: Image.Image) -> Image.Image:
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 = as stored); a broken EXIF block counts as 1."""
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # corrupt EXIF must not cost the user a good image
+        return 1
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
     """Rotate/flip per EXIF orientation; a broken EXIF block leaves the pixels as stored.
 
     Only transposes when needed: ``exif_transpose`` copies the image even when there is nothing
     to do, which would double the memory of every decode.
     """
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # corrupt EXIF must not cost the user a good image
-        return img
     if orientation in (2, 3, 4, 5, 6, 7, 8):
         return ImageOps.exif_transpose(img)
     return img

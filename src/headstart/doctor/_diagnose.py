@@ -20,7 +20,7 @@ from headstart.doctor._checks import (
 )
 from headstart.doctor._duplicates import DEFAULT_NEAR_THRESHOLD, duplicate_findings
 from headstart.doctor._findings import Finding, Report, sort_findings
-from headstart.doctor._inspect import inspect_images
+from headstart.doctor._inspect import cached_facts
 from headstart.doctor._samples import Labelled, labelled_samples
 from headstart.errors import DataError, PreprocessOverrideWarning
 
@@ -182,7 +182,9 @@ def diagnose(
         seed: As for training.
         near_threshold: Perceptual-hash distance (bits of 64) of near-duplicate candidates;
             None checks exact duplicates only.
-        cache: Keep the model's features in the feature cache (a later training run reuses them).
+        cache: Read the images' facts (sizes, hashes) from the feature cache where a run stored
+            them, store the ones computed here, and keep the model's features there too (a later
+            training run reuses them).
         cache_dir: Feature cache folder (default: the user cache).
         num_workers: Decoding processes (None: chosen from the dataset size and the cores).
         device: Where the model runs ("auto", "cpu", "cuda", ...).
@@ -219,9 +221,12 @@ def diagnose(
         dataset = _load(source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     root = dataset.root
     samples = labelled_samples(dataset)
+    folder = _cache_folder(cache, cache_dir)
     facts = {
         f.path: f
-        for f in inspect_images([s.path for s in samples], num_workers=num_workers, quiet=quiet)
+        for f in cached_facts(
+            [s.path for s in samples], cache_dir=folder, num_workers=num_workers, quiet=quiet
+        )
     }
     findings += file_findings(dataset.skipped, samples, facts, root)
     findings += class_findings(dataset)
@@ -230,6 +235,7 @@ def diagnose(
         facts,
         near_threshold=near_threshold,
         split_by_headstart=dataset.split_spec is not None,
+        cache_dir=folder,
     )
     findings += duplicates
     if used is not None:
@@ -250,9 +256,7 @@ def diagnose(
     }
     if backbone is not None:
         from headstart.doctor._noise import label_noise_findings
-        from headstart.features import default_cache_dir
 
-        folder = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
         noise, stats["label_noise"] = label_noise_findings(
             backbone,
             [s for s in samples if facts[s.path].ok],
@@ -346,10 +350,20 @@ def _pretrained_view_check(
     return pretrained_view_finding(view, model=model, overrides=overrides, without_overrides=plain)
 
 
+def _cache_folder(cache: bool, cache_dir: str | Path | None) -> Path | None:
+    if not cache:
+        return None
+    from headstart.features.cache import default_cache_dir
+
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
 def quick_checks(
     dataset: Dataset,
     *,
     near_threshold: int | None = DEFAULT_NEAR_THRESHOLD,
+    cache: bool = False,
+    cache_dir: str | Path | None = None,
     num_workers: int | None = None,
     quiet: bool = True,
 ) -> list[Finding]:
@@ -358,8 +372,14 @@ def quick_checks(
     Exact (SHA-256) and near (perceptual hash) duplicates, grouped: across splits ("leak-exact",
     "leak-near": the held-out score is inflated), across classes ("conflicting-labels",
     "conflicting-labels-near"), and inside one class and split ("duplicate", "near-duplicate",
-    info). Costs one decode of every image (about 0.5 ms for a small JPEG); unreadable files are
+    info). Costs one decode of every image (about 0.5 ms for a small JPEG), except, with
+    ``cache``, of images whose facts the feature cache holds (feature extraction stores them in
+    its own decoding pass): a dataset trained on before costs no decode. Unreadable files are
     left out silently, since feature extraction reports them.
+
+    Args:
+        cache: Read and store the images' facts in the feature cache in ``cache_dir`` (default:
+            the user's cache folder).
 
     Returns:
         Sorted findings, errors first; a caller warning about leakage keeps those with severity
@@ -367,10 +387,12 @@ def quick_checks(
     """
     _check_threshold(near_threshold)
     samples = labelled_samples(dataset)
+    folder = _cache_folder(cache, cache_dir)
     facts = {
         f.path: f
-        for f in inspect_images(
+        for f in cached_facts(
             [s.path for s in samples],
+            cache_dir=folder,
             num_workers=num_workers,
             quiet=quiet,
             desc="checking for duplicates",
@@ -381,5 +403,6 @@ def quick_checks(
         facts,
         near_threshold=near_threshold,
         split_by_headstart=dataset.split_spec is not None,
+        cache_dir=folder,
     )
     return sort_findings(findings)

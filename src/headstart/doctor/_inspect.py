@@ -1,53 +1,44 @@
 """One pass over every image: content hash, full decode, header facts and perceptual hash.
 
-Each file is read once for its SHA-256 and decoded once through :func:`headstart.data.load_image`,
-the decoder training uses, so "truncated" here means exactly what would fail during a run. JPEGs
-decode at a reduced (DCT-scaled) size: every byte of the compressed data is still read and
-checked, at a fraction of the cost, and a 32 px thumbnail is all the hashes need.
+Each file is read once for its SHA-256 and decoded once through
+:func:`headstart.data.decode_image`, the decoder training uses, so "truncated" here means exactly
+what would fail during a run. JPEGs decode at a reduced (DCT-scaled) size: every byte of the
+compressed data is still read and checked, at a fraction of the cost, and a 32 px thumbnail is all
+the hashes need.
 
-Why our own perceptual hash rather than ``imagehash``: it is twenty lines of NumPy (a 32x32 DCT
-done as two matrix products), it adds no dependency (``imagehash`` pulls in SciPy and PyWavelets),
-and the pair search needs the hashes as integers anyway.
+With the feature cache, facts already stored there (by feature extraction, which computes them in
+its own decoding pass, or by an earlier check) are read, not recomputed, and the facts computed
+here are stored for next time: a dataset checked or trained on before costs no decode at all
+(:func:`cached_facts`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from headstart.data import IMAGE_FORMATS, load_image, sniff_format
+from headstart.data import decode_image, sniff_format
+from headstart.data.facts import THUMB_SIDE, ImageContent, content_problem, image_content, phash
 from headstart.errors import ImageDecodeError
 from headstart.progress import Progress
 
-__all__ = ["ImageFacts", "THUMB_SIDE", "inspect_image", "inspect_images"]
+__all__ = [
+    "ImageFacts",
+    "THUMB_SIDE",
+    "cached_facts",
+    "inspect_image",
+    "inspect_images",
+    "phash",
+]
 
 # JPEGs are draft-decoded no smaller than this; enough detail for a 32 px hash thumbnail.
 _DRAFT = 64
-_HASH_SIDE = 32
-THUMB_SIDE = 8
-"""Side of the colour thumbnail that confirms a near-duplicate (8x8x3 = 192 bytes per image)."""
-
-# A grey image stored as RGB (or as a JPEG, whose chroma rounding adds a little colour) has mean
-# |R-G| + |G-B| near 0; even a dull photo is well above 2 grey levels.
-_GRAY_SPREAD = 2.0
-# Below this standard deviation (grey levels) an image is blank: its DCT is rounding noise, so it
-# gets hash 0 and blank images are compared by their thumbnails alone.
-_FLAT_STD = 2.0
 # A process pool (start-up, pickling every result back) only pays off beyond this many files.
 _MIN_FILES_FOR_POOL = 2000
-
-_k = np.arange(_HASH_SIDE)
-_DCT = np.sqrt(2.0 / _HASH_SIDE) * np.cos(np.pi * (2 * _k[None, :] + 1) * _k[:, None] / 64)
-_DCT[0] /= np.sqrt(2.0)
 
 
 @dataclass(frozen=True)
@@ -82,33 +73,24 @@ class ImageFacts:
     def ok(self) -> bool:
         return self.problem is None
 
+    @classmethod
+    def of(cls, path: Path, sha256: str, content: ImageContent) -> ImageFacts:
+        """The facts of ``path`` from those of its content (stored under its digest)."""
+        return cls(path, sha256, **asdict(content))
 
-def phash(gray: np.ndarray) -> int:
-    """The 64-bit perceptual hash of a 32x32 grey image (Zauner's pHash, as ``imagehash``).
-
-    The 8x8 lowest DCT frequencies, each compared with their median: resizing, recompression and
-    small edits barely move them, while different pictures differ in about half the bits.
-    """
-    coeffs = _DCT @ gray @ _DCT.T
-    low = coeffs[:8, :8].ravel()
-    bits = np.packbits(low > np.median(low))
-    return int.from_bytes(bits.tobytes(), "big")
-
-
-def _header(data: bytes) -> tuple[int, int, str]:
-    """(width, height, mode) as stored, with width and height swapped for EXIF rotations."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # already decoded once; any warning was seen there
-        with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as img:
-            width, height = img.size
-            mode = img.mode
-            try:
-                orientation = img.getexif().get(0x0112, 1)
-            except Exception:  # corrupt EXIF: load_image keeps the pixels as stored too
-                orientation = 1
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return width, height, mode
+    @property
+    def content(self) -> ImageContent:
+        """The part that depends on the bytes alone, as the feature cache stores it."""
+        return ImageContent(
+            problem=self.problem,
+            format=self.format,
+            width=self.width,
+            height=self.height,
+            mode=self.mode,
+            grayscale=self.grayscale,
+            phash=self.phash,
+            thumb=self.thumb,
+        )
 
 
 def inspect_image(path: Path) -> ImageFacts:
@@ -118,27 +100,11 @@ def inspect_image(path: Path) -> ImageFacts:
     except OSError as exc:
         return ImageFacts(path, None, f"cannot read file ({exc.strerror or exc})")
     digest = hashlib.sha256(data).hexdigest()
-    fmt = sniff_format(data[:32])
     try:
-        image = load_image(path, draft_size=(_DRAFT, _DRAFT))
+        image, header = decode_image(path, draft_size=(_DRAFT, _DRAFT))
     except ImageDecodeError as exc:
-        return ImageFacts(path, digest, exc.reason, fmt)
-    width, height, mode = _header(data)
-    small = image.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.BOX)
-    rgb = np.asarray(small, dtype=np.int16)
-    spread = np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean()
-    gray = np.asarray(small.convert("L"), dtype=np.float64)
-    return ImageFacts(
-        path=path,
-        sha256=digest,
-        format=fmt,
-        width=width,
-        height=height,
-        mode=mode,
-        grayscale=bool(spread < _GRAY_SPREAD),
-        phash=0 if gray.std() < _FLAT_STD else phash(gray),
-        thumb=small.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX).tobytes(),
-    )
+        return ImageFacts(path, digest, exc.reason, sniff_format(data[:32]))
+    return ImageFacts.of(path, digest, image_content(image, header))
 
 
 def inspect_images(
@@ -177,4 +143,48 @@ def inspect_images(
             for facts in pool.map(inspect_image, paths, chunksize=chunk):
                 out.append(facts)
                 progress.update(1)
+    return out
+
+
+def cached_facts(
+    paths: Sequence[Path],
+    *,
+    cache_dir: Path | None,
+    num_workers: int | None = None,
+    quiet: bool = False,
+    desc: str = "checking images",
+) -> list[ImageFacts]:
+    """:func:`inspect_images`, reading the facts the feature cache holds and storing the rest.
+
+    A file the cache has seen (same size and modification time) costs a ``stat``; its facts cost
+    a lookup by content digest. Only images whose content no run has decoded yet are decoded.
+
+    Args:
+        cache_dir: The feature cache folder; None inspects every file, as without a cache.
+    """
+    if cache_dir is None:
+        return inspect_images(paths, num_workers=num_workers, quiet=quiet, desc=desc)
+    from headstart.features.cache import FeatureCache
+
+    with FeatureCache(cache_dir) as cache:
+        digests, failures = cache.digests(list(paths), quiet=quiet)
+        stored = cache.get_facts(digests.values())
+        missing = [p for p in paths if p in digests and digests[p] not in stored]
+        fresh = inspect_images(missing, num_workers=num_workers, quiet=quiet, desc=desc)
+        computed = {f.path: f for f in fresh}
+        cache.put_facts(
+            {
+                f.sha256: f.content
+                for f in fresh
+                if f.sha256 is not None and (f.ok or content_problem(f.problem or "") is not None)
+            }
+        )
+    out: list[ImageFacts] = []
+    for path in paths:
+        if path in computed:
+            out.append(computed[path])
+        elif path in digests:
+            out.append(ImageFacts.of(path, digests[path], stored[digests[path]]))
+        else:
+            out.append(ImageFacts(path, None, failures.get(path, "cannot read file")))
     return out

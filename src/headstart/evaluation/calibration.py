@@ -47,18 +47,24 @@ def _nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature minimising the held-out log-loss (1.0 when there is nothing to fit)."""
-    from scipy.optimize import minimize_scalar
-
     y = np.asarray(y, np.int64)
     if len(y) == 0 or len(np.unique(y)) < 2:
         return 1.0
-    found = minimize_scalar(
-        lambda log_t: _nll(logits, y, math.exp(log_t)),
-        bounds=_LOG_T_RANGE,
-        method="bounded",
-        options={"xatol": 1e-4},
-    )
-    temperature = float(math.exp(found.x))
+    # Golden-section search on log T: the held-out log-loss is unimodal in it.
+    low, high = _LOG_T_RANGE
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = _nll(logits, y, math.exp(a)), _nll(logits, y, math.exp(b))
+    while high - low > 1e-4:
+        if fa <= fb:
+            high, b, fb = b, a, fa
+            a = high - ratio * (high - low)
+            fa = _nll(logits, y, math.exp(a))
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = _nll(logits, y, math.exp(b))
+    temperature = float(math.exp((low + high) / 2))
     # Never worse than leaving it alone, on the very logits it was fitted to.
     return temperature if _nll(logits, y, temperature) <= _nll(logits, y, 1.0) else 1.0
 

@@ -336,15 +336,21 @@ def _preprocess_preview(path: Path, preprocess: Preprocess) -> _Preview | None:
     )
 
 
-def _curves_uri(history: Sequence[dict[str, float]], best_epoch: int) -> str | None:
-    """The same figure as the run's curves.png (one look everywhere), drawn from history.csv."""
+def _curves_uri(
+    history: Sequence[dict[str, float]], best_epoch: int, saved: Path | None = None
+) -> str | None:
+    """The same figure as the run's curves.png (one look everywhere): that file when the run
+    folder has it (drawing it again would cost a second of matplotlib per report), else drawn
+    from history.csv."""
     if not history:
         return None
-    from headstart.evaluation.plots import plot_curves
-
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if any(key not in row for row in history):
             return None
+    if saved is not None and saved.is_file():
+        return _data_uri(saved.read_bytes(), "image/png")
+    from headstart.evaluation.plots import plot_curves
+
     epochs = {int(row["epoch"]) for row in history}
     with tempfile.TemporaryDirectory(prefix="headstart-report-") as tmp:
         out = plot_curves(history, best_epoch if best_epoch in epochs else 0, Path(tmp) / "c.png")
@@ -782,7 +788,7 @@ def _selection_html(selection: Mapping[str, Any]) -> str:
 
 
 def _curves_html(run: _Run, history: Sequence[dict[str, float]]) -> str:
-    curves = _curves_uri(history, run.best_epoch)
+    curves = _curves_uri(history, run.best_epoch, run.folder / "curves.png")
     selection = run.section("training").get("selection")
     chosen = _selection_html(selection) if isinstance(selection, Mapping) else ""
     if curves is None:

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from headstart.data import load_image
+from headstart.data import decode_image
+from headstart.data.facts import ImageContent, content_problem, image_content
 from headstart.errors import ImageDecodeError
 
 __all__ = [
@@ -72,7 +73,10 @@ def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
 class _Images(TorchDataset[_Item]):
     """Decodes and preprocesses one image; a failure is returned, not raised, so it is counted.
 
-    With ``keys``, the transform also receives the image's key (its content digest).
+    With ``keys``, the transform also receives the image's key (its content digest). With
+    ``on_content``, the facts of each image (:func:`headstart.data.facts.image_content`) are
+    computed from the decoded pixels and passed to it with the image's index, so the dataset
+    checks need no decode of their own.
     """
 
     def __init__(
@@ -81,23 +85,30 @@ class _Images(TorchDataset[_Item]):
         transform: Callable[..., torch.Tensor],
         draft_size: tuple[int, int] | None,
         keys: Sequence[str] | None = None,
+        on_content: Callable[[int, ImageContent], None] | None = None,
     ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.draft_size = draft_size
         self.keys = list(keys) if keys is not None else None
+        self.on_content = on_content
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> _Item:
         try:
-            image = load_image(self.paths[index], draft_size=self.draft_size)
-            if self.keys is not None:
-                return self.transform(image, self.keys[index]), index, ""
-            return self.transform(image), index, ""
+            image, header = decode_image(self.paths[index], draft_size=self.draft_size)
         except ImageDecodeError as exc:
+            problem = content_problem(exc.reason) if self.on_content is not None else None
+            if self.on_content is not None and problem is not None:
+                self.on_content(index, problem)
             return None, index, exc.reason
+        if self.on_content is not None:
+            self.on_content(index, image_content(image, header))
+        if self.keys is not None:
+            return self.transform(image, self.keys[index]), index, ""
+        return self.transform(image), index, ""
 
 
 def _collate(items: list[_Item]) -> Batch:
@@ -152,6 +163,7 @@ def iter_batches(
     batch_size: int,
     num_workers: int | None,
     keys: Sequence[str] | None = None,
+    on_content: Callable[[int, ImageContent], None] | None = None,
 ) -> Iterable[Batch]:
     """Batches of ``paths`` through ``transform``, in order, decoded ahead of their use.
 
@@ -161,9 +173,15 @@ def iter_batches(
             threads, any other in processes.
         num_workers: Decoding threads or processes (None: a default for this machine; 0: decode
             in the calling thread, in turn with the forward pass).
+        on_content: Called from the decoding threads with (index, facts) of every image, before
+            its batch is yielded. Only for a thread-safe transform: a worker process's calls
+            would be lost.
     """
-    images = _Images(paths, transform, draft_size, keys)
-    if getattr(transform, "thread_safe", False):
+    thread_safe = bool(getattr(transform, "thread_safe", False))
+    if on_content is not None and not thread_safe:
+        raise ValueError("on_content needs a thread-safe transform (images decoded in threads)")
+    images = _Images(paths, transform, draft_size, keys, on_content)
+    if thread_safe:
         threads = default_num_threads() if num_workers is None else num_workers
         chunks = (
             range(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)

@@ -5,12 +5,23 @@ files, a transaction makes every write atomic (a run killed at any moment leaves
 batch or none of it, never a half-written entry that later reads as valid), and its locking lets two
 runs share a cache without corrupting it. WAL mode lets readers go on while one run writes.
 
-Two tables:
+Three tables:
 - ``features``: (namespace, digest) -> float32 vector. The namespace hashes everything that decides
   what the backbone outputs (architecture, weights identity, preprocessing, layer, view), the digest
   is the SHA-256 of the image file's bytes, so renaming or copying an image still hits.
 - ``files``: (path, size, mtime_ns) -> digest, a cheap check that avoids re-reading unchanged files
   to hash them on every run.
+- ``images``: digest -> the facts the dataset checks need (size, mode, perceptual hash, colour
+  thumbnail; :class:`headstart.data.facts.ImageContent`), computed in extraction's decoding pass,
+  so a warm run's leakage check and ``headstart doctor`` decode nothing.
+- ``results``: key -> JSON, results computed from stored facts alone and keyed by a hash of all
+  their inputs (the near-duplicate pairs of a set of images), so a warm run does not redo an
+  all-pairs search it did before.
+
+Tables are only ever added, with ``CREATE TABLE IF NOT EXISTS``: a cache file written by an older
+version opens as it is and gains the new table, and an older version ignores tables it does not
+know. Each row of ``images`` carries the version of the facts' definition, so facts computed
+differently are recomputed rather than trusted.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from headstart.data.facts import FACTS_VERSION, ImageContent
 from headstart.progress import Progress
 
 __all__ = ["FeatureCache", "default_cache_dir", "file_digest"]
@@ -36,6 +48,22 @@ CREATE TABLE IF NOT EXISTS features (
     data BLOB NOT NULL,
     PRIMARY KEY (namespace, digest)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS images (
+    digest TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    problem TEXT,
+    format TEXT,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    grayscale INTEGER NOT NULL,
+    phash INTEGER NOT NULL,
+    thumb BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -46,6 +74,7 @@ CREATE TABLE IF NOT EXISTS files (
 
 # SQLite limits the number of host parameters in one statement; stay well below it.
 _CHUNK = 500
+_U64 = (1 << 64) - 1
 
 
 def default_cache_dir() -> Path:
@@ -103,16 +132,67 @@ class FeatureCache:
                     found[digest] = np.frombuffer(data, dtype=np.float32, count=dim)
         return found
 
-    def put_many(self, namespace: str, vectors: Mapping[str, np.ndarray]) -> None:
-        """Store vectors in one transaction: all of them become visible together, or none."""
+    def present(self, namespace: str, digests: Iterable[str], dim: int) -> set[str]:
+        """The digests among ``digests`` with a valid ``dim``-long vector, without reading any:
+        a million lookups cost the keys, not the 4 GB of vectors behind them."""
+        wanted = list(dict.fromkeys(digests))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT digest FROM features WHERE namespace = ? AND dim = ? "
+                f"AND length(data) = dim * 4 AND digest IN ({marks})",
+                (namespace, dim, *chunk),
+            )
+            found.update(digest for (digest,) in rows)
+        return found
+
+    def read_into(self, namespace: str, rows: Mapping[str, Sequence[int]], out: np.ndarray) -> None:
+        """Copy the cached vector of each digest into ``out[rows[digest]]``, streamed in chunks.
+
+        The vectors go straight from SQLite's pages into the caller's array (which may be a
+        memory map): no dict of a million small arrays, no second array to stack them into.
+
+        Raises:
+            LookupError: A digest has no valid vector of ``out``'s width (check with
+                :meth:`present` first).
+        """
+        dim = int(out.shape[1])
+        wanted = list(rows)
+        filled = 0
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cursor = self._db.execute(
+                "SELECT digest, data FROM features WHERE namespace = ? AND dim = ? "
+                f"AND length(data) = dim * 4 AND digest IN ({marks})",
+                (namespace, dim, *chunk),
+            )
+            for digest, data in cursor:
+                out[rows[digest]] = np.frombuffer(data, dtype=np.float32, count=dim)
+                filled += 1
+        if filled != len(wanted):
+            raise LookupError(f"{len(wanted) - filled} of {len(wanted)} vectors are not cached")
+
+    def put_many(
+        self,
+        namespace: str,
+        vectors: Mapping[str, np.ndarray],
+        facts: Mapping[str, ImageContent] | None = None,
+    ) -> None:
+        """Store vectors (and the facts of their images) in one transaction: all of them become
+        visible together, or none."""
         rows = []
         for digest, vector in vectors.items():
             arr = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
             rows.append((namespace, digest, int(arr.shape[0]), arr.tobytes()))
-        if not rows:
+        fact_rows = _fact_rows(facts or {})
+        if not rows and not fact_rows:
             return
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany(_INSERT_FACTS, fact_rows)
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
@@ -121,6 +201,50 @@ class FeatureCache:
             query = "SELECT COUNT(*) FROM features WHERE namespace = ?"
             row = self._db.execute(query, (namespace,)).fetchone()
         return int(row[0])
+
+    # -- image facts ----------------------------------------------------------------------
+    def get_facts(self, digests: Iterable[str]) -> dict[str, ImageContent]:
+        """The stored facts among ``digests`` (of the current facts version)."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, ImageContent] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT digest, problem, format, width, height, mode, grayscale, phash, thumb "
+                f"FROM images WHERE version = ? AND digest IN ({marks})",
+                (FACTS_VERSION, *chunk),
+            )
+            for digest, problem, fmt, width, height, mode, gray, phash, thumb in rows:
+                found[digest] = ImageContent(
+                    problem=problem,
+                    format=fmt,
+                    width=width,
+                    height=height,
+                    mode=mode,
+                    grayscale=bool(gray),
+                    phash=phash & _U64,  # stored as SQLite's signed 64-bit integer
+                    thumb=bytes(thumb),
+                )
+        return found
+
+    def put_facts(self, facts: Mapping[str, ImageContent]) -> None:
+        """Store the facts of image contents by digest, in one transaction."""
+        rows = _fact_rows(facts)
+        if not rows:
+            return
+        with self._transaction():
+            self._db.executemany(_INSERT_FACTS, rows)
+
+    # -- derived results ------------------------------------------------------------------
+    def get_result(self, key: str) -> str | None:
+        """The stored JSON of a result computed from stored facts, by the hash of its inputs."""
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_result(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
 
     # -- file digests ---------------------------------------------------------------------
     def digests(
@@ -183,6 +307,27 @@ class FeatureCache:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+_INSERT_FACTS = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _fact_rows(facts: Mapping[str, ImageContent]) -> list[tuple[object, ...]]:
+    return [
+        (
+            digest,
+            FACTS_VERSION,
+            f.problem,
+            f.format,
+            f.width,
+            f.height,
+            f.mode,
+            int(f.grayscale),
+            f.phash - (1 << 64) if f.phash >= 1 << 63 else f.phash,  # SQLite's signed 64 bits
+            f.thumb,
+        )
+        for digest, f in facts.items()
+    ]
 
 
 class _Transaction:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from headstart.data.facts import ImageContent
 from headstart.device import prepare_device
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
@@ -113,9 +114,10 @@ def extract_features(
     paths = [Path(p) for p in paths]
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     failures: dict[Path, str] = {}
+    dim = backbone.num_features
     if cache is not None:
         digests, failures = cache.digests(paths, quiet=quiet)
-        cached = cache.get_many(namespace, digests.values())
+        cached = cache.present(namespace, digests.values(), dim)
     else:
         digests = {}
         for path in paths:
@@ -123,8 +125,7 @@ def extract_features(
                 digests[path] = file_digest(path)
             except OSError as exc:
                 failures[path] = f"cannot read file: {exc.strerror or exc}"
-        cached = {}
-    vectors: dict[str, np.ndarray] = dict(cached)
+        cached = set()
     todo: list[Path] = []
     seen: set[str] = set(cached)
     for path in paths:
@@ -134,6 +135,7 @@ def extract_features(
             todo.append(path)
     n_cached = sum(1 for p in paths if p in digests and digests[p] in cached)
 
+    computed: dict[str, np.ndarray] = {}
     if todo:
         computed = _forward(
             backbone,
@@ -149,19 +151,24 @@ def extract_features(
             failures=failures,
             view=view,
         )
-        vectors.update(computed)
 
-    ok = [p for p in paths if p not in failures and digests.get(p) in vectors]
     # A file whose content failed to decode under another name fails here too.
     for p in paths:
-        if p not in failures and p in digests and digests[p] not in vectors:
+        if p not in failures and digests[p] not in cached and digests[p] not in computed:
             failures[p] = "could not be decoded (same content as another unreadable file)"
-    dim = backbone.num_features
-    feats = (
-        np.stack([vectors[digests[p]] for p in ok]).astype(np.float32, copy=False)
-        if ok
-        else np.zeros((0, dim), dtype=np.float32)
-    )
+    ok = [p for p in paths if p not in failures]
+    # One array, filled in place: cached vectors stream into it from the cache, so a million
+    # 1024-d features take their 4 GB once, not again in a dict of rows and a stacked copy.
+    feats = np.empty((len(ok), dim), dtype=np.float32)
+    from_cache: dict[str, list[int]] = {}
+    for row, path in enumerate(ok):
+        digest = digests[path]
+        if digest in computed:
+            feats[row] = computed[digest]
+        else:
+            from_cache.setdefault(digest, []).append(row)
+    if from_cache and cache is not None:
+        cache.read_into(namespace, from_cache, feats)
     return ExtractResult(
         paths=ok, features=feats, failures=failures, n_computed=len(todo), n_cached=n_cached
     )
@@ -188,6 +195,10 @@ def _forward(
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     computed: dict[str, np.ndarray] = {}
+    # The plain pass decodes every new image anyway: the facts the dataset checks need (size,
+    # mode, hashes) come from the same pixels and are stored beside the features.
+    contents: dict[int, ImageContent] = {}
+    keep_facts = cache is not None and view is None
     loader = iter_batches(
         todo,
         backbone.preprocess if view is None else view.transform(backbone.preprocess),
@@ -195,6 +206,7 @@ def _forward(
         batch_size=batch_size,
         num_workers=num_workers,
         keys=None if view is None else [digests[p] for p in todo],
+        on_content=contents.__setitem__ if keep_facts else None,
     )
     with Progress(len(todo), desc, unit="img", quiet=quiet) as progress, torch.inference_mode():
         for batch, indices, bad in loader:
@@ -207,8 +219,12 @@ def _forward(
                 out = module(x).float().cpu().numpy()
                 fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
                 computed.update(fresh)
-                if cache is not None:
-                    cache.put_many(namespace, fresh)
+            else:
+                fresh = {}
+            if cache is not None:
+                done = [*indices, *(index for index, _ in bad)]
+                facts = {digests[todo[i]]: contents.pop(i) for i in done if i in contents}
+                cache.put_many(namespace, fresh, facts)
             progress.update(len(indices) + len(bad))
     return computed
 

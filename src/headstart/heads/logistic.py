@@ -465,13 +465,20 @@ def _walk_validation(
 
 
 def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
-    """Held-out index sets: stratified, seeded; singleton classes are never held out."""
-    from sklearn.model_selection import StratifiedKFold
+    """Held-out index sets: stratified, seeded; singleton classes are never held out.
 
+    Each class's images are shuffled with ``seed`` and dealt to the folds in turn (as
+    scikit-learn's ``StratifiedKFold`` does, without importing it into every run).
+    """
     counts = np.bincount(y)
-    eligible = np.flatnonzero(counts[y] >= 2)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [eligible[held] for _, held in splitter.split(eligible, y[eligible])]
+    rng = np.random.default_rng(seed)
+    fold_of = np.full(len(y), -1)
+    offset = 0
+    for label in np.flatnonzero(counts >= 2):
+        members = rng.permutation(np.flatnonzero(y == label))
+        fold_of[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return [np.flatnonzero(fold_of == k) for k in range(folds)]
 
 
 def _walk_cv(

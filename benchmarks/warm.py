@@ -1,0 +1,136 @@
+"""Cold and warm ``headstart train --strategy features`` side by side, and the import floor.
+
+Writes N small synthetic JPEGs (varied shapes and textures, 64 px, 10 classes; the doctor
+benchmark's generator), then runs the real command in fresh processes, as a user would:
+
+- the import floor, ``python -c "import torch, timm"``: what any process using them pays;
+- a cold run (empty feature cache: every image hashed, decoded once, run through the backbone);
+- warm runs (same data, same cache, a new run folder each time): the time above the floor is
+  what headstart itself costs once everything is cached.
+
+With ``--scale K`` it repeats the cold and warm runs on K times the images, so the warm excess
+of the two sizes can be compared. Prints one table.
+
+    .venv/bin/python benchmarks/warm.py [--images 5000] [--scale 20] [--repeats 3] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from headstart.synthetic import SHAPES, TEXTURES, make_image
+
+_CLASSES = 10
+
+
+def make_dataset(root: Path, n: int, size: int = 64) -> Path:
+    """``root/class_K/img_NNNNNNN.jpg``, written once and reused (a marker says complete)."""
+    marker = root / f".complete-{n}-{size}"
+    if marker.exists():
+        return root
+    for k in range(_CLASSES):
+        (root / f"class_{k}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        k = i % _CLASSES
+        path = root / f"class_{k}" / f"img_{i:07d}.jpg"
+        if path.exists():
+            continue
+        rng = np.random.default_rng([7, i])
+        pixels = make_image(rng, SHAPES[k % len(SHAPES)], TEXTURES[k % len(TEXTURES)], size)
+        Image.fromarray(pixels).save(path, quality=90)
+    marker.touch()
+    return root
+
+
+CPU: list[float] = []  # CPU seconds (user + system) of each timed command, in order
+
+
+def timed(argv: list[str]) -> float:
+    """Wall seconds of a command; its CPU seconds go to ``CPU`` (steadier on a shared machine)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall
+
+
+def train(data: Path, out: Path, cache: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "headstart",
+        "train",
+        str(data),
+        "--model",
+        "headstart-tiny",
+        "--strategy",
+        "features",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "-q",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--scale", type=int, default=0, help="also K times the images (0: not)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="write the images here and reuse them")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        keep = args.keep or work / "data"
+        floor = statistics.median(
+            timed([sys.executable, "-c", "import torch, timm"]) for _ in range(args.repeats)
+        )
+        floor_cpu = statistics.median(CPU[-args.repeats :])
+        rows = []
+        sizes = [args.images] + ([args.images * args.scale] if args.scale else [])
+        for n in sizes:
+            started = time.perf_counter()
+            data = make_dataset(keep / str(n), n)
+            written = time.perf_counter() - started
+            cache = work / f"cache-{n}"
+            cold = timed(train(data, work / f"cold-{n}", cache))
+            warm = statistics.median(
+                timed(train(data, work / f"warm-{n}-{i}", cache)) for i in range(args.repeats)
+            )
+            warm_cpu = statistics.median(CPU[-args.repeats :])
+            rows.append((n, cold, warm, warm_cpu))
+            print(f"{n} images: written {written:.0f} s, cold {cold:.1f} s, warm {warm:.2f} s")
+        print(
+            f"\nimport floor (python -c 'import torch, timm'): {floor:.2f} s wall, "
+            f"{floor_cpu:.2f} s CPU\n"
+        )
+        print(
+            "| images | cold run | warm run (wall) | warm above the floor | warm CPU above the "
+            "floor's CPU | excess vs the first |"
+        )
+        print("|---|---|---|---|---|---|")
+        first = rows[0][3] - floor_cpu
+        for n, cold, warm, cpu in rows:
+            excess = cpu - floor_cpu
+            print(
+                f"| {n:,} | {cold:.1f} s | {warm:.2f} s | {warm - floor:.2f} s | {excess:.2f} s "
+                f"| {excess / first:.1f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from headstart import distributed
 from headstart._version import __version__
 from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
@@ -137,6 +138,11 @@ class ImageClassifier:
         resume: continue from the checkpoint in ``checkpoint_dir`` (same data and settings).
         check_data: before training, look for duplicates across splits and classes (leakage,
             conflicting labels) and warn about them (``DataWarning``); training goes on.
+
+    Under torchrun (a ``torch.distributed`` process group initialised before ``fit``), every
+    process calls ``fit`` with the same arguments: extraction and end-to-end training are split
+    across them, rank 0 alone uses the feature cache, the checkpoints and the console, and every
+    rank ends with the same fitted classifier. Save it from rank 0 only.
     """
 
     def __init__(
@@ -232,12 +238,15 @@ class ImageClassifier:
             weights=self.weights if settings is None else self._backbone_weights(settings),
             preprocess_overrides=self.preprocess,
         )
-        if self.check_data and not self.resume:
+        main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
+        quiet = self.quiet or not main
+        if self.check_data and not self.resume and main:
             self._warn_on_leakage(dataset)  # after the backbone: a bad model name fails first
         self.advice_: Advice | None = None
         if settings is None:
-            self.advice_ = self._advise(dataset, backbone)
-            if not self.quiet:
+            # Every rank measures (the extraction is shared); all follow rank 0's advice.
+            self.advice_ = distributed.broadcast(self._advise(dataset, backbone))
+            if not quiet:
                 print(self.advice_.explain(), file=sys.stderr)
             settings = self._settings(self.advice_.strategy, self.advice_.options)
         job = Job(
@@ -249,7 +258,7 @@ class ImageClassifier:
             device=self.device,
             num_workers=self.num_workers,
             extract_batch_size=self.extract_batch_size,
-            quiet=self.quiet,
+            quiet=quiet,
             checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
             resume=self.resume,
         )

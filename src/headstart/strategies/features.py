@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from headstart import distributed
 from headstart.augment import AugmentedView
 from headstart.heads import HeadTrainingConfig, train_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
@@ -44,18 +45,21 @@ def fit(job: Job) -> Fitted:
         extraction["computed"] += result.n_computed
         extraction["cached"] += result.n_cached
     val_x, val_y = split_xy.get("val", (None, None))
-    trained = train_head(
-        settings.head,
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        len(dataset.classes),
-        head_config(job),
-        hidden=settings.hidden,
-        dropout=settings.dropout,
-        quiet=job.quiet,
-        train_views=views,
+    # Under torchrun every rank has every feature now; the head is fitted once, on rank 0.
+    trained = distributed.run_on_main(
+        lambda: train_head(
+            settings.head,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            len(dataset.classes),
+            head_config(job),
+            hidden=settings.hidden,
+            dropout=settings.dropout,
+            quiet=job.quiet,
+            train_views=views,
+        )
     )
     details: dict[str, object] = {}
     if settings.aug_views:

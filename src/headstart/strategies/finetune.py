@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 
+from headstart import distributed
 from headstart.errors import HeadstartWarning
 from headstart.heads import HeadTrainingConfig, train_head
 from headstart.strategies._common import (
@@ -77,25 +78,28 @@ def fit(job: Job) -> Fitted:
     val = split_xy.get("val")
     has_val = val is not None and len(val[1]) > 0
     head_defaults = STRATEGY_DEFAULTS["features"]
-    phase1 = train_head(
-        settings.head,
-        train_x,
-        train_y,
-        val[0] if has_val and val is not None else None,
-        val[1] if has_val and val is not None else None,
-        len(dataset.classes),
-        HeadTrainingConfig(
-            epochs=head_defaults["epochs"],
-            lr=head_defaults["lr"],
-            weight_decay=head_defaults["weight_decay"],
-            batch_size=head_defaults["batch_size"],
-            patience=head_defaults["patience"],
-            seed=settings.seed,
-            label_smoothing=settings.label_smoothing,
-        ),
-        hidden=settings.hidden,
-        dropout=settings.dropout,
-        quiet=job.quiet,
+    # Under torchrun the head phase runs once, on rank 0; DDP then starts from its result.
+    phase1 = distributed.run_on_main(
+        lambda: train_head(
+            settings.head,
+            train_x,
+            train_y,
+            val[0] if has_val and val is not None else None,
+            val[1] if has_val and val is not None else None,
+            len(dataset.classes),
+            HeadTrainingConfig(
+                epochs=head_defaults["epochs"],
+                lr=head_defaults["lr"],
+                weight_decay=head_defaults["weight_decay"],
+                batch_size=head_defaults["batch_size"],
+                patience=head_defaults["patience"],
+                seed=settings.seed,
+                label_smoothing=settings.label_smoothing,
+            ),
+            hidden=settings.hidden,
+            dropout=settings.dropout,
+            quiet=job.quiet,
+        )
     )
     head_history = [{**row, "phase": "head"} for row in phase1.history]
     if phase1.interrupted:  # Ctrl-C during the head phase: stop there, with the best head

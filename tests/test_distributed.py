@@ -164,3 +164,44 @@ def test_killing_one_rank_then_resume_under_torchrun_completes_the_same_run(
     assert _max_difference(run, distributed_run) == 0.0
     assert (run / "history.csv").read_text() == (distributed_run / "history.csv").read_text()
     assert not (run / "checkpoint").exists()
+
+
+def test_ranks_share_whole_batches_round_robin_and_together_cover_every_item(monkeypatch):
+    from headstart import distributed
+
+    items = list(range(10))
+    shares = []
+    for rank in range(3):
+        monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.World(rank, 3))
+        shares.append(distributed.shard(items, 3))
+    assert shares == [[0, 1, 2, 9], [3, 4, 5], [6, 7, 8]]
+
+
+def test_each_rank_trains_on_its_slice_of_the_global_batches_of_one_process(tmp_path):
+    from headstart.augment import resolve_augment
+    from headstart.backbones import create_backbone
+    from headstart.strategies._data import TrainImages
+
+    preprocess = create_backbone("headstart-tiny").preprocess
+    paths = [tmp_path / f"{i}.png" for i in range(11)]
+    labels = list(range(11))
+
+    def batches(rank: int, size: int) -> list[list[int]]:
+        images = TrainImages(
+            paths,
+            labels,
+            preprocess,
+            resolve_augment("none"),
+            seed=3,
+            batch_size=4,
+            num_workers=0,
+            rank=rank,
+            world_size=size,
+        )
+        return images._batches(epoch=2)
+
+    alone = batches(0, 1)
+    split = [batches(rank, 2) for rank in range(2)]
+    assert len(split[0]) == len(split[1]) == len(alone)  # every rank takes every step
+    for whole, first, second in zip(alone, *split, strict=True):
+        assert sorted(first + second) == sorted(whole) and not set(first) & set(second)

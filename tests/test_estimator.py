@@ -81,13 +81,13 @@ def test_same_seed_and_data_give_the_same_model(colour_data, tmp_path) -> None:
 def test_second_fit_hits_cache_and_runs_no_forward_pass(colour_data, tmp_path, monkeypatch):
     _clf(tmp_path).fit(colour_data)
     calls: list[int] = []
-    original = extract_module._forward
+    original = extract_module._Forward.__call__
 
-    def counting(backbone, todo, **kwargs):
+    def counting(forward, todo, **kwargs):
         calls.append(len(todo))
-        return original(backbone, todo, **kwargs)
+        return original(forward, todo, **kwargs)
 
-    monkeypatch.setattr(extract_module, "_forward", counting)
+    monkeypatch.setattr(extract_module._Forward, "__call__", counting)
     clf = _clf(tmp_path).fit(colour_data)
     assert calls == []
     assert clf.extraction_ == {"computed": 0, "cached": 48}

@@ -279,9 +279,11 @@ def test_aug_views_are_cached_per_view_and_validation_is_never_augmented(
         assert cache.count() == n_all + 2 * n_train
     assert clf.extraction_ == {"computed": n_all + 2 * n_train, "cached": 0}
     calls: list[int] = []
-    original = extract_module._forward
+    original = extract_module._Forward.__call__
     monkeypatch.setattr(
-        extract_module, "_forward", lambda *a, **k: calls.append(1) or original(*a, **k)
+        extract_module._Forward,
+        "__call__",
+        lambda *a, **k: calls.append(1) or original(*a, **k),
     )
     again = _clf(tmp_path, bn_model, aug_views=2).fit(colours)
     assert calls == [] and again.extraction_["computed"] == 0

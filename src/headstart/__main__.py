@@ -1,7 +1,10 @@
-"""``python -m headstart``: the ``headstart`` command (what ``torchrun -m headstart`` runs)."""
+"""``python -m headstart``: the ``headstart`` command, as ``torchrun -m headstart`` starts it."""
+
+from __future__ import annotations
 
 import sys
 
 from headstart.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

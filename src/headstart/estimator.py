@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from headstart import distributed
 from headstart._version import __version__
 from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
@@ -153,6 +154,11 @@ class ImageClassifier:
         calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
             selection step so that predicted probabilities match accuracy; ``"none"``: raw
             softmax probabilities.
+
+    Under torchrun (a ``torch.distributed`` process group initialised before ``fit``), every
+    process calls ``fit`` with the same arguments: extraction and end-to-end training are split
+    across them, rank 0 alone uses the feature cache, the checkpoints and the console, and every
+    rank ends with the same fitted classifier. Save it from rank 0 only.
     """
 
     def __init__(
@@ -258,21 +264,30 @@ class ImageClassifier:
             raise HeadstartError(
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
-        _warn_on_small_classes(dataset)
+        main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
+        quiet = self.quiet or not main
+        if main:
+            _warn_on_small_classes(dataset)
         plain = None
         if self.check_data and not self.resume:
             # After the backbone: a bad model name fails first. The features strategy extracts
             # first, so the check reads the facts extraction's decoding pass stored: one decode
-            # per image in a cold run, none in a warm one.
+            # per image in a cold run, none in a warm one. Extraction is collective under
+            # torchrun, so every rank takes part; rank 0 alone warns.
             if self.cache and settings is not None and _extracts_plain(settings):
                 paths = [s.path for samples in dataset.splits.values() for s in samples]
                 plain = self._extract(backbone, paths, desc="extracting features")
-            self._warn_on_leakage(dataset)
-            self._warn_on_pretrained_view(dataset, backbone)
+            if main:
+                self._warn_on_leakage(dataset)
+            with warnings.catch_warnings():
+                if not main:
+                    warnings.simplefilter("ignore")
+                self._warn_on_pretrained_view(dataset, backbone)
         self.advice_: Advice | None = None
         if settings is None:
-            self.advice_ = self._advise(dataset, backbone)
-            if not self.quiet:
+            # Every rank measures (the extraction is shared); all follow rank 0's advice.
+            self.advice_ = distributed.broadcast(self._advise(dataset, backbone))
+            if not quiet:
                 print(self.advice_.explain(), file=sys.stderr)
             settings = self._settings(self.advice_.strategy, self.advice_.options)
         job = Job(
@@ -284,7 +299,7 @@ class ImageClassifier:
             device=self.device,
             num_workers=self.num_workers,
             extract_batch_size=self.extract_batch_size,
-            quiet=self.quiet,
+            quiet=quiet,
             checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
             resume=self.resume,
             plain=plain,

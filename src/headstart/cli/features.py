@@ -29,30 +29,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from headstart import distributed
     from headstart.backbones import create_backbone
     from headstart.data import load_dataset
-    from headstart.features import FeatureCache, default_cache_dir, extract_features
+    from headstart.features.extract import extract_cached
     from headstart.runs import atomic_write
 
+    # Under torchrun every rank extracts its shard; rank 0 alone writes the cache and the .npz.
+    device = distributed.init_from_env(args.device)
     dataset = load_dataset(args.data, seed=args.seed)
     backbone = create_backbone(
         args.model, weights=args.weights, preprocess_overrides=preprocess_overrides(args)
     )
     samples = [(split, s) for split, items in dataset.splits.items() for s in items]
-    cache = None if args.no_cache else FeatureCache(args.cache_dir or default_cache_dir())
-    try:
-        result = extract_features(
-            backbone,
-            [s.path for _, s in samples],
-            cache=cache,
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-            device=args.device,
-            quiet=args.quiet,
-        )
-    finally:
-        if cache is not None:
-            cache.close()
+    result = extract_cached(
+        backbone,
+        [s.path for _, s in samples],
+        use_cache=not args.no_cache,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        desc="extracting features",
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=device,
+        quiet=args.quiet or not distributed.is_main(),
+    )
+    # An error above ends this rank; torchrun then stops the others.
+    main = distributed.is_main()
+    distributed.shutdown()
+    if not main:
+        return 0
     print(
         f"{len(result.paths)} images: {result.n_computed} computed, {result.n_cached} "
         f"from cache, {len(result.failures)} unreadable; {backbone.num_features} features each"

@@ -61,36 +61,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
+    from headstart import distributed
     from headstart.checkpoint import remove_checkpoint
-    from headstart.errors import HeadstartError
     from headstart.evaluation import format_metrics, write_report
 
+    # Under torchrun: every rank trains, rank 0 alone reads and writes the run folder.
+    device = distributed.init_from_env(args.device)
     resume = bool(args.resume)
-    if resume:
-        out = Path(args.resume)
-        if args.data:
-            raise HeadstartError(
-                f"--resume {out} continues a run with its own data; give no DATA "
-                f"(got {args.data!r})."
-            )
-        stored = _resumed_args(args, out, defaults or {})
-        if stored is None:
-            print(f"{out} is finished (config.json written); nothing to resume.")
-            return 0
-        args = stored
-    else:
-        if not args.data:
-            raise HeadstartError(
-                "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
-            )
-        out = Path(args.out) if args.out else _default_out(args.data)
-        if out.exists() and not out.is_dir():
-            raise HeadstartError(
-                f"--out {out} is a file; the run folder must be a folder (new or existing)."
-            )
-        _write_args(args, out)
+    prepared = distributed.run_on_main(lambda: _prepare(args, defaults or {}))
+    if prepared is None:
+        if distributed.is_main():
+            print(f"{args.resume} is finished (config.json written); nothing to resume.")
+        distributed.shutdown()
+        return 0
+    args, out = prepared
+    if device != args.device:
+        args = argparse.Namespace(**{**vars(args), "device": device})
     clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
     clf.fit(args.data)
+    # An error above ends this rank; torchrun then stops the others.
+    main = distributed.is_main()
+    distributed.shutdown()
+    if not main:
+        return 0
     clf.save(out)
     report = write_report(out, data=args.data, clf=clf, quiet=args.quiet)
     if not clf.interrupted_:
@@ -123,6 +116,38 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         )
         return 130
     return 0
+
+
+def _prepare(
+    args: argparse.Namespace, defaults: dict[str, Any]
+) -> tuple[argparse.Namespace, Path] | None:
+    """The arguments to train with and the run folder, stored there before training starts.
+
+    None: ``--resume`` names a finished run. Under torchrun rank 0 alone calls this (the run
+    folder's timestamped default name must be one for all ranks) and broadcasts the result.
+    """
+    from headstart.errors import HeadstartError
+
+    if args.resume:
+        out = Path(args.resume)
+        if args.data:
+            raise HeadstartError(
+                f"--resume {out} continues a run with its own data; give no DATA "
+                f"(got {args.data!r})."
+            )
+        stored = _resumed_args(args, out, defaults)
+        return None if stored is None else (stored, out)
+    if not args.data:
+        raise HeadstartError(
+            "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
+        )
+    out = Path(args.out) if args.out else _default_out(args.data)
+    if out.exists() and not out.is_dir():
+        raise HeadstartError(
+            f"--out {out} is a file; the run folder must be a folder (new or existing)."
+        )
+    _write_args(args, out)
+    return args, out
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:

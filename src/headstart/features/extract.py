@@ -21,6 +21,7 @@ import torch
 
 from headstart.data.facts import ImageContent
 from headstart.device import prepare_device
+from headstart.distributed import all_gather, is_main, run_on_main, shard, world
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
 from headstart.progress import Progress
@@ -40,6 +41,8 @@ __all__ = [
 
 # Bump when the meaning of a cached vector changes (pooling, dtype, ...): old entries then miss.
 _FEATURE_FORMAT = 1
+# Batches each rank computes between two gathers under torchrun (see _forward_sharded).
+_ROUND_BATCHES = 16
 
 
 def feature_namespace(backbone: Backbone, *, view: str = "plain") -> str:
@@ -106,6 +109,10 @@ def extract_features(
     no forward pass; identical files are computed once. Unreadable images are returned in
     ``failures`` with the reason, never raised: one corrupt file must not kill a long run.
 
+    Under torchrun (an initialised process group), every rank calls this with the same paths:
+    rank 0 looks them up in ``cache`` (the other ranks pass None), each rank computes a disjoint
+    shard of what is missing, and every rank returns the same complete result.
+
     Args:
         view: Extract this deterministic variant of each image (an augmented view) instead of
             the plain image; its name is part of the cache namespace, so plain features and
@@ -113,19 +120,17 @@ def extract_features(
     """
     paths = [Path(p) for p in paths]
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
-    failures: dict[Path, str] = {}
     dim = backbone.num_features
-    if cache is not None:
-        digests, failures = cache.digests(paths, quiet=quiet)
-        cached = cache.present(namespace, digests.values(), dim)
+    sharded = world().size > 1
+    cached_vectors: dict[str, np.ndarray] = {}
+    if sharded:
+        # Under torchrun, rank 0 alone reads the cache and hashes; the others get its answer.
+        digests, failures, cached_vectors = run_on_main(
+            lambda: _lookup(paths, cache, namespace, quiet)
+        )
+        cached = set(cached_vectors)
     else:
-        digests = {}
-        for path in paths:
-            try:
-                digests[path] = file_digest(path)
-            except OSError as exc:
-                failures[path] = f"cannot read file: {exc.strerror or exc}"
-        cached = set()
+        digests, failures, cached = _present(paths, cache, namespace, dim, quiet)
     todo: list[Path] = []
     seen: set[str] = set(cached)
     for path in paths:
@@ -137,20 +142,31 @@ def extract_features(
 
     computed: dict[str, np.ndarray] = {}
     if todo:
-        computed = _forward(
-            backbone,
-            todo,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            quiet=quiet,
-            desc=desc,
-            cache=cache,
-            namespace=namespace,
-            digests=digests,
-            failures=failures,
-            view=view,
-        )
+        forward = _Forward(backbone, device, view)
+        with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
+            if sharded:
+                computed = _forward_sharded(
+                    forward,
+                    todo,
+                    batch_size=batch_size,
+                    num_workers=num_workers,
+                    progress=progress,
+                    cache=cache,
+                    namespace=namespace,
+                    digests=digests,
+                    failures=failures,
+                )
+            else:
+                computed = forward(
+                    todo,
+                    batch_size=batch_size,
+                    num_workers=num_workers,
+                    progress=progress,
+                    cache=cache,
+                    namespace=namespace,
+                    digests=digests,
+                    failures=failures,
+                )
 
     # A file whose content failed to decode under another name fails here too.
     for p in paths:
@@ -165,6 +181,8 @@ def extract_features(
         digest = digests[path]
         if digest in computed:
             feats[row] = computed[digest]
+        elif digest in cached_vectors:
+            feats[row] = cached_vectors[digest]
         else:
             from_cache.setdefault(digest, []).append(row)
     if from_cache and cache is not None:
@@ -174,58 +192,158 @@ def extract_features(
     )
 
 
-def _forward(
-    backbone: Backbone,
+def _present(
+    paths: list[Path], cache: FeatureCache | None, namespace: str, dim: int, quiet: bool
+) -> tuple[dict[Path, str], dict[Path, str], set[str]]:
+    """(digest of each readable file, unreadable files with the reason, digests cached).
+
+    One process: the vectors stay in the cache until :meth:`FeatureCache.read_into` streams
+    them into the result, so none is held twice.
+    """
+    if cache is not None:
+        digests, failures = cache.digests(paths, quiet=quiet)
+        return digests, failures, cache.present(namespace, digests.values(), dim)
+    digests, failures, _ = _lookup(paths, None, namespace, quiet)
+    return digests, failures, set()
+
+
+def _lookup(
+    paths: list[Path], cache: FeatureCache | None, namespace: str, quiet: bool
+) -> tuple[dict[Path, str], dict[Path, str], dict[str, np.ndarray]]:
+    """(digest of each readable file, unreadable files with the reason, cached vectors)."""
+    if cache is not None:
+        digests, failures = cache.digests(paths, quiet=quiet)
+        return digests, failures, cache.get_many(namespace, digests.values())
+    digests, failures = {}, {}
+    for path in paths:
+        try:
+            digests[path] = file_digest(path)
+        except OSError as exc:
+            failures[path] = f"cannot read file: {exc.strerror or exc}"
+    return digests, failures, {}
+
+
+class _Forward:
+    """The backbone on its device, in inference mode, ready to run over lists of files."""
+
+    def __init__(
+        self, backbone: Backbone, device: str | torch.device | None, view: FeatureView | None
+    ) -> None:
+        self.device = prepare_device(device)
+        self.channels_last = self.device.type != "mps"
+        module = backbone.module.eval().to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.preprocess = backbone.preprocess
+        self.view = view
+
+    def __call__(
+        self,
+        todo: list[Path],
+        *,
+        batch_size: int,
+        num_workers: int | None,
+        progress: Progress,
+        cache: FeatureCache | None,
+        namespace: str,
+        digests: dict[Path, str],
+        failures: dict[Path, str],
+    ) -> dict[str, np.ndarray]:
+        """Features of ``todo`` by digest, written to ``cache`` batch by batch when given."""
+        computed: dict[str, np.ndarray] = {}
+        view = self.view
+        # The plain pass decodes every new image anyway: the facts the dataset checks need (size,
+        # mode, hashes) come from the same pixels and are stored beside the features.
+        contents: dict[int, ImageContent] = {}
+        keep_facts = cache is not None and view is None
+        loader = iter_batches(
+            todo,
+            self.preprocess if view is None else view.transform(self.preprocess),
+            draft_size=self.preprocess.draft_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            keys=None if view is None else [digests[p] for p in todo],
+            on_content=contents.__setitem__ if keep_facts else None,
+        )
+        with torch.inference_mode():
+            for batch, indices, bad in loader:
+                for index, reason in bad:
+                    failures[todo[index]] = reason
+                if batch is not None:
+                    x = batch.to(self.device, non_blocking=True)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    out = self.module(x).float().cpu().numpy()
+                    fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
+                    computed.update(fresh)
+                else:
+                    fresh = {}
+                if cache is not None:
+                    done = [*indices, *(index for index, _ in bad)]
+                    facts = {digests[todo[i]]: contents.pop(i) for i in done if i in contents}
+                    cache.put_many(namespace, fresh, facts)
+                progress.update(len(indices) + len(bad))
+        return computed
+
+
+def _forward_sharded(
+    forward: _Forward,
     todo: list[Path],
     *,
     batch_size: int,
     num_workers: int | None,
-    device: str | torch.device | None,
-    quiet: bool,
-    desc: str,
+    progress: Progress,
     cache: FeatureCache | None,
     namespace: str,
     digests: dict[Path, str],
     failures: dict[Path, str],
-    view: FeatureView | None = None,
 ) -> dict[str, np.ndarray]:
-    dev = prepare_device(device)
-    module = backbone.module.eval().to(dev)
-    channels_last = dev.type != "mps"
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
+    """Each rank computes its shard of ``todo``; rank 0 alone writes the cache.
+
+    Why one writer rather than a cache file per rank that readers union: every rank needs every
+    vector anyway, so the vectors travel between the ranks whatever the design, and once they
+    have, rank 0 can write them at no extra cost. One writer keeps the cache the single file a
+    one-process run uses (a later run with another number of ranks finds everything), and it means
+    the SQLite file is only ever opened by one process of a job: on a network file system, where
+    SQLite's locks cannot be trusted, no two machines touch it at once.
+
+    The shard is whole batches dealt round-robin (:func:`headstart.distributed.shard`), so every
+    batch is the one a single process would form and the features are the same bit for bit. The
+    work goes in rounds of :data:`_ROUND_BATCHES` batches per rank, gathered after each, so an
+    interrupted run keeps what finished rounds computed.
+    """
+    mine = shard(todo, batch_size)
+    step = _ROUND_BATCHES * batch_size
+    longest = max(all_gather(len(mine)))
+    writer = cache if is_main() else None
     computed: dict[str, np.ndarray] = {}
-    # The plain pass decodes every new image anyway: the facts the dataset checks need (size,
-    # mode, hashes) come from the same pixels and are stored beside the features.
-    contents: dict[int, ImageContent] = {}
-    keep_facts = cache is not None and view is None
-    loader = iter_batches(
-        todo,
-        backbone.preprocess if view is None else view.transform(backbone.preprocess),
-        draft_size=backbone.preprocess.draft_size,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        keys=None if view is None else [digests[p] for p in todo],
-        on_content=contents.__setitem__ if keep_facts else None,
-    )
-    with Progress(len(todo), desc, unit="img", quiet=quiet) as progress, torch.inference_mode():
-        for batch, indices, bad in loader:
-            for index, reason in bad:
-                failures[todo[index]] = reason
-            if batch is not None:
-                x = batch.to(dev, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                out = module(x).float().cpu().numpy()
-                fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
-                computed.update(fresh)
-            else:
-                fresh = {}
-            if cache is not None:
-                done = [*indices, *(index for index, _ in bad)]
-                facts = {digests[todo[i]]: contents.pop(i) for i in done if i in contents}
-                cache.put_many(namespace, fresh, facts)
-            progress.update(len(indices) + len(bad))
+    for start in range(0, longest, step):
+        part = mine[start : start + step]
+        bad: dict[Path, str] = {}
+        quiet_progress = Progress(len(part), "", unit="img", quiet=True)
+        local = (
+            forward(
+                part,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=quiet_progress,
+                cache=None,
+                namespace=namespace,
+                digests=digests,
+                failures=bad,
+            )
+            if part
+            else {}
+        )
+        fresh: dict[str, np.ndarray] = {}
+        for vectors, failed in all_gather((local, bad)):
+            fresh.update(vectors)
+            failures.update(failed)
+            progress.update(len(vectors) + len(failed))
+        if writer is not None:
+            writer.put_many(namespace, fresh)
+        computed.update(fresh)
     return computed
 
 
@@ -241,8 +359,10 @@ def extract_cached(
 ) -> ExtractResult:
     """:func:`extract_features` through the on-disk cache in ``cache_dir`` (default: the user's
     cache folder), opened for this call only, so no connection outlives a step or crosses a fork;
-    ``use_cache=False`` runs without it. ``options`` go to :func:`extract_features`."""
-    cache = FeatureCache(cache_dir or default_cache_dir()) if use_cache else None
+    ``use_cache=False`` runs without it. ``options`` go to :func:`extract_features`.
+
+    Under torchrun only rank 0 opens the cache (:func:`_forward_sharded` says why)."""
+    cache = FeatureCache(cache_dir or default_cache_dir()) if use_cache and is_main() else None
     try:
         return extract_features(backbone, paths, cache=cache, desc=desc, view=view, **options)
     finally:

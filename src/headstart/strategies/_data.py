@@ -93,8 +93,14 @@ class TrainImages:
         preprocess: The weights' preprocessing, applied after the augmentation.
         augment: The augmentation (an identity config means plain images).
         seed: Seeds the order of each epoch and each sample's augmentation.
-        batch_size: Images per optimizer step.
+        batch_size: Images per optimizer step, over all ranks together (the global batch).
         num_workers: Decoding threads (None: one per core; 0: in turn with training).
+        rank, world_size: Under torchrun, this rank decodes every ``world_size``-th image of
+            each global batch, starting at ``rank``. The batches, the order and each image's
+            augmentation stay those of one process (they depend on the sample, never on the
+            rank), so the ranks together see exactly what one process would. A rank can then
+            have no image in a batch (the last one, or all its images unreadable): it still
+            yields the batch, as ``None``, so that it takes part in the gradient exchange.
     """
 
     def __init__(
@@ -107,9 +113,13 @@ class TrainImages:
         seed: int,
         batch_size: int,
         num_workers: int | None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.samples = _Samples(paths, labels, preprocess, augment, seed)
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.input_size = preprocess.input_size
         self.failures: dict[Path, str] = {}
         self.workers = default_num_threads() if num_workers is None else num_workers
         self._running: Generator[_Batch, None, None] | None = None
@@ -121,8 +131,12 @@ class TrainImages:
     def num_batches(self) -> int:
         return len(self._batches(1))
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(images, labels) batches of ``epoch``; unreadable images are dropped and recorded."""
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor | None, torch.Tensor]]:
+        """(images, labels) batches of ``epoch``; unreadable images are dropped and recorded.
+
+        Alone, a batch with no readable image is skipped; under torchrun it is yielded as
+        ``None`` (see the class docstring).
+        """
         self.close()
         keys = ([(epoch, i) for i in batch] for batch in self._batches(epoch))
         running = decode_ahead(keys, self.samples.__getitem__, _collate, self.workers)
@@ -130,11 +144,14 @@ class TrainImages:
         for batch, labels, failures in running:
             for index, reason in failures.items():
                 self.failures[self.samples.paths[index]] = reason
-            if batch is not None:
+            if batch is not None or self.world_size > 1:
                 yield batch, labels
 
     def _batches(self, epoch: int) -> list[list[int]]:
-        return epoch_batches(len(self.samples), self.batch_size, self.samples.seed, epoch)
+        batches = epoch_batches(len(self.samples), self.batch_size, self.samples.seed, epoch)
+        if self.world_size == 1:
+            return batches
+        return [batch[self.rank :: self.world_size] for batch in batches]
 
     def close(self) -> None:
         """Stop decoding ahead (an epoch left early leaves images queued)."""

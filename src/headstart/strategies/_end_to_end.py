@@ -13,8 +13,10 @@ from typing import Any
 
 import torch
 
+from headstart import distributed
 from headstart.backbones import Backbone
 from headstart.data import Dataset
+from headstart.errors import HeadstartError
 from headstart.strategies._common import Job
 from headstart.strategies._cost import CostEstimate, estimate_cost
 from headstart.strategies._data import TrainImages
@@ -34,8 +36,22 @@ __all__ = ["run_network", "train_images", "validation_images"]
 def train_images(
     job: Job, backbone: Backbone, paths: Sequence[Path], labels: Iterable[int]
 ) -> TrainImages:
-    """The training images, augmented with the job's settings, batched as the loop wants them."""
+    """The training images, augmented with the job's settings, batched as the loop wants them.
+
+    Under torchrun, this rank's share of each global batch (``batch_size`` over all ranks).
+
+    Raises:
+        HeadstartError: A global batch smaller than the number of ranks: some rank would have
+            no image in any step.
+    """
     settings = job.settings
+    world = distributed.world()
+    if settings.batch_size < world.size:
+        raise HeadstartError(
+            f"--batch-size {settings.batch_size} is the global batch, split across the "
+            f"{world.size} processes torchrun started; give at least {world.size} (one image "
+            "per process), or start fewer processes."
+        )
     return TrainImages(
         list(paths),
         [int(y) for y in labels],
@@ -44,6 +60,8 @@ def train_images(
         seed=settings.seed,
         batch_size=settings.batch_size,
         num_workers=job.num_workers,
+        rank=world.rank,
+        world_size=world.size,
     )
 
 

@@ -11,6 +11,16 @@ torch's generator from (seed, e) (dropout), the data order and every augmentatio
 from the checkpoint of epoch ``e`` therefore continues exactly as the uninterrupted run did, and
 on a CPU ends with the same weights, bit for bit. The loop runs inside forked RNG state, so the
 caller's random streams are untouched.
+
+Under torchrun (:mod:`headstart.distributed`) the network is wrapped in DistributedDataParallel
+and each global batch of ``batch_size`` images is split across the ranks
+(:class:`~._data.TrainImages`). The loss of a step is the sum over every rank's images divided by
+the global count, so the gradients DDP averages are those of the whole batch, however unevenly it
+splits (unreadable images, a short last batch): the run follows the one-process run to float
+rounding. Dropout draws from a per-rank seed derived from (seed, epoch, rank). BatchNorm layers
+in training mode (``--bn train``, ``scratch``) normalise with each rank's share of the batch, as
+DDP does by default, so those runs do not match one process exactly. Validation is sharded and
+summed. Rank 0 alone reads and writes checkpoints; the others receive what it read.
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
+from headstart import distributed
 from headstart.augment import sample_seed
 from headstart.checkpoint import (
     CHECKPOINT_INDEX,
@@ -158,11 +170,15 @@ def images_validator(
     """Validation through the whole network, on plain (never augmented) images."""
     label_of = list(labels)
 
+    # Under torchrun each rank validates its shard of whole batches; the sums are added up.
+    mine = distributed.shard(range(len(label_of)), batch_size)
+    my_paths = [paths[i] for i in mine]
+
     def validate(network: Network) -> tuple[float, float]:
         network.eval()
-        total_loss, correct, n = 0.0, 0, 0
+        total_loss, correct, n = 0.0, 0.0, 0.0
         loader = iter_batches(
-            list(paths),
+            my_paths,
             preprocess,
             draft_size=preprocess.draft_size,
             batch_size=batch_size,
@@ -173,7 +189,7 @@ def images_validator(
                 if batch is None:
                     continue
                 x = _to_device(batch, device)
-                y = torch.tensor([label_of[i] for i in indices], device=device)
+                y = torch.tensor([label_of[mine[i]] for i in indices], device=device)
                 with torch.autocast(
                     device.type, dtype=amp or torch.float32, enabled=amp is not None
                 ):
@@ -182,6 +198,7 @@ def images_validator(
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
                 n += len(y)
+        total_loss, correct, n = distributed.sum_across([total_loss, correct, n])
         if n == 0:
             raise HeadstartError("No validation image could be read.")
         return total_loss / n, correct / n
@@ -278,6 +295,12 @@ def _train(
     network.to(device)
     if _channels_last(device):
         network.to(memory_format=torch.channels_last)
+    world = distributed.world()
+    model: nn.Module = network
+    if world.size > 1:
+        model = DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None
+        )
     amp = resolve_amp(settings.amp, device)
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -293,17 +316,11 @@ def _train(
     best_dirty = best_state is not None
     waited, step, first_epoch = 0, 0, 1
     seconds: list[float] = []
-    if checkpoint_dir is not None and not resume:
+    if checkpoint_dir is not None and not resume and world.main:
         clear_checkpoint(checkpoint_dir)
     if checkpoint_dir is not None and resume:
-        ckpt = load_checkpoint(checkpoint_dir)
+        ckpt = distributed.run_on_main(lambda: _load_checkpoint(checkpoint_dir, fingerprint))
         if ckpt is not None:
-            if ckpt.fingerprint != fingerprint:
-                raise RunFolderError(
-                    f"The checkpoint in {checkpoint_dir} was written by a run with other "
-                    "settings or data; resume with the run's own train_args.json, or delete "
-                    f"{checkpoint_dir} to start over."
-                )
             history = ckpt.history
             best_loss, best_epoch, waited = ckpt.best_loss, ckpt.best_epoch, ckpt.waited
             best_state, best_dirty = ckpt.best_model, False
@@ -326,7 +343,7 @@ def _train(
 
     def save(epoch: int, *, finished: bool = False) -> None:
         nonlocal best_dirty
-        if checkpoint_dir is None:
+        if checkpoint_dir is None or not world.main:
             return
         save_checkpoint(
             checkpoint_dir,
@@ -356,23 +373,42 @@ def _train(
             if waited >= settings.patience:
                 break
             began = time.monotonic()
-            torch.manual_seed(sample_seed("epoch", settings.seed, epoch))
+            rank = () if world.size == 1 else ("rank", world.rank)
+            torch.manual_seed(sample_seed("epoch", settings.seed, epoch, *rank))
             network.train()
-            total_loss, correct, n = 0.0, 0, 0
+            total_loss, correct, n = 0.0, 0.0, 0.0
+            batch_n: float
             desc = f"{label} epoch {epoch}/{settings.epochs}"
             with Progress(len(train), desc, unit="img", quiet=quiet) as progress:
                 for images, labels in train.epoch(epoch):
                     factor = lr_factor(settings.schedule, step, total_steps, warmup)
                     for group in optimizer.param_groups:
                         group["lr"] = settings.lr * group["lr_scale"] * factor
+                    if images is None:  # under torchrun: none of this rank's share was readable
+                        images = torch.zeros(0, 3, *train.input_size)
                     x, y = _to_device(images, device), labels.to(device)
                     with torch.autocast(
                         device.type, dtype=amp or torch.float32, enabled=amp is not None
                     ):
-                        logits = network(x)
-                    loss = F.cross_entropy(
-                        logits.float(), y, label_smoothing=settings.label_smoothing
-                    )
+                        logits = model(x)
+                    if world.size == 1:
+                        loss = F.cross_entropy(
+                            logits.float(), y, label_smoothing=settings.label_smoothing
+                        )
+                        batch_loss, batch_n = float(loss.detach()) * len(y), len(y)
+                    else:
+                        summed = F.cross_entropy(
+                            logits.float(),
+                            y,
+                            label_smoothing=settings.label_smoothing,
+                            reduction="sum",
+                        )
+                        (batch_n,) = distributed.sum_across([len(y)])
+                        if batch_n == 0:
+                            raise HeadstartError("No image of a training batch could be read.")
+                        # DDP averages over ranks: scaling by size / n gives the global mean.
+                        loss = summed * (world.size / batch_n)
+                        batch_loss = float(summed.detach())
                     optimizer.zero_grad(set_to_none=True)
                     if scaler is not None:
                         scaler.scale(loss).backward()
@@ -387,10 +423,12 @@ def _train(
                             nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
                         optimizer.step()
                     step += 1
-                    total_loss += float(loss.detach()) * len(y)
+                    total_loss += batch_loss
                     correct += int((logits.detach().argmax(1) == y).sum())
                     n += len(y)
-                    progress.update(len(y))
+                    progress.update(int(batch_n))
+            if world.size > 1:
+                total_loss, correct, n = distributed.sum_across([total_loss, correct, n])
             if n == 0:
                 raise HeadstartError("No training image could be read in this epoch.")
             train_loss, train_acc = total_loss / n, correct / n
@@ -433,6 +471,17 @@ def _train(
     if not interrupted:
         save(epoch, finished=True)
     return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
+
+
+def _load_checkpoint(folder: Path, fingerprint: str) -> Checkpoint | None:
+    """The checkpoint in ``folder``, if any, refused when other settings or data wrote it."""
+    ckpt = load_checkpoint(folder)
+    if ckpt is not None and ckpt.fingerprint != fingerprint:
+        raise RunFolderError(
+            f"The checkpoint in {folder} was written by a run with other settings or data; "
+            f"resume with the run's own train_args.json, or delete {folder} to start over."
+        )
+    return ckpt
 
 
 def _report(

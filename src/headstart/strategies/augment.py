@@ -12,6 +12,7 @@ images only. The head starts from the best head on cached features, counted as t
 
 from __future__ import annotations
 
+from headstart import distributed
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
 from headstart.strategies._end_to_end import run_network, train_images
@@ -31,7 +32,10 @@ def fit(job: Job) -> Fitted:
         backbone = select_layer(backbone, settings.layer)
     dataset, split_xy, extraction = extract_splits(job, backbone)
     train_x, train_y = split_xy["train"]
-    start_head = best_features_head(job, split_xy, len(dataset.classes))
+    # Under torchrun the head is fitted once, on rank 0; every rank starts from its result.
+    start_head = distributed.run_on_main(
+        lambda: best_features_head(job, split_xy, len(dataset.classes))
+    )
     network = Network(backbone.module, start_head.trainable, trainable=(), bn="frozen")
     groups = param_groups(network, [], weight_decay=settings.weight_decay, layer_decay=1.0)
     train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from headstart import distributed
 from headstart.augment import AugmentedView
 from headstart.heads import HeadTrainingConfig, fit_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
@@ -49,20 +50,23 @@ def fit(job: Job) -> Fitted:
         extraction["computed"] += result.n_computed
         extraction["cached"] += result.n_cached
     val_x, val_y = split_xy.get("val", (None, None))
-    trained = fit_head(
-        settings.head,
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        len(dataset.classes),
-        head_config(job),
-        C=settings.C,
-        refit=settings.refit,
-        hidden=settings.hidden,
-        dropout=settings.dropout,
-        quiet=job.quiet,
-        train_views=views,
+    # Under torchrun every rank has every feature now; the head is fitted once, on rank 0.
+    trained = distributed.run_on_main(
+        lambda: fit_head(
+            settings.head,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            len(dataset.classes),
+            head_config(job),
+            C=settings.C,
+            refit=settings.refit,
+            hidden=settings.hidden,
+            dropout=settings.dropout,
+            quiet=job.quiet,
+            train_views=views,
+        )
     )
     details: dict[str, object] = {"selection": trained.selection}
     if settings.aug_views:

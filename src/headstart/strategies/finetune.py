@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from headstart import distributed
 from headstart.errors import HeadstartWarning
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import (
@@ -77,7 +78,10 @@ def fit(job: Job) -> Fitted:
     train_x, train_y = split_xy["train"]
     val = split_xy.get("val")
     has_val = val is not None and len(val[1]) > 0
-    start_head = best_features_head(job, split_xy, len(dataset.classes))
+    # Under torchrun the head phase runs once, on rank 0; DDP then starts from its result.
+    start_head = distributed.run_on_main(
+        lambda: best_features_head(job, split_xy, len(dataset.classes))
+    )
     phase1 = start_head.fit
     head_history: list[dict[str, Any]] = [{**row, "phase": "head"} for row in phase1.history] or [
         start_head.row

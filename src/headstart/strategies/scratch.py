@@ -8,6 +8,7 @@ weights' own, so the comparison with the pretrained strategies changes one thing
 
 from __future__ import annotations
 
+from headstart import distributed
 from headstart.heads import create_head
 from headstart.strategies._common import Fitted, Job, trained_backbone
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
@@ -58,8 +59,11 @@ def fit(job: Job) -> Fitted:
     )
     for param in backbone.module.parameters():
         param.requires_grad_(False)
-    if train.failures:
-        dataset = dataset.without(train.failures)
+    failures = {
+        path: why for part in distributed.all_gather(train.failures) for path, why in part.items()
+    }
+    if failures:
+        dataset = dataset.without(failures)
     return Fitted(
         backbone=trained_backbone(backbone),
         head=network.head.eval(),

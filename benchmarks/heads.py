@@ -11,7 +11,8 @@ Three tasks of different kinds, each split into train / val / test per seed:
 
 Both sides get the same train + val images and are refitted on them; the test split is untouched.
 "hs loss" is headstart's default (the temperature a run fits on the selection's held-out logits
-applied), "(raw)" the same head's softmax before it.
+applied), "(raw)" the same head's softmax before it; "ECE raw" and "ECE" are the test split's
+expected calibration error before and after that temperature.
 headstart: :func:`headstart.heads.fit_linear` (C chosen on the validation split, or by 5-fold CV
 over train + val when it is small, then refitted). scikit-learn: ``StandardScaler`` +
 ``LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss")`` over train + val, refitted. Also
@@ -166,7 +167,7 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from headstart.evaluation.calibration import fit_temperature
+    from headstart.evaluation.calibration import expected_calibration_error, fit_temperature
     from headstart.heads import fit_linear
 
     x_train, y_train, x_val, y_val, x_test, y_test = task
@@ -184,6 +185,8 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
         proba = torch.softmax(logits / temperature, 1).numpy()
     row["hs_acc"], row["hs_loss"] = _metrics(proba, y_test, classes)
     row["hs_raw_loss"] = _metrics(raw, y_test, classes)[1]
+    row["ece_raw"] = expected_calibration_error(raw, y_test)
+    row["ece"] = expected_calibration_error(proba, y_test)
     row["hs_C"] = fit.C
 
     with warnings.catch_warnings():
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     header = (
         f"{'task':<10} {'hs acc':>7} {'sk acc':>7} {'hs loss':>8} {'(raw)':>8} {'sk loss':>8} "
-        f"{'hs s':>6} {'skCV s':>7} {'LR s':>6} {'hs/LR':>6}"
+        f"{'hs s':>6} {'skCV s':>7} {'LR s':>6} {'hs/LR':>6} {'ECE raw':>8} {'ECE':>6}"
     )
     print(header)
     for name in args.tasks:
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<10} {mean['hs_acc']:7.4f} {mean['sk_acc']:7.4f} {mean['hs_loss']:8.4f} "
             f"{mean['hs_raw_loss']:8.4f} "
             f"{mean['sk_loss']:8.4f} {mean['hs_seconds']:6.2f} {mean['sk_seconds']:7.2f} "
-            f"{mean['single_seconds']:6.2f} {mean['hs_seconds'] / mean['single_seconds']:6.2f}",
+            f"{mean['single_seconds']:6.2f} {mean['hs_seconds'] / mean['single_seconds']:6.2f} "
+            f"{mean['ece_raw']:8.4f} {mean['ece']:6.4f}",
             flush=True,
         )
     if args.auto:

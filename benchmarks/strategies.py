@@ -85,6 +85,8 @@ def _run(
 ) -> None:
     from headstart import ImageClassifier
 
+    if strategy == "features":
+        extra = {k: v for k, v in extra.items() if k != "epochs"}  # the linear head has none
     started = time.monotonic()
     clf = ImageClassifier(
         model, weights=weights, strategy=strategy, cache_dir=cache, quiet=True, **extra

@@ -17,7 +17,6 @@ def _fit(tmp_path: Path, data: Path, model: str, **kwargs) -> ImageClassifier:
     params = dict(
         weights="default" if model == "headstart-tiny" else "none",
         strategy="features",
-        epochs=3,
         num_workers=0,
         quiet=True,
         cache_dir=tmp_path / "cache",
@@ -80,7 +79,7 @@ def _shape_image(path: Path, shape: str, corner) -> Path:
 def test_map_of_the_class_shown_is_strongest_where_the_object_is(tmp_path) -> None:
     # (The source classifier calls most of these flat pictures one thing and train warns so.)
     data = _shape_data(tmp_path / "shapes")
-    clf = _fit(tmp_path, data, "headstart-tiny", epochs=30)
+    clf = _fit(tmp_path, data, "headstart-tiny")
     for corner, quadrant in (((8, 8), 0), ((8, 64), 1), ((64, 64), 3)):
         image = _shape_image(tmp_path / "probe.png", "square", corner)
         (explanation,) = explain_image(clf, image, classes=["square"])

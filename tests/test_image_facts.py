@@ -18,7 +18,7 @@ from headstart.features import FeatureCache, extract_features
 from tests._images import write_truncated
 from tests.conftest import write_colour_dataset
 
-FAST = {"model": "test_resnet", "weights": "none", "epochs": 3, "num_workers": 0, "quiet": True}
+FAST = {"model": "test_resnet", "weights": "none", "num_workers": 0, "quiet": True}
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def strategy_fits(colours, tmp_path_factory) -> dict[str, dict[str, ImageClassif
         tmp = tmp_path_factory.mktemp(family)
         model = f"keras:{family}"
         fits[family] = {
-            "features": _fit(tmp, model, colours, epochs=5),
+            "features": _fit(tmp, model, colours),
             "augment": _fit(tmp, model, colours, strategy="augment", epochs=1),
             "finetune": _fit(tmp, model, colours, strategy="finetune", unfreeze=1, epochs=1),
         }
@@ -281,7 +281,6 @@ def test_user_keras_classifier_is_cut_below_its_top_and_its_head_matches_keras(c
     clf = ImageClassifier(
         f"keras:{tmp_path / 'clf.keras'}",
         strategy="features",
-        epochs=5,
         num_workers=0,
         quiet=True,
         cache=False,

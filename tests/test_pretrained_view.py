@@ -85,7 +85,6 @@ def test_train_warns_before_training_on_collapsed_view(demo, tmp_path) -> None:
     clf = ImageClassifier(
         "headstart-tiny",
         strategy="features",
-        epochs=1,
         preprocess={"keras": "caffe"},
         cache_dir=tmp_path,
         quiet=True,

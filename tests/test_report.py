@@ -340,3 +340,10 @@ def test_report_shows_the_runs_own_curves_png_without_drawing_it_again(tmp_path)
     assert uri is not None and base64.b64decode(uri.split(",", 1)[1]) == saved.read_bytes()
     drawn = _curves_uri(history, 1, tmp_path / "missing.png")
     assert drawn is not None and drawn != uri
+
+
+def test_report_shows_a_reliability_diagram_before_and_after_calibration(trained, report) -> None:
+    _, _, clf = trained
+    assert 'aria-label="reliability diagram"' in report
+    assert "before calibration" in report and "after calibration" in report
+    assert f"{clf.temperature_:.3g}" in report

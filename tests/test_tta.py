@@ -19,7 +19,7 @@ from headstart.tta import TtaView, tta_views
 def fitted(colour_data, tmp_path_factory) -> ImageClassifier:
     cache = tmp_path_factory.mktemp("tta-cache")
     return ImageClassifier(
-        "headstart-tiny", strategy="features", epochs=3, num_workers=0, quiet=True, cache_dir=cache
+        "headstart-tiny", strategy="features", num_workers=0, quiet=True, cache_dir=cache
     ).fit(colour_data)
 
 

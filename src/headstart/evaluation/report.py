@@ -221,8 +221,75 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
         items.append(_Item(sample.path, sample.label, predicted, float(row[predicted])))
     proba = np.stack(rows) if rows else np.zeros((0, len(classes)))
     metrics = classification_metrics(np.array([i.true for i in items]), proba, classes)
+    metrics["reliability"] = _reliability(proba, np.array([i.true for i in items]), clf)
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"
     return _Evaluation(data, shown_split, metrics, items, skipped, _explain_mistakes(clf, items))
+
+
+def _reliability(proba: np.ndarray, y: np.ndarray, clf: ImageClassifier) -> dict[str, Any]:
+    """Reliability bins of the probabilities as predicted and as they were before calibration.
+
+    The calibrated logits are the raw ones divided by the temperature T, so the uncalibrated
+    probabilities are ``softmax(T * log p)``: no second pass over the images.
+    """
+    from headstart.evaluation.calibration import (
+        expected_calibration_error,
+        reliability_bins,
+        softmax,
+    )
+
+    temperature = float(getattr(clf, "temperature_", 1.0))
+    raw = softmax(np.log(np.clip(proba, 1e-30, 1.0)) * temperature) if len(proba) else proba
+    return {
+        "temperature": temperature,
+        "before": reliability_bins(raw, y),
+        "after": reliability_bins(proba, y),
+        "ece_before": expected_calibration_error(raw, y) if len(y) else None,
+        "ece_after": expected_calibration_error(proba, y) if len(y) else None,
+    }
+
+
+def _reliability_html(metrics: Mapping[str, Any]) -> str:
+    """A reliability diagram (SVG): accuracy against confidence, before and after calibration."""
+    rel = metrics.get("reliability")
+    if not isinstance(rel, Mapping) or rel.get("ece_after") is None:
+        return ""
+    size, pad = 220, 24
+
+    def point(conf: float, acc: float) -> str:
+        return f"{pad + conf * size:.1f},{pad + (1 - acc) * size:.1f}"
+
+    def line(rows: Sequence[Mapping[str, float]], colour: str, label: str) -> str:
+        pts = " ".join(point(r["confidence"], r["accuracy"]) for r in rows)
+        dots = "".join(
+            f'<circle cx="{pad + r["confidence"] * size:.1f}" '
+            f'cy="{pad + (1 - r["accuracy"]) * size:.1f}" r="3" fill="{colour}"/>'
+            for r in rows
+        )
+        return (
+            f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{label}</title></polyline>{dots}"
+        )
+
+    total = size + 2 * pad
+    svg = (
+        f'<svg class="reliability" width="{total}" height="{total}" viewBox="0 0 {total} {total}" '
+        'role="img" aria-label="reliability diagram">'
+        f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#999"/>'
+        f'<line x1="{pad}" y1="{pad + size}" x2="{pad + size}" y2="{pad}" stroke="#bbb" '
+        'stroke-dasharray="4 3"/>'
+        f"{line(rel['before'], '#d62728', 'before calibration')}"
+        f"{line(rel['after'], '#1f77b4', 'after calibration')}"
+        "</svg>"
+    )
+    return (
+        f"<h3>Calibration</h3>{svg}"
+        f'<p class="note">Accuracy against confidence in {len(rel["after"])} confidence bins '
+        "(dashed: perfectly calibrated). Red: the softmax before calibration, expected "
+        f"calibration error {_num(rel['ece_before'])}; blue: with the temperature "
+        f"{rel['temperature']:.3g} fitted on held-out logits at training time, "
+        f"{_num(rel['ece_after'])}.</p>"
+    )
 
 
 def _explain_mistakes(
@@ -838,6 +905,7 @@ def _results_html(run: _Run, evaluation: _Evaluation | None, data_note: str) -> 
         '<p class="note">Rows are the true classes, columns the predictions; shading is the '
         "share of the row.</p></div>"
         f"<div><h3>Per class</h3>{_per_class_html(metrics)}</div></div>"
+        f"{_reliability_html(metrics)}"
         f"{recorded_table if evaluation is not None else ''}"
     )
     return title, body

@@ -372,3 +372,20 @@ def test_end_to_end_strategies_start_from_the_features_head_and_never_end_worse(
         assert clf.metrics_["val"]["accuracy"] >= first["val_accuracy"] - 1e-9 or (
             clf.best_epoch_ > 1
         )
+
+
+def test_end_to_end_defaults_scale_to_small_data_and_leave_given_values_alone() -> None:
+    from headstart.strategies import resolve_settings
+    from headstart.strategies._settings import MIN_STEPS, scale_to_data
+
+    settings = resolve_settings("augment")
+    flags = dict(epochs_given=False, batch_given=False, lr_given=False, patience_given=False)
+    small = scale_to_data(settings, 45, **flags)
+    steps = -(-45 // small.batch_size)
+    assert small.batch_size == 8 and small.epochs * steps >= MIN_STEPS["augment"]
+    assert small.lr < settings.lr and small.patience >= small.epochs // 4
+    assert scale_to_data(settings, 10_000, **flags) == settings  # enough steps already
+    given = dict(epochs_given=True, batch_given=True, lr_given=True, patience_given=True)
+    assert scale_to_data(settings, 45, **given) == settings
+    features = resolve_settings("features")
+    assert scale_to_data(features, 45, **flags) == features

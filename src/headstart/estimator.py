@@ -63,6 +63,7 @@ from headstart.strategies import (
     select_layer,
 )
 from headstart.strategies._common import xy
+from headstart.strategies._settings import scale_to_data
 from headstart.strategies.auto import AUG_VIEWS, Advice, decide, measure
 
 __all__ = ["ImageClassifier", "Prediction"]
@@ -290,6 +291,14 @@ class ImageClassifier:
             if not quiet:
                 print(self.advice_.explain(), file=sys.stderr)
             settings = self._settings(self.advice_.strategy, self.advice_.options)
+        settings = scale_to_data(
+            settings,
+            len(dataset.splits.get("train", [])),
+            epochs_given=self.epochs is not None,
+            batch_given=self.batch_size is not None,
+            lr_given=self.lr is not None,
+            patience_given=self.patience is not None,
+        )
         job = Job(
             dataset=dataset,
             backbone=backbone,

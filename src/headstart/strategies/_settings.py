@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from headstart.augment import AugmentConfig, resolve_augment
@@ -28,6 +28,7 @@ __all__ = [
     "STRATEGY_DEFAULTS",
     "TrainSettings",
     "resolve_settings",
+    "scale_to_data",
 ]
 
 STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
@@ -293,6 +294,52 @@ def resolve_settings(
     if strategy != "features":
         merged["refit"] = False  # val stays held out: it chooses the end-to-end epoch
     return TrainSettings(strategy=strategy, **merged)
+
+
+# End-to-end runs need at least this many optimizer steps by default: a run on a few dozen
+# images with a strategy's default epochs would stop after a few dozen steps, its validation loss
+# still falling.
+MIN_STEPS = {"augment": 300, "finetune": 300, "scratch": 600}
+# Small data gets small batches (an eighth of the training images, at least this many, or 16
+# where BatchNorm learns batch statistics), so that an epoch is several steps rather than one.
+MIN_BATCH = 8
+MIN_BN_BATCH = 16
+
+
+def scale_to_data(
+    settings: TrainSettings,
+    n_train: int,
+    *,
+    epochs_given: bool,
+    batch_given: bool,
+    lr_given: bool,
+    patience_given: bool,
+) -> TrainSettings:
+    """End-to-end defaults scaled to the data: smaller batches and more epochs for few images.
+
+    Only values the user left unset change, and the result is what the run records. The learning
+    rate follows the batch by the square-root rule (Adam's), so a batch a quarter the size steps
+    at half the rate.
+    """
+    if not settings.end_to_end or n_train <= 0:
+        return settings
+    changes: dict[str, Any] = {}
+    batch = settings.batch_size
+    if not batch_given:
+        floor = MIN_BN_BATCH if settings.bn == "train" else MIN_BATCH
+        batch = max(min(floor, settings.batch_size), min(settings.batch_size, n_train // 8))
+        if batch != settings.batch_size:
+            changes["batch_size"] = batch
+            if not lr_given:
+                changes["lr"] = settings.lr * math.sqrt(batch / settings.batch_size)
+    if not epochs_given:
+        steps = math.ceil(n_train / batch)
+        epochs = max(settings.epochs, math.ceil(MIN_STEPS[settings.strategy] / steps))
+        if epochs != settings.epochs:
+            changes["epochs"] = epochs
+            if not patience_given:
+                changes["patience"] = max(settings.patience, epochs // 4)
+    return replace(settings, **changes) if changes else settings
 
 
 # Options of the AdamW loop, which the linear head on cached features does not run: it is solved

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from headstart.errors import (
     NotFittedError,
 )
 from headstart.evaluation import classification_metrics, plot_curves
-from headstart.evaluation.calibration import CALIBRATIONS
+from headstart.evaluation.calibration import CALIBRATIONS, softmax
 from headstart.features.extract import extract_cached
 from headstart.heads import HEAD_KINDS
 from headstart.heads.modules import fold_temperature, head_config, head_from_config
@@ -420,8 +421,8 @@ class ImageClassifier:
     ) -> TrainSettings:
         strategy = strategy or self.strategy
         advised = dict(advised or {})
-        head = self.head or advised.pop("head", None) or "linear"
-        advised.pop("head", None)
+        advised_head = advised.pop("head", None)
+        head = self.head or advised_head or "linear"
         if head not in HEAD_KINDS:
             raise HeadstartError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_KINDS)}.")
         if strategy not in STRATEGIES:
@@ -502,8 +503,8 @@ class ImageClassifier:
         temperature = fit_temperature(logits, y)
         self.temperature_ = temperature
         fold_temperature(self.head_, temperature)
-        before = _softmax(logits, 1.0)
-        after = _softmax(logits, temperature)
+        before = softmax(logits, 1.0)
+        after = softmax(logits, temperature)
         return {
             "method": "temperature",
             "temperature": temperature,
@@ -879,28 +880,20 @@ class ImageClassifier:
         return clf
 
 
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    from headstart.evaluation.calibration import softmax
-
-    return softmax(logits, temperature)
-
-
 def _warn_on_small_classes(dataset: Dataset) -> None:
     """One line per class that a split it needs is missing: it cannot be validated or tested."""
+    totals = Counter(s.label for split in dataset.splits.values() for s in split)
     for name in ("val", "test"):
         samples = dataset.splits.get(name)
         if not samples:
             continue
         present = {s.label for s in samples}
-        trained = {s.label for s in dataset.splits.get("train", [])}
         for index, cls in enumerate(dataset.classes):
             if index in present:
                 continue
-            total = sum(1 for split in dataset.splits.values() for s in split if s.label == index)
+            total = totals[index]
             needs = (
-                "add images to it (at least one per split)"
-                if index in trained or total
-                else "it has no images at all"
+                "add images to it (at least one per split)" if total else "it has no images at all"
             )
             warnings.warn(
                 f"class {cls!r} has no {name} images ({total} in all), so it cannot be "

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from headstart.errors import HeadstartError
-from headstart.heads.modules import fold_standardization
+from headstart.heads.modules import fold_standardization, standardization
 
 __all__ = [
     "C_GRID",
@@ -173,14 +173,6 @@ def choose_protocol(
     return Protocol("cv", folds=folds, reason=small)
 
 
-def standardization(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature shift and scale making ``x`` zero-mean, unit-variance (constant columns: 1)."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    shift = t.mean(0)
-    scale = 1.0 / (t.std(0, unbiased=False) + 1e-6)
-    return shift, scale
-
-
 def score_linear(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -194,7 +186,8 @@ def score_linear(
 ) -> LinearFit:
     """The choice of :func:`fit_linear` and its held-out figures, without the final fit.
 
-    What ``auto`` compares options by: each gets the same protocol and the same folds.
+    What ``auto`` compares options by: each gets the same protocol and the same folds. The
+    result's ``head`` is not fitted (nor initialised): only the choice and its scores count.
     """
     return fit_linear(
         train_x,
@@ -266,8 +259,11 @@ def fit_linear(
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
     patience = CHEAP_PATIENCE if cheap else PATH_PATIENCE
 
+    # The head is built once its weights are known: skip_init draws nothing from torch's RNG.
     result = LinearFit(
-        head=nn.Linear(d, num_classes), C=DEFAULT_C if C is None else C, protocol=proto
+        head=nn.utils.skip_init(nn.Linear, d, num_classes),
+        C=DEFAULT_C if C is None else C,
+        protocol=proto,
     )
     state: tuple[torch.Tensor, torch.Tensor] | None = None
     if proto.kind == "validation" and has_val:
@@ -307,7 +303,7 @@ def fit_linear(
     result.fit_counts = {"train": len(ty), **({"val": len(vy)} if final_val else {})}
     if extras:
         result.fit_counts["augmented_views"] = len(extras) * len(ty)
-    head = nn.Linear(d, num_classes)
+    head = result.head
     with torch.no_grad():
         head.weight.copy_(weight.T)
         head.bias.copy_(bias)
@@ -375,7 +371,7 @@ class _Solver:
             return loss
 
         def iterations() -> int:
-            return int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
+            return int(optimizer.state[weight].get("n_iter", 0))
 
         with torch.enable_grad():
             optimizer.step(closure)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ __all__ = [
     "create_head",
     "fold_standardization",
     "fold_temperature",
+    "standardization",
 ]
 
 HEAD_KINDS = ("linear", "mlp")
@@ -81,6 +83,16 @@ def head_from_config(cfg: dict[str, Any]) -> nn.Module:
         hidden=int(cfg.get("hidden", 512)),
         dropout=float(cfg.get("dropout", 0.2)),
     )
+
+
+def standardization(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature shift and scale making ``x`` zero-mean, unit-variance (constant columns: 1).
+
+    Every head trains on features standardized this way, with the statistics of its own
+    training images; :func:`fold_standardization` puts them into a linear head for good.
+    """
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    return t.mean(0), 1.0 / (t.std(0, unbiased=False) + 1e-6)
 
 
 def fold_standardization(linear: nn.Linear, shift: torch.Tensor, scale: torch.Tensor) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from headstart.errors import HeadstartError
-from headstart.heads.modules import MLPHead, create_head, fold_standardization
+from headstart.heads.modules import MLPHead, create_head, fold_standardization, standardization
 from headstart.progress import Progress
 
 __all__ = [
@@ -180,8 +180,7 @@ def train_head(
     views = [xt, *(_as_tensors(v, train_y)[0] for v in train_views)]
     has_val = val_x is not None and val_y is not None and len(val_x) > 0
     xv, yv = _as_tensors(val_x, val_y) if has_val else (xt, yt)  # type: ignore[arg-type]
-    shift = xt.mean(0)
-    scale = 1.0 / (xt.std(0, unbiased=False) + 1e-6)
+    shift, scale = standardization(xt)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -215,12 +214,10 @@ def create_standardized_head(
     What :func:`train_head` trains, for strategies that train the head on the fly rather than on
     cached features; :func:`finalize_head` turns it into the head that is saved.
     """
-    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
-    shift = xt.mean(0)
-    scale = 1.0 / (xt.std(0, unbiased=False) + 1e-6)
+    shift, scale = standardization(train_x)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = create_head(kind, xt.shape[1], num_classes, hidden=hidden, dropout=dropout)
+        head = create_head(kind, train_x.shape[1], num_classes, hidden=hidden, dropout=dropout)
     if isinstance(head, MLPHead):
         head.shift.copy_(shift)
         head.scale.copy_(scale)
@@ -252,10 +249,8 @@ def standardized_from(head: nn.Module, train_x: np.ndarray) -> nn.Module:
     """
     if not isinstance(head, nn.Linear):
         return head
-    xt = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
-    shift = xt.mean(0)
-    scale = 1.0 / (xt.std(0, unbiased=False) + 1e-6)
-    inner = nn.Linear(head.in_features, head.out_features)
+    shift, scale = standardization(train_x)
+    inner = nn.utils.skip_init(nn.Linear, head.in_features, head.out_features)
     with torch.no_grad():
         inner.weight.copy_(head.weight / scale)
         inner.bias.copy_(head.bias + head.weight @ shift)

@@ -216,11 +216,11 @@ def measure(
     best_features, best = plain, baseline
     stage_options: dict[str, Any] = {}
     if layer is None and early_layer is not None:
-        scores.append(_earlier_stage(backbone, early_layer, features, linear))
-        if scores[-1].measured and _beats(scores[-1], best):
-            best = scores[-1]
+        earlier, earlier_features = _earlier_stage(backbone, early_layer, features, linear)
+        scores.append(earlier)
+        if earlier_features is not None and _beats(earlier, best):
+            best, best_features = earlier, earlier_features
             stage_options = dict(best.options)
-            best_features = features(_layer(backbone, early_layer), "measuring earlier features")
     config = augment if augment is not None else resolve_augment("default")
     if len(train_all) > AUG_VIEWS_MAX_TRAIN:
         scores.append(
@@ -286,17 +286,19 @@ def _earlier_stage(
     early_layer: int | str,
     features: Callable[..., dict[Path, np.ndarray]],
     linear: Callable[..., OptionScore],
-) -> OptionScore:
+) -> tuple[OptionScore, dict[Path, np.ndarray] | None]:
+    """The earlier stage's score and its features (None when it has no stages to pool)."""
     try:
         earlier = _layer(backbone, early_layer)
     except HeadstartError:
-        return OptionScore(
+        unmeasured = OptionScore(
             "linear head, an earlier stage",
             note="not measured: this backbone has no stages to pool earlier features from",
         )
+        return unmeasured, None
     name = str(earlier.spec.get("layer_module"))
     by_path = features(earlier, "measuring earlier features")
-    return linear(f"linear head, {name}", {"layer": name}, by_path)
+    return linear(f"linear head, {name}", {"layer": name}, by_path), by_path
 
 
 def _mlp(

@@ -160,3 +160,10 @@ def test_a_class_without_validation_images_gets_one_warning_naming_it(tmp_path) 
     shutil.rmtree(data / "val" / "blue")
     with pytest.warns(DataWarning, match="class 'blue' has no val images"):
         _clf(tmp_path, check_data=False).fit(data)
+
+
+def test_C_with_the_mlp_head_is_refused_under_auto_too(colour_data, tmp_path) -> None:
+    from headstart.errors import HeadstartError
+
+    with pytest.raises(HeadstartError, match="--C applies to the linear head only"):
+        _clf(tmp_path, strategy="auto", head="mlp", C=0.1).fit(colour_data)

@@ -266,6 +266,10 @@ class ImageClassifier:
             raise HeadstartError(
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
+        if self.C is not None and self.head not in (None, "linear"):  # before auto measures
+            raise HeadstartError(
+                "--C applies to the linear head only; drop it or use --head linear."
+            )
         main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
         quiet = self.quiet or not main
         if main:
@@ -399,7 +403,8 @@ class ImageClassifier:
             backbone,
             extract,
             seed=self.seed,
-            head=self.head,
+            # A C given is the linear head's: auto then compares linear heads only.
+            head=self.head or ("linear" if self.C is not None else None),
             layer=self.layer,
             augment=augment,
             views=self.aug_views or AUG_VIEWS,

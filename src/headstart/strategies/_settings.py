@@ -276,6 +276,8 @@ def resolve_settings(
     _refuse_unused(strategy, given, augment, augment_params)
     if explicit:
         _refuse_solver_options(strategy, given)
+    if given.get("C") is not None and given.get("head", "linear") != "linear":
+        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
     merged: dict[str, Any] = {k: v for k, v in defaults.items() if k != "augment"}
     merged.update(given)
     if "warmup_epochs" not in given and isinstance(merged["epochs"], int):
@@ -370,8 +372,6 @@ def _refuse_solver_options(strategy: str, given: Mapping[str, Any]) -> None:
                 "data (set it with --C). They apply to --head mlp and to the end-to-end "
                 "strategies."
             )
-    if given.get("C") is not None and head != "linear":
-        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
 
 
 def _refuse_unused(

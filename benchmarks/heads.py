@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'hs s':>6} {'skCV s':>7} {'LR s':>6} {'hs/LR':>6} {'ECE raw':>8} {'ECE':>6}"
     )
     print(header)
+    differences: dict[str, list[dict[str, float]]] = {}
     for name in args.tasks:
         make, classes = TASKS[name](root)
         rows = [run_seed(make(seed), classes) for seed in range(args.seeds)]
@@ -247,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{mean['ece_raw']:8.4f} {mean['ece']:6.4f}",
             flush=True,
         )
+        differences[name] = rows
+    if args.seeds > 1:
+        print("\nheadstart minus scikit-learn, per seed: mean +- standard error of the mean")
+        for name, rows in differences.items():
+            print(f"{name:<10} " + "   ".join(_paired(rows, key) for key in ("acc", "loss")))
     if args.auto:
         from headstart.synthetic import make_demo_dataset
 
@@ -256,6 +262,17 @@ def main(argv: list[str] | None = None) -> int:
                 result = auto_vs_features(data, root / "cache", seed)
                 print(f"{name} seed {seed}: {result}", flush=True)
     return 0
+
+
+def _paired(rows: list[dict[str, float]], key: str) -> str:
+    """``hs_key - sk_key`` over the seeds (each seed's split is shared): mean and its error."""
+    diff = np.array([r[f"hs_{key}"] - r[f"sk_{key}"] for r in rows])
+    error = diff.std(ddof=1) / np.sqrt(len(diff))
+    return f"{key} {diff.mean():+.4f} +- {error:.4f} (better on {_better(diff, key)}/{len(diff)})"
+
+
+def _better(diff: np.ndarray, key: str) -> int:
+    return int((diff > 0).sum() if key == "acc" else (diff < 0).sum())
 
 
 def _with_classes(

@@ -47,6 +47,14 @@ def test_refit_uses_train_and_val_and_can_be_turned_off() -> None:
     assert not torch.equal(refit.head.weight, kept.head.weight)
 
 
+def test_the_features_given_are_standardised_in_a_copy_and_left_as_they_were() -> None:
+    x, y = _blobs(80)
+    train, val = x[:160].copy(), x[160:].copy()
+    for refit in (True, False):
+        fit_linear(train, y[:160], val, y[160:], 3, refit=refit)
+        assert np.array_equal(train, x[:160]) and np.array_equal(val, x[160:])
+
+
 def test_the_chosen_strength_is_the_held_out_loss_minimum_of_the_path() -> None:
     x, y = _blobs(40, spread=0.8)
     fit = fit_linear(x[:80], y[:80], x[80:], y[80:], 3)

@@ -247,10 +247,13 @@ def fit_linear(
     proto = protocol or choose_protocol(ty, vy if has_val else None, num_classes)
     final_val = refit and has_val
     # Standardise with the statistics of the images the final fit uses (labels play no part).
-    fit_x = np.concatenate([train_x, vx]) if final_val else train_x
-    shift, scale = standardization(fit_x)
-    xs_train = _standardize(train_x, shift, scale)
-    xs_val = _standardize(vx, shift, scale)
+    # Train and val rows share one buffer, standardised in place: the features are held twice
+    # at most (the caller's array and this), never concatenated again, at any size.
+    nt = len(train_x)
+    rows_all = _rows(train_x, vx)
+    shift, scale = standardization(rows_all if final_val else rows_all[:nt])
+    rows_all.sub_(shift).mul_(scale)
+    xs_train, xs_val = rows_all[:nt], rows_all[nt:]
     extras = [_standardize(e, shift, scale) for e in train_extra]
     yt, yv = torch.from_numpy(ty), torch.from_numpy(vy)
     d = xs_train.shape[1]
@@ -275,7 +278,7 @@ def fit_linear(
         result.C = chosen
         result.heldout_logits, result.heldout_y = logits.numpy(), vy
     elif proto.kind == "cv":
-        all_x = torch.cat([xs_train, xs_val]) if has_val else xs_train
+        all_x = rows_all
         all_y = torch.cat([yt, yv]) if has_val else yt
         chosen, logits, heldout = _walk_cv(
             solver,
@@ -295,9 +298,13 @@ def fit_linear(
     result.iterations = solver.iterations
     if not _final:
         return result
-    rows = [xs_train, *extras] + ([xs_val] if final_val else [])
+    if extras:
+        rows = [xs_train, *extras] + ([xs_val] if final_val else [])
+        x_fit = torch.cat(rows)
+    else:
+        x_fit = rows_all if final_val else xs_train  # views of the buffer: no copy
     labels = [yt] * (1 + len(extras)) + ([yv] if final_val else [])
-    x_fit, y_fit = torch.cat(rows), torch.cat(labels)
+    y_fit = torch.cat(labels)
     weight, bias, _ = solver.solve(x_fit, y_fit, result.C, state, FINAL_MAX_ITER)
     result.iterations = solver.iterations
     result.fit_counts = {"train": len(ty), **({"val": len(vy)} if final_val else {})}
@@ -310,6 +317,14 @@ def fit_linear(
     fold_standardization(head, shift, scale)
     result.head = head.eval()
     return result
+
+
+def _rows(train_x: np.ndarray, val_x: np.ndarray) -> torch.Tensor:
+    """Train then val rows in one new float32 tensor (the caller's arrays are never changed)."""
+    out = torch.empty((len(train_x) + len(val_x), train_x.shape[1]), dtype=torch.float32)
+    out[: len(train_x)] = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
+    out[len(train_x) :] = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
+    return out
 
 
 def _standardize(x: np.ndarray, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

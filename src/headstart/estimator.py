@@ -485,9 +485,14 @@ class ImageClassifier:
         end-to-end strategy, the validation logits of the final model, which chose only its
         epoch there. A model refitted on train + val has no such logits of its own: the
         temperature of its selection step carries over (the refit sees more images of the same
-        kind, so it is, if anything, slightly less over-confident).
+        kind, so it is, if anything, slightly less over-confident). The temperature is applied
+        only when a likelihood-ratio test on those logits supports it
+        (:func:`~headstart.evaluation.calibration.calibrate_temperature`).
         """
-        from headstart.evaluation.calibration import expected_calibration_error, fit_temperature
+        from headstart.evaluation.calibration import (
+            calibrate_temperature,
+            expected_calibration_error,
+        )
 
         logits, y = fitted.heldout_logits, fitted.heldout_y
         source = "held-out logits of the selection step"
@@ -505,7 +510,8 @@ class ImageClassifier:
                 else ("no held-out images to fit it on")
             )
             return {"method": "none", "temperature": 1.0, "reason": reason}
-        temperature = fit_temperature(logits, y)
+        fit = calibrate_temperature(logits, y)
+        temperature = fit.temperature
         self.temperature_ = temperature
         fold_temperature(self.head_, temperature)
         before = softmax(logits, 1.0)
@@ -513,6 +519,10 @@ class ImageClassifier:
         return {
             "method": "temperature",
             "temperature": temperature,
+            "fitted_temperature": fit.fitted,
+            "likelihood_ratio": fit.statistic,
+            "significant": fit.significant,
+            "test": fit.describe(),
             "fitted_on": source,
             "n": int(len(y)),
             "heldout_ece_before": expected_calibration_error(before, y),

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             f"calibrated: temperature {calibration['temperature']:.3f}, fitted on "
             f"{calibration.get('fitted_on')} ({calibration.get('n')} images)"
         )
+        if calibration.get("test"):
+            print(f"            {calibration['test']}")
     counts = data.get("counts", {})
     for split, per_class in counts.items():
         print(f"data {split + ':':<6} {sum(per_class.values())} images")

@@ -239,9 +239,11 @@ def _reliability(proba: np.ndarray, y: np.ndarray, clf: ImageClassifier) -> dict
     )
 
     temperature = float(getattr(clf, "temperature_", 1.0))
+    calibration = getattr(clf, "calibration_", None) or {}
     raw = softmax(np.log(np.clip(proba, 1e-30, 1.0)) * temperature) if len(proba) else proba
     return {
         "temperature": temperature,
+        "test": str(calibration.get("test", "")),
         "before": reliability_bins(raw, y),
         "after": reliability_bins(proba, y),
         "ece_before": expected_calibration_error(raw, y) if len(y) else None,
@@ -282,13 +284,14 @@ def _reliability_html(metrics: Mapping[str, Any]) -> str:
         f"{line(rel['after'], '#1f77b4', 'after calibration')}"
         "</svg>"
     )
+    test = f" {html.escape(rel['test'].capitalize())}." if rel.get("test") else ""
     return (
         f"<h3>Calibration</h3>{svg}"
         f'<p class="note">Accuracy against confidence in {len(rel["after"])} confidence bins '
         "(dashed: perfectly calibrated). Red: the softmax before calibration, expected "
         f"calibration error {_num(rel['ece_before'])}; blue: with the temperature "
         f"{rel['temperature']:.3g} fitted on held-out logits at training time, "
-        f"{_num(rel['ece_after'])}.</p>"
+        f"{_num(rel['ece_after'])}.{test}</p>"
     )
 
 

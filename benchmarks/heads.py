@@ -12,7 +12,9 @@ Three tasks of different kinds, each split into train / val / test per seed:
 Both sides get the same train + val images and are refitted on them; the test split is untouched.
 "hs loss" is headstart's default (the temperature a run fits on the selection's held-out logits
 applied), "(raw)" the same head's softmax before it; "ECE raw" and "ECE" are the test split's
-expected calibration error before and after that temperature.
+expected calibration error before and after that temperature (kept only when a likelihood-ratio
+test on the held-out logits supports it), "floor" the ECE a perfectly calibrated model shows on
+that many test images (labels drawn from its own probabilities): below it, ECE is noise.
 headstart: :func:`headstart.heads.fit_linear` (C chosen on the validation split, or by 5-fold CV
 over train + val when it is small, then refitted). scikit-learn: ``StandardScaler`` +
 ``LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss")`` over train + val, refitted. Also
@@ -21,6 +23,7 @@ fit (all of its choices included) must not exceed. With ``--auto``, the image ta
 ``ImageClassifier(strategy="auto")`` against ``strategy="features"`` (test accuracy).
 
     .venv/bin/python benchmarks/heads.py [--seeds 3] [--tasks demo digits synthetic] [--auto]
+        [--demo-test 40]
 """
 
 from __future__ import annotations
@@ -84,12 +87,17 @@ def _resplit(
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 
-def demo_task(root: Path) -> Callable[[int], Task]:
+def demo_task(root: Path, test_per_class: int = 40) -> Callable[[int], Task]:
+    """The demo data, pooled and split anew per seed: 60 train, 20 val, the rest test a class
+    (``--demo-test N`` generates N test images a class instead of 40, from the same generator,
+    so that ECE can be measured more finely than the 320 images of the shipped demo allow)."""
     from headstart.synthetic import make_demo_dataset
 
-    data = make_demo_dataset(root / "demo")
+    folder = root / ("demo" if test_per_class == 40 else f"demo-test{test_per_class}")
+    data = make_demo_dataset(folder, n_per_class=(60, 20, test_per_class))
     pools = _image_features(data, root / "cache")
-    return lambda seed: _resplit(pools, seed, (20 / 120, 40 / 120))
+    total = 80 + test_per_class
+    return lambda seed: _resplit(pools, seed, (20 / total, test_per_class / total))
 
 
 def _digits_folder(root: Path) -> Path:
@@ -160,6 +168,22 @@ def _metrics(proba: np.ndarray, y: np.ndarray, classes: int) -> tuple[float, flo
     )
 
 
+def _ece_floor(proba: np.ndarray, classes: int, draws: int = 20) -> float:
+    """The ECE a perfectly calibrated model shows on this many test images: labels drawn from
+    the model's own probabilities (mean of ``draws``). Below it, ECE is noise."""
+    from headstart.evaluation.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    p = proba / proba.sum(1, keepdims=True)
+    cumulative = p.cumsum(1)
+    values = []
+    for _ in range(draws):
+        u = rng.random((len(p), 1))
+        y = np.minimum((u > cumulative).sum(1), classes - 1)
+        values.append(expected_calibration_error(p, y))
+    return float(np.mean(values))
+
+
 def run_seed(task: Task, classes: int) -> dict[str, float]:
     import torch
     from sklearn.exceptions import ConvergenceWarning
@@ -187,6 +211,7 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
     row["hs_raw_loss"] = _metrics(raw, y_test, classes)[1]
     row["ece_raw"] = expected_calibration_error(raw, y_test)
     row["ece"] = expected_calibration_error(proba, y_test)
+    row["ece_floor"] = _ece_floor(proba, classes)
     row["hs_C"] = fit.C
 
     with warnings.catch_warnings():
@@ -226,18 +251,23 @@ def main(argv: list[str] | None = None) -> int:
         "--tasks", nargs="+", default=["demo", "digits", "synthetic"], choices=TASKS
     )
     parser.add_argument("--auto", action="store_true", help="also auto vs features (images)")
+    parser.add_argument("--demo-test", type=int, default=40, help="demo test images a class")
     parser.add_argument("--keep", type=Path, help="folder for data and cache (default: temp)")
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="headstart-heads-"))
     root.mkdir(parents=True, exist_ok=True)
     header = (
         f"{'task':<10} {'hs acc':>7} {'sk acc':>7} {'hs loss':>8} {'(raw)':>8} {'sk loss':>8} "
-        f"{'hs s':>6} {'skCV s':>7} {'LR s':>6} {'hs/LR':>6} {'ECE raw':>8} {'ECE':>6}"
+        f"{'hs s':>6} {'skCV s':>7} {'LR s':>6} {'hs/LR':>6} {'ECE raw':>8} {'ECE':>6} "
+        f"{'floor':>6}"
     )
     print(header)
     differences: dict[str, list[dict[str, float]]] = {}
     for name in args.tasks:
-        make, classes = TASKS[name](root)
+        if name == "demo":
+            make, classes = demo_task(root, args.demo_test), 8
+        else:
+            make, classes = TASKS[name](root)
         rows = [run_seed(make(seed), classes) for seed in range(args.seeds)]
         mean: dict[str, float] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         print(
@@ -245,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{mean['hs_raw_loss']:8.4f} "
             f"{mean['sk_loss']:8.4f} {mean['hs_seconds']:6.2f} {mean['sk_seconds']:7.2f} "
             f"{mean['single_seconds']:6.2f} {mean['hs_seconds'] / mean['single_seconds']:6.2f} "
-            f"{mean['ece_raw']:8.4f} {mean['ece']:6.4f}",
+            f"{mean['ece_raw']:8.4f} {mean['ece']:6.4f} {mean['ece_floor']:6.4f}",
             flush=True,
         )
         differences[name] = rows

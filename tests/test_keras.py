@@ -17,7 +17,11 @@ from PIL import Image
 
 from headstart import ImageClassifier
 from headstart.backbones import _keras as hk
-from headstart.backbones import create_backbone, resolve_model_preprocess
+from headstart.backbones import (
+    create_backbone,
+    load_pretrained_classifier,
+    resolve_model_preprocess,
+)
 from headstart.errors import (
     BackboneNotFoundError,
     PreprocessOverrideWarning,
@@ -285,7 +289,7 @@ def test_user_keras_classifier_is_cut_below_its_top_and_its_head_matches_keras(c
         quiet=True,
         cache=False,
         device="cpu",
-    ).fit(colours)
+    ).fit(colours)  # its top has 5 classes, too few to judge its view by: no warning
     backbone = clf.backbone_
     assert backbone.num_features == 1280 and backbone.preprocess.input_size == (32, 32)
     images = _images(32)
@@ -370,3 +374,105 @@ def test_edited_run_config_with_a_lambda_is_refused_on_load(tmp_path):
             },
             "config.json",
         )
+
+
+# ---------------------------------------------------------------------- pretraining classifier
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits, dim=1).numpy()
+
+
+def _user_classifier(tmp_path: Path, top) -> Path:
+    """A MobileNetV2 classifier with ``top`` (a function of its feature map), saved by Keras."""
+    keras.utils.set_random_seed(3)
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = tmp_path / "clf.keras"
+    keras.Model(base.input, top(base.output)).save(path)
+    return path
+
+
+def test_user_classifier_top_is_its_pretraining_classifier_with_keras_own_probabilities(tmp_path):
+    def top(x):
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.layers.Dense(5, activation="softmax", name="old_top")(x)
+
+    path = _user_classifier(tmp_path, top)
+    backbone = create_backbone(f"keras:{path}")
+    classifier = load_pretrained_classifier(backbone)
+    assert classifier is not None
+    assert classifier.classes == tuple(f"class {i}" for i in range(5))
+    assert "clf.keras" in classifier.source and "old_top" in classifier.source
+    images = _images(32, n=3)
+    with torch.no_grad():
+        x = torch.stack([backbone.preprocess(img) for img in images])
+        got = _softmax(classifier.module(backbone.module(x)))
+    model = keras.saving.load_model(path)
+    expected = _keras_features(model, "MobileNetV2", images)  # the softmax output
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        lambda x: keras.layers.Dense(5)(x),  # over the feature map, per position
+        lambda x: keras.layers.Dense(5, activation="relu")(
+            keras.layers.GlobalAveragePooling2D()(x)
+        ),
+    ],
+    ids=["feature-map", "relu"],
+)
+def test_user_top_that_is_not_a_plain_classifier_of_pooled_features_gives_none(top, tmp_path):
+    backbone = create_backbone(f"keras:{_user_classifier(tmp_path, top)}")
+    assert load_pretrained_classifier(backbone) is None
+
+
+def test_user_classifier_changed_on_disk_gives_no_classifier(tmp_path):
+    def top(x):
+        return keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+
+    path = _user_classifier(tmp_path, top)
+    backbone = create_backbone(f"keras:{path}")
+    path.write_bytes(b"not the file the backbone was built from")
+    assert load_pretrained_classifier(backbone) is None
+
+
+@pytest.fixture(scope="module")
+def mobilenet_with_top(tmp_path_factory):
+    """MobileNetV2 with its 1000-class top, seeded, as Keras' full download and as .weights.h5."""
+    folder = tmp_path_factory.mktemp("top")
+    keras.utils.set_random_seed(2)
+    model = keras.applications.MobileNetV2(weights=None, include_top=True, input_shape=(32, 32, 3))
+    legacy = _save_legacy_h5(
+        model, folder / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+    )
+    model.save_weights(folder / "full.weights.h5")
+    notop = keras.Model(model.input, model.layers[-2].output)  # its global average pool
+    notop.save_weights(folder / "notop.weights.h5")
+    return model, {
+        "legacy": legacy,
+        "keras3": folder / "full.weights.h5",
+        "notop": folder / "notop.weights.h5",
+    }
+
+
+@pytest.mark.parametrize("kind", ["legacy", "keras3"])
+def test_full_imagenet_weights_file_loads_and_brings_its_imagenet_classifier(
+    kind, mobilenet_with_top
+):
+    model, files = mobilenet_with_top
+    backbone = _headstart("keras:MobileNetV2", files[kind], 32)
+    classifier = load_pretrained_classifier(backbone)
+    assert classifier is not None
+    assert classifier.classes[1].startswith("goldfish") and len(classifier.classes) == 1000
+    images = _images(32, n=3)
+    with torch.no_grad():
+        x = torch.stack([backbone.preprocess(img) for img in images])
+        got = _softmax(classifier.module(backbone.module(x)))
+    expected = _keras_features(model, "MobileNetV2", images)  # the full model's predictions
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_notop_weights_file_has_no_classifier(mobilenet_with_top):
+    _, files = mobilenet_with_top
+    assert load_pretrained_classifier(_headstart("keras:MobileNetV2", files["notop"], 32)) is None

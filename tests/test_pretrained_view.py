@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import timm
+import torch
 from safetensors.torch import save_file
 
 from headstart import ImageClassifier
 from headstart.backbones import create_backbone, load_pretrained_classifier
+from headstart.backbones._classifier import PretrainedClassifier
 from headstart.cli.main import main
 from headstart.data import load_dataset
 from headstart.doctor._pretrained_view import (
     DOCTOR_SAMPLE,
+    MIN_CLASSES,
     TRAIN_SAMPLE,
     pretrained_view,
     sample_images,
@@ -103,3 +106,14 @@ def test_classifier_tensors_in_a_weights_file_are_used_with_imagenet_names(tmp_p
     classifier = load_pretrained_classifier(create_backbone("test_resnet", weights=str(path)))
     assert classifier is not None
     assert classifier.classes[1].startswith("goldfish")
+
+
+def test_classifier_of_few_classes_gives_no_view(demo) -> None:
+    # Twice uniform is 1.0 for two classes: every binary classifier would "recognise nothing".
+    backbone = create_backbone("headstart-tiny")
+    binary = PretrainedClassifier(
+        torch.nn.Linear(backbone.num_features, 2), ("cat", "dog"), "a user's binary top"
+    )
+    samples = sample_images(_samples(demo), TRAIN_SAMPLE)
+    assert pretrained_view(backbone, samples, _extract, classifier=binary) is None
+    assert MIN_CLASSES > 2

@@ -7,7 +7,9 @@ use, it should see varied, confident things; when every image looks like the sam
 or like nothing at all, the pixels are not what the weights were trained on. This module finds
 that classifier where the weights have one: timm's and torchvision's pretrained heads (ImageNet
 class names), a model folder that ships ``pretrained_classifier.safetensors`` (the shipped
-``headstart-tiny``: its source classes), or the classifier tensors inside a weights file.
+``headstart-tiny``: its source classes), the classifier tensors inside a weights file, a Keras
+classifier's final Dense (``keras:PATH.keras``) and the ImageNet top of a full Keras
+applications weights file (``keras:NAME --weights FILE``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def load_pretrained_classifier(backbone: Backbone) -> PretrainedClassifier | Non
 
 def _load(backbone: Backbone) -> PretrainedClassifier | None:
     spec = backbone.spec
+    if spec.get("family") == "keras":
+        return _from_keras(backbone)
     weights = str(spec.get("weights", "default"))
     names = _classifier_names(spec.get("classifier"))
     if weights.lower() != "default":
@@ -145,6 +149,18 @@ def _from_torchvision(
     state = load_state_dict_file(path)
     labels = member.meta.get("categories")
     return _from_state(backbone, state, names, labels, f"torchvision {arch}.{member.name} head")
+
+
+def _from_keras(backbone: Backbone) -> PretrainedClassifier | None:
+    from headstart.backbones import _keras
+
+    top = _keras.pretrained_top(backbone.module, backbone.spec)
+    if top is None:
+        return None
+    state = {f"{top.name}.weight": top.weight}
+    if top.bias is not None:
+        state[f"{top.name}.bias"] = top.bias
+    return _from_state(backbone, state, [top.name], top.labels, top.source)
 
 
 def _from_state(

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -50,10 +51,12 @@ __all__ = [
     "KERAS_SUFFIXES",
     "KerasFamily",
     "KerasFeatures",
+    "KerasTop",
     "check_config",
     "create",
     "import_keras",
     "preprocess_for",
+    "pretrained_top",
     "rebuild",
 ]
 
@@ -553,16 +556,21 @@ def _load_full_model(keras: Any, path: Path) -> Any:
         ) from None
 
 
-def _cut_below_top(keras: Any, model: Any, where: str) -> Any:
-    """The model up to the input of its final Dense layer: the features its classifier saw."""
+def _top_dense(model: Any) -> Any | None:
+    """The model's final Dense layer (its classifier), or None when it has none."""
     layers = model._flatten_layers(include_self=False, recursive=False)
     dense = [layer for layer in layers if type(layer).__name__ == "Dense"]
-    if not dense:
+    return dense[-1] if dense else None
+
+
+def _cut_below_top(keras: Any, model: Any, where: str) -> Any:
+    """The model up to the input of its final Dense layer: the features its classifier saw."""
+    top = _top_dense(model)
+    if top is None:
         raise BackboneNotFoundError(
             f"'{where}' has no Dense classifier to cut below; save the classifier you trained "
             "(e.g. base + GlobalAveragePooling2D + Dense)."
         )
-    top = dense[-1]
     features = top.input
     if isinstance(features, list):
         features = features[0]
@@ -626,13 +634,89 @@ def _guess_family(model: Any) -> str:
 
 
 # ---------------------------------------------------------------------- building
-def _build_application(keras: Any, name: str, *, seeded: bool) -> Any:
+def _build_application(keras: Any, name: str, *, seeded: bool, top: bool = False) -> Any:
+    """The application without weights: pooled features, or with ``top`` its ImageNet classifier.
+
+    The two builds name their shared layers alike (a fresh session each), so weights move
+    between them layer by layer.
+    """
     constructor = getattr(keras.applications, name)
+    args: dict[str, Any] = (
+        {"include_top": True} if top else {"include_top": False, "pooling": "avg"}
+    )
     with _fresh_names(keras):
         if seeded:
             with _seeded(keras):
-                return constructor(weights=None, include_top=False, pooling="avg")
-        return constructor(weights=None, include_top=False, pooling="avg")
+                return constructor(weights=None, **args)
+        return constructor(weights=None, **args)
+
+
+def _load_application_weights(keras: Any, name: str, net: Any, path: Path) -> None:
+    """Load ``path`` into the pooled-features application ``net``, with or without its top.
+
+    Keras' legacy ``.h5`` loader matches layers by position, so the full ImageNet file
+    (``resnet50_weights_tf_dim_ordering_tf_kernels.h5``, classifier included) does not fit the
+    network without its top. A file that does not fit and holds more arrays than ``net`` is
+    loaded into the application with its top instead, and the layers both share are copied over:
+    the same arrays, put where Keras itself would put them.
+    """
+    what = f"'{path}'"
+    try:
+        _load_weights(net, path, what)
+    except WeightsError:
+        if _array_count(path) <= len(net.weights):
+            raise
+        full = _build_application(keras, name, seeded=True, top=True)
+        try:
+            _load_weights(full, path, what)
+        except WeightsError:
+            raise WeightsError(
+                f"Keras weights {what} fit neither keras:{name} without its top nor with its "
+                "ImageNet top (1000 classes); pass weights saved from this architecture."
+            ) from None
+        _copy_shared_layers(full, net)
+
+
+def _weighted_layers(model: Any) -> list[Any]:
+    return [layer for layer in model._flatten_layers(include_self=False) if layer.weights]
+
+
+def _copy_shared_layers(source: Any, target: Any) -> None:
+    """Every weighted layer of ``target`` gets the weights of ``source``'s layer in its place."""
+    theirs = _weighted_layers(source)
+    ours = _weighted_layers(target)
+    names = [layer.name for layer in ours]
+    if names != [layer.name for layer in theirs[: len(ours)]]:
+        raise WeightsError(
+            f"{target.name} with and without its top disagree on their layers; this Keras "
+            "version builds them differently. Pass weights saved with include_top=False."
+        )
+    for mine, other in zip(ours, theirs[: len(ours)], strict=True):
+        for variable, value in zip(mine.weights, other.weights, strict=True):
+            variable.assign(value.value)
+
+
+def _array_count(path: Path) -> int:
+    """How many arrays a Keras weights file (or a ``.keras`` archive) holds; 0 if unreadable."""
+    import h5py
+
+    count = 0
+
+    def visit(_: str, item: Any) -> None:
+        nonlocal count
+        count += isinstance(item, h5py.Dataset)
+
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member:
+                with h5py.File(member, "r") as f:
+                    f.visititems(visit)
+        else:
+            with h5py.File(path, "r") as f:
+                f.visititems(visit)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return 0
+    return count
 
 
 def _load_weights(model: Any, path: Path, what: str) -> None:
@@ -696,7 +780,7 @@ def create(
         weights_id = f"random:sha256:{state_dict_sha256(module.state_dict())}"
     else:
         path = _default_weights(keras, name) if choice == "default" else Path(choice)
-        _load_weights(net, path, f"'{path}'")
+        _load_application_weights(keras, name, net, path)
         module = KerasFeatures(net)
         weights_id = f"sha256:{file_sha256(path)}"
     spec = {
@@ -782,3 +866,111 @@ def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
         net = _build_application(keras, arch, seeded=False)
     module = KerasFeatures(net)
     return Backbone(module.eval(), preprocess, _width(module), dict(spec))
+
+
+# ---------------------------------------------------------------------- pretraining classifier
+@dataclass(frozen=True)
+class KerasTop:
+    """The Dense classifier a Keras backbone was cut from, as torch tensors.
+
+    Attributes:
+        name: The Dense layer's name ("predictions").
+        weight: ``[classes, features]``, the transposed Keras kernel.
+        bias: ``[classes]``, or None for a Dense without bias.
+        labels: "class 0".."class K-1" for a user's classes; None for ImageNet's 1000.
+        source: Where it came from, for messages.
+    """
+
+    name: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    labels: tuple[str, ...] | None
+    source: str
+
+
+def pretrained_top(module: nn.Module, spec: Mapping[str, Any]) -> KerasTop | None:
+    """The classifier the backbone's Keras file holds above its features, or None.
+
+    A user's ``keras:PATH.keras`` classifier: its final Dense, the layer the backbone was cut
+    below (the file is read again as for the backbone: config checked, ``safe_mode=True``).
+    ``keras:NAME --weights FILE``: the application's ImageNet classifier when the file holds one
+    (the full download rather than ``_notop``), loaded by Keras into the application with its
+    top. None when the file changed since the backbone was built, holds no classifier, or the
+    classifier is not one plain Dense over the pooled features: that is what the
+    pretrained-view check can run with the preprocessing training will use.
+    """
+    if not isinstance(module, KerasFeatures):
+        return None
+    keras = import_keras()
+    arch = str(spec.get("architecture"))
+    if arch == "model":
+        from headstart.backbones.registry import parse_model_name
+
+        path = Path(parse_model_name(str(spec.get("model")))[1]).expanduser()
+        if not _same_file(path, spec):
+            return None
+        model = _load_full_model(keras, path)
+        dense = _top_dense(model)
+        source = f"the top layer of {path.name}"
+    else:
+        weights = str(spec.get("weights", "default"))
+        if arch not in FAMILIES or weights.lower() in ("default", "none"):
+            return None
+        path = Path(weights).expanduser()
+        if not _same_file(path, spec) or _array_count(path) <= len(module.keras_model.weights):
+            return None  # a _notop file: no classifier in it
+        full = _build_application(keras, arch, seeded=True, top=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras' notes on a file that does not fit
+                _load_weights(full, path, f"'{path}'")
+        except WeightsError:
+            return None
+        dense = _top_dense(full)
+        if dense is None or not _on_pooled_features(dense):
+            return None  # VGG's classifier sits on fc2, ConvNeXt's on a LayerNorm
+        source = f"the keras.applications {arch} classifier in {path.name}"
+    if dense is None or not _plain_classifier(dense, _width(module)):
+        return None
+    kernel = _tensor(dense.kernel)
+    bias = _tensor(dense.bias) if dense.use_bias else None
+    classes = int(kernel.shape[1])
+    # A user's own classes have no names in the file; keras.applications call their ImageNet
+    # top "predictions", which a full application saved as .keras keeps.
+    imagenet = classes == 1000 and (arch != "model" or dense.name == "predictions")
+    labels = None if imagenet else tuple(f"class {i}" for i in range(classes))
+    return KerasTop(dense.name, kernel.T.contiguous(), bias, labels, source)
+
+
+def _tensor(variable: Any) -> torch.Tensor:
+    """A Keras variable's value as a float32 CPU tensor (on the torch backend it is one already)."""
+    return torch.as_tensor(getattr(variable, "value", variable)).detach().float().cpu().clone()
+
+
+def _same_file(path: Path, spec: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is still the file the backbone was built from."""
+    return path.is_file() and f"sha256:{file_sha256(path)}" == spec.get("weights_id")
+
+
+def _plain_classifier(dense: Any, width: int) -> bool:
+    """One Dense over the ``width`` pooled features, logits or softmax: a classifier to ask."""
+    shape = tuple(dense.input.shape)
+    activation = getattr(dense.activation, "__name__", "")
+    return (
+        type(dense).__name__ == "Dense"
+        and getattr(dense, "quantization_mode", None) is None
+        and len(shape) == 2
+        and shape[-1] == width
+        and int(dense.units) >= 2
+        and activation in ("linear", "softmax")
+    )
+
+
+def _on_pooled_features(dense: Any) -> bool:
+    """Whether ``dense`` reads the global average pool itself (through Dropout at most)."""
+    layer = dense
+    while True:
+        history = getattr(layer.input, "_keras_history", None)
+        layer = history.operation if history is not None else None
+        if type(layer).__name__ != "Dropout":
+            return type(layer).__name__ == "GlobalAveragePooling2D"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLLAPSE_SHARE",
     "DOCTOR_SAMPLE",
+    "MIN_CLASSES",
     "TRAIN_SAMPLE",
     "SATURATED_ENTROPY",
     "UNIFORM_FACTOR",
@@ -60,6 +61,11 @@ SATURATED_ENTROPY = 0.08
 """Collapsed when the mean prediction entropy is below this fraction of ``log K``: certainty a
 classifier trained with the usual label smoothing cannot give in-range inputs. On the demo data
 headstart-tiny's right preprocessing gives 0.37 of ``log K``, the "caffe" override 0.04."""
+MIN_CLASSES = 10
+"""No view of a classifier with fewer classes: twice uniform is then over 0.2 (for two classes,
+1.0: every binary classifier would "recognise nothing"), and a sample spread evenly over the
+user's classes puts a correct classifier's top guess on a large share of it. A user's own Keras
+classifier (``keras:PATH.keras``) often has two or three classes; the criteria say nothing there."""
 DOCTOR_SAMPLE = 64  # images `headstart doctor` asks about
 TRAIN_SAMPLE = 16  # images `headstart train` asks about: its features are cached for training
 TOP_SHOWN = 5
@@ -156,6 +162,9 @@ def pretrained_view(
 ) -> PretrainedView | None:
     """Run the pretraining classifier on ``samples`` (path, user class); None when there is none.
 
+    None too for a classifier of fewer than :data:`MIN_CLASSES` classes, whose view the
+    criteria cannot judge.
+
     Args:
         backbone: The backbone with the preprocessing training would use.
         samples: The images to look at, with the user's class of each.
@@ -167,7 +176,7 @@ def pretrained_view(
     from headstart.backbones import load_pretrained_classifier
 
     classifier = classifier or load_pretrained_classifier(backbone)
-    if classifier is None or not samples:
+    if classifier is None or not samples or len(classifier.classes) < MIN_CLASSES:
         return None
     label_of = {p: c for p, c in samples}
     paths, features = _features(backbone, [p for p, _ in samples], extract)

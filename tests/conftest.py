@@ -37,6 +37,18 @@ def write_colour_dataset(
     return root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models and tensors: OpenMP thread hand-offs cost more than the work on a busy 2-core
+    machine. A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own feature cache, never the user's."""

@@ -60,13 +60,7 @@ TV_WEIGHTS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: OpenMP thread hand-offs cost more than the work on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _noise(width: int, height: int, channels: int = 3, seed: int = 0) -> np.ndarray:

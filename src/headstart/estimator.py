@@ -64,7 +64,7 @@ from headstart.strategies import (
     select_layer,
 )
 from headstart.strategies._common import xy
-from headstart.strategies._settings import scale_to_data
+from headstart.strategies._settings import refuse_C_without_linear_head, scale_to_data
 from headstart.strategies.auto import AUG_VIEWS, Advice, decide, measure
 
 __all__ = ["ImageClassifier", "Prediction"]
@@ -266,10 +266,7 @@ class ImageClassifier:
             raise HeadstartError(
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
-        if self.C is not None and self.head not in (None, "linear"):  # before auto measures
-            raise HeadstartError(
-                "--C applies to the linear head only; drop it or use --head linear."
-            )
+        refuse_C_without_linear_head(self.C, self.head)  # before auto measures
         main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
         quiet = self.quiet or not main
         if main:

@@ -102,8 +102,8 @@ def calibrate_temperature(logits: np.ndarray, y: np.ndarray) -> TemperatureFit:
     statistic = 2.0 * len(y) * (_nll(logits, y, 1.0) - _nll(logits, y, fitted))
     if not statistic > 0.0:  # never worse than leaving it alone, on the logits it was fitted to
         return TemperatureFit(1.0, 1.0, 0.0, len(y))
-    result = TemperatureFit(fitted, fitted, statistic, len(y))
-    return result if result.significant else TemperatureFit(1.0, fitted, statistic, len(y))
+    applied = fitted if statistic > SIGNIFICANCE else 1.0
+    return TemperatureFit(applied, fitted, statistic, len(y))
 
 
 def _minimise(logits: np.ndarray, y: np.ndarray) -> float:

@@ -28,6 +28,7 @@ __all__ = [
     "STRATEGY_DEFAULTS",
     "TrainSettings",
     "resolve_settings",
+    "refuse_C_without_linear_head",
     "scale_to_data",
 ]
 
@@ -276,8 +277,7 @@ def resolve_settings(
     _refuse_unused(strategy, given, augment, augment_params)
     if explicit:
         _refuse_solver_options(strategy, given)
-    if given.get("C") is not None and given.get("head", "linear") != "linear":
-        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
+    refuse_C_without_linear_head(given.get("C"), given.get("head"))
     merged: dict[str, Any] = {k: v for k, v in defaults.items() if k != "augment"}
     merged.update(given)
     if "warmup_epochs" not in given and isinstance(merged["epochs"], int):
@@ -296,6 +296,12 @@ def resolve_settings(
     if strategy != "features":
         merged["refit"] = False  # val stays held out: it chooses the end-to-end epoch
     return TrainSettings(strategy=strategy, **merged)
+
+
+def refuse_C_without_linear_head(C: float | None, head: str | None) -> None:
+    """``C`` is the linear head's L2 strength: given with another head, it would go unused."""
+    if C is not None and head not in (None, "linear"):
+        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
 
 
 # End-to-end runs need at least this many optimizer steps by default: a run on a few dozen

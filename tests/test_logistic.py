@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from headstart.heads import fit_head, fit_linear
-from headstart.heads.logistic import choose_protocol
+from headstart.heads.logistic import Protocol, choose_protocol
 
 
 def _blobs(n_per_class: int, classes: int = 3, dim: int = 16, seed: int = 0, spread: float = 2.0):
@@ -61,6 +61,45 @@ def test_the_chosen_strength_is_the_held_out_loss_minimum_of_the_path() -> None:
     best = min(fit.path, key=lambda row: row["log_loss"])
     assert fit.C == best["C"] and fit.val_loss == best["log_loss"]
     assert fit.to_dict()["C"] == fit.C and fit.to_dict()["path"] == fit.path
+
+
+def test_the_chosen_strength_is_refitted_with_the_penalty_per_image_it_was_scored_with() -> None:
+    x, y = _blobs(250, spread=0.3)
+    # A validation split of its own: the choice fits 450 train images, the refit 750.
+    fit = fit_linear(x[:450], y[:450], x[450:], y[450:], 3)
+    assert fit.protocol.kind == "validation"
+    assert fit.final_C == pytest.approx(fit.C * 450 / 750)
+    assert fit.to_dict()["final_C"] == fit.final_C
+
+    def probabilities(head: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            return head(torch.from_numpy(x)).softmax(1)
+
+    def refitted(C: float) -> torch.Tensor:
+        return probabilities(fit_linear(x, y, None, None, 3, C=C, protocol=Protocol("none")).head)
+
+    ours = probabilities(fit.head)
+    torch.testing.assert_close(ours, refitted(fit.final_C), atol=1e-3, rtol=0)
+    assert (ours - refitted(fit.C)).abs().max() > 1e-2
+    # 5 folds over 90 images: each scoring fit sees 72 of them.
+    small = fit_linear(x[:60], y[:60], x[60:90], y[60:90], 3)
+    assert small.protocol.kind == "cv"
+    assert small.final_C == pytest.approx(small.C * 72 / 90)
+    given = fit_linear(x[:60], y[:60], x[60:90], y[60:90], 3, C=0.3)
+    assert given.C == given.final_C == 0.3  # a C the user gives is used as given
+
+
+def test_the_choice_is_refined_off_the_grid_to_the_vertex_of_the_held_out_curve() -> None:
+    from headstart.heads.logistic import C_GRID
+
+    x, y = _blobs(40, spread=0.8)
+    fit = fit_linear(x[:80], y[:80], x[80:], y[80:], 3)
+    step = 10 ** (np.log10(C_GRID[1] / C_GRID[0]) / 2)  # a quarter decade
+    on_grid = {c for g in C_GRID for c in (g, g / step, g * step)}
+    off_grid = [row for row in fit.path if min(abs(row["C"] / c - 1) for c in on_grid) > 1e-6]
+    assert len(off_grid) == 1  # the vertex, tried once
+    grid_best = min((r for r in fit.path if r not in off_grid), key=lambda r: r["log_loss"])
+    assert fit.val_loss <= grid_best["log_loss"]
 
 
 def test_a_fixed_C_solves_scikit_learns_problem() -> None:

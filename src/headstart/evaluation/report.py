@@ -850,7 +850,13 @@ def _selection_html(selection: Mapping[str, Any]) -> str:
             "<th>held-out log-loss</th><th>held-out accuracy</th></tr>"
             f'{rows}</table><p class="note">The linear head is a logistic regression solved '
             "to convergence for each C, strong to weak regularisation; the C with the lowest "
-            "held-out log-loss is kept.</p>"
+            "held-out log-loss is kept"
+            + (
+                f", and refitted at C={final:.3g}, the same penalty per image on the larger fit."
+                if (final := selection.get("final_C")) is not None and final != chosen
+                else "."
+            )
+            + "</p>"
         )
     elif selection.get("epochs"):
         lines.append(f"<p>Epochs chosen: {int(selection['epochs'])}.</p>")

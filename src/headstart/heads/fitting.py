@@ -31,7 +31,10 @@ def describe_selection(selection: dict[str, Any]) -> str:
     fit = selection.get("fit_images") or {}
     used = " + ".join(f"{n} {split}" for split, n in fit.items())
     if selection.get("solver") == "lbfgs":
-        chosen = f"linear head, C={selection.get('C'):g}"
+        chosen = f"linear head, C={selection.get('C'):.3g}"
+        final = selection.get("final_C")
+        if final is not None and final != selection.get("C"):
+            chosen += f" (refitted at C={final:.3g}: the same penalty per image)"
     else:
         chosen = f"{selection.get('epochs')} epochs"
     where = selection.get("protocol_text", selection.get("protocol"))

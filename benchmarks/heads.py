@@ -20,10 +20,16 @@ over train + val when it is small, then refitted). scikit-learn: ``StandardScale
 ``LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss")`` over train + val, refitted. Also
 timed: one plain ``LogisticRegression()`` fit on the same train + val features, the bar the head
 fit (all of its choices included) must not exceed. With ``--auto``, the image tasks also train
-``ImageClassifier(strategy="auto")`` against ``strategy="features"`` (test accuracy).
+``ImageClassifier(strategy="auto")`` against ``strategy="features"`` (test accuracy). With
+``--mlp``, each task also fits the MLP head (``--head mlp``: AdamW, epochs chosen on the held-out
+split, refitted) and prints its test ECE before and after the temperature a run would fit: where a
+head is over-confident, calibration has something to fix. With ``--curve``, each seed also refits
+the head at 25 fixed values of C (0.001 to 10, no choice) on train + val and prints the test-optimal
+C beside the C each side refitted with, and what each lost to that optimum (test labels pick the
+optimum, so no method can reach it except by luck: it shows how close each choice came).
 
     .venv/bin/python benchmarks/heads.py [--seeds 3] [--tasks demo digits synthetic] [--auto]
-        [--demo-test 40]
+        [--demo-test 40] [--mlp] [--curve]
 """
 
 from __future__ import annotations
@@ -184,6 +190,32 @@ def _ece_floor(proba: np.ndarray, classes: int, draws: int = 20) -> float:
     return float(np.mean(values))
 
 
+def test_curve(task: Task, classes: int, hs_C: float, sk_C: float) -> str:
+    """One line: the test-optimal C of refits at fixed C, and how far each side's choice was."""
+    import torch
+
+    from headstart.heads import fit_linear
+    from headstart.heads.logistic import Protocol
+
+    x_train, y_train, x_val, y_val, x_test, y_test = task
+    x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+
+    def test_loss(C: float) -> float:
+        fit = fit_linear(x_all, y_all, None, None, classes, C=C, protocol=Protocol("none"))
+        with torch.no_grad():
+            proba = torch.softmax(fit.head(torch.from_numpy(x_test)), 1).numpy()
+        return _metrics(proba, y_test, classes)[1]
+
+    curve = {float(C): test_loss(float(C)) for C in np.logspace(-3, 1, 25)}
+    best = min(curve, key=curve.__getitem__)
+    hs, sk = test_loss(hs_C), test_loss(sk_C)
+    return (
+        f"test-optimal C {best:.3g} (log-loss {curve[best]:.4f}); headstart refitted at "
+        f"{hs_C:.3g} (+{hs - curve[best]:.4f}), scikit-learn at {sk_C:.3g} "
+        f"(+{sk - curve[best]:.4f})"
+    )
+
+
 def run_seed(task: Task, classes: int) -> dict[str, float]:
     import torch
     from sklearn.exceptions import ConvergenceWarning
@@ -212,7 +244,7 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
     row["ece_raw"] = expected_calibration_error(raw, y_test)
     row["ece"] = expected_calibration_error(proba, y_test)
     row["ece_floor"] = _ece_floor(proba, classes)
-    row["hs_C"] = fit.C
+    row["hs_C"] = fit.final_C if fit.final_C is not None else fit.C
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -228,6 +260,34 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
         LogisticRegression().fit(x_all, y_all)  # scikit-learn's defaults: C=1, lbfgs
         row["single_seconds"] = time.perf_counter() - began
     return row
+
+
+def mlp_calibration(task: Task, classes: int, seed: int) -> dict[str, float]:
+    """The MLP head's test ECE and log-loss before and after the run's temperature."""
+    import torch
+
+    from headstart.evaluation.calibration import calibrate_temperature, expected_calibration_error
+    from headstart.heads import HeadTrainingConfig, fit_head
+
+    x_train, y_train, x_val, y_val, x_test, y_test = task
+    fit = fit_head(
+        "mlp", x_train, y_train, x_val, y_val, classes, HeadTrainingConfig(seed=seed), quiet=True
+    )
+    assert fit.heldout_logits is not None and fit.heldout_y is not None
+    temperature = calibrate_temperature(fit.heldout_logits, fit.heldout_y)
+    with torch.no_grad():
+        logits = fit.head.eval()(torch.from_numpy(x_test))
+    raw = torch.softmax(logits, 1).numpy()
+    calibrated = torch.softmax(logits / temperature.temperature, 1).numpy()
+    return {
+        "acc": _metrics(raw, y_test, classes)[0],
+        "loss_raw": _metrics(raw, y_test, classes)[1],
+        "loss": _metrics(calibrated, y_test, classes)[1],
+        "ece_raw": expected_calibration_error(raw, y_test),
+        "ece": expected_calibration_error(calibrated, y_test),
+        "floor": _ece_floor(calibrated, classes),
+        "T": temperature.temperature,
+    }
 
 
 def auto_vs_features(data: Path, cache: Path, seed: int) -> dict[str, float]:
@@ -253,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auto", action="store_true", help="also auto vs features (images)")
     parser.add_argument("--demo-test", type=int, default=40, help="demo test images a class")
     parser.add_argument("--keep", type=Path, help="folder for data and cache (default: temp)")
+    parser.add_argument(
+        "--mlp", action="store_true", help="also the MLP head's ECE, raw and calibrated"
+    )
+    parser.add_argument("--curve", action="store_true", help="also the test-optimal C per seed")
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="headstart-heads-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -269,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             make, classes = TASKS[name](root)
         rows = [run_seed(make(seed), classes) for seed in range(args.seeds)]
+        if args.curve:
+            for seed, row in enumerate(rows):
+                line = test_curve(make(seed), classes, row["hs_C"], row["sk_C"])
+                print(f"{name:<10} seed {seed}: {line}", flush=True)
         mean: dict[str, float] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         print(
             f"{name:<10} {mean['hs_acc']:7.4f} {mean['sk_acc']:7.4f} {mean['hs_loss']:8.4f} "
@@ -279,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         differences[name] = rows
+        if args.mlp:
+            mlp = [mlp_calibration(make(seed), classes, seed) for seed in range(args.seeds)]
+            m = {k: float(np.mean([r[k] for r in mlp])) for k in mlp[0]}
+            print(
+                f"{name:<10} MLP head: acc {m['acc']:.4f}, log-loss {m['loss_raw']:.4f} -> "
+                f"{m['loss']:.4f}, ECE {m['ece_raw']:.4f} -> {m['ece']:.4f} (floor "
+                f"{m['floor']:.4f}), temperature {m['T']:.2f}",
+                flush=True,
+            )
     if args.seeds > 1:
         print("\nheadstart minus scikit-learn, per seed: mean +- standard error of the mean")
         for name, rows in differences.items():

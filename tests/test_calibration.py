@@ -50,3 +50,15 @@ def test_nothing_to_fit_is_temperature_one() -> None:
     assert calibrate_temperature(np.zeros((0, 3)), np.zeros(0, np.int64)).temperature == 1.0
     one_class = calibrate_temperature(np.ones((4, 3)), np.zeros(4, np.int64))
     assert one_class.temperature == 1.0 and not one_class.significant
+
+
+def test_a_temperature_driven_by_a_few_confident_mistakes_is_not_kept() -> None:
+    logits, y = _calibrated(600)
+    # Ten images confidently wrong by a wide margin: the log-loss wants every logit flattened.
+    wrong = np.flatnonzero(logits.argmax(1) == y)[:10]
+    logits[wrong, y[wrong]] -= 40.0
+    fit = calibrate_temperature(logits, y)
+    assert fit.significant and fit.fitted > 1.5
+    assert fit.ece_after > fit.ece_before
+    assert fit.temperature == 1.0
+    assert "would raise the held-out ECE" in fit.describe()

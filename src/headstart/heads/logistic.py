@@ -282,7 +282,7 @@ def fit_linear(
         protocol=proto,
     )
     state: tuple[torch.Tensor, torch.Tensor] | None = None
-    selected = 0  # images in each fit that scored C (their mean over folds)
+    selected = 0.0  # images in each fit that scored C (their mean over folds)
     if proto.kind == "validation" and has_val:
         fit_rows = torch.cat([xs_train, *extras]) if extras else xs_train
         fit_y = yt.repeat(1 + len(extras))

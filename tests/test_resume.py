@@ -53,7 +53,21 @@ def uninterrupted(setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _start(data: Path, run: Path, args: list[str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "headstart.cli.main", "train", str(data), "--out", str(run)]
-    return subprocess.Popen([*command, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*command, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_shell,
+    )
+
+
+def _as_from_a_shell() -> None:
+    """Ctrl-C reaches the run as it does from a terminal: SIGINT unblocked, default disposition
+    (which Python turns into KeyboardInterrupt). A child inherits an ignored or blocked SIGINT,
+    and whatever a library loaded earlier in this test process did to its own must not decide
+    whether the run can be interrupted."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_first_checkpoint(proc: subprocess.Popen[bytes], run: Path) -> None:
@@ -113,7 +127,10 @@ def test_ctrl_c_saves_the_best_model_so_far_and_resume_finishes_the_run(
     _wait_for_first_checkpoint(proc, run)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == 130, (
+        f"{err.decode()} (this process: SIGINT handler {signal.getsignal(signal.SIGINT)}, "
+        f"blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])})"
+    )
     assert "--resume" in err.decode()
     config = json.loads((run / "config.json").read_text())["headstart"]
     assert config["training"]["interrupted"] is True

@@ -279,9 +279,10 @@ def mlp_calibration(task: Task, classes: int, seed: int) -> dict[str, float]:
         logits = fit.head.eval()(torch.from_numpy(x_test))
     raw = torch.softmax(logits, 1).numpy()
     calibrated = torch.softmax(logits / temperature.temperature, 1).numpy()
+    accuracy, loss_raw = _metrics(raw, y_test, classes)
     return {
-        "acc": _metrics(raw, y_test, classes)[0],
-        "loss_raw": _metrics(raw, y_test, classes)[1],
+        "acc": accuracy,
+        "loss_raw": loss_raw,
         "loss": _metrics(calibrated, y_test, classes)[1],
         "ece_raw": expected_calibration_error(raw, y_test),
         "ece": expected_calibration_error(calibrated, y_test),

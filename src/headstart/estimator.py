@@ -38,7 +38,7 @@ from headstart.errors import (
     NotFittedError,
 )
 from headstart.evaluation import classification_metrics, plot_curves
-from headstart.evaluation.calibration import CALIBRATIONS, softmax
+from headstart.evaluation.calibration import CALIBRATIONS
 from headstart.features.extract import extract_cached
 from headstart.heads import HEAD_KINDS
 from headstart.heads.modules import fold_temperature, head_config, head_from_config
@@ -483,13 +483,10 @@ class ImageClassifier:
         epoch there. A model refitted on train + val has no such logits of its own: the
         temperature of its selection step carries over (the refit sees more images of the same
         kind, so it is, if anything, slightly less over-confident). The temperature is applied
-        only when a likelihood-ratio test on those logits supports it
-        (:func:`~headstart.evaluation.calibration.calibrate_temperature`).
+        only when a likelihood-ratio test on those logits supports it and it does not raise their
+        ECE (:func:`~headstart.evaluation.calibration.calibrate_temperature`).
         """
-        from headstart.evaluation.calibration import (
-            calibrate_temperature,
-            expected_calibration_error,
-        )
+        from headstart.evaluation.calibration import calibrate_temperature
 
         logits, y = fitted.heldout_logits, fitted.heldout_y
         source = "held-out logits of the selection step"
@@ -511,8 +508,6 @@ class ImageClassifier:
         temperature = fit.temperature
         self.temperature_ = temperature
         fold_temperature(self.head_, temperature)
-        before = softmax(logits, 1.0)
-        after = softmax(logits, temperature)
         return {
             "method": "temperature",
             "temperature": temperature,
@@ -522,8 +517,8 @@ class ImageClassifier:
             "test": fit.describe(),
             "fitted_on": source,
             "n": int(len(y)),
-            "heldout_ece_before": expected_calibration_error(before, y),
-            "heldout_ece_after": expected_calibration_error(after, y),
+            "heldout_ece_before": fit.ece_before,
+            "heldout_ece_after": fit.ece_applied,
         }
 
     def _fitted_metrics(self, fitted: Fitted) -> tuple[Dataset, dict[str, Any]]:

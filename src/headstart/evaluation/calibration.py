@@ -77,6 +77,11 @@ class TemperatureFit:
     def significant(self) -> bool:
         return self.statistic > SIGNIFICANCE
 
+    @property
+    def ece_applied(self) -> float:
+        """The held-out logits' ECE with the temperature that is applied."""
+        return self.ece_after if self.temperature != 1.0 else self.ece_before
+
     def describe(self) -> str:
         if not self.significant:
             verdict = "not kept: within noise, so 1"
@@ -115,13 +120,15 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 def calibrate_temperature(logits: np.ndarray, y: np.ndarray) -> TemperatureFit:
     """Fit a temperature on held-out logits and test it against none (see the module doc)."""
     y = np.asarray(y, np.int64)
-    if len(y) == 0 or len(np.unique(y)) < 2:
-        return TemperatureFit(1.0, 1.0, 0.0, len(y))
+    if len(y) == 0:
+        return TemperatureFit(1.0, 1.0, 0.0, 0)
+    before = expected_calibration_error(softmax(logits, 1.0), y)
+    if len(np.unique(y)) < 2:
+        return TemperatureFit(1.0, 1.0, 0.0, len(y), before, before)
     fitted = _minimise(logits, y)
     statistic = 2.0 * len(y) * (_nll(logits, y, 1.0) - _nll(logits, y, fitted))
     if not statistic > 0.0:  # never worse than leaving it alone, on the logits it was fitted to
-        return TemperatureFit(1.0, 1.0, 0.0, len(y))
-    before = expected_calibration_error(softmax(logits, 1.0), y)
+        return TemperatureFit(1.0, 1.0, 0.0, len(y), before, before)
     after = expected_calibration_error(softmax(logits, fitted), y)
     applied = fitted if statistic > SIGNIFICANCE and after <= before else 1.0
     return TemperatureFit(applied, fitted, statistic, len(y), before, after)

@@ -358,6 +358,23 @@ class _Solver:
         self.iterations = 0
         self.evaluations = 0
 
+    def point(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        C: float,
+        start: tuple[torch.Tensor, torch.Tensor] | None,
+        heldout: tuple[torch.Tensor, torch.Tensor],
+        *,
+        exact: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A point of the walk: solved until its ``heldout`` loss settles, or to convergence."""
+        if exact:
+            weight, bias, _ = self.solve(x, y, C, start, FINAL_MAX_ITER)
+        else:
+            weight, bias, _ = self.solve(x, y, C, start, PATH_MAX_ITER, heldout)
+        return weight, bias
+
     def solve(
         self,
         x: torch.Tensor,
@@ -543,9 +560,7 @@ def _walk_validation(
 
     def evaluate(C: float, start: Payload | None, exact: bool) -> tuple[float, float, Payload]:
         warm = None if start is None else start[0]
-        weight, bias, _ = solver.solve(
-            x, y, C, warm, FINAL_MAX_ITER if exact else PATH_MAX_ITER, None if exact else (xv, yv)
-        )
+        weight, bias = solver.point(x, y, C, warm, (xv, yv), exact=exact)
         logits = xv @ weight + bias
         loss, accuracy = _score(logits, yv)
         return loss, accuracy, ((weight, bias), logits)
@@ -606,9 +621,7 @@ def _walk_cv(
         states, pieces = [], []
         for i, (fx, fy, held) in enumerate(fold_data):
             warm = None if start is None else start[0][i]
-            settle = None if exact else (x[held], y[held])
-            iterations = FINAL_MAX_ITER if exact else PATH_MAX_ITER
-            weight, bias, _ = solver.solve(fx, fy, C, warm, iterations, settle)
+            weight, bias = solver.point(fx, fy, C, warm, (x[held], y[held]), exact=exact)
             states.append((weight, bias))
             pieces.append(x[held] @ weight + bias)
         logits = torch.cat(pieces)

@@ -115,6 +115,62 @@ def test_a_fixed_C_solves_scikit_learns_problem() -> None:
     np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=2e-3)
 
 
+def _correlated(n: int, dim: int = 12, classes: int = 4, seed: int = 0):
+    """Features mixed by a random matrix, as a backbone's are: an ill-conditioned problem."""
+    x, y = _blobs(n // classes, classes=classes, dim=dim, seed=seed, spread=0.6)
+    mix = np.random.default_rng(seed + 1).normal(size=(dim, dim)) + 3 * np.eye(dim)
+    return (x @ mix).astype(np.float32), y
+
+
+def test_a_preconditioned_solve_reaches_scikit_learns_model_in_fewer_iterations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    import headstart.heads.logistic as logistic
+
+    x, y = _correlated(800)  # 800 images of 12 dimensions: preconditioned
+    ours = fit_linear(x, y, None, None, 4, C=30.0, protocol=Protocol("none"))
+    monkeypatch.setattr(logistic, "PRECONDITION_MIN_ROWS_PER_DIM", 10**9)
+    plain = fit_linear(x, y, None, None, 4, C=30.0, protocol=Protocol("none"))
+    scaler = StandardScaler().fit(x)
+    theirs = LogisticRegression(C=30.0, tol=1e-10, max_iter=10000).fit(scaler.transform(x), y)
+    with torch.no_grad():
+        p_ours = torch.softmax(ours.head(torch.from_numpy(x)), 1).numpy()
+    np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=2e-3)
+    assert ours.iterations < plain.iterations
+
+
+def test_a_large_walk_chooses_on_a_stratified_sample_and_the_final_fit_sees_every_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import headstart.heads.logistic as logistic
+
+    monkeypatch.setattr(logistic, "WALK_MAX_IMAGES", 300)
+    solved: list[int] = []
+    solve = logistic._Solver.solve
+
+    def recording(self, x, y, *args, **kwargs):  # type: ignore[no-untyped-def]
+        solved.append(len(y))
+        return solve(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(logistic._Solver, "solve", recording)
+    x, y = _blobs(400, classes=4, spread=0.5)  # 1,600 images
+    fit = fit_linear(x[:1200], y[:1200], x[1200:], y[1200:], 4)
+    assert fit.protocol.kind == "validation"
+    assert set(solved[:-1]) == {300} and solved[-1] == 1600  # the walk, then the final fit
+    assert len(fit.heldout_y) == 400  # every validation image scores the sample's fits
+    assert fit.fit_counts == {"train": 1200, "val": 400}
+    assert fit.final_C == pytest.approx(fit.C * 1200 / 1600)  # the sample stands in for train
+    # Without a validation split: cross-validation over a sample of train, every class in it.
+    solved.clear()
+    cv = fit_linear(x[:1200], y[:1200], None, None, 4)
+    assert cv.protocol.kind == "cv" and len(cv.heldout_y) == 300
+    assert set(np.unique(cv.heldout_y)) == {0, 1, 2, 3} and solved[-1] == 1200
+    assert cv.final_C == pytest.approx(cv.C * 0.8)  # 4/5 of the images in each fold's fit
+
+
 def test_a_single_image_class_is_never_held_out_and_no_class_pair_means_no_choice() -> None:
     y = np.array([0, 0, 0, 1, 1, 1, 2])
     assert choose_protocol(y, None, 3).kind == "cv"

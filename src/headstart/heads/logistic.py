@@ -22,6 +22,14 @@ The grid point with the lowest held-out loss is refined (for cheap fits) by a qu
 side and then the vertex of a parabola in ``log C`` through the best point and its neighbours: a
 point of the smooth held-out curve, not of the grid's quantisation.
 
+Past ``WALK_MAX_IMAGES`` labelled images the walk fits a stratified, seeded sample of them (the
+held-out images are all scored) and its ``C`` stands in for the train split's (in scikit-learn's
+form, a penalty on the summed loss, the best ``C`` of a fixed-dimension model moves little with
+the number of images). On 100,000 images this choice matched the full walk's test log-loss on
+three seeds (within 0.0002) in 55-60% of its time (``benchmarks/walk_sample.py``). Solves on many
+images per dimension are preconditioned by the features' covariance
+(:meth:`_Solver.precondition`).
+
 Held-out score: with a validation split of its own that is large enough (see
 :func:`choose_protocol`) the grid is scored on it; otherwise by stratified k-fold cross-validation
 over train + val, where a class with a single labelled image always stays in training (it cannot
@@ -73,6 +81,11 @@ MIN_VAL_PER_CLASS = 20
 # ... unless train + val is larger than this, where even a small per-class count adds up to a
 # validation split that ranks one hyper-parameter well, and k fits would cost k times as much.
 CV_MAX_IMAGES = 20_000
+# The walk that chooses C fits at most this many labelled images (a stratified, seeded sample;
+# the held-out images are all scored), so choosing costs the same at 100k images as at 20k; the
+# final fit alone sees every image. Past this size the held-out curve is flat near its minimum:
+# BENCHMARKS.md, "Choosing C on a sample".
+WALK_MAX_IMAGES = 20_000
 MAX_FOLDS = 5
 # L-BFGS stopping: the largest gradient entry of the mean-loss objective (scikit-learn's ``tol``
 # on the same objective), and iterations per solve. Points of the walk only need to be ranked,
@@ -80,9 +93,19 @@ MAX_FOLDS = 5
 # every point of a cheap walk to convergence instead took 3x as long on the demo data and moved
 # the test log-loss by 0.0002, within its noise.)
 GRAD_TOL = 1e-4
+# With this many training images per feature dimension or more, the solves are preconditioned
+# (:meth:`_Solver.precondition`): the covariance costs one pass over at most
+# PRECONDITION_MAX_ROWS rows and an eigendecomposition, repaid several times over by solves that
+# take 2-5x fewer iterations (BENCHMARKS.md, "A preconditioned solve").
+PRECONDITION_MIN_ROWS_PER_DIM = 8
+PRECONDITION_MAX_ROWS = 20_000
+# The curvature of the cross-entropy along a feature direction of variance e is at most e / 4
+# (p (1 - p) <= 1/4); the preconditioner takes that bound as its model of the Hessian.
+_CURVATURE = 0.25
 SETTLE_RTOL = 2e-3
 SETTLE_RTOL_CHEAP = 1e-4
 SETTLE_EVERY = 5
+CLEAR_GAIN = 0.01
 PATH_MAX_ITER = 40
 FINAL_MAX_ITER = 300
 DEFAULT_C = 1.0
@@ -270,8 +293,14 @@ def fit_linear(
     extras = [_standardize(e, shift, scale) for e in train_extra]
     yt, yv = torch.from_numpy(ty), torch.from_numpy(vy)
     d = xs_train.shape[1]
+    # The rows the walk fits: all of them, or a stratified sample of at most WALK_MAX_IMAGES. The
+    # grid and patience follow the whole fit's size: the final fit is the one on every image.
+    labelled = ty if proto.kind == "validation" else np.concatenate([ty, vy])
+    walk = _sample(labelled, WALK_MAX_IMAGES, seed)
     cheap = (len(ty) + len(vy)) * (1 + len(extras)) * d <= CHEAP_VALUES
     solver = _Solver(d, num_classes, settle=not cheap)
+    if len(ty) >= PRECONDITION_MIN_ROWS_PER_DIM * d:
+        solver.precondition(xs_train)
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
     patience = CHEAP_PATIENCE if cheap else PATH_PATIENCE
 
@@ -284,22 +313,34 @@ def fit_linear(
     state: tuple[torch.Tensor, torch.Tensor] | None = None
     selected = 0.0  # images in each fit that scored C (their mean over folds)
     if proto.kind == "validation" and has_val:
-        fit_rows = torch.cat([xs_train, *extras]) if extras else xs_train
-        fit_y = yt.repeat(1 + len(extras))
+        if walk is None:
+            fit_rows = torch.cat([xs_train, *extras]) if extras else xs_train
+            fit_y = yt.repeat(1 + len(extras))
+        else:
+            picked = torch.from_numpy(walk)
+            fit_rows = torch.cat([xs_train[picked], *(e[picked] for e in extras)])
+            fit_y = yt[picked].repeat(1 + len(extras))
         chosen, state, logits = _walk_validation(
             solver, fit_rows, fit_y, xs_val, yv, grid if C is None else [C], patience, result
         )
-        result.C, selected = chosen, len(fit_y)
+        # A sample stands in for the train split: its C is taken as the train split's.
+        result.C, selected = chosen, len(yt) * (1 + len(extras))
         result.heldout_logits, result.heldout_y = logits.numpy(), vy
     elif proto.kind == "cv":
         all_x = rows_all
         all_y = torch.cat([yt, yv]) if has_val else yt
+        cv_extras, cv_train = extras, len(ty)
+        if walk is not None:  # sorted: the sampled train rows come first, as in rows_all
+            picked = torch.from_numpy(walk)
+            all_x, all_y = all_x[picked], all_y[picked]
+            sampled_train = picked[picked < len(ty)]
+            cv_extras, cv_train = [e[sampled_train] for e in extras], len(sampled_train)
         chosen, logits, heldout, selected = _walk_cv(
             solver,
             all_x,
             all_y,
-            extras,
-            len(ty),
+            cv_extras,
+            cv_train,
             proto.folds,
             seed,
             grid if C is None else [C],
@@ -308,6 +349,8 @@ def fit_linear(
         )
         result.C = chosen
         result.heldout_logits, result.heldout_y = logits.numpy(), all_y[heldout].numpy()
+        if walk is not None:  # the sample stands in for all of train + val, as above
+            selected *= (len(ty) + len(vy)) / len(walk)
 
     result.iterations = solver.iterations
     if not _final:
@@ -335,6 +378,24 @@ def fit_linear(
     return result
 
 
+def _sample(y: np.ndarray, cap: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a stratified, seeded sample of at most about ``cap`` of ``y``, or None
+    when ``y`` is no larger than ``cap``. Every class keeps its share, and at least two images
+    (or all it has), so folds and small classes are still represented."""
+    n = len(y)
+    if n <= cap:
+        return None
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    by_class = y[order]
+    picked = []
+    for label in np.unique(y):
+        members = order[by_class == label]
+        take = max(min(2, len(members)), round(len(members) * cap / n))
+        picked.append(members[:take])
+    return np.sort(np.concatenate(picked))
+
+
 def _rows(train_x: np.ndarray, val_x: np.ndarray) -> torch.Tensor:
     """Train then val rows in one new float32 tensor (the caller's arrays are never changed)."""
     out = torch.empty((len(train_x) + len(val_x), train_x.shape[1]), dtype=torch.float32)
@@ -355,8 +416,41 @@ class _Solver:
         self.settle = settle
         # What the held-out loss of a settled solve is known to: a smaller gain is not one.
         self.margin = SETTLE_RTOL if settle else SETTLE_RTOL_CHEAP
+        # A settled gain taken without a second, converged solve (large fits only).
+        self.clear = CLEAR_GAIN if settle else None
         self.iterations = 0
         self.evaluations = 0
+        self._basis: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scales: dict[tuple[float, int], torch.Tensor] = {}
+
+    def precondition(self, x: torch.Tensor) -> None:
+        """Solve in coordinates where the objective is round: ``W = P V``, ``P = (S/4 + lam)^-1/2``.
+
+        ``S`` is the covariance of the (standardised) features, ``lam = 1 / (C n)`` the penalty's
+        curvature: ``S/4 + lam`` bounds the Hessian of each class's weights, so in ``V`` every
+        direction has about unit curvature. The features of a pretrained backbone are strongly
+        correlated; without this, weak penalties on many images took L-BFGS 400-600 iterations
+        (at 90,000 images, 20 s of a warm run). The objective, and so the solution, is the same;
+        L-BFGS's gradient test then applies to ``P g``, which bounds the objective's gap to its
+        minimum (``|P g|^2 / 2``) rather than its steepest slope.
+        """
+        step = max(1, -(-len(x) // PRECONDITION_MAX_ROWS))
+        rows = x[::step].double()
+        cov = rows.T @ rows / max(1, len(rows))
+        eigenvalues, vectors = torch.linalg.eigh(cov)
+        self._basis = (eigenvalues.clamp_min(0.0), vectors)
+
+    def _scale(self, C: float, n: int) -> torch.Tensor | None:
+        """``P`` for a solve at ``C`` on ``n`` images (None without a preconditioner)."""
+        if self._basis is None:
+            return None
+        key = (C, n)
+        if key not in self._scales:
+            eigenvalues, vectors = self._basis
+            lam = 1.0 / (C * max(1, n))
+            inverse_root = torch.rsqrt(_CURVATURE * eigenvalues + lam)
+            self._scales[key] = ((vectors * inverse_root) @ vectors.T).float()
+        return self._scales[key]
 
     def point(
         self,
@@ -394,12 +488,16 @@ class _Solver:
         if not self.settle:  # cheap solves: settle far more tightly, allow far more iterations
             rtol = SETTLE_RTOL_CHEAP
             max_iter = max(max_iter, FINAL_MAX_ITER)
+        P = self._scale(C, len(y))
         if start is None:
             counts = torch.bincount(y, minlength=self.num_classes).float() + 1.0
             weight = torch.zeros(self.dim, self.num_classes)
             bias = torch.log(counts / counts.sum())
-        else:
+        elif P is None:
             weight, bias = start[0].clone(), start[1].clone()
+        else:  # into the solve's coordinates: P^-1 W
+            weight = torch.linalg.solve(P, start[0]).contiguous()
+            bias = start[1].clone()
         weight.requires_grad_(True)
         bias.requires_grad_(True)
         penalty = 1.0 / (2.0 * C * max(1, len(y)))
@@ -421,15 +519,20 @@ class _Solver:
             # the CPU's BLAS runs 1.5-2x faster here than the transposes autograd would use.
             self.evaluations += 1
             with torch.no_grad():
-                w = weight.detach()
+                w = weight.detach() if P is None else P @ weight.detach()
                 log_p = torch.log_softmax(F.linear(x, w.T.contiguous(), bias.detach()), 1)
                 loss = -log_p[rows, y].mean() + penalty * w.pow(2).sum()
                 residual = log_p.exp_()
                 residual[rows, y] -= 1.0
                 residual /= n
-                weight.grad = torch.mm(residual.T, x).T.contiguous().add_(w, alpha=2.0 * penalty)
+                grad = torch.mm(residual.T, x).T.contiguous().add_(w, alpha=2.0 * penalty)
+                weight.grad = grad if P is None else P @ grad  # P is symmetric
                 bias.grad = residual.sum(0)
             return loss
+
+        def real() -> torch.Tensor:
+            """The weights in the features' own coordinates."""
+            return weight.detach() if P is None else P @ weight.detach()
 
         def iterations() -> int:
             return int(optimizer.state[weight].get("n_iter", 0))
@@ -440,7 +543,7 @@ class _Solver:
                 last = math.inf
                 while iterations() < max_iter:
                     with torch.no_grad():
-                        loss = float(F.cross_entropy(heldout[0] @ weight + bias, heldout[1]))
+                        loss = float(F.cross_entropy(heldout[0] @ real() + bias, heldout[1]))
                     if abs(last - loss) <= rtol * abs(loss):
                         break
                     last, before = loss, iterations()
@@ -449,7 +552,7 @@ class _Solver:
                         break  # converged within the chunk
         n_iter = iterations()
         self.iterations += n_iter
-        return weight.detach(), bias.detach(), n_iter
+        return real(), bias.detach(), n_iter
 
 
 def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -468,6 +571,7 @@ def _walk(
     patience: int,
     result: LinearFit,
     margin: float = 0.0,
+    clear: float | None = None,
 ) -> tuple[float, Payload]:
     """Walk ``grid`` strong to weak until the held-out loss stops improving (then, for cheap
     fits, refine: a quarter step either side of the best point, then the vertex of a parabola in
@@ -484,17 +588,26 @@ def _walk(
     C = 100, where the converged refit's test log-loss was 0.92 against 0.66). So a point that
     beats the best is continued to convergence and must beat it again, by more than ``margin``
     (relative, the settle tolerance): the best point's figures are always those of a solved
-    model.
+    model. Large fits (``clear`` given) skip that second solve where the settled point beats the
+    best by more than ``clear``: along the steep strong end of the grid every point does, and
+    solving each to convergence there cost half of a 90,000-image walk. Whichever point ends best
+    is solved to convergence all the same.
     """
     tried: dict[float, tuple[float, float, Payload]] = {}
+    solved: set[float] = set()
     best_c: float | None = None
 
     def consider(C: float, start: Payload | None) -> bool:
-        """Solve at C (settled); if it beats the best, continue it to convergence and ask again."""
+        """Solve at C (settled); if it beats the best, continue it to convergence and ask again
+        (unless it beats the best by more than ``clear``: creep is never that large)."""
         tried[C] = evaluate(C, start, False)
         if best_c is not None and not tried[C][0] < tried[best_c][0] * (1 - margin):
             return False
+        if best_c is not None and clear is not None:
+            if tried[C][0] < tried[best_c][0] * (1 - clear):
+                return True
         tried[C] = evaluate(C, tried[C][2], True)  # continued from where it settled
+        solved.add(C)
         return best_c is None or tried[C][0] < tried[best_c][0] * (1 - margin)
 
     previous: Payload | None = None
@@ -516,9 +629,12 @@ def _walk(
         for C in (center / step, center * step):
             if C not in tried and consider(C, tried[center][2]):
                 best_c = C
+    if len(grid) > 1:
         vertex = _parabola_vertex({c: v[0] for c, v in tried.items()}, best_c)
         if vertex is not None and vertex not in tried and consider(vertex, tried[best_c][2]):
             best_c = vertex
+    if best_c not in solved:  # taken on a clear gain: its figures must be a solved model's too
+        tried[best_c] = evaluate(best_c, tried[best_c][2], True)
     for C in sorted(tried):
         loss, accuracy, _ = tried[C]
         result.path.append({"C": C, "log_loss": loss, "accuracy": accuracy})
@@ -565,7 +681,7 @@ def _walk_validation(
         loss, accuracy = _score(logits, yv)
         return loss, accuracy, ((weight, bias), logits)
 
-    C, (state, logits) = _walk(grid, evaluate, patience, result, solver.margin)
+    C, (state, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
     return C, state, logits
 
 
@@ -628,5 +744,5 @@ def _walk_cv(
         loss, accuracy = _score(logits, y[heldout])
         return loss, accuracy, (states, logits)
 
-    C, (_, logits) = _walk(grid, evaluate, patience, result, solver.margin)
+    C, (_, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
     return C, logits, heldout, float(np.mean([len(fy) for _, fy, _ in fold_data]))

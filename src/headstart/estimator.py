@@ -334,6 +334,10 @@ class ImageClassifier:
         self.calibration_: dict[str, Any] | None = self._calibrate(fitted)
         dataset, self.metrics_ = self._fitted_metrics(fitted)
         self.dataset_: dict[str, Any] = dataset.summary()
+        # Kept for this process only (never saved): the report of the run evaluates on the data
+        # it trained on, and reading a 100k-image folder again would cost seconds for nothing.
+        # Only a dataset read from a path: it is what reading that path again would give.
+        self._fit_dataset: Dataset | None = dataset if isinstance(X, (str, Path)) else None
         self.fit_seconds_: float = time.monotonic() - started
         self.extraction_: dict[str, int] = fitted.extraction
         return self
@@ -724,6 +728,9 @@ class ImageClassifier:
         spec, root = recorded.get("split_spec"), recorded.get("root")
         # Both resolved: the run records an absolute path, which may go through a symlink.
         same_root = bool(root) and Path(str(root)).resolve() == data.resolve()
+        held = getattr(self, "_fit_dataset", None)
+        if same_root and held is not None and held.split_spec == (spec or None):
+            return held  # what reading it again would give, as this process already read it
         if same_root and spec:
             return load_dataset(
                 data,

@@ -10,6 +10,7 @@ downloaded from strangers and are never reached.
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from dataclasses import dataclass
@@ -120,6 +121,32 @@ def _open_regular(path: Path) -> BinaryIO:
         raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
 
 
+# Opening without blocking: a FIFO opens at once (and is then refused as not a regular file).
+_SNIFF_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a regular file, with the reasons of :func:`_open_regular`.
+
+    Raw descriptor calls (open, fstat, read, close), not ``Path.stat`` and a buffered file: a
+    fifth of the cost, which is what discovery pays per file (2 s of 2.5 at 100k images).
+    """
+    try:
+        fd = os.open(path, _SNIFF_FLAGS)
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageDecodeError(path, "not a regular file")
+        return os.read(fd, _HEAD_BYTES)
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
 def _check_head(path: Path, head: bytes) -> str:
     """Return the sniffed format, or raise the reason the file is not a usable image."""
     if not head:
@@ -150,8 +177,7 @@ def image_problem(path: Path, *, verify: bool = False) -> str | None:
             # checked (truncation and corruption surface), at a fraction of the full decode cost.
             load_image(path, draft_size=(1, 1))
         else:
-            with _open_regular(path) as fh:
-                _check_head(path, fh.read(_HEAD_BYTES))
+            _check_head(path, _read_head(path))
     except ImageDecodeError as exc:
         return exc.reason
     return None

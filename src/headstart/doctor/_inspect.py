@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.data import decode_image, sniff_format
@@ -76,7 +76,20 @@ class ImageFacts:
     @classmethod
     def of(cls, path: Path, sha256: str, content: ImageContent) -> ImageFacts:
         """The facts of ``path`` from those of its content (stored under its digest)."""
-        return cls(path, sha256, **asdict(content))
+        # Field by field: ``dataclasses.asdict`` deep-copies, 90 us a call, 9 s at 100k images.
+        c = content
+        return cls(
+            path,
+            sha256,
+            c.problem,
+            c.format,
+            c.width,
+            c.height,
+            c.mode,
+            c.grayscale,
+            c.phash,
+            c.thumb,
+        )
 
     @property
     def content(self) -> ImageContent:

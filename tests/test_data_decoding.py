@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from PIL import Image
 
 from headstart.data import IMAGE_FORMATS, load_image, sniff_format
+from headstart.data.decoding import image_problem
 from headstart.errors import DataError, ImageDecodeError
 from tests._images import (
     write_cmyk_jpeg,
@@ -196,3 +198,15 @@ def test_draft_size_never_goes_below_the_request(tmp_path: Path) -> None:
 def test_draft_size_is_ignored_for_png(tmp_path: Path) -> None:
     path = write_image(tmp_path / "big.png", size=(800, 600))
     assert load_image(path, draft_size=(100, 100)).size == (800, 600)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_discovery_names_a_pipe_a_folder_and_a_dangling_link_without_blocking(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would wait for a writer
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert image_problem(tmp_path / "pipe.jpg") == "not a regular file"
+    assert image_problem(tmp_path / "folder.jpg") == "not a regular file"
+    assert image_problem(tmp_path / "link.jpg") == "file not found"

@@ -111,6 +111,31 @@ def test_predict_and_evaluate_agree(colour_data, tmp_path) -> None:
     assert predicted == [clf.classes_[i] for i in metrics["predicted"]]
 
 
+def test_evaluating_the_training_folder_in_the_same_process_reads_it_once(
+    colour_data, tmp_path, monkeypatch
+) -> None:
+    import headstart.estimator as estimator_module
+
+    clf = _clf(tmp_path).fit(colour_data)
+    held = clf.evaluation_dataset(colour_data)  # the dataset fit read, kept
+    # A loaded run holds none: it reads the folder again, split as recorded, to the same splits.
+    loaded = ImageClassifier.load(_saved(clf, tmp_path), quiet=True)
+    assert loaded.evaluation_dataset(colour_data).splits == held.splits
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the training folder was read again")
+
+    monkeypatch.setattr(estimator_module, "load_dataset", no_second_read)
+    assert clf.evaluate(colour_data)["split"] == "test"
+    with pytest.raises(AssertionError, match="read again"):
+        clf.evaluate(tmp_path / "elsewhere")  # other data is read, as before
+
+
+def _saved(clf: ImageClassifier, tmp_path: Path) -> Path:
+    clf.save(tmp_path / "run")
+    return tmp_path / "run"
+
+
 def test_timm_loads_the_run_folder_as_the_same_classifier(colour_data, tmp_path) -> None:
     clf = _clf(tmp_path).fit(colour_data)
     run = clf.save(tmp_path / "run")

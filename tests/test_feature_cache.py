@@ -65,6 +65,21 @@ def test_changed_file_gets_a_new_digest(tmp_path: Path) -> None:
     assert first[image] != second[image]
 
 
+def test_a_digest_this_process_remembers_is_still_checked_against_the_file(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "x.bin"
+    image.write_bytes(b"hello")
+    with FeatureCache(tmp_path / "cache") as cache:
+        first, _ = cache.digests([image])
+    image.write_bytes(b"hello, world")
+    os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with FeatureCache(tmp_path / "cache") as again:  # a second open, as a later stage's
+        second, _ = again.digests([image])
+        rows = again._db.execute("SELECT digest FROM files").fetchall()
+    assert first[image] != second[image] and rows == [(second[image],)]
+
+
 def test_missing_file_is_a_failure_not_an_exception(tmp_path: Path) -> None:
     with FeatureCache(tmp_path / "cache") as cache:
         digests, failures = cache.digests([tmp_path / "nope.jpg"])

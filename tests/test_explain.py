@@ -113,3 +113,13 @@ def test_explain_of_an_unknown_class_exits_2_with_one_line(colour_data, tmp_path
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Unknown class 'purple'" in err[0]
+
+
+def test_the_overlay_colour_map_is_matplotlibs_turbo_without_importing_matplotlib() -> None:
+    from matplotlib import colormaps
+
+    from headstart.evaluation.explain import turbo
+
+    values = np.random.default_rng(0).random((40, 30))
+    np.testing.assert_allclose(turbo(values), colormaps["turbo"](values)[..., :3], atol=0.03)
+    assert turbo(np.array([-1.0, 2.0])).tolist() == turbo(np.array([0.0, 1.0])).tolist()

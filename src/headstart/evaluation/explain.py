@@ -124,15 +124,63 @@ def explain_image(
 
 def overlay(explanation: Explanation, *, alpha: float = 0.45) -> Image.Image:
     """The image with its map laid over it in a perceptual colour map (viridis-like ``turbo``)."""
-    from matplotlib import colormaps
     from PIL import Image
 
-    heat = colormaps["turbo"](explanation.cam)[..., :3]
+    heat = turbo(explanation.cam)
     base = np.asarray(explanation.image.convert("RGB"), dtype=np.float64) / 255
     # More of the heat where the evidence is: weak regions keep the picture visible.
     weight = alpha * (0.35 + 0.65 * explanation.cam[..., None])
     mixed = (1 - weight) * base + weight * heat
     return Image.fromarray(np.clip(np.rint(mixed * 255), 0, 255).astype(np.uint8), mode="RGB")
+
+
+# Turbo (Mikhailov, 2019) sampled at 33 evenly spaced values from matplotlib's 256-entry table and
+# interpolated linearly: within 0.03 of the table everywhere. Importing matplotlib for the table
+# cost every training run's report 0.4 s.
+_TURBO = np.array(
+    [
+        [0.190, 0.072, 0.232],
+        [0.225, 0.164, 0.451],
+        [0.251, 0.252, 0.634],
+        [0.268, 0.338, 0.780],
+        [0.276, 0.421, 0.891],
+        [0.275, 0.501, 0.966],
+        [0.259, 0.580, 0.999],
+        [0.214, 0.659, 0.980],
+        [0.158, 0.736, 0.923],
+        [0.112, 0.806, 0.845],
+        [0.093, 0.866, 0.762],
+        [0.120, 0.912, 0.687],
+        [0.197, 0.949, 0.595],
+        [0.305, 0.977, 0.490],
+        [0.428, 0.994, 0.386],
+        [0.547, 0.999, 0.296],
+        [0.644, 0.990, 0.234],
+        [0.726, 0.965, 0.206],
+        [0.805, 0.925, 0.205],
+        [0.875, 0.873, 0.216],
+        [0.933, 0.812, 0.227],
+        [0.973, 0.747, 0.225],
+        [0.993, 0.674, 0.203],
+        [0.996, 0.587, 0.169],
+        [0.984, 0.493, 0.128],
+        [0.958, 0.400, 0.088],
+        [0.921, 0.315, 0.055],
+        [0.874, 0.245, 0.033],
+        [0.816, 0.185, 0.018],
+        [0.746, 0.131, 0.009],
+        [0.664, 0.084, 0.004],
+        [0.571, 0.045, 0.005],
+        [0.480, 0.016, 0.011],
+    ]
+)
+_TURBO_AT = np.linspace(0.0, 1.0, len(_TURBO))
+
+
+def turbo(values: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of the turbo colour map at ``values`` in [0, 1], in a new last axis."""
+    x = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.stack([np.interp(x, _TURBO_AT, _TURBO[:, c]) for c in range(3)], axis=-1)
 
 
 def side_by_side(explanation: Explanation) -> bytes:

@@ -245,6 +245,33 @@ def test_quick_checks_reports_leakage_in_a_loaded_dataset(tmp_path: Path) -> Non
     assert diagnose(dataset, quiet=True).by_code("leak-exact") == findings
 
 
+def test_quick_checks_look_up_the_digests_extraction_found_without_reading_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.features.cache import FeatureCache, file_digest
+
+    root = _split_dataset(tmp_path / "data")
+    shutil.copy(root / "train/fox/fox_2.jpg", root / "val/fox/again.jpg")
+    dataset = load_dataset(root)
+    cache = tmp_path / "cache"
+    first = quick_checks(dataset, cache=True, cache_dir=cache)  # stores every image's facts
+    paths = [s.path for samples in dataset.splits.values() for s in samples]
+    digests = {p: file_digest(p) for p in paths}
+    asked: list[Path] = []
+    real = FeatureCache.digests
+
+    def recording(self, wanted, **kwargs):  # type: ignore[no-untyped-def]
+        asked.extend(wanted)
+        return real(self, wanted, **kwargs)
+
+    monkeypatch.setattr(FeatureCache, "digests", recording)
+    again = quick_checks(dataset, cache=True, cache_dir=cache, digests=digests)
+    assert again == first and [f.code for f in again] == ["leak-exact"]
+    assert asked == []  # every file's digest was given: none was looked at
+    quick_checks(dataset, cache=True, cache_dir=cache, digests=dict(list(digests.items())[1:]))
+    assert asked == [paths[0]]  # only the file without a given digest
+
+
 def test_quick_checks_finds_nothing_in_a_clean_dataset(tmp_path: Path) -> None:
     assert quick_checks(load_dataset(_split_dataset(tmp_path))) == []
 

@@ -281,7 +281,7 @@ class ImageClassifier:
                 paths = [s.path for samples in dataset.splits.values() for s in samples]
                 plain = self._extract(backbone, paths, desc="extracting features")
             if main:
-                self._warn_on_leakage(dataset)
+                self._warn_on_leakage(dataset, plain.digests if plain is not None else None)
             with warnings.catch_warnings():
                 if not main:
                     warnings.simplefilter("ignore")
@@ -342,7 +342,7 @@ class ImageClassifier:
         self.extraction_: dict[str, int] = fitted.extraction
         return self
 
-    def _warn_on_leakage(self, dataset: Dataset) -> None:
+    def _warn_on_leakage(self, dataset: Dataset, digests: Mapping[Path, str] | None) -> None:
         """Warn, never refuse, when the same picture sits in two splits or two classes.
 
         A leaked duplicate inflates the validation and test scores silently; the user may have
@@ -356,6 +356,7 @@ class ImageClassifier:
             cache_dir=self.cache_dir,
             num_workers=self.num_workers,
             quiet=self.quiet,
+            digests=digests,
         )
         for finding in findings:
             if finding.severity in ("error", "warning"):
@@ -643,10 +644,18 @@ class ImageClassifier:
         """
         self._check_fitted()
         files, skipped = collect_image_paths(list(paths))
+        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
+        return results + self._predict_images(files, top_k=top_k, tta=tta)
+
+    def _predict_images(
+        self, files: Sequence[Path], *, top_k: int = 5, tta: str = "none"
+    ) -> list[Prediction]:
+        """:meth:`predict_files` for files already known to be images (a dataset's samples):
+        one prediction per file, in order, without checking each file's header again."""
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
-        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
+        results: list[Prediction] = []
         for path in files:
             if path in extracted.failures or path not in row_of:
                 reason = extracted.failures.get(path, "could not be read")

@@ -366,6 +366,7 @@ def quick_checks(
     cache_dir: str | Path | None = None,
     num_workers: int | None = None,
     quiet: bool = True,
+    digests: Mapping[Path, str] | None = None,
 ) -> list[Finding]:
     """The duplicate checks alone, on an already loaded dataset: what training warns about.
 
@@ -380,6 +381,8 @@ def quick_checks(
     Args:
         cache: Read and store the images' facts in the feature cache in ``cache_dir`` (default:
             the user's cache folder).
+        digests: Content digests the caller's feature extraction just found (see
+            :func:`~headstart.doctor._inspect.cached_facts`).
 
     Returns:
         Sorted findings, errors first; a caller warning about leakage keeps those with severity
@@ -396,6 +399,7 @@ def quick_checks(
             num_workers=num_workers,
             quiet=quiet,
             desc="checking for duplicates",
+            digests=digests,
         )
     }
     findings, _ = duplicate_findings(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +166,7 @@ def cached_facts(
     num_workers: int | None = None,
     quiet: bool = False,
     desc: str = "checking images",
+    digests: Mapping[Path, str] | None = None,
 ) -> list[ImageFacts]:
     """:func:`inspect_images`, reading the facts the feature cache holds and storing the rest.
 
@@ -174,13 +175,17 @@ def cached_facts(
 
     Args:
         cache_dir: The feature cache folder; None inspects every file, as without a cache.
+        digests: Content digests of (some of) ``paths`` found a moment ago by the same run's
+            feature extraction: those files are not looked at again.
     """
     if cache_dir is None:
         return inspect_images(paths, num_workers=num_workers, quiet=quiet, desc=desc)
     from headstart.features.cache import FeatureCache
 
     with FeatureCache(cache_dir) as cache:
-        digests, failures = cache.digests(list(paths), quiet=quiet)
+        known = digests or {}
+        digests, failures = cache.digests([p for p in paths if p not in known], quiet=quiet)
+        digests.update((p, known[p]) for p in paths if p in known)
         stored = cache.get_facts(digests.values())
         missing = [p for p in paths if p in digests and digests[p] not in stored]
         fresh = inspect_images(missing, num_workers=num_workers, quiet=quiet, desc=desc)

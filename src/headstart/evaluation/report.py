@@ -201,7 +201,8 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
     samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)
-    predictions = clf.predict_files([s.path for s in samples], top_k=len(classes))
+    # The samples of a dataset are images already (discovery checked each one).
+    predictions = clf._predict_images([s.path for s in samples], top_k=len(classes))
     by_path = {p.path: p for p in predictions}
     index = {name: i for i, name in enumerate(classes)}
     items: list[_Item] = []

@@ -137,8 +137,13 @@ def _cached_near_pairs(
 
 
 def _components(n: int, pairs: Sequence[tuple[int, int, int]]) -> list[tuple[list[int], int]]:
-    """Connected groups (size >= 2) of a pair list, each with its largest pair distance."""
-    parent = list(range(n))
+    """Connected groups (size >= 2) of a pair list, each with its largest pair distance.
+
+    Only images in some pair can be in a group: the others are never visited (a loop over every
+    index cost 1 s at 100,000 images with ten pairs).
+    """
+    nodes = sorted({k for i, j, _ in pairs for k in (i, j)})
+    parent = {k: k for k in nodes}
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -151,7 +156,7 @@ def _components(n: int, pairs: Sequence[tuple[int, int, int]]) -> list[tuple[lis
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
     groups: dict[int, list[int]] = {}
-    for x in range(n):
+    for x in nodes:
         groups.setdefault(find(x), []).append(x)
     worst: dict[int, int] = {}
     for i, _, d in pairs:

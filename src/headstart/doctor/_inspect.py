@@ -41,7 +41,9 @@ _DRAFT = 64
 _MIN_FILES_FOR_POOL = 2000
 
 
-@dataclass(frozen=True)
+# Not frozen: a run makes one per image, and a frozen dataclass takes 5x as long to create
+# (0.3 s at 100,000 images). Nothing changes one after it is made.
+@dataclass(slots=True)
 class ImageFacts:
     """What one pass over a file learned.
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from headstart.features.cache import FeatureCache
 
@@ -30,6 +31,28 @@ def test_put_then_get_returns_the_same_vectors(tmp_path: Path) -> None:
     assert set(got) == set(vectors)
     for key, value in vectors.items():
         np.testing.assert_array_equal(got[key], value)
+
+
+def test_read_into_fills_every_row_of_each_digest_and_refuses_a_missing_one(
+    tmp_path: Path,
+) -> None:
+    vectors = {key: _vector(key) for key in ("00000001", "00000002", "00000003")}
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many("ns", vectors)
+        out = np.zeros((4, 64), np.float32)
+        # "00000002" is the content of two files: rows 1 and 3.
+        cache.read_into("ns", {"00000001": [0], "00000002": [1, 3], "00000003": [2]}, out)
+        np.testing.assert_array_equal(
+            out[[0, 1, 2, 3]],
+            np.stack(
+                [vectors["00000001"], vectors["00000002"], vectors["00000003"], vectors["00000002"]]
+            ),
+        )
+        single = np.zeros((2, 64), np.float32)
+        cache.read_into("ns", {"00000003": [1], "00000001": [0]}, single)
+        np.testing.assert_array_equal(single, np.stack([vectors["00000001"], vectors["00000003"]]))
+        with pytest.raises(LookupError, match="1 of 2"):
+            cache.read_into("ns", {"00000001": [0], "0000dead": [1]}, single)
 
 
 def test_namespaces_do_not_share_entries(tmp_path: Path) -> None:

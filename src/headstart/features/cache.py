@@ -174,9 +174,19 @@ class FeatureCache:
                 f"AND length(data) = dim * 4 AND digest IN ({marks})",
                 (namespace, dim, *chunk),
             )
-            for digest, data in cursor:
-                out[rows[digest]] = np.frombuffer(data, dtype=np.float32, count=dim)
-                filled += 1
+            found = cursor.fetchall()
+            if not found:
+                continue
+            # One buffer per chunk and one fancy-indexed copy, not a NumPy call per vector.
+            vectors = np.frombuffer(b"".join(data for _, data in found), dtype=np.float32)
+            vectors = vectors.reshape(len(found), dim)
+            targets = [rows[digest] for digest, _ in found]
+            if all(len(t) == 1 for t in targets):
+                out[[t[0] for t in targets]] = vectors
+            else:  # the same content under several names: each of its rows
+                for target, vector in zip(targets, vectors, strict=True):
+                    out[target] = vector
+            filled += len(found)
         if filled != len(wanted):
             raise LookupError(f"{len(wanted) - filled} of {len(wanted)} vectors are not cached")
 

@@ -422,7 +422,7 @@ class _Solver:
         self.iterations = 0
         self.evaluations = 0
         self._basis: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._scales: dict[tuple[float, int], torch.Tensor] = {}
+        self._scales: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def precondition(self, x: torch.Tensor) -> None:
         """Solve in coordinates where the objective is round: ``W = P V``, ``P = (S/4 + lam)^-1/2``.
@@ -441,16 +441,20 @@ class _Solver:
         eigenvalues, vectors = torch.linalg.eigh(cov)
         self._basis = (eigenvalues.clamp_min(0.0), vectors)
 
-    def _scale(self, C: float, n: int) -> torch.Tensor | None:
-        """``P`` for a solve at ``C`` on ``n`` images (None without a preconditioner)."""
+    def _scale(self, C: float, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``P`` and its inverse for a solve at ``C`` on ``n`` images (None without a
+        preconditioner): both from the eigendecomposition, so no solve is ever needed."""
         if self._basis is None:
             return None
         key = (C, n)
         if key not in self._scales:
             eigenvalues, vectors = self._basis
             lam = 1.0 / (C * max(1, n))
-            inverse_root = torch.rsqrt(_CURVATURE * eigenvalues + lam)
-            self._scales[key] = ((vectors * inverse_root) @ vectors.T).float()
+            root = torch.sqrt(_CURVATURE * eigenvalues + lam)
+            self._scales[key] = (
+                ((vectors / root) @ vectors.T).float(),
+                ((vectors * root) @ vectors.T).float(),
+            )
         return self._scales[key]
 
     def point(
@@ -489,15 +493,16 @@ class _Solver:
         if not self.settle:  # cheap solves: settle far more tightly, allow far more iterations
             rtol = SETTLE_RTOL_CHEAP
             max_iter = max(max_iter, FINAL_MAX_ITER)
-        P = self._scale(C, len(y))
+        scales = self._scale(C, len(y))
+        P = None if scales is None else scales[0]
         if start is None:
             counts = torch.bincount(y, minlength=self.num_classes).float() + 1.0
             weight = torch.zeros(self.dim, self.num_classes)
             bias = torch.log(counts / counts.sum())
-        elif P is None:
+        elif scales is None:
             weight, bias = start[0].clone(), start[1].clone()
         else:  # into the solve's coordinates: P^-1 W
-            weight = torch.linalg.solve(P, start[0]).contiguous()
+            weight = scales[1] @ start[0]
             bias = start[1].clone()
         weight.requires_grad_(True)
         bias.requires_grad_(True)

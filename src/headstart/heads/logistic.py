@@ -84,7 +84,7 @@ CV_MAX_IMAGES = 20_000
 # The walk that chooses C fits at most this many labelled images (a stratified, seeded sample;
 # the held-out images are all scored), so choosing costs the same at 100k images as at 20k; the
 # final fit alone sees every image. Past this size the held-out curve is flat near its minimum:
-# BENCHMARKS.md, "Choosing C on a sample".
+# BENCHMARKS.md, "The head at 100,000 images".
 WALK_MAX_IMAGES = 20_000
 MAX_FOLDS = 5
 # L-BFGS stopping: the largest gradient entry of the mean-loss objective (scikit-learn's ``tol``
@@ -96,7 +96,7 @@ GRAD_TOL = 1e-4
 # With this many training images per feature dimension or more, the solves are preconditioned
 # (:meth:`_Solver.precondition`): the covariance costs one pass over at most
 # PRECONDITION_MAX_ROWS rows and an eigendecomposition, repaid several times over by solves that
-# take 2-5x fewer iterations (BENCHMARKS.md, "A preconditioned solve").
+# take 2-5x fewer iterations (BENCHMARKS.md, "The head at 100,000 images").
 PRECONDITION_MIN_ROWS_PER_DIM = 8
 PRECONDITION_MAX_ROWS = 20_000
 # The curvature of the cross-entropy along a feature direction of variance e is at most e / 4

@@ -88,10 +88,11 @@ CV_MAX_IMAGES = 20_000
 WALK_MAX_IMAGES = 20_000
 MAX_FOLDS = 5
 # L-BFGS stopping: the largest gradient entry of the mean-loss objective (scikit-learn's ``tol``
-# on the same objective), and iterations per solve. Points of the walk only need to be ranked,
-# not solved to the last digit: they also stop once their held-out loss has settled. (Solving
-# every point of a cheap walk to convergence instead took 3x as long on the demo data and moved
-# the test log-loss by 0.0002, within its noise.)
+# on the same objective; of the preconditioned gradient ``P g`` where the solve is
+# preconditioned, which bounds the gap to the minimum instead), and iterations per solve. Points
+# of the walk only need to be ranked, not solved to the last digit: they also stop once their
+# held-out loss has settled. (Solving every point of a cheap walk to convergence instead took 3x
+# as long on the demo data and moved the test log-loss by 0.0002, within its noise.)
 GRAD_TOL = 1e-4
 # With this many training images per feature dimension or more, the solves are preconditioned
 # (:meth:`_Solver.precondition`): the covariance costs one pass over at most

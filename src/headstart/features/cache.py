@@ -278,10 +278,8 @@ class FeatureCache:
                 failures[path] = f"cannot read file: {exc.strerror or exc}"
                 continue
             stats[path] = (st.st_size, st.st_mtime_ns)
-        memo = _SEEN.setdefault(str(self.path.resolve()), {})
-        known = {str(p): memo[str(p)] for p in stats if str(p) in memo}
+        known = _SEEN.setdefault(str(self.path.resolve()), {})
         known.update(self._known_digests([p for p in stats if str(p) not in known]))
-        memo.update(known)
         fresh: list[tuple[str, int, int, str]] = []
         todo: list[tuple[Path, int, int]] = []
         for path, (size, mtime_ns) in stats.items():
@@ -303,7 +301,7 @@ class FeatureCache:
         if fresh:
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
-            memo.update((path, (size, mtime_ns, digest)) for path, size, mtime_ns, digest in fresh)
+            known.update((path, (size, mtime_ns, digest)) for path, size, mtime_ns, digest in fresh)
         return result, failures
 
     def _known_digests(self, paths: list[Path]) -> dict[str, tuple[int, int, str]]:

@@ -77,13 +77,18 @@ def test_unchanged_file_is_not_rehashed(tmp_path: Path, monkeypatch) -> None:
     assert first == second
 
 
+def _change(image: Path) -> None:
+    """New content, a new size and a later modification time: what an edit leaves."""
+    image.write_bytes(b"hello, world")
+    os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+
 def test_changed_file_gets_a_new_digest(tmp_path: Path) -> None:
     image = tmp_path / "x.bin"
     image.write_bytes(b"hello")
     with FeatureCache(tmp_path / "cache") as cache:
         first, _ = cache.digests([image])
-        image.write_bytes(b"hello, world")
-        os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+        _change(image)
         second, _ = cache.digests([image])
     assert first[image] != second[image]
 
@@ -95,8 +100,7 @@ def test_a_digest_this_process_remembers_is_still_checked_against_the_file(
     image.write_bytes(b"hello")
     with FeatureCache(tmp_path / "cache") as cache:
         first, _ = cache.digests([image])
-    image.write_bytes(b"hello, world")
-    os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+    _change(image)
     with FeatureCache(tmp_path / "cache") as again:  # a second open, as a later stage's
         second, _ = again.digests([image])
         rows = again._db.execute("SELECT digest FROM files").fetchall()

@@ -167,3 +167,69 @@ def test_the_near_duplicate_search_of_a_set_seen_before_is_read_not_redone(
     assert [(f.code, f.paths) for f in again] == [(f.code, f.paths) for f in fresh]
     assert [(f.code, f.paths) for f in first] == [(f.code, f.paths) for f in fresh]
     assert "leak-near" in {f.code for f in fresh}
+
+
+def _count_sniffs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    import headstart.data.discovery as discovery
+
+    sniffed: list[Path] = []
+    original = discovery.image_problem
+
+    def counting(path: Path, **kwargs):  # type: ignore[no-untyped-def]
+        sniffed.append(path)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(discovery, "image_problem", counting)
+    return sniffed
+
+
+def test_warm_training_run_opens_no_file_to_list_the_dataset(leaky_data, monkeypatch):
+    with pytest.warns(UserWarning):
+        ImageClassifier(strategy="features", **FAST).fit(leaky_data)
+    (leaky_data / "train" / "red" / "notes.txt").write_text("not an image")
+    sniffed = _count_sniffs(monkeypatch)
+    with pytest.warns(UserWarning):
+        warm = ImageClassifier(strategy="features", **FAST).fit(leaky_data)
+    assert sniffed == [leaky_data / "train" / "red" / "notes.txt"]  # only the file never decoded
+    cold = load_dataset(leaky_data)
+    assert warm.dataset_ == cold.summary()
+
+
+def test_the_cache_vouches_only_for_unchanged_files_that_decoded(tmp_path):
+    data = write_colour_dataset(tmp_path / "data", {"train": 2})
+    paths = sorted(data.rglob("*.*"))
+    bad = write_truncated(data / "train" / "red" / "bad.jpg", "JPEG")
+    backbone = create_backbone("test_resnet", weights="none")
+    with FeatureCache(tmp_path / "cache") as cache:
+        result = extract_features(
+            backbone, [*paths, bad], cache=cache, num_workers=1, device="cpu", quiet=True
+        )
+        assert bad in result.failures
+        paths[0].write_bytes(paths[0].read_bytes() + b"edited")
+        vouched = cache.decoded([*paths, bad, tmp_path / "gone.png"])
+    assert set(vouched) == set(paths[1:])
+    assert all(vouched[p] == result.digests[p] for p in paths[1:])
+
+
+def test_no_cache_folder_vouches_for_nothing_and_is_not_created(tmp_path, colour_data):
+    from headstart.features.cache import decoded_in
+
+    assert decoded_in(tmp_path / "none", sorted(colour_data.rglob("*.png"))) == {}
+    assert not (tmp_path / "none").exists()
+
+
+def test_discovery_with_a_voucher_finds_what_sniffing_finds(tmp_path, monkeypatch):
+    colour_data = write_colour_dataset(tmp_path / "data", {"train": 3, "val": 2})
+    (colour_data / "train" / "red" / "notes.txt").write_text("not an image")
+    plain = load_dataset(colour_data)
+    sniffed = _count_sniffs(monkeypatch)
+    everything = set(colour_data.rglob("*.*"))
+    vouched = load_dataset(colour_data, vouch=lambda paths: [p for p in paths if p in everything])
+    assert sniffed == []  # the voucher's word is taken, even for the text file
+    assert vouched.splits["train"] != plain.splits["train"]
+    honest = load_dataset(colour_data, vouch=lambda paths: [p for p in paths if p.suffix != ".txt"])
+    assert honest == plain
+    assert sniffed == [colour_data / "train" / "red" / "notes.txt"]
+    sniffed.clear()
+    load_dataset(colour_data, vouch=lambda paths: list(paths), verify=True)
+    assert len(sniffed) == len(everything)  # a full check trusts no voucher

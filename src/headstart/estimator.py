@@ -30,6 +30,7 @@ from headstart._version import __version__
 from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
 from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
+from headstart.data.discovery import Vouch
 from headstart.errors import (
     DataError,
     DataWarning,
@@ -39,6 +40,7 @@ from headstart.errors import (
 )
 from headstart.evaluation import classification_metrics, plot_curves
 from headstart.evaluation.calibration import CALIBRATIONS
+from headstart.features.cache import decoded_in, default_cache_dir
 from headstart.features.extract import extract_cached
 from headstart.heads import HEAD_KINDS
 from headstart.heads.modules import fold_temperature, head_config, head_from_config
@@ -256,7 +258,8 @@ class ImageClassifier:
         auto = self.strategy == "auto"
         settings = None if auto else self._settings()
         started = time.monotonic()
-        dataset = self._as_dataset(X, y)
+        vouched: dict[Path, str] = {}  # digests of the files discovery found in the cache
+        dataset = self._as_dataset(X, y, vouched)
         backbone = create_backbone(
             self.model,
             weights=self.weights if settings is None else self._backbone_weights(settings),
@@ -279,7 +282,7 @@ class ImageClassifier:
             # torchrun, so every rank takes part; rank 0 alone warns.
             if self.cache and settings is not None and _extracts_plain(settings):
                 paths = [s.path for samples in dataset.splits.values() for s in samples]
-                plain = self._extract(backbone, paths, desc="extracting features")
+                plain = self._extract(backbone, paths, desc="extracting features", digests=vouched)
             if main:
                 self._warn_on_leakage(dataset, plain.digests if plain is not None else None)
             with warnings.catch_warnings():
@@ -559,7 +562,10 @@ class ImageClassifier:
         return dataset, metrics
 
     def _as_dataset(
-        self, X: str | Path | Dataset | Sequence[str | Path], y: Sequence[str] | None
+        self,
+        X: str | Path | Dataset | Sequence[str | Path],
+        y: Sequence[str] | None,
+        vouched: dict[Path, str] | None = None,
     ) -> Dataset:
         if isinstance(X, Dataset):
             return X
@@ -571,6 +577,7 @@ class ImageClassifier:
                 val_fraction=self.val_fraction,
                 test_fraction=self.test_fraction,
                 seed=self.seed,
+                vouch=self._vouch(vouched),
             )
         if y is None:
             raise DataError("A list of image paths needs labels: fit(paths, labels).")
@@ -580,10 +587,34 @@ class ImageClassifier:
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
             seed=self.seed,
+            vouch=self._vouch(vouched),
         )
 
+    def _vouch(self, found: dict[Path, str] | None = None) -> Vouch | None:
+        """With the cache on, discovery does not open files an earlier run decoded whole and
+        that are unchanged since: a warm run lists a folder with one ``stat`` per file. Their
+        digests go into ``found``, for the same run's extraction to use without a second stat.
+        """
+        if not self.cache:
+            return None
+        folder = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+        def vouch(paths: Sequence[Path]) -> Mapping[Path, str]:
+            decoded = decoded_in(folder, paths)
+            if found is not None:
+                found.update(decoded)
+            return decoded
+
+        return vouch
+
     def _extract(
-        self, backbone: Backbone, paths: Sequence[Path], *, desc: str, view: Any = None
+        self,
+        backbone: Backbone,
+        paths: Sequence[Path],
+        *,
+        desc: str,
+        view: Any = None,
+        digests: Mapping[Path, str] | None = None,
     ) -> Any:
         return extract_cached(
             backbone,
@@ -592,6 +623,7 @@ class ImageClassifier:
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             desc=desc,
             view=view,
+            digests=digests,
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
@@ -747,8 +779,11 @@ class ImageClassifier:
                 test_fraction=float(spec["test_fraction"]),
                 seed=int(spec["seed"]),
                 classes=self.classes_,
+                vouch=self._vouch(),
             )
-        return load_dataset(data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_)
+        return load_dataset(
+            data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_, vouch=self._vouch()
+        )
 
     # ----------------------------------------------------------- save and load
     def _timm_classifier(self) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ __all__ = [
     "SPLIT_NAMES",
     "Sample",
     "Skipped",
+    "Vouch",
     "collect_image_paths",
     "dataset_from_lists",
     "load_dataset",
@@ -239,11 +240,27 @@ def _loose_images(files: Sequence[Path]) -> list[Skipped]:
     ]
 
 
-def _check_files(paths: Sequence[Path], verify: bool) -> tuple[list[Path], list[Skipped]]:
+Vouch = Callable[[Sequence[Path]], Collection[Path]]
+"""Given files, the ones known to be images without opening them (see ``load_dataset``)."""
+
+
+@dataclass(frozen=True)
+class _Check:
+    """How discovery tells an image from another file: header sniff, full decode, or a voucher."""
+
+    verify: bool = False
+    vouch: Vouch | None = None
+
+    def problems(self, paths: Sequence[Path]) -> list[str | None]:
+        """Why each of ``paths`` cannot be used as an image, or None where it can."""
+        vouched = self.vouch(paths) if self.vouch is not None and not self.verify else ()
+        return [None if p in vouched else image_problem(p, verify=self.verify) for p in paths]
+
+
+def _check_files(paths: Sequence[Path], check: _Check) -> tuple[list[Path], list[Skipped]]:
     usable: list[Path] = []
     skipped: list[Skipped] = []
-    for path in paths:
-        reason = image_problem(path, verify=verify)
+    for path, reason in zip(paths, check.problems(paths), strict=True):
         if reason is None:
             usable.append(path)
         else:
@@ -436,14 +453,14 @@ def _has_subdirs(folder: Path) -> bool:
 
 
 def _read_class_dirs(
-    split_dir: Path, verify: bool
+    split_dir: Path, check: _Check
 ) -> tuple[_ByClass, dict[str, list[Skipped]], list[Skipped]]:
     """Usable images and skipped files of each class folder in ``split_dir``."""
     dirs, files = _children(split_dir)
     usable: _ByClass = {}
     skips: dict[str, list[Skipped]] = {}
     for d in dirs:
-        usable[d.name], skips[d.name] = _check_files(_walk_files(d), verify)
+        usable[d.name], skips[d.name] = _check_files(_walk_files(d), check)
     return usable, skips, _loose_images(files)
 
 
@@ -454,7 +471,7 @@ def _load_split_folders(
     val_fraction: float,
     seed: int,
     known: list[str] | None,
-    verify: bool,
+    check: _Check,
 ) -> Dataset:
     by_split: _BySplit = {}
     skipped: list[Skipped] = []
@@ -462,7 +479,7 @@ def _load_split_folders(
     for split in SPLIT_NAMES:
         if split not in split_dirs:
             continue
-        usable, skips, loose = _read_class_dirs(split_dirs[split], verify)
+        usable, skips, loose = _read_class_dirs(split_dirs[split], check)
         by_split[split] = usable
         skipped.extend(loose)
         for class_skipped in skips.values():
@@ -527,9 +544,9 @@ def _load_class_folders(
     test_fraction: float,
     seed: int,
     known: list[str] | None,
-    verify: bool,
+    check: _Check,
 ) -> Dataset:
-    usable, class_skips, skipped = _read_class_dirs(root, verify)
+    usable, class_skips, skipped = _read_class_dirs(root, check)
     for class_skipped in class_skips.values():
         skipped.extend(class_skipped)
     if known is None:
@@ -602,7 +619,7 @@ def _from_entries(
     test_fraction: float,
     seed: int,
     known: list[str] | None,
-    verify: bool,
+    check: _Check,
 ) -> Dataset:
     """Check, split and assemble labelled files (the CSV and list layouts).
 
@@ -636,8 +653,7 @@ def _from_entries(
     fixed: _BySplit = {}
     skipped: list[Skipped] = []
     class_skips: dict[str, list[Skipped]] = {}
-    for entry in entries:
-        reason = image_problem(entry.path, verify=verify)
+    for entry, reason in zip(entries, check.problems([e.path for e in entries]), strict=True):
         if reason is not None:
             skip = Skipped(entry.path, reason)
             skipped.append(skip)
@@ -743,6 +759,7 @@ def load_dataset(
     seed: int = 0,
     classes: Sequence[str] | None = None,
     verify: bool = False,
+    vouch: Vouch | None = None,
 ) -> Dataset:
     """Read a labelled dataset from a folder or a CSV file.
 
@@ -769,6 +786,9 @@ def load_dataset(
             of the classes (or no train split) is accepted.
         verify: Decode every image fully so truncated or corrupt files are skipped now rather
             than found during a run. Slower: without it only file headers are read.
+        vouch: Given a list of files, returns those known to be images, which are then not
+            opened at all (e.g. :meth:`headstart.features.FeatureCache.decoded`: files a run
+            decoded whole before, unchanged since). Ignored with ``verify``.
 
     Returns:
         The dataset, with every unusable file listed in ``skipped``.
@@ -780,6 +800,7 @@ def load_dataset(
     """
     validate_split_args(val_fraction, test_fraction, seed)
     known = _resolve_classes(classes)
+    check = _Check(verify, vouch)
     root = Path(source).expanduser().absolute()
     if not root.exists():
         raise DataError(
@@ -801,7 +822,7 @@ def load_dataset(
             test_fraction=test_fraction,
             seed=seed,
             known=known,
-            verify=verify,
+            check=check,
         )
     if not root.is_dir():
         raise DataError(f"{str(source)!r} is neither a folder nor a CSV file; pass a folder")
@@ -816,7 +837,7 @@ def load_dataset(
         is_split_layout = bool(split_dirs) and all(_has_subdirs(d) for d in split_dirs.values())
     if is_split_layout:
         return _load_split_folders(
-            root, split_dirs, val_fraction=val_fraction, seed=seed, known=known, verify=verify
+            root, split_dirs, val_fraction=val_fraction, seed=seed, known=known, check=check
         )
     return _load_class_folders(
         root,
@@ -824,7 +845,7 @@ def load_dataset(
         test_fraction=test_fraction,
         seed=seed,
         known=known,
-        verify=verify,
+        check=check,
     )
 
 
@@ -837,6 +858,7 @@ def dataset_from_lists(
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
     seed: int = 0,
+    vouch: Vouch | None = None,
 ) -> Dataset:
     """A dataset from parallel lists of image paths and labels (``ImageClassifier.fit``).
 
@@ -849,6 +871,7 @@ def dataset_from_lists(
         val_fraction: Share of each class held out for validation when ``val_paths`` is None.
         test_fraction: Share of each class held out for test.
         seed: Makes the split reproducible.
+        vouch: As for :func:`load_dataset`: files known to be images, not opened again.
 
     Returns:
         The dataset, layout "lists", rooted at the deepest folder common to all paths.
@@ -891,5 +914,5 @@ def dataset_from_lists(
         test_fraction=test_fraction,
         seed=seed,
         known=None,
-        verify=False,
+        check=_Check(vouch=vouch),
     )

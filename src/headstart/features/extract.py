@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,6 +105,7 @@ def extract_features(
     quiet: bool = False,
     desc: str = "extracting features",
     view: FeatureView | None = None,
+    digests: Mapping[Path, str] | None = None,
 ) -> ExtractResult:
     """Pooled features of every readable image in ``paths``.
 
@@ -120,9 +121,12 @@ def extract_features(
         view: Extract this deterministic variant of each image (an augmented view) instead of
             the plain image; its name is part of the cache namespace, so plain features and
             each view are cached apart.
+        digests: Content digests of (some of) ``paths`` that the caller found a moment ago
+            (discovery's check against the cache): those files are not looked at again.
     """
     # Path(p) of a Path parses it again: 10 us a file, a second at 100k images.
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
+    given = digests or {}
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     dim = backbone.num_features
     sharded = world().size > 1
@@ -130,11 +134,11 @@ def extract_features(
     if sharded:
         # Under torchrun, rank 0 alone reads the cache and hashes; the others get its answer.
         digests, failures, cached_vectors = run_on_main(
-            lambda: _lookup(paths, cache, namespace, quiet)
+            lambda: _lookup(paths, cache, namespace, quiet, given)
         )
         cached = set(cached_vectors)
     else:
-        digests, failures, cached = _present(paths, cache, namespace, dim, quiet)
+        digests, failures, cached = _present(paths, cache, namespace, dim, quiet, given)
     todo: list[Path] = []
     seen: set[str] = set(cached)
     for path in paths:
@@ -202,34 +206,53 @@ def extract_features(
 
 
 def _present(
-    paths: list[Path], cache: FeatureCache | None, namespace: str, dim: int, quiet: bool
+    paths: list[Path],
+    cache: FeatureCache | None,
+    namespace: str,
+    dim: int,
+    quiet: bool,
+    given: Mapping[Path, str],
 ) -> tuple[dict[Path, str], dict[Path, str], set[str]]:
     """(digest of each readable file, unreadable files with the reason, digests cached).
 
     One process: the vectors stay in the cache until :meth:`FeatureCache.read_into` streams
     them into the result, so none is held twice.
     """
-    if cache is not None:
-        digests, failures = cache.digests(paths, quiet=quiet)
-        return digests, failures, cache.present(namespace, digests.values(), dim)
-    digests, failures, _ = _lookup(paths, None, namespace, quiet)
-    return digests, failures, set()
+    digests, failures = _digests(paths, cache, given, quiet)
+    cached = cache.present(namespace, digests.values(), dim) if cache is not None else set()
+    return digests, failures, cached
 
 
 def _lookup(
-    paths: list[Path], cache: FeatureCache | None, namespace: str, quiet: bool
+    paths: list[Path],
+    cache: FeatureCache | None,
+    namespace: str,
+    quiet: bool,
+    given: Mapping[Path, str],
 ) -> tuple[dict[Path, str], dict[Path, str], dict[str, np.ndarray]]:
     """(digest of each readable file, unreadable files with the reason, cached vectors)."""
+    digests, failures = _digests(paths, cache, given, quiet)
+    vectors = cache.get_many(namespace, digests.values()) if cache is not None else {}
+    return digests, failures, vectors
+
+
+def _digests(
+    paths: list[Path], cache: FeatureCache | None, given: Mapping[Path, str], quiet: bool
+) -> tuple[dict[Path, str], dict[Path, str]]:
+    """(digest of each readable file, unreadable files with the reason): the ``given`` ones as
+    they are, the others from the cache's record of unchanged files, or hashed."""
+    rest = [p for p in paths if p not in given] if given else paths
     if cache is not None:
-        digests, failures = cache.digests(paths, quiet=quiet)
-        return digests, failures, cache.get_many(namespace, digests.values())
-    digests, failures = {}, {}
-    for path in paths:
-        try:
-            digests[path] = file_digest(path)
-        except OSError as exc:
-            failures[path] = f"cannot read file: {exc.strerror or exc}"
-    return digests, failures, {}
+        digests, failures = cache.digests(rest, quiet=quiet)
+    else:
+        digests, failures = {}, {}
+        for path in rest:
+            try:
+                digests[path] = file_digest(path)
+            except OSError as exc:
+                failures[path] = f"cannot read file: {exc.strerror or exc}"
+    digests.update((p, given[p]) for p in paths if p in given)
+    return digests, failures
 
 
 class _Forward:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 from PIL import Image
 
 from headstart.cli.main import main
-from headstart.data import load_dataset
-from headstart.doctor import Report, diagnose, quick_checks
+from headstart.data import Sample, load_dataset
+from headstart.doctor import Finding, Report, diagnose, quick_checks
 from headstart.doctor._duplicates import near_pairs
 from headstart.doctor._inspect import inspect_image, inspect_images
 from headstart.doctor._samples import display_path
@@ -274,6 +275,154 @@ def test_quick_checks_look_up_the_digests_extraction_found_without_reading_the_f
 
 def test_quick_checks_finds_nothing_in_a_clean_dataset(tmp_path: Path) -> None:
     assert quick_checks(load_dataset(_split_dataset(tmp_path))) == []
+
+
+def _leaky(root: Path) -> Path:
+    """A split dataset with an exact and a near copy of training images in val."""
+    _split_dataset(root)
+    shutil.copy(root / "train/fox/fox_2.jpg", root / "val/fox/again.jpg")
+    with Image.open(root / "train/dog/dog_0.jpg") as img:
+        img.resize((48, 48), Image.Resampling.BILINEAR).save(root / "val/dog/small.jpg", quality=75)
+    return root
+
+
+def _as_dicts(findings: list[Finding]) -> list[dict[str, object]]:
+    """Everything a finding holds (``==`` on findings ignores their details)."""
+    return [f.to_dict() for f in findings]
+
+
+def _no_facts_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reading or computing any image's facts, or searching near pairs, fail the test."""
+    from headstart.doctor import _duplicates, _inspect
+    from headstart.features.cache import FeatureCache
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("facts were read: the stored findings should have been used")
+
+    monkeypatch.setattr(FeatureCache, "get_facts", fail)
+    monkeypatch.setattr(_inspect, "inspect_images", fail)
+    monkeypatch.setattr(_duplicates, "near_pairs", fail)
+
+
+def _stored_findings(cache: Path) -> list[tuple[str, str]]:
+    from headstart.features.cache import FeatureCache
+
+    with FeatureCache(cache) as store:
+        query = "SELECT key, value FROM results WHERE key LIKE 'leakage:%'"
+        return [(str(k), str(v)) for k, v in store._db.execute(query)]
+
+
+def test_finding_reads_back_what_to_dict_wrote_and_refuses_anything_else() -> None:
+    finding = Finding(
+        "error", "leak-exact", "2 identical files", (Path("/d/a.jpg"), Path("/d/b.jpg")), {"n": [1]}
+    )
+    again = Finding.from_dict(json.loads(json.dumps(finding.to_dict())))
+    assert again.to_dict() == finding.to_dict() and again == finding
+    assert all(isinstance(p, Path) for p in again.paths)
+    for bad in (
+        [],
+        "x",
+        {},
+        {**finding.to_dict(), "severity": "fatal"},
+        {**finding.to_dict(), "paths": "a"},
+    ):
+        with pytest.raises(ValueError, match="not a finding"):
+            Finding.from_dict(bad)  # type: ignore[arg-type]
+
+
+def test_quick_checks_again_on_the_same_dataset_reads_the_stored_findings_not_the_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.features.cache import file_digest
+
+    dataset = load_dataset(_leaky(tmp_path / "data"))
+    cache = tmp_path / "cache"
+    first = quick_checks(dataset, cache=True, cache_dir=cache)
+    assert {f.code for f in first} == {"leak-exact", "leak-near"}
+    assert len(_stored_findings(cache)) == 1
+    _no_facts_read(monkeypatch)
+    paths = [s.path for samples in dataset.splits.values() for s in samples]
+    digests = {p: file_digest(p) for p in paths}
+    for given in (None, digests, dict(reversed(digests.items())), dict(list(digests.items())[3:])):
+        again = quick_checks(dataset, cache=True, cache_dir=cache, digests=given)
+        assert _as_dicts(again) == _as_dicts(first)
+        assert all(isinstance(p, Path) for f in again for p in f.paths)
+    assert len(_stored_findings(cache)) == 1
+
+
+def test_quick_checks_recompute_when_a_sample_moves_to_another_class_or_split(
+    tmp_path: Path,
+) -> None:
+    root = _split_dataset(tmp_path / "data")
+    shutil.copy(root / "train/fox/fox_0.jpg", root / "train/fox/zz_copy.jpg")  # last in train
+    dataset = load_dataset(root)
+    cache = tmp_path / "cache"
+    assert [f.code for f in quick_checks(dataset, cache=True, cache_dir=cache)] == ["duplicate"]
+    # Same files, same contents, even in the same order: only the copy's class, then its split
+    # (from the end of train to the start of val), differs.
+    *train, copy = dataset.splits["train"]
+    assert copy.path.name == "zz_copy.jpg"
+    relabelled = replace(
+        dataset,
+        splits={**dataset.splits, "train": [*train, Sample(copy.path, CLASSES.index("dog"))]},
+    )
+    moved = replace(dataset, splits={"train": train, "val": [copy, *dataset.splits["val"]]})
+    for changed, code in ((relabelled, "conflicting-labels"), (moved, "leak-exact")):
+        found = quick_checks(changed, cache=True, cache_dir=cache)
+        assert [f.code for f in found] == [code]
+        assert _as_dicts(found) == _as_dicts(quick_checks(changed))  # as computed without a cache
+    assert len(_stored_findings(cache)) == 3
+
+
+def test_quick_checks_recompute_when_a_file_changes_content(tmp_path: Path) -> None:
+    root = _split_dataset(tmp_path / "data")
+    dataset = load_dataset(root)
+    cache = tmp_path / "cache"
+    assert quick_checks(dataset, cache=True, cache_dir=cache) == []
+    # Same paths and labels: val/fox/fox_0.jpg now holds the bytes of a training image.
+    leaked = root / "val/fox/fox_0.jpg"
+    leaked.write_bytes((root / "train/fox/fox_1.jpg").read_bytes())
+    dataset = load_dataset(root)
+    found = quick_checks(dataset, cache=True, cache_dir=cache)
+    assert [f.code for f in found] == ["leak-exact"] and leaked in found[0].paths
+    assert _as_dicts(found) == _as_dicts(quick_checks(dataset))
+
+
+def test_quick_checks_store_no_findings_when_a_file_is_not_the_content_its_digest_names(
+    tmp_path: Path,
+) -> None:
+    from headstart.features.cache import file_digest
+
+    dataset = load_dataset(_leaky(tmp_path / "data"))
+    cache = tmp_path / "cache"
+    paths = [s.path for samples in dataset.splits.values() for s in samples]
+    digests = {p: file_digest(p) for p in paths}
+    digests[paths[0]] = "f" * 64  # as if the file changed after extraction hashed it
+    found = quick_checks(dataset, cache=True, cache_dir=cache, digests=digests)
+    assert _as_dicts(found) == _as_dicts(quick_checks(dataset))
+    assert _stored_findings(cache) == []  # that key does not describe what was checked
+    quick_checks(dataset, cache=True, cache_dir=cache)
+    assert len(_stored_findings(cache)) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["", "not json", "{}", "[1, 2]", '[{"severity": "fatal"}]', '[{"severity": "error"}]', "[[["],
+)
+def test_quick_checks_recompute_damaged_stored_findings_rather_than_raise(
+    tmp_path: Path, damage: str
+) -> None:
+    from headstart.features.cache import FeatureCache
+
+    dataset = load_dataset(_leaky(tmp_path / "data"))
+    cache = tmp_path / "cache"
+    first = quick_checks(dataset, cache=True, cache_dir=cache)
+    [(key, value)] = _stored_findings(cache)
+    with FeatureCache(cache) as store:
+        store.put_result(key, damage)
+    again = quick_checks(dataset, cache=True, cache_dir=cache)
+    assert _as_dicts(again) == _as_dicts(first)
+    assert _stored_findings(cache) == [(key, value)]  # stored again, whole
 
 
 # --------------------------------------------------------------------------- with a model

@@ -44,6 +44,7 @@ class Finding:
     details: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form; :meth:`from_dict` reads it back."""
         return {
             "severity": self.severity,
             "code": self.code,
@@ -51,6 +52,30 @@ class Finding:
             "paths": [str(p) for p in self.paths],
             "details": dict(self.details),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """The finding :meth:`to_dict` wrote (for findings stored in the feature cache).
+
+        Raises:
+            ValueError: ``data`` is not such a dict (wrong keys or types, unknown severity), so
+                a caller reading stored findings can treat it as nothing stored.
+        """
+        try:
+            severity, code, message = data["severity"], data["code"], data["message"]
+            paths, details = data["paths"], data["details"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a finding: {exc!r}") from None
+        if (
+            severity not in SEVERITIES
+            or not isinstance(code, str)
+            or not isinstance(message, str)
+            or not isinstance(paths, list)
+            or not all(isinstance(p, str) for p in paths)
+            or not isinstance(details, dict)
+        ):
+            raise ValueError(f"not a finding: {str(data)[:200]}")
+        return cls(severity, code, message, tuple(Path(p) for p in paths), dict(details))
 
 
 # Within a severity, the kinds that change what a run learns or measures come first, then broken

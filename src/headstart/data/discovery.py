@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from headstart.bulk import bulk
 from headstart.data.decoding import image_problem
 from headstart.data.splits import stratified_split, validate_split_args
 from headstart.errors import DataError
@@ -268,6 +269,7 @@ def _check_files(paths: Sequence[Path], check: _Check) -> tuple[list[Path], list
     return usable, skipped
 
 
+@bulk
 def collect_image_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Skipped]]:
     """The images to predict on, from files and folders given on a command line.
 
@@ -751,6 +753,7 @@ def _read_csv(csv_path: Path) -> list[_Entry]:
 # --------------------------------------------------------------------------- public entry points
 
 
+@bulk
 def load_dataset(
     source: str | Path,
     *,
@@ -849,6 +852,7 @@ def load_dataset(
     )
 
 
+@bulk
 def dataset_from_lists(
     paths: Sequence[str | Path],
     labels: Sequence[str],

@@ -12,6 +12,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headstart.bulk import bulk
 from headstart.data import Dataset, load_dataset
 from headstart.data.facts import FACTS_VERSION, content_problem
 from headstart.doctor._checks import (
@@ -374,6 +375,7 @@ def _cache_folder(cache: bool, cache_dir: str | Path | None) -> Path | None:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
+@bulk
 def quick_checks(
     dataset: Dataset,
     *,

@@ -36,6 +36,7 @@ from stat import S_ISREG
 import numpy as np
 import platformdirs
 
+from headstart.bulk import bulk
 from headstart.data.facts import FACTS_VERSION, ImageContent
 from headstart.progress import Progress
 
@@ -131,6 +132,7 @@ class FeatureCache:
         self.close()
 
     # -- features -------------------------------------------------------------------------
+    @bulk
     def get_many(self, namespace: str, digests: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the cached vectors among ``digests``; entries that fail validation are ignored."""
         wanted = list(dict.fromkeys(digests))
@@ -148,6 +150,7 @@ class FeatureCache:
                     found[digest] = np.frombuffer(data, dtype=np.float32, count=dim)
         return found
 
+    @bulk
     def present(self, namespace: str, digests: Iterable[str], dim: int) -> set[str]:
         """The digests among ``digests`` with a valid ``dim``-long vector, without reading any:
         a million lookups cost the keys, not the 4 GB of vectors behind them."""
@@ -164,6 +167,7 @@ class FeatureCache:
             found.update(digest for (digest,) in rows)
         return found
 
+    @bulk
     def read_into(self, namespace: str, rows: Mapping[str, Sequence[int]], out: np.ndarray) -> None:
         """Copy the cached vector of each digest into ``out[rows[digest]]``, streamed in chunks.
 
@@ -229,6 +233,7 @@ class FeatureCache:
         return int(row[0])
 
     # -- image facts ----------------------------------------------------------------------
+    @bulk
     def get_facts(self, digests: Iterable[str]) -> dict[str, ImageContent]:
         """The stored facts among ``digests`` (of the current facts version)."""
         wanted = list(dict.fromkeys(digests))
@@ -268,6 +273,7 @@ class FeatureCache:
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
 
     # -- file digests ---------------------------------------------------------------------
+    @bulk
     def digests(
         self, paths: Sequence[Path], *, quiet: bool = True
     ) -> tuple[dict[Path, str], dict[Path, str]]:
@@ -310,6 +316,7 @@ class FeatureCache:
             )
         return result, failures
 
+    @bulk
     def decoded(self, paths: Sequence[Path]) -> dict[Path, str]:
         """The files among ``paths`` that an earlier run decoded whole, unchanged since, with
         their content digests.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from headstart.bulk import bulk
 from headstart.data.facts import ImageContent
 from headstart.device import prepare_device
 from headstart.distributed import all_gather, is_main, run_on_main, shard, world
@@ -139,14 +140,7 @@ def extract_features(
         cached = set(cached_vectors)
     else:
         digests, failures, cached = _present(paths, cache, namespace, dim, quiet, given)
-    todo: list[Path] = []
-    seen: set[str] = set(cached)
-    for path in paths:
-        digest = digests.get(path)
-        if digest is not None and digest not in seen:
-            seen.add(digest)
-            todo.append(path)
-    n_cached = sum(1 for p in paths if p in digests and digests[p] in cached)
+    todo, n_cached = _plan(paths, digests, cached)
 
     computed: dict[str, np.ndarray] = {}
     if todo:
@@ -176,6 +170,57 @@ def extract_features(
                     failures=failures,
                 )
 
+    return _gather(
+        paths,
+        dim,
+        digests=digests,
+        failures=failures,
+        cached=cached,
+        cached_vectors=cached_vectors,
+        computed=computed,
+        cache=cache,
+        namespace=namespace,
+        n_computed=len(todo),
+        n_cached=n_cached,
+    )
+
+
+@bulk
+def _plan(
+    paths: Sequence[Path], digests: Mapping[Path, str], cached: set[str]
+) -> tuple[list[Path], int]:
+    """(one file of each readable content not cached, how many files are cached)."""
+    todo: list[Path] = []
+    seen: set[str] = set(cached)
+    n_cached = 0
+    for path in paths:
+        digest = digests.get(path)
+        if digest is None:
+            continue
+        if digest in cached:
+            n_cached += 1
+        elif digest not in seen:
+            seen.add(digest)
+            todo.append(path)
+    return todo, n_cached
+
+
+@bulk
+def _gather(
+    paths: Sequence[Path],
+    dim: int,
+    *,
+    digests: dict[Path, str],
+    failures: dict[Path, str],
+    cached: set[str],
+    cached_vectors: Mapping[str, np.ndarray],
+    computed: Mapping[str, np.ndarray],
+    cache: FeatureCache | None,
+    namespace: str,
+    n_computed: int,
+    n_cached: int,
+) -> ExtractResult:
+    """The result: a row per usable file, from what was computed and what the cache holds."""
     # A file whose content failed to decode under another name fails here too.
     for p in paths:
         if p not in failures and digests[p] not in cached and digests[p] not in computed:
@@ -199,12 +244,13 @@ def extract_features(
         paths=ok,
         features=feats,
         failures=failures,
-        n_computed=len(todo),
+        n_computed=n_computed,
         n_cached=n_cached,
         digests=digests,
     )
 
 
+@bulk
 def _present(
     paths: list[Path],
     cache: FeatureCache | None,
@@ -223,6 +269,7 @@ def _present(
     return digests, failures, cached
 
 
+@bulk
 def _lookup(
     paths: list[Path],
     cache: FeatureCache | None,

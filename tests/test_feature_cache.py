@@ -179,3 +179,50 @@ def test_two_writers_sharing_a_cache_both_land(tmp_path: Path) -> None:
         proc.communicate(timeout=120)
         assert proc.returncode == 0
     assert _check_all_entries_valid(tmp_path / "cache") == 2 * 21 * 50
+
+
+def test_extraction_through_the_cache_equals_extraction_without_it_file_for_file(
+    tmp_path: Path, colour_data: Path
+) -> None:
+    import shutil
+
+    from headstart.backbones import create_backbone
+    from headstart.features import extract_features
+    from tests._images import write_truncated
+
+    data = tmp_path / "data"
+    shutil.copytree(colour_data / "train", data)
+    paths = sorted(data.rglob("*.*"))
+    copy = data / "red" / "copy.png"
+    shutil.copy(paths[3], copy)
+    bad = write_truncated(data / "red" / "bad.jpg", "JPEG")
+    bad_copy = data / "red" / "bad_copy.jpg"
+    shutil.copy(bad, bad_copy)
+    half = paths[::2]  # cached by a first run; the rest is new to the second
+    everything = [bad, *paths, copy, bad_copy]
+    backbone = create_backbone("test_resnet", weights="none")
+    options = {"num_workers": 0, "device": "cpu", "quiet": True}
+    plain = extract_features(backbone, everything, **options)
+    with FeatureCache(tmp_path / "cache") as cache:
+        extract_features(backbone, half, cache=cache, **options)
+        mixed = extract_features(backbone, everything, cache=cache, **options)
+        warm = extract_features(backbone, everything, cache=cache, **options)
+    for result in (mixed, warm):
+        assert result.paths == plain.paths == [*paths, copy]
+        np.testing.assert_array_equal(result.features, plain.features)
+        assert set(result.failures) == {bad, bad_copy}
+    assert "same content as another unreadable file" in mixed.failures[bad_copy]
+    assert (mixed.n_cached, mixed.n_computed) == (len(half), len(paths) - len(half) + 1)
+    assert (warm.n_cached, warm.n_computed) == (len(paths) + 1, 1)  # the bad content is retried
+
+
+@pytest.mark.parametrize("dropped", [[0], [9], [2, 3], [1, 4, 8], list(range(10))])
+def test_dropping_failed_rows_in_place_keeps_the_others_in_order(monkeypatch, dropped) -> None:
+    from headstart.features import extract
+
+    monkeypatch.setattr(extract, "_MOVE_ROWS", 2)  # several moves per gap
+    feats = np.arange(30, dtype=np.float32).reshape(10, 3)
+    expected = np.delete(feats, dropped, axis=0)
+    kept = extract._without_rows(feats, dropped)
+    np.testing.assert_array_equal(kept, expected)
+    assert np.shares_memory(kept, feats) or len(kept) == 0

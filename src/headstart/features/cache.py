@@ -168,19 +168,29 @@ class FeatureCache:
         return found
 
     @bulk
-    def read_into(self, namespace: str, rows: Mapping[str, Sequence[int]], out: np.ndarray) -> None:
+    def read_into(
+        self,
+        namespace: str,
+        rows: Mapping[str, Sequence[int]],
+        out: np.ndarray,
+        *,
+        missing_ok: bool = False,
+    ) -> set[str]:
         """Copy the cached vector of each digest into ``out[rows[digest]]``, streamed in chunks.
 
         The vectors go straight from SQLite's pages into the caller's array (which may be a
         memory map): no dict of a million small arrays, no second array to stack them into.
 
+        Returns:
+            The digests whose vectors were copied (with ``missing_ok``, the others' rows are
+            left as they were, for the caller to fill).
+
         Raises:
-            LookupError: A digest has no valid vector of ``out``'s width (check with
-                :meth:`present` first).
+            LookupError: A digest has no valid vector of ``out``'s width, unless ``missing_ok``.
         """
         dim = int(out.shape[1])
         wanted = list(rows)
-        filled = 0
+        filled: set[str] = set()
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -201,9 +211,12 @@ class FeatureCache:
             else:  # the same content under several names: each of its rows
                 for target, vector in zip(targets, vectors, strict=True):
                     out[target] = vector
-            filled += len(found)
-        if filled != len(wanted):
-            raise LookupError(f"{len(wanted) - filled} of {len(wanted)} vectors are not cached")
+            filled.update(digest for digest, _ in found)
+        if len(filled) != len(wanted) and not missing_ok:
+            raise LookupError(
+                f"{len(wanted) - len(filled)} of {len(wanted)} vectors are not cached"
+            )
+        return filled
 
     def put_many(
         self,

@@ -44,6 +44,9 @@ __all__ = [
 _FEATURE_FORMAT = 1
 # Batches each rank computes between two gathers under torchrun (see _forward_sharded).
 _ROUND_BATCHES = 16
+# Rows moved at a time when a failed image's row is dropped from the features (a bounded buffer).
+_MOVE_ROWS = 4096
+_SAME_AS_UNREADABLE = "could not be decoded (same content as another unreadable file)"
 
 
 def feature_namespace(backbone: Backbone, *, view: str = "plain") -> str:
@@ -131,45 +134,39 @@ def extract_features(
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     dim = backbone.num_features
     sharded = world().size > 1
-    cached_vectors: dict[str, np.ndarray] = {}
-    if sharded:
-        # Under torchrun, rank 0 alone reads the cache and hashes; the others get its answer.
-        digests, failures, cached_vectors = run_on_main(
-            lambda: _lookup(paths, cache, namespace, quiet, given)
+    if not sharded:
+        return _extract_here(
+            paths,
+            _Forward(backbone, device, view),
+            cache=cache,
+            namespace=namespace,
+            dim=dim,
+            given=given,
+            desc=desc,
+            quiet=quiet,
+            batch_size=batch_size,
+            num_workers=num_workers,
         )
-        cached = set(cached_vectors)
-    else:
-        digests, failures, cached = _present(paths, cache, namespace, dim, quiet, given)
+    # Under torchrun, rank 0 alone reads the cache and hashes; the others get its answer.
+    digests, failures, cached_vectors = run_on_main(
+        lambda: _lookup(paths, cache, namespace, quiet, given)
+    )
+    cached = set(cached_vectors)
     todo, n_cached = _plan(paths, digests, cached)
-
     computed: dict[str, np.ndarray] = {}
     if todo:
-        forward = _Forward(backbone, device, view)
         with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
-            if sharded:
-                computed = _forward_sharded(
-                    forward,
-                    todo,
-                    batch_size=batch_size,
-                    num_workers=num_workers,
-                    progress=progress,
-                    cache=cache,
-                    namespace=namespace,
-                    digests=digests,
-                    failures=failures,
-                )
-            else:
-                computed = forward(
-                    todo,
-                    batch_size=batch_size,
-                    num_workers=num_workers,
-                    progress=progress,
-                    cache=cache,
-                    namespace=namespace,
-                    digests=digests,
-                    failures=failures,
-                )
-
+            computed = _forward_sharded(
+                _Forward(backbone, device, view),
+                todo,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+                cache=cache,
+                namespace=namespace,
+                digests=digests,
+                failures=failures,
+            )
     return _gather(
         paths,
         dim,
@@ -178,11 +175,113 @@ def extract_features(
         cached=cached,
         cached_vectors=cached_vectors,
         computed=computed,
-        cache=cache,
-        namespace=namespace,
         n_computed=len(todo),
         n_cached=n_cached,
     )
+
+
+def _extract_here(
+    paths: list[Path],
+    forward: _Forward,
+    *,
+    cache: FeatureCache | None,
+    namespace: str,
+    dim: int,
+    given: Mapping[Path, str],
+    desc: str,
+    quiet: bool,
+    batch_size: int,
+    num_workers: int | None,
+) -> ExtractResult:
+    """:func:`extract_features` in one process: the result array is made first, what the cache
+    holds is read straight into it (one lookup per content, not one to ask and one to read),
+    and only the contents it lacks go through the backbone into their rows."""
+    digests, failures = _digests(paths, cache, given, quiet)
+    ok, rows = _rows_by_digest(paths, digests)
+    # One array, filled in place: a million 1024-d features take their 4 GB once, not again in
+    # a dict of rows and a stacked copy.
+    feats = np.empty((len(ok), dim), dtype=np.float32)
+    cached = (
+        cache.read_into(namespace, rows, feats, missing_ok=True) if cache is not None else set()
+    )
+    todo, n_cached = _plan(ok, digests, cached)
+    computed: dict[str, np.ndarray] = {}
+    if todo:
+        with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
+            computed = forward(
+                todo,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+                cache=cache,
+                namespace=namespace,
+                digests=digests,
+                failures=failures,
+            )
+        ok, feats = _fill_computed(ok, feats, rows, cached, computed, failures)
+    return ExtractResult(
+        paths=ok,
+        features=feats,
+        failures=failures,
+        n_computed=len(todo),
+        n_cached=n_cached,
+        digests=digests,
+    )
+
+
+@bulk
+def _rows_by_digest(
+    paths: Sequence[Path], digests: Mapping[Path, str]
+) -> tuple[list[Path], dict[str, list[int]]]:
+    """The files with a digest, and the rows each content fills (several for copies)."""
+    ok = [p for p in paths if p in digests]
+    rows: dict[str, list[int]] = {}
+    for row, path in enumerate(ok):
+        rows.setdefault(digests[path], []).append(row)
+    return ok, rows
+
+
+@bulk
+def _fill_computed(
+    ok: list[Path],
+    feats: np.ndarray,
+    rows: Mapping[str, list[int]],
+    cached: set[str],
+    computed: Mapping[str, np.ndarray],
+    failures: dict[Path, str],
+) -> tuple[list[Path], np.ndarray]:
+    """Put each computed vector in its rows; drop the rows of contents that failed to decode."""
+    dropped: list[int] = []
+    for digest, targets in rows.items():
+        if digest in cached:
+            continue
+        vector = computed.get(digest)
+        if vector is not None:
+            feats[targets] = vector
+            continue
+        dropped.extend(targets)
+        for row in targets:
+            # The file extraction tried has its own reason; its copies fail with it.
+            failures.setdefault(ok[row], _SAME_AS_UNREADABLE)
+    if not dropped:
+        return ok, feats
+    dropped.sort()
+    gone = set(dropped)
+    return [p for row, p in enumerate(ok) if row not in gone], _without_rows(feats, dropped)
+
+
+def _without_rows(feats: np.ndarray, dropped: Sequence[int]) -> np.ndarray:
+    """``feats`` without the (sorted) rows ``dropped``, the others moved up in place: a failed
+    image in a million costs no second array of features, only a bounded buffer per move."""
+    end = len(feats)
+    write = dropped[0]
+    for i, row in enumerate(dropped):
+        stop = dropped[i + 1] if i + 1 < len(dropped) else end
+        for start in range(row + 1, stop, _MOVE_ROWS):
+            block = min(_MOVE_ROWS, stop - start)
+            feats[write : write + block] = feats[start : start + block]
+            write += block
+    return feats[:write]
 
 
 @bulk
@@ -215,31 +314,20 @@ def _gather(
     cached: set[str],
     cached_vectors: Mapping[str, np.ndarray],
     computed: Mapping[str, np.ndarray],
-    cache: FeatureCache | None,
-    namespace: str,
     n_computed: int,
     n_cached: int,
 ) -> ExtractResult:
-    """The result: a row per usable file, from what was computed and what the cache holds."""
+    """The result under torchrun: a row per usable file, from what was computed and what
+    rank 0 read from the cache."""
     # A file whose content failed to decode under another name fails here too.
     for p in paths:
         if p not in failures and digests[p] not in cached and digests[p] not in computed:
-            failures[p] = "could not be decoded (same content as another unreadable file)"
+            failures[p] = _SAME_AS_UNREADABLE
     ok = [p for p in paths if p not in failures]
-    # One array, filled in place: cached vectors stream into it from the cache, so a million
-    # 1024-d features take their 4 GB once, not again in a dict of rows and a stacked copy.
     feats = np.empty((len(ok), dim), dtype=np.float32)
-    from_cache: dict[str, list[int]] = {}
     for row, path in enumerate(ok):
         digest = digests[path]
-        if digest in computed:
-            feats[row] = computed[digest]
-        elif digest in cached_vectors:
-            feats[row] = cached_vectors[digest]
-        else:
-            from_cache.setdefault(digest, []).append(row)
-    if from_cache and cache is not None:
-        cache.read_into(namespace, from_cache, feats)
+        feats[row] = computed[digest] if digest in computed else cached_vectors[digest]
     return ExtractResult(
         paths=ok,
         features=feats,
@@ -248,25 +336,6 @@ def _gather(
         n_cached=n_cached,
         digests=digests,
     )
-
-
-@bulk
-def _present(
-    paths: list[Path],
-    cache: FeatureCache | None,
-    namespace: str,
-    dim: int,
-    quiet: bool,
-    given: Mapping[Path, str],
-) -> tuple[dict[Path, str], dict[Path, str], set[str]]:
-    """(digest of each readable file, unreadable files with the reason, digests cached).
-
-    One process: the vectors stay in the cache until :meth:`FeatureCache.read_into` streams
-    them into the result, so none is held twice.
-    """
-    digests, failures = _digests(paths, cache, given, quiet)
-    cached = cache.present(namespace, digests.values(), dim) if cache is not None else set()
-    return digests, failures, cached
 
 
 @bulk
@@ -283,6 +352,7 @@ def _lookup(
     return digests, failures, vectors
 
 
+@bulk
 def _digests(
     paths: list[Path], cache: FeatureCache | None, given: Mapping[Path, str], quiet: bool
 ) -> tuple[dict[Path, str], dict[Path, str]]:

@@ -29,6 +29,7 @@ from headstart import distributed
 from headstart._version import __version__
 from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
+from headstart.bulk import bulk
 from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
 from headstart.data.discovery import Vouch
 from headstart.errors import (
@@ -369,6 +370,7 @@ class ImageClassifier:
                     stacklevel=3,
                 )
 
+    @bulk
     def _warn_on_pretrained_view(self, dataset: Dataset, backbone: Backbone) -> None:
         """Ask the weights' own classifier about a few training images; warn if it collapses.
 

@@ -201,26 +201,27 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
     samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)
-    # The samples of a dataset are images already (discovery checked each one).
-    predictions = clf._predict_images([s.path for s in samples], top_k=len(classes))
-    by_path = {p.path: p for p in predictions}
-    index = {name: i for i, name in enumerate(classes)}
-    items: list[_Item] = []
-    rows: list[np.ndarray] = []
+    # The samples of a dataset are images already (discovery checked each one). One matrix of
+    # probabilities, not a Prediction per image: at 10,000 test images that was half a second.
+    extracted, all_proba = clf._tta_proba([s.path for s in samples], tta="none", desc="predicting")
+    row_of = {p: i for i, p in enumerate(extracted.paths)}
     skipped = [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
+    kept: list[int] = []
+    kept_samples = []
     for sample in samples:
-        pred = by_path.get(sample.path)
-        if pred is None or pred.error is not None or not pred.top_k:
-            reason = pred.error if pred is not None and pred.error else "could not be read"
+        row = row_of.get(sample.path)
+        if row is None:
+            reason = extracted.failures.get(sample.path, "could not be read")
             skipped.append({"path": str(sample.path), "reason": reason})
             continue
-        row = np.zeros(len(classes))
-        for name, p in pred.top_k:
-            row[index[name]] = p
-        rows.append(row)
-        predicted = index[pred.top_k[0][0]]
-        items.append(_Item(sample.path, sample.label, predicted, float(row[predicted])))
-    proba = np.stack(rows) if rows else np.zeros((0, len(classes)))
+        kept.append(row)
+        kept_samples.append(sample)
+    proba = all_proba[kept] if kept else np.zeros((0, len(classes)))
+    predicted = proba.argmax(1)
+    items = [
+        _Item(sample.path, sample.label, int(guess), float(proba[row, guess]))
+        for row, (sample, guess) in enumerate(zip(kept_samples, predicted, strict=True))
+    ]
     metrics = classification_metrics(np.array([i.true for i in items]), proba, classes)
     metrics["reliability"] = _reliability(proba, np.array([i.true for i in items]), clf)
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"

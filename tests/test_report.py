@@ -347,3 +347,28 @@ def test_report_shows_a_reliability_diagram_before_and_after_calibration(trained
     assert 'aria-label="reliability diagram"' in report
     assert "before calibration" in report and "after calibration" in report
     assert f"{clf.temperature_:.3g}" in report
+
+
+def test_the_training_run_reports_its_own_predictions_without_predicting_again(
+    trained, monkeypatch
+) -> None:
+    from headstart.evaluation.report import _evaluate
+
+    run, data, clf = trained
+    loaded = ImageClassifier.load(run, quiet=True)  # holds nothing: predicts the test images
+    fresh = _evaluate(loaded, data)
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted again")
+
+    monkeypatch.setattr(type(clf), "_tta_proba", no_prediction)
+    held = _evaluate(clf, data)
+    assert [(i.path, i.true, i.predicted) for i in held.items] == [
+        (i.path, i.true, i.predicted) for i in fresh.items
+    ]
+    assert [i.probability for i in held.items] == pytest.approx(
+        [i.probability for i in fresh.items], abs=1e-6
+    )
+    assert held.metrics["accuracy"] == fresh.metrics["accuracy"]
+    with pytest.raises(AssertionError, match="predicted again"):
+        _evaluate(loaded, data)

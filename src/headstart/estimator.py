@@ -342,6 +342,8 @@ class ImageClassifier:
         # it trained on, and reading a 100k-image folder again would cost seconds for nothing.
         # Only a dataset read from a path: it is what reading that path again would give.
         self._fit_dataset: Dataset | None = dataset if isinstance(X, (str, Path)) else None
+        if self._fit_dataset is None:
+            self._fit_proba.clear()
         self.fit_seconds_: float = time.monotonic() - started
         self.extraction_: dict[str, int] = fitted.extraction
         return self
@@ -556,11 +558,16 @@ class ImageClassifier:
                 split_xy[name] = xy(
                     dataset.splits.get(name, []), by_path, self.backbone_.num_features
                 )
-        metrics = {
-            name: self._metrics_from_features(x, y_)
-            for name, (x, y_) in split_xy.items()
-            if name not in skip and len(y_)
-        }
+        metrics: dict[str, Any] = {}
+        self._fit_proba: dict[str, np.ndarray] = {}
+        for name, (x, y_) in split_xy.items():
+            if name in skip or not len(y_):
+                continue
+            proba = self._proba(x)
+            metrics[name] = classification_metrics(y_, proba, self.classes_)
+            samples = dataset.splits.get(name, [])
+            if np.array_equal(y_, [s.label for s in samples]):
+                self._fit_proba[name] = proba  # a row per sample of the split, in its order
         return dataset, metrics
 
     def _as_dataset(
@@ -649,6 +656,13 @@ class ImageClassifier:
 
     def _metrics_from_features(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         return classification_metrics(y, self._proba(x), self.classes_)
+
+    def _fitted_proba(self, dataset: Dataset, split: str) -> np.ndarray | None:
+        """The probabilities ``fit`` computed for ``split`` of ``dataset``, a row per sample, when
+        it is the dataset this process trained on (the report then predicts nothing again)."""
+        if dataset is not getattr(self, "_fit_dataset", None):
+            return None
+        return getattr(self, "_fit_proba", {}).get(split)
 
     def _tta_proba(self, files: Sequence[Path], *, tta: str, desc: str) -> tuple[Any, np.ndarray]:
         """(extraction of the plain view, probabilities averaged over the ``tta`` views)."""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from headstart.data import Sample
     from headstart.estimator import ImageClassifier
     from headstart.preprocess import Preprocess
 
@@ -203,20 +204,12 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     classes = list(clf.classes_)
     # The samples of a dataset are images already (discovery checked each one). One matrix of
     # probabilities, not a Prediction per image: at 10,000 test images that was half a second.
-    extracted, all_proba = clf._tta_proba([s.path for s in samples], tta="none", desc="predicting")
-    row_of = {p: i for i, p in enumerate(extracted.paths)}
+    # The training run's own probabilities when it is the data it just trained on.
     skipped = [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
-    kept: list[int] = []
-    kept_samples = []
-    for sample in samples:
-        row = row_of.get(sample.path)
-        if row is None:
-            reason = extracted.failures.get(sample.path, "could not be read")
-            skipped.append({"path": str(sample.path), "reason": reason})
-            continue
-        kept.append(row)
-        kept_samples.append(sample)
-    proba = all_proba[kept] if kept else np.zeros((0, len(classes)))
+    proba = clf._fitted_proba(dataset, split)
+    kept_samples = list(samples)
+    if proba is None:
+        proba, kept_samples = _predict(clf, samples, skipped)
     predicted = proba.argmax(1)
     items = [
         _Item(sample.path, sample.label, int(guess), float(proba[row, guess]))
@@ -226,6 +219,26 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     metrics["reliability"] = _reliability(proba, np.array([i.true for i in items]), clf)
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"
     return _Evaluation(data, shown_split, metrics, items, skipped, _explain_mistakes(clf, items))
+
+
+def _predict(
+    clf: ImageClassifier, samples: Sequence[Sample], skipped: list[dict[str, str]]
+) -> tuple[np.ndarray, list[Sample]]:
+    """Probabilities of the samples that could be read (the others go to ``skipped``)."""
+    extracted, all_proba = clf._tta_proba([s.path for s in samples], tta="none", desc="predicting")
+    row_of = {p: i for i, p in enumerate(extracted.paths)}
+    kept: list[int] = []
+    kept_samples: list[Sample] = []
+    for sample in samples:
+        row = row_of.get(sample.path)
+        if row is None:
+            reason = extracted.failures.get(sample.path, "could not be read")
+            skipped.append({"path": str(sample.path), "reason": reason})
+            continue
+        kept.append(row)
+        kept_samples.append(sample)
+    proba = all_proba[kept] if kept else np.zeros((0, len(clf.classes_)))
+    return proba, kept_samples
 
 
 def _reliability(proba: np.ndarray, y: np.ndarray, clf: ImageClassifier) -> dict[str, Any]:

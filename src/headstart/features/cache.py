@@ -191,15 +191,8 @@ class FeatureCache:
         dim = int(out.shape[1])
         wanted = list(rows)
         filled: set[str] = set()
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cursor = self._db.execute(
-                "SELECT digest, data FROM features WHERE namespace = ? AND dim = ? "
-                f"AND length(data) = dim * 4 AND digest IN ({marks})",
-                (namespace, dim, *chunk),
-            )
-            found = cursor.fetchall()
+        for found in self._vectors(namespace, dim, wanted):
+            found = [(digest, data) for digest, data in found if digest in rows]
             if not found:
                 continue
             # One buffer per chunk and one fancy-indexed copy, not a NumPy call per vector.
@@ -217,6 +210,36 @@ class FeatureCache:
                 f"{len(wanted) - len(filled)} of {len(wanted)} vectors are not cached"
             )
         return filled
+
+    def _vectors(
+        self, namespace: str, dim: int, wanted: list[str]
+    ) -> Iterator[list[tuple[str, bytes]]]:
+        """Chunks of (digest, data) rows holding (at least) the valid vectors of ``wanted``.
+
+        When the namespace holds not many more vectors than are wanted (the usual warm run: the
+        cache holds this dataset), one scan of it reads them in order, at a third to a half of
+        the cost of looking each digest up; otherwise each is looked up.
+        """
+        valid = "namespace = ? AND dim = ? AND length(data) = dim * 4"
+        bound = 2 * len(wanted)
+        (held,) = self._db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM features WHERE {valid} LIMIT ?)",
+            (namespace, dim, bound + 1),
+        ).fetchone()
+        if held <= bound:
+            cursor = self._db.execute(
+                f"SELECT digest, data FROM features WHERE {valid}", (namespace, dim)
+            )
+            while chunk := cursor.fetchmany(_CHUNK):
+                yield chunk
+            return
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            yield self._db.execute(
+                f"SELECT digest, data FROM features WHERE {valid} AND digest IN ({marks})",
+                (namespace, dim, *chunk),
+            ).fetchall()
 
     def put_many(
         self,

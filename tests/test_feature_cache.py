@@ -267,3 +267,23 @@ def test_vectors_are_read_by_lookup_or_by_one_scan_with_the_same_answer(
     np.testing.assert_array_equal(out[1:], np.stack([vectors[d] for d in wanted[1:]]))
     reads = [s for s in statements if s.startswith("SELECT digest, data")]
     assert reads and all((" IN (" in s) == lookup for s in reads)
+
+
+def test_a_warm_extraction_leaves_the_model_and_the_device_alone(
+    tmp_path: Path, colour_data: Path, monkeypatch
+) -> None:
+    from headstart.backbones import create_backbone
+    from headstart.features import extract, extract_features
+
+    paths = sorted((colour_data / "val").rglob("*.*"))
+    backbone = create_backbone("test_resnet", weights="none")
+    with FeatureCache(tmp_path / "cache") as cache:
+        cold = extract_features(backbone, paths, cache=cache, num_workers=0, quiet=True)
+
+        def no_device(*args, **kwargs):
+            raise AssertionError("a device was prepared for nothing")
+
+        monkeypatch.setattr(extract, "prepare_device", no_device)
+        warm = extract_features(backbone, paths, cache=cache, num_workers=0, quiet=True)
+    np.testing.assert_array_equal(warm.features, cold.features)
+    assert warm.n_computed == 0

@@ -137,7 +137,7 @@ def extract_features(
     if not sharded:
         return _extract_here(
             paths,
-            _Forward(backbone, device, view),
+            lambda: _Forward(backbone, device, view),
             cache=cache,
             namespace=namespace,
             dim=dim,
@@ -182,7 +182,7 @@ def extract_features(
 
 def _extract_here(
     paths: list[Path],
-    forward: _Forward,
+    forward: Callable[[], _Forward],
     *,
     cache: FeatureCache | None,
     namespace: str,
@@ -195,7 +195,8 @@ def _extract_here(
 ) -> ExtractResult:
     """:func:`extract_features` in one process: the result array is made first, what the cache
     holds is read straight into it (one lookup per content, not one to ask and one to read),
-    and only the contents it lacks go through the backbone into their rows."""
+    and only the contents it lacks go through the backbone (made ready, by ``forward``, only
+    then: a warm run moves no model to a device) into their rows."""
     digests, failures = _digests(paths, cache, given, quiet)
     ok, rows = _rows_by_digest(paths, digests)
     # One array, filled in place: a million 1024-d features take their 4 GB once, not again in
@@ -208,7 +209,7 @@ def _extract_here(
     computed: dict[str, np.ndarray] = {}
     if todo:
         with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
-            computed = forward(
+            computed = forward()(
                 todo,
                 batch_size=batch_size,
                 num_workers=num_workers,

@@ -654,9 +654,6 @@ class ImageClassifier:
             logits = self.head_(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
             return F.softmax(logits, dim=1).numpy()
 
-    def _metrics_from_features(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        return classification_metrics(y, self._proba(x), self.classes_)
-
     def _fitted_proba(self, dataset: Dataset, split: str) -> np.ndarray | None:
         """The probabilities ``fit`` computed for ``split`` of ``dataset``, a row per sample, when
         it is the dataset this process trained on (the report then predicts nothing again)."""
@@ -692,18 +689,10 @@ class ImageClassifier:
         """
         self._check_fitted()
         files, skipped = collect_image_paths(list(paths))
-        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
-        return results + self._predict_images(files, top_k=top_k, tta=tta)
-
-    def _predict_images(
-        self, files: Sequence[Path], *, top_k: int = 5, tta: str = "none"
-    ) -> list[Prediction]:
-        """:meth:`predict_files` for files already known to be images (a dataset's samples):
-        one prediction per file, in order, without checking each file's header again."""
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
-        results: list[Prediction] = []
+        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
         for path in files:
             if path in extracted.failures or path not in row_of:
                 reason = extracted.failures.get(path, "could not be read")

@@ -202,10 +202,9 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
     samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)
-    # The samples of a dataset are images already (discovery checked each one). One matrix of
-    # probabilities, not a Prediction per image: at 10,000 test images that was half a second.
-    # The training run's own probabilities when it is the data it just trained on.
     skipped = [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
+    # The training run's own probabilities when this is the data it just trained on; otherwise
+    # one matrix of predicted ones (a Prediction per image cost half a second at 10,000).
     proba = clf._fitted_proba(dataset, split)
     kept_samples = list(samples)
     if proba is None:
@@ -224,7 +223,8 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
 def _predict(
     clf: ImageClassifier, samples: Sequence[Sample], skipped: list[dict[str, str]]
 ) -> tuple[np.ndarray, list[Sample]]:
-    """Probabilities of the samples that could be read (the others go to ``skipped``)."""
+    """Probabilities of the samples that could be read (the others go to ``skipped``). The
+    samples of a dataset are images already (discovery checked each), so none is sniffed again."""
     extracted, all_proba = clf._tta_proba([s.path for s in samples], tta="none", desc="predicting")
     row_of = {p: i for i, p in enumerate(extracted.paths)}
     kept: list[int] = []

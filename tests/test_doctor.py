@@ -258,14 +258,14 @@ def test_quick_checks_look_up_the_digests_extraction_found_without_reading_the_f
     first = quick_checks(dataset, cache=True, cache_dir=cache)  # stores every image's facts
     paths = [s.path for samples in dataset.splits.values() for s in samples]
     digests = {p: file_digest(p) for p in paths}
-    asked: list[Path] = []
-    real = FeatureCache.digests
+    asked: list[Path] = []  # the files whose size and mtime the cache looks at
+    real = FeatureCache._stats
 
-    def recording(self, wanted, **kwargs):  # type: ignore[no-untyped-def]
+    def recording(wanted, failures, **kwargs):  # type: ignore[no-untyped-def]
         asked.extend(wanted)
-        return real(self, wanted, **kwargs)
+        return real(wanted, failures, **kwargs)
 
-    monkeypatch.setattr(FeatureCache, "digests", recording)
+    monkeypatch.setattr(FeatureCache, "_stats", staticmethod(recording))
     again = quick_checks(dataset, cache=True, cache_dir=cache, digests=digests)
     assert again == first and [f.code for f in again] == ["leak-exact"]
     assert asked == []  # every file's digest was given: none was looked at

@@ -495,8 +495,7 @@ def _sample_digests(
     digests = list(map(given.get, paths, repeat("")))
     if "" not in digests:
         return given, paths, digests
-    looked_up, _ = store.digests([p for p, d in zip(paths, digests, strict=True) if not d])
-    known = {**given, **looked_up}
+    known, _ = store.digests(paths, known=given)
     return known, paths, list(map(known.get, paths, repeat("")))
 
 

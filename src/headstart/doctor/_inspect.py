@@ -185,9 +185,7 @@ def cached_facts(
     from headstart.features.cache import FeatureCache
 
     with FeatureCache(cache_dir) as cache:
-        known = digests or {}
-        digests, failures = cache.digests([p for p in paths if p not in known], quiet=quiet)
-        digests.update((p, known[p]) for p in paths if p in known)
+        digests, failures = cache.digests(paths, quiet=quiet, known=digests)
         stored = cache.get_facts(digests.values())
         missing = [p for p in paths if p in digests and digests[p] not in stored]
         fresh = inspect_images(missing, num_workers=num_workers, quiet=quiet, desc=desc)

@@ -311,24 +311,33 @@ class FeatureCache:
     # -- file digests ---------------------------------------------------------------------
     @bulk
     def digests(
-        self, paths: Sequence[Path], *, quiet: bool = True
+        self,
+        paths: Sequence[Path],
+        *,
+        quiet: bool = True,
+        known: Mapping[Path, str] | None = None,
     ) -> tuple[dict[Path, str], dict[Path, str]]:
         """Content digests of ``paths``, re-reading only files whose size or mtime changed.
 
         Hashing a large new dataset reads every byte once, so it reports progress unless quiet;
         a dataset seen before costs one ``stat`` per file and shows nothing.
 
+        Args:
+            known: Digests of (some of) ``paths`` that the same run found a moment ago (its
+                discovery or extraction): taken as they are, those files are not looked at.
+
         Returns:
             (digests, failures): failures maps an unreadable path to the reason.
         """
-        result: dict[Path, str] = {}
+        given = known or {}
+        result = {p: given[p] for p in paths if p in given} if given else {}
         failures: dict[Path, str] = {}
-        stats = self._stats(paths, failures)
-        known = self._known(stats)
+        stats = self._stats([p for p in paths if p not in given] if given else paths, failures)
+        records = self._known(stats)
         fresh: list[tuple[str, int, int, str]] = []
         todo: list[tuple[Path, int, int]] = []
         for path, (name, size, mtime_ns) in stats.items():
-            hit = known.get(name)
+            hit = records.get(name)
             if hit is not None and hit[0] == size and hit[1] == mtime_ns:
                 result[path] = hit[2]
             else:
@@ -347,7 +356,7 @@ class FeatureCache:
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
             # Not known to decode yet: extraction decodes them next.
-            known.update(
+            records.update(
                 (name, (size, mtime, digest, False)) for name, size, mtime, digest in fresh
             )
         return result, failures

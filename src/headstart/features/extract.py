@@ -359,17 +359,17 @@ def _digests(
 ) -> tuple[dict[Path, str], dict[Path, str]]:
     """(digest of each readable file, unreadable files with the reason): the ``given`` ones as
     they are, the others from the cache's record of unchanged files, or hashed."""
-    rest = [p for p in paths if p not in given] if given else paths
     if cache is not None:
-        digests, failures = cache.digests(rest, quiet=quiet)
-    else:
-        digests, failures = {}, {}
-        for path in rest:
-            try:
-                digests[path] = file_digest(path)
-            except OSError as exc:
-                failures[path] = f"cannot read file: {exc.strerror or exc}"
-    digests.update((p, given[p]) for p in paths if p in given)
+        return cache.digests(paths, quiet=quiet, known=given)
+    digests = {p: given[p] for p in paths if p in given}
+    failures: dict[Path, str] = {}
+    for path in paths:
+        if path in digests:
+            continue
+        try:
+            digests[path] = file_digest(path)
+        except OSError as exc:
+            failures[path] = f"cannot read file: {exc.strerror or exc}"
     return digests, failures
 
 

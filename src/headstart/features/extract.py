@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -134,18 +135,20 @@ def extract_features(
     namespace = feature_namespace(backbone, view=view.name if view is not None else "plain")
     dim = backbone.num_features
     sharded = world().size > 1
+    compute = partial(
+        _compute,
+        forward=lambda: _Forward(backbone, device, view),
+        sharded=sharded,
+        desc=desc,
+        quiet=quiet,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        cache=cache,
+        namespace=namespace,
+    )
     if not sharded:
         return _extract_here(
-            paths,
-            lambda: _Forward(backbone, device, view),
-            cache=cache,
-            namespace=namespace,
-            dim=dim,
-            given=given,
-            desc=desc,
-            quiet=quiet,
-            batch_size=batch_size,
-            num_workers=num_workers,
+            paths, compute, cache=cache, namespace=namespace, dim=dim, given=given, quiet=quiet
         )
     # Under torchrun, rank 0 alone reads the cache and hashes; the others get its answer.
     digests, failures, cached_vectors = run_on_main(
@@ -153,20 +156,7 @@ def extract_features(
     )
     cached = set(cached_vectors)
     todo, n_cached = _plan(paths, digests, cached)
-    computed: dict[str, np.ndarray] = {}
-    if todo:
-        with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
-            computed = _forward_sharded(
-                _Forward(backbone, device, view),
-                todo,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-                cache=cache,
-                namespace=namespace,
-                digests=digests,
-                failures=failures,
-            )
+    computed = compute(todo, digests=digests, failures=failures)
     return _gather(
         paths,
         dim,
@@ -182,21 +172,18 @@ def extract_features(
 
 def _extract_here(
     paths: list[Path],
-    forward: Callable[[], _Forward],
+    compute: Callable[..., dict[str, np.ndarray]],
     *,
     cache: FeatureCache | None,
     namespace: str,
     dim: int,
     given: Mapping[Path, str],
-    desc: str,
     quiet: bool,
-    batch_size: int,
-    num_workers: int | None,
 ) -> ExtractResult:
     """:func:`extract_features` in one process: the result array is made first, what the cache
     holds is read straight into it (one lookup per content, not one to ask and one to read),
-    and only the contents it lacks go through the backbone (made ready, by ``forward``, only
-    then: a warm run moves no model to a device) into their rows."""
+    and only the contents it lacks are computed (``compute``, :func:`_compute` bound to the
+    backbone) into their rows."""
     digests, failures = _digests(paths, cache, given, quiet)
     ok, rows = _rows_by_digest(paths, digests)
     # One array, filled in place: a million 1024-d features take their 4 GB once, not again in
@@ -206,19 +193,8 @@ def _extract_here(
         cache.read_into(namespace, rows, feats, missing_ok=True) if cache is not None else set()
     )
     todo, n_cached = _plan(ok, digests, cached)
-    computed: dict[str, np.ndarray] = {}
+    computed = compute(todo, digests=digests, failures=failures)
     if todo:
-        with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
-            computed = forward()(
-                todo,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-                cache=cache,
-                namespace=namespace,
-                digests=digests,
-                failures=failures,
-            )
         ok, feats = _fill_computed(ok, feats, rows, cached, computed, failures)
     return ExtractResult(
         paths=ok,
@@ -228,6 +204,26 @@ def _extract_here(
         n_cached=n_cached,
         digests=digests,
     )
+
+
+def _compute(
+    todo: list[Path],
+    *,
+    forward: Callable[[], _Forward],
+    sharded: bool,
+    desc: str,
+    quiet: bool,
+    **options: Any,
+) -> dict[str, np.ndarray]:
+    """Features of ``todo`` by digest, with progress: in this process, or sharded over the
+    ranks under torchrun. The model is made ready (``forward``) only when there is work, so a
+    warm run moves no model to a device. ``options`` go to :class:`_Forward`'s call."""
+    if not todo:
+        return {}
+    with Progress(len(todo), desc, unit="img", quiet=quiet) as progress:
+        if sharded:
+            return _forward_sharded(forward(), todo, progress=progress, **options)
+        return forward()(todo, progress=progress, **options)
 
 
 @bulk

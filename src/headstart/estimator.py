@@ -336,14 +336,14 @@ class ImageClassifier:
         self.selection_: dict[str, Any] | None = fitted.details.get("selection")
         self.temperature_: float = 1.0
         self.calibration_: dict[str, Any] | None = self._calibrate(fitted)
-        dataset, self.metrics_ = self._fitted_metrics(fitted)
+        dataset, self.metrics_, proba = self._fitted_metrics(fitted)
         self.dataset_: dict[str, Any] = dataset.summary()
         # Kept for this process only (never saved): the report of the run evaluates on the data
         # it trained on, and reading a 100k-image folder again would cost seconds for nothing.
         # Only a dataset read from a path: it is what reading that path again would give.
         self._fit_dataset: Dataset | None = dataset if isinstance(X, (str, Path)) else None
-        if self._fit_dataset is None:
-            self._fit_proba.clear()
+        # Its probabilities of each held-out split, a row per sample: the report shows them.
+        self._fit_proba: dict[str, np.ndarray] = proba if self._fit_dataset is not None else {}
         self.fit_seconds_: float = time.monotonic() - started
         self.extraction_: dict[str, int] = fitted.extraction
         return self
@@ -533,8 +533,11 @@ class ImageClassifier:
             "heldout_ece_after": fit.ece_applied,
         }
 
-    def _fitted_metrics(self, fitted: Fitted) -> tuple[Dataset, dict[str, Any]]:
-        """Validation and test metrics, from the features the strategy has, else extracted.
+    def _fitted_metrics(
+        self, fitted: Fitted
+    ) -> tuple[Dataset, dict[str, Any], dict[str, np.ndarray]]:
+        """Validation and test metrics, from the features the strategy has, else extracted, and
+        the probabilities they came from (each split's, when it has a row per sample).
 
         A model refitted on train + val gets no "val" metrics: those images trained it. The
         held-out figures of its selection step are in ``selection_``, named as what they are.
@@ -559,7 +562,7 @@ class ImageClassifier:
                     dataset.splits.get(name, []), by_path, self.backbone_.num_features
                 )
         metrics: dict[str, Any] = {}
-        self._fit_proba: dict[str, np.ndarray] = {}
+        probabilities: dict[str, np.ndarray] = {}
         for name, (x, y_) in split_xy.items():
             if name in skip or not len(y_):
                 continue
@@ -567,8 +570,8 @@ class ImageClassifier:
             metrics[name] = classification_metrics(y_, proba, self.classes_)
             samples = dataset.splits.get(name, [])
             if np.array_equal(y_, [s.label for s in samples]):
-                self._fit_proba[name] = proba  # a row per sample of the split, in its order
-        return dataset, metrics
+                probabilities[name] = proba  # a row per sample of the split, in its order
+        return dataset, metrics, probabilities
 
     def _as_dataset(
         self,

@@ -115,6 +115,27 @@ def test_a_fixed_C_solves_scikit_learns_problem() -> None:
     np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=2e-3)
 
 
+def test_no_point_is_evaluated_twice_when_a_settled_solve_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # torch's L-BFGS asks for the objective at the start of each ``step`` call, where its last
+    # line search already asked; a settled solve calls ``step`` every few iterations.
+    import headstart.heads.logistic as logistic
+
+    seen: list[bytes] = []
+    linear = logistic.F.linear
+
+    def recording(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        seen.append(weight.numpy().tobytes() + bias.numpy().tobytes())
+        return linear(x, weight, bias)
+
+    monkeypatch.setattr(logistic.F, "linear", recording)
+    x, y = _blobs(200, spread=0.8)
+    fit = fit_linear(x[:400], y[:400], x[400:], y[400:], 3)
+    assert fit.protocol.kind == "validation" and fit.iterations > 50
+    assert len(seen) == len(set(seen))
+
+
 def _correlated(n: int, dim: int = 12, classes: int = 4, seed: int = 0):
     """Features mixed by a random matrix, as a backbone's are: an ill-conditioned problem."""
     x, y = _blobs(n // classes, classes=classes, dim=dim, seed=seed, spread=0.6)

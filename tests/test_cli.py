@@ -183,6 +183,30 @@ def test_help_version_and_argument_errors_import_no_torch(argv) -> None:
     assert done.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_the_command_skips_only_the_final_collections_of_its_own_exit() -> None:
+    import subprocess
+    import sys
+
+    # An exit handler registered before the command runs after all of the command's: by then
+    # the collector's generations are frozen, and the command's own output is all there.
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, file=sys.stderr))\n"
+        "from headstart.cli.main import entry, main\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('after main', gc.get_freeze_count(), file=sys.stderr)\n"
+        "sys.exit(entry())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stderr.strip().splitlines() == ["after main 0", "frozen True"]
+    assert done.stdout.count("headstart") == 2  # --version, from main() and from entry()
+
+
 def test_the_parsers_choices_are_the_librarys() -> None:
     from headstart.cli import _common
     from headstart.strategies import BN_POLICIES, SCHEDULES, STRATEGIES

@@ -9,6 +9,8 @@ bug and keeps its traceback (the huggingface ``hf`` CLI does the same).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import sys
 import warnings
@@ -95,5 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = original
 
 
+def entry() -> int:
+    """The ``headstart`` command as a process of its own (the console script, ``python -m
+    headstart``, torchrun's workers): :func:`main`, then an exit without the interpreter's
+    final garbage collections.
+
+    Those collections walk every object that importing torch and timm created, to find cycles
+    in a process that is about to end: about 2 s of every command's wall time on this project's
+    machine (``python -c "import torch, timm"`` takes 8.4 s, 6.6 s with them skipped). Freezing
+    the collector's generations as the last exit handler skips exactly that; the rest of the
+    interpreter's exit is unchanged (exit handlers, streams flushed, modules torn down). Only a
+    process of its own: :func:`main` called in a longer-lived one leaves its collector alone.
+    """
+    atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

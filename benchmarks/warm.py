@@ -10,7 +10,9 @@ benchmark's generator), then runs the real command in fresh processes, as a user
   what headstart itself costs once everything is cached.
 
 With ``--scale K`` it repeats the cold and warm runs on K times the images, so the warm excess
-of the two sizes can be compared. Prints one table.
+of the two sizes can be compared: as a ratio, and as the seconds each added image costs (the
+ratio alone rewards a slow start: the smaller the fixed cost, the larger the ratio of the same
+per-image cost). Prints one table.
 
     .venv/bin/python benchmarks/warm.py [--images 5000] [--scale 20] [--repeats 3] [--keep DIR]
 """
@@ -118,16 +120,22 @@ def main() -> None:
             print(f"{n} images: written {written:.0f} s, cold {cold:.1f} s, warm {row[2]:.2f} s")
         print(
             "\n| images | cold run | import floor (wall, CPU) | warm run (wall, CPU) | warm above "
-            "the floor (wall) | CPU above the floor's CPU | excess vs the first (wall, CPU) |"
+            "the floor (wall) | CPU above the floor's CPU | excess vs the first (wall, CPU) | "
+            "each image past the first size (wall, CPU) |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         first_wall, first_cpu = rows[0][4] - rows[0][2], rows[0][5] - rows[0][3]
         for n, cold, floor_wall, floor_cpu, warm_wall, warm_cpu in rows:
             wall, cpu = warm_wall - floor_wall, warm_cpu - floor_cpu
+            added = n - rows[0][0]
+            us_wall, us_cpu = (
+                (x * 1e6 / added if added else 0.0) for x in (wall - first_wall, cpu - first_cpu)
+            )
+            per_image = f"{us_wall:.0f} us, {us_cpu:.0f} us" if added else "-"
             print(
                 f"| {n:,} | {cold:.1f} s | {floor_wall:.2f} s, {floor_cpu:.2f} s | "
                 f"{warm_wall:.2f} s, {warm_cpu:.2f} s | {wall:.2f} s | {cpu:.2f} s | "
-                f"{wall / first_wall:.1f}x, {cpu / first_cpu:.1f}x |"
+                f"{wall / first_wall:.1f}x, {cpu / first_cpu:.1f}x | {per_image} |"
             )
 
 

@@ -161,6 +161,35 @@ def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path
     assert clf.metrics_["val"]["n"] == 10
 
 
+def test_training_warns_once_per_kind_of_problem_however_many_groups_show_it(tmp_path) -> None:
+    import shutil
+    import warnings
+
+    from headstart.errors import DataWarning
+    from tests.conftest import write_colour_dataset
+
+    data = write_colour_dataset(tmp_path / "d", {"train": 6, "val": 3})
+    for picture in sorted((data / "train" / "red").iterdir())[:3]:  # three pictures, two labels
+        shutil.copy(picture, data / "train" / "blue" / f"copy_{picture.name}")
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        strategy="features",
+        refit=False,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(data)
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    conflicts = [line for line in lines if "carry different labels" in line]
+    assert len(conflicts) == 1, lines
+    assert "2 identical files" in conflicts[0] and "; 2 more groups like it" in conflicts[0]
+    assert conflicts[0].endswith("(`headstart doctor DATA` lists them all)")
+
+
 def test_auto_measures_views_unless_augmentation_is_off(colour_data, tmp_path) -> None:
     def advise(**options):
         return ImageClassifier(

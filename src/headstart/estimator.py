@@ -364,13 +364,21 @@ class ImageClassifier:
             quiet=self.quiet,
             digests=digests,
         )
+        # One line per kind of problem, not per group: a folder copied into another class
+        # makes a group per picture, and a thousand lines would bury the one that matters.
+        by_kind: dict[str, list[str]] = {}
         for finding in findings:
             if finding.severity in ("error", "warning"):
-                warnings.warn(
-                    f"{finding.message} (`headstart doctor DATA` lists them all)",
-                    DataWarning,
-                    stacklevel=3,
-                )
+                by_kind.setdefault(finding.code, []).append(finding.message)
+        for first, *others in by_kind.values():
+            more = ""
+            if others:
+                more = f"; {len(others)} more group{'s' if len(others) > 1 else ''} like it"
+            warnings.warn(
+                f"{first}{more} (`headstart doctor DATA` lists them all)",
+                DataWarning,
+                stacklevel=3,
+            )
 
     @bulk
     def _warn_on_pretrained_view(self, dataset: Dataset, backbone: Backbone) -> None:

@@ -126,6 +126,17 @@ def test_train_with_unknown_backbone_exits_2_with_a_suggestion(colour_data, caps
     assert "resnet5" in _one_line_error(capsys)
 
 
+def test_predict_on_only_empty_folders_says_so_and_exits_2(trained_run, tmp_path, capsys) -> None:
+    empty = tmp_path / "empty"
+    (empty / "nested").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(empty), "--workers", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().splitlines() == [
+        f"error: No files found in {str(empty)!r}; pass image files or folders that hold them."
+    ]
+
+
 def test_predict_with_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
     assert "not a finished headstart run" in _one_line_error(capsys)

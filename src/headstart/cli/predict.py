@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "predict",
         help="predict the class of images",
         description="Predict images (files or folders) with the model in RUN, using exactly "
-        "the preprocessing it was trained with. Exit code 1 if any file could not be read.",
+        "the preprocessing it was trained with. Exit code 1 if any file could not be read, 2 if "
+        "the paths hold no files at all.",
     )
     parser.add_argument("run", help="run folder written by `headstart train`")
     parser.add_argument("paths", nargs="+", help="image files or folders")
@@ -32,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
         raise HeadstartError(f"--top-k must be at least 1, got {args.top_k}.")
     clf = load_run(args, quiet=args.quiet or args.json)
     predictions = clf.predict_files(args.paths, top_k=args.top_k, tta=args.tta)
+    if not predictions:  # only empty folders: most likely the wrong ones
+        given = ", ".join(repr(p) for p in args.paths)
+        raise HeadstartError(
+            f"No files found in {given}; pass image files or folders that hold them."
+        )
     if args.json:
         print_json([p.to_dict() for p in predictions])
     else:

@@ -138,6 +138,19 @@ def test_unknown_strategy_lists_auto_among_the_choices(colour_data, bad) -> None
         ImageClassifier("test_resnet", strategy=bad).fit(colour_data)
 
 
+def _plain_features(cache_dir: Path) -> ImageClassifier:
+    """The linear head on cached features, not refitted: val keeps its own metrics."""
+    return ImageClassifier(
+        "test_resnet",
+        weights="none",
+        strategy="features",
+        refit=False,
+        num_workers=0,
+        quiet=True,
+        cache_dir=cache_dir,
+    )
+
+
 def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path) -> None:
     import shutil
 
@@ -147,15 +160,7 @@ def test_training_warns_but_goes_on_when_an_image_leaks_into_validation(tmp_path
     data = write_colour_dataset(tmp_path / "d", {"train": 6, "val": 3})
     leaked = sorted((data / "train" / "red").iterdir())[0]
     shutil.copy(leaked, data / "val" / "red" / f"copy_{leaked.name}")
-    clf = ImageClassifier(
-        "test_resnet",
-        weights="none",
-        strategy="features",
-        refit=False,
-        num_workers=0,
-        quiet=True,
-        cache_dir=tmp_path / "c",
-    )
+    clf = _plain_features(tmp_path / "c")
     with pytest.warns(DataWarning, match="doctor"):
         clf.fit(data)
     assert clf.metrics_["val"]["n"] == 10
@@ -171,15 +176,7 @@ def test_training_warns_once_per_kind_of_problem_however_many_groups_show_it(tmp
     data = write_colour_dataset(tmp_path / "d", {"train": 6, "val": 3})
     for picture in sorted((data / "train" / "red").iterdir())[:3]:  # three pictures, two labels
         shutil.copy(picture, data / "train" / "blue" / f"copy_{picture.name}")
-    clf = ImageClassifier(
-        "test_resnet",
-        weights="none",
-        strategy="features",
-        refit=False,
-        num_workers=0,
-        quiet=True,
-        cache_dir=tmp_path / "c",
-    )
+    clf = _plain_features(tmp_path / "c")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf.fit(data)

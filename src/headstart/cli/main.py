@@ -37,6 +37,7 @@ COMMANDS = (
     "preprocess",
     "doctor",
     "backbones",
+    "cache",
 )
 
 

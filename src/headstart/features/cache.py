@@ -40,7 +40,7 @@ from headstart.bulk import bulk
 from headstart.data.facts import FACTS_VERSION, ImageContent
 from headstart.progress import Progress
 
-__all__ = ["FeatureCache", "decoded_in", "default_cache_dir", "file_digest"]
+__all__ = ["FeatureCache", "cache_size", "decoded_in", "default_cache_dir", "file_digest"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -90,6 +90,15 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(platformdirs.user_cache_dir("headstart")) / "features"
+
+
+def cache_size(folder: Path) -> int | None:
+    """Bytes the cache in ``folder`` takes on disk (its database and write-ahead log); None
+    where there is no cache."""
+    if not (folder / _FILE).is_file():
+        return None
+    names = (_FILE, f"{_FILE}-wal", f"{_FILE}-shm")
+    return sum((folder / name).stat().st_size for name in names if (folder / name).is_file())
 
 
 def decoded_in(folder: Path, paths: Sequence[Path]) -> dict[Path, str]:
@@ -259,6 +268,31 @@ class FeatureCache:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
             self._db.executemany(_INSERT_FACTS, fact_rows)
+
+    def stats(self) -> dict[str, int]:
+        """How much the cache holds: feature vectors, the feature sets they belong to (one per
+        backbone, weights, preprocessing, layer and view), images with stored facts, and files
+        whose digest is remembered."""
+        queries = {
+            "vectors": "SELECT COUNT(*) FROM features",
+            "feature_sets": "SELECT COUNT(DISTINCT namespace) FROM features",
+            "images": "SELECT COUNT(*) FROM images",
+            "files": "SELECT COUNT(*) FROM files",
+        }
+        return {key: int(self._db.execute(sql).fetchone()[0]) for key, sql in queries.items()}
+
+    def clear(self) -> None:
+        """Delete every entry, in one transaction, then give the space back to the file system.
+
+        Entries are deleted rather than the file removed: a run using the cache at the same
+        time keeps a valid database (it waits on SQLite's lock, then finds nothing and
+        recomputes), where a removed file would leave it writing to a deleted inode.
+        """
+        with self._transaction():
+            for table in ("features", "images", "results", "files"):
+                self._db.execute(f"DELETE FROM {table}")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:

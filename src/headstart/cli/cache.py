@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from headstart.errors import HeadstartError
     from headstart.features.cache import FeatureCache, cache_size, default_cache_dir
 
     folder = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -40,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     facts: dict[str, object] = {"folder": str(folder), "bytes": size or 0}
     if size is not None:
         with FeatureCache(folder) as cache:
+            if args.clear and not cache.writable:
+                raise HeadstartError(
+                    f"Cannot clear the feature cache {folder}: the folder cannot be written; "
+                    "clear it where it is writable, or delete the folder by hand."
+                )
             if args.clear:
                 cache.clear()
             facts.update(cache.stats())

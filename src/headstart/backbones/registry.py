@@ -8,7 +8,7 @@ applications, and the shipped ``headstart-tiny``), parsed in
 private ``_timm``, ``_torchvision``, ``_keras`` and ``_local`` modules, each providing the same
 functions (:class:`Family`); this module picks one through :data:`_FAMILIES` and imports it only
 then, so that the CLI starts without loading the model zoos (or Keras). Adding a family is one
-module and one row here.
+module, a row in the tables below, and its prefix in ``parse_model_name``: no code here changes.
 """
 
 from __future__ import annotations
@@ -184,10 +184,10 @@ def rebuild_backbone(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbon
     """
     family = check_spec(spec).get("family")
     if family not in _SAVED_FAMILIES:
+        *others, last = (repr(name) for name in _SAVED_FAMILIES)
         raise RunFolderError(
-            f"Saved backbone family {family!r} is unknown; expected 'timm', 'torchvision' or "
-            "'keras'. "
-            "The run folder was edited or written by a newer headstart."
+            f"Saved backbone family {family!r} is unknown; expected {', '.join(others)} or "
+            f"{last}. The run folder was edited or written by a newer headstart."
         )
     return _family(str(family)).rebuild(spec, preprocess)
 

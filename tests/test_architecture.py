@@ -105,7 +105,9 @@ def _imports(module: str) -> Iterator[Import]:
                 for stmt in child.body:
                     yield from visit(ast.Module(body=[stmt], type_ignores=[]), False, True)
                 for stmt in child.orelse:
-                    yield from visit(ast.Module(body=[stmt], type_ignores=[]), at_load, False)
+                    yield from visit(
+                        ast.Module(body=[stmt], type_ignores=[]), at_load, type_checking
+                    )
             else:
                 yield from visit(child, at_load, type_checking)
 

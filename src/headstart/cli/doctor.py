@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from headstart._text import format_duration
 from headstart.cli._common import (
     add_model_options,
     add_run_options,
@@ -163,7 +164,7 @@ def _render(report: Report) -> list[str]:
                 lines.append(f"  ... {n - _MAX_PER_CODE} more [{code}] (--json lists all)")
     verdict = "errors found: fix them before training" if report.has_errors else "no errors"
     summary = ", ".join(_count(counts[s], s) for s in SEVERITIES)
-    lines += ["", f"{summary} ({stats['seconds']:.1f} s); {verdict}"]
+    lines += ["", f"{summary} ({format_duration(stats['seconds'])}); {verdict}"]
     return lines
 
 

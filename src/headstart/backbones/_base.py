@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "convnext_tiny.in12k_ft_in1k"
-"""Strong modern transfer backbone (ImageNet-22k pretraining, 28M params), fine on a CPU."""
+"""Strong modern transfer backbone (ImageNet-12k pretraining, fine-tuned on ImageNet-1k; 28M
+params), fine on a CPU."""
 
 EMBEDDED_MODEL = "headstart-tiny"
 """Shipped inside the package, so headstart works with no network at all."""

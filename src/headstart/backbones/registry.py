@@ -230,7 +230,8 @@ _RECOMMENDED: tuple[tuple[str, str], ...] = (
     (EMBEDDED_MODEL, "shipped inside headstart: tiny, offline, for trying things out"),
     (
         DEFAULT_MODEL,
-        "default: ConvNeXt-T pretrained on ImageNet-22k, 28M params, strong transfer on a CPU",
+        "default: ConvNeXt-T pretrained on ImageNet-12k, fine-tuned on ImageNet-1k, 28M params, "
+        "strong transfer on a CPU",
     ),
     ("efficientnet_b0.ra_in1k", "EfficientNet-B0, 5M params: the fastest good choice on a CPU"),
     ("resnet50.a1_in1k", "ResNet-50 (timm A1 recipe): the classic baseline"),

@@ -76,6 +76,25 @@ def test_predict_a_folder_predicts_every_image(trained_run, colour_data, capsys)
     assert len(lines) == 12
 
 
+def test_predict_prints_files_in_the_order_given(trained_run, colour_data, tmp_path, capsys):
+    red, green = sorted((colour_data / "test" / "red").iterdir())[:2]
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(green, folder / "b.png")
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    given = [red, garbage, tmp_path / "nosuch.jpg", folder, green]
+    expected = [str(red), str(garbage), str(tmp_path / "nosuch.jpg")]
+    expected += [str(folder / "a.jpg"), str(folder / "b.png"), str(green)]
+    command = ["predict", str(trained_run), *map(str, given), "--workers", "0"]
+    capsys.readouterr()
+    assert main(command) == 1
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == expected
+    assert main([*command, "--json"]) == 1
+    assert [row["path"] for row in json.loads(capsys.readouterr().out)] == expected
+
+
 def test_info_describes_model_training_and_preprocessing(trained_run, capsys) -> None:
     assert main(["info", str(trained_run)]) == 0
     out = capsys.readouterr().out

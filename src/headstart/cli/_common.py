@@ -8,6 +8,7 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "add_run_options",
     "add_tta_option",
     "add_training_options",
+    "Undo",
     "augment_values",
     "load_run",
     "print_json",
@@ -31,6 +33,44 @@ __all__ = [
 STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+
+
+@dataclass
+class Undo:
+    """What a command is about to create or replace, to put back as it was should it fail.
+
+    A failed command leaves nothing behind: no run folder holding only ``train_args.json`` after
+    a typo in DATA, no empty folders from an export that failed its parity check. Only what the
+    command itself created goes: a folder is removed only when it did not exist before and is
+    empty again, and a file that existed before gets its old bytes back.
+
+    Attributes:
+        created: The folders that did not exist yet, innermost first.
+        files: The files the command will write, each with its bytes before (None: no file).
+    """
+
+    created: list[Path]
+    files: dict[Path, bytes | None] = field(default_factory=dict)
+
+    @classmethod
+    def before_writing(cls, folder: Path, files: Sequence[Path] = ()) -> Undo:
+        """Note the state of ``folder`` (and its parents) and of ``files`` before any write."""
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
+        return cls(created, {f: f.read_bytes() if f.is_file() else None for f in files})
+
+    def undo(self) -> None:
+        from headstart.runs import atomic_write
+
+        for path, before in self.files.items():
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, before)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # something else is in it, or it is gone: leave it and its parents
+                break
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:

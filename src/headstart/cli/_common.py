@@ -1,4 +1,5 @@
-"""Options shared by several commands, defined once so they read the same everywhere."""
+"""What several commands share, defined once so it reads the same everywhere: options, loading
+a run, the one message for a folder that is not a run, and undoing a failed command's writes."""
 
 from __future__ import annotations
 
@@ -357,9 +358,9 @@ def run_folder_problem(folder: Path) -> str | None:
         return f"{head}: there is no such folder; {fix}{hint}"
     if not folder.is_dir():
         return f"{head}: it is a file; {fix}."
-    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
-    if has_config and has_weights:
+    if _is_run(folder):
         return None
+    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
     if not has_config and (folder / ARGS_NAME).is_file():
         return (
             f"{head}: its training has not finished (no {CONFIG_NAME} yet); continue it with "
@@ -373,13 +374,17 @@ def run_folder_problem(folder: Path) -> str | None:
     return f"{head}: it has no {missing}; {fix}."
 
 
+def _is_run(folder: Path) -> bool:
+    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
+
+    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+
+
 def _nearby_run(folder: Path) -> Path | None:
     """A run folder beside ``folder`` with a name close to its name: the likely typo's target."""
-    from headstart.runs import CONFIG_NAME
-
     parent = folder.parent
     try:
-        runs = [p.name for p in parent.iterdir() if (p / CONFIG_NAME).is_file()]
+        runs = [p.name for p in parent.iterdir() if _is_run(p)]
     except OSError:
         return None
     close = difflib.get_close_matches(folder.name, runs, n=1)
@@ -408,7 +413,7 @@ def require_run(run: str, *, command: str, others: Sequence[str] = ()) -> None:
         return
     given = [run, *others]
     for i, other in enumerate(others, start=1):
-        if other and run_folder_problem(Path(other)) is None:
+        if other and _is_run(Path(other)):
             order = [other, *given[:i], *given[i + 1 :]]
             raise RunFolderError(
                 f"'{run}' is not a run folder, but '{other}' is: the run comes first: "

@@ -64,3 +64,20 @@ def test_an_exported_model_honours_the_umask(colour_data: Path, tmp_path: Path, 
     ).fit(colour_data)
     result = export_classifier(clf, tmp_path / "model.pt", format="torchscript")
     assert (_mode(result.path), _mode(result.sidecar)) == (0o644, 0o644)
+
+
+def test_the_feature_cache_files_honour_the_umask(tmp_path: Path, umask_022) -> None:
+    import numpy as np
+
+    from headstart.features.cache import FeatureCache
+
+    os.umask(0o002)  # a cache shared by a group stays writable by the group
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many("ns", {"d" * 64: np.ones(4, dtype=np.float32)})
+        files = sorted(tmp_path.iterdir())
+        assert [f.name for f in files] == [
+            "features.sqlite",
+            "features.sqlite-shm",
+            "features.sqlite-wal",
+        ]
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o664 for f in files}

@@ -223,13 +223,14 @@ def _remove_previous_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """When and how big ``path`` is, to tell whether a command wrote it; None if absent."""
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is and when it was written, to tell whether a command wrote it (an
+    atomic write is a new file: a new inode); None if absent."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:

@@ -695,6 +695,9 @@ class ImageClassifier:
     ) -> list[Prediction]:
         """Predict every image among files and folders; unreadable ones get an ``error``.
 
+        One result per file, in the order the paths were given (a folder's files sorted, in its
+        place), so the output lines up with the input.
+
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """

@@ -695,24 +695,39 @@ class ImageClassifier:
     ) -> list[Prediction]:
         """Predict every image among files and folders; unreadable ones get an ``error``.
 
+        One result per file, in the order the paths were given (a folder's files sorted, in its
+        place), so the output lines up with the input.
+
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """
         self._check_fitted()
-        files, skipped = collect_image_paths(list(paths))
+        # Results come in the order the paths were given, each folder's files sorted in its
+        # place, skipped files included: one path at a time, as collect_image_paths returns the
+        # skipped apart from the images. Each file is predicted once, where it first appears.
+        ordered: dict[Path, str | None] = {}  # path -> why it was skipped (None: an image)
+        for given in paths:
+            images, skipped = collect_image_paths([given])
+            found: dict[Path, str | None] = {p: None for p in images}
+            found.update((s.path, s.reason) for s in skipped)
+            for path in sorted(found, key=str):  # a folder's files come sorted by str
+                ordered.setdefault(path, found[path])
+        files = [p for p, reason in ordered.items() if reason is None]
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
-        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
-        for path in files:
-            if path in extracted.failures or path not in row_of:
+        results: list[Prediction] = []
+        for path, skip_reason in ordered.items():
+            if skip_reason is not None:
+                results.append(Prediction(path, error=skip_reason))
+            elif path in extracted.failures or path not in row_of:
                 reason = extracted.failures.get(path, "could not be read")
                 results.append(Prediction(path, error=reason))
-                continue
-            row = proba[row_of[path]]
-            order = np.argsort(-row, kind="stable")[:k]
-            top = tuple((self.classes_[i], float(row[i])) for i in order)
-            results.append(Prediction(path, top[0][0], top[0][1], top))
+            else:
+                row = proba[row_of[path]]
+                order = np.argsort(-row, kind="stable")[:k]
+                top = tuple((self.classes_[i], float(row[i])) for i in order)
+                results.append(Prediction(path, top[0][0], top[0][1], top))
         return results
 
     def predict_proba(self, paths: Sequence[str | Path], *, tta: str = "none") -> np.ndarray:

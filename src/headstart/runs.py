@@ -12,7 +12,8 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
     "atomic_write",
+    "create_temp_beside",
     "read_run",
     "write_history_csv",
     "write_json",
@@ -41,19 +43,49 @@ FORMAT_VERSION = 1
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
+
+    The file gets the permissions ``open(path, "wb")`` would give it (see
+    :func:`create_temp_beside`), so a run folder is as readable as anything else its owner writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = create_temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def create_temp_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s folder, for writing and then renaming over ``path``.
+
+    It gets the mode ``open(path, "wb")`` would give ``path``: 0o666 less the umask for a new
+    file (the kernel applies the umask, as it does for ``open``), ``path``'s own mode when it
+    exists. ``tempfile.mkstemp`` is not used because it creates files 0600 whatever the umask,
+    and the rename carries that mode over: every run file would be private to its writer.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        try:
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass  # a new file: the umask's mode stays
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _fsync_dir(folder: Path) -> None:

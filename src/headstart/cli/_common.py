@@ -1,10 +1,16 @@
-"""Options shared by several commands, defined once so they read the same everywhere."""
+"""What several commands share, defined once so it reads the same everywhere: options, loading
+a run, the one message for a folder that is not a run, and undoing a failed command's writes."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import shlex
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -13,10 +19,13 @@ __all__ = [
     "add_run_options",
     "add_tta_option",
     "add_training_options",
+    "Undo",
     "augment_values",
     "load_run",
     "print_json",
     "preprocess_overrides",
+    "require_run",
+    "run_folder_problem",
 ]
 
 # The choices of the training options, repeated from headstart.strategies and headstart.heads so
@@ -25,6 +34,44 @@ __all__ = [
 STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+
+
+@dataclass
+class Undo:
+    """What a command is about to create or replace, to put back as it was should it fail.
+
+    A failed command leaves nothing behind: no run folder holding only ``train_args.json`` after
+    a typo in DATA, no empty folders from an export that failed its parity check. Only what the
+    command itself created goes: a folder is removed only when it did not exist before and is
+    empty again, and a file that existed before gets its old bytes back.
+
+    Attributes:
+        created: The folders that did not exist yet, innermost first.
+        files: The files the command will write, each with its bytes before (None: no file).
+    """
+
+    created: list[Path]
+    files: dict[Path, bytes | None] = field(default_factory=dict)
+
+    @classmethod
+    def before_writing(cls, folder: Path, files: Sequence[Path] = ()) -> Undo:
+        """Note the state of ``folder`` (and its parents) and of ``files`` before any write."""
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
+        return cls(created, {f: f.read_bytes() if f.is_file() else None for f in files})
+
+    def undo(self) -> None:
+        from headstart.runs import atomic_write
+
+        for path, before in self.files.items():
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, before)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # something else is in it, or it is gone: leave it and its parents
+                break
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
@@ -289,9 +336,101 @@ def augment_values(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"preset": args.augment, **values}
 
 
-def load_run(args: argparse.Namespace, *, quiet: bool) -> Any:
-    """The classifier saved in ``args.run``, with the run options every such command takes."""
+def run_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a finished run that commands can load, and the fix; None if it is.
+
+    The one message every command gives for a run argument that is missing, unfinished or some
+    other folder, so ``info``, ``predict``, ``evaluate``, ``export``, ``explain`` and ``report``
+    read the same. Training is never suggested as the fix: the folder is often a typo or an
+    image folder (arguments swapped), and ``train --out`` into either is not what was meant.
+    """
+    from headstart.cli.train import ARGS_NAME
+    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
+
+    head = f"'{folder}' is not a finished headstart run"
+    fix = (
+        f"pass the folder `headstart train` wrote (its --out, holding {CONFIG_NAME} and "
+        f"{WEIGHTS_NAME})"
+    )
+    if not folder.exists():
+        near = _nearby_run(folder)
+        hint = f"; did you mean '{near}'?" if near else "."
+        return f"{head}: there is no such folder; {fix}{hint}"
+    if not folder.is_dir():
+        return f"{head}: it is a file; {fix}."
+    if _is_run(folder):
+        return None
+    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
+    if not has_config and (folder / ARGS_NAME).is_file():
+        return (
+            f"{head}: its training has not finished (no {CONFIG_NAME} yet); continue it with "
+            f"`headstart train --resume {shlex.quote(str(folder))}`."
+        )
+    missing = " and ".join(
+        name
+        for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
+        if not there
+    )
+    return f"{head}: it has no {missing}; {fix}."
+
+
+def _is_run(folder: Path) -> bool:
+    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
+
+    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+
+
+def _nearby_run(folder: Path) -> Path | None:
+    """A run folder beside ``folder`` with a name close to its name: the likely typo's target."""
+    parent = folder.parent
+    try:
+        runs = [p.name for p in parent.iterdir() if _is_run(p)]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(folder.name, runs, n=1)
+    return parent / close[0] if close else None
+
+
+def require_run(run: str, *, command: str, others: Sequence[str] = ()) -> None:
+    """Refuse, in one line, a RUN argument that is not a finished run folder.
+
+    When RUN is not a run but one of the command's later arguments is, the arguments were most
+    likely given in the wrong order (images first): say so and show the command the right way
+    round, rather than describe the image folder as a broken run.
+
+    Args:
+        run: The command's RUN argument.
+        command: The command's name, for the corrected command line.
+        others: The command's later positional arguments, in order.
+
+    Raises:
+        RunFolderError: ``run`` is not a finished run folder.
+    """
+    from headstart.errors import RunFolderError
+
+    problem = run_folder_problem(Path(run))
+    if problem is None:
+        return
+    given = [run, *others]
+    for i, other in enumerate(others, start=1):
+        if other and _is_run(Path(other)):
+            order = [other, *given[:i], *given[i + 1 :]]
+            raise RunFolderError(
+                f"'{run}' is not a run folder, but '{other}' is: the run comes first: "
+                f"{shlex.join(['headstart', command, *order])}"
+            )
+    raise RunFolderError(problem)
+
+
+def load_run(args: argparse.Namespace, *, quiet: bool, others: Sequence[str] = ()) -> Any:
+    """The classifier saved in ``args.run``, with the run options every such command takes.
+
+    Args:
+        others: The command's positional arguments after RUN (see :func:`require_run`).
+    """
     from headstart.estimator import ImageClassifier
+
+    require_run(args.run, command=args.command, others=others)
 
     return ImageClassifier.load(
         args.run,

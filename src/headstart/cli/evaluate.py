@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.evaluation import format_metrics
 
-    clf = load_run(args, quiet=args.quiet or args.json)
+    clf = load_run(args, quiet=args.quiet or args.json, others=[args.data])
     metrics = clf.evaluate(args.data, split=args.split, tta=args.tta)
     if args.json:
         print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from headstart.cli._common import require_run
+
 __all__ = ["register", "run"]
 
 
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from headstart.estimator import ImageClassifier
     from headstart.evaluation.explain import explain_image, side_by_side
 
+    require_run(args.run, command="explain", others=[args.image])
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise DataError(f"--out must be a .png file, got {str(out)!r}.")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from headstart.cli._common import print_json
+from headstart.cli._common import print_json, require_run
 
 __all__ = ["register", "run"]
 
@@ -25,9 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from headstart.preprocess import Preprocess
     from headstart.runs import CONFIG_NAME
 
+    require_run(args.run, command="info")
     path = Path(args.run) / CONFIG_NAME
-    if not path.is_file():
-        raise RunFolderError(f"'{args.run}' is not a headstart run folder (no {CONFIG_NAME}).")
     try:
         hs = json.loads(path.read_text())["headstart"]
     except (ValueError, KeyError, TypeError) as exc:

@@ -26,6 +26,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.evaluation import write_report
 
-    clf = load_run(args, quiet=args.quiet)
+    clf = load_run(args, quiet=args.quiet, others=[args.data] if args.data else [])
     print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet))
     return 0

@@ -190,6 +190,13 @@ class FeatureCache:
             return self._read_only(exc)
 
     def _connect(self) -> sqlite3.Connection:
+        # SQLite creates its file 0644 whatever the umask; created here first, it gets 0o666 less
+        # the umask as any program's file would (a group-shared cache stays group-writable), and
+        # SQLite gives its -wal and -shm files the database file's mode.
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            pass
         # isolation_level=None: we open transactions ourselves, so each batch is one transaction.
         db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
         try:

@@ -4,6 +4,7 @@ The bottom layer of headstart: it never imports torch, so listing and checking a
 (``headstart data``) is fast and works without a deep-learning stack loaded.
 """
 
+from headstart.data.dataset import Dataset, Sample, Skipped
 from headstart.data.decoding import (
     IMAGE_FORMATS,
     ImageHeader,
@@ -12,9 +13,6 @@ from headstart.data.decoding import (
     sniff_format,
 )
 from headstart.data.discovery import (
-    Dataset,
-    Sample,
-    Skipped,
     collect_image_paths,
     dataset_from_lists,
     load_dataset,

@@ -16,6 +16,7 @@ from headstart.data.discovery import (
     collect_image_paths,
     dataset_from_lists,
     load_dataset,
+    verify_dataset,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "load_dataset",
     "load_image",
     "sniff_format",
+    "verify_dataset",
 ]

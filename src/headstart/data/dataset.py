@@ -64,6 +64,8 @@ class Dataset:
         skipped: Files left out, with the reason, sorted by path.
         split_spec: ``{"val_fraction", "test_fraction", "seed"}`` when headstart chose the split
             itself (so it can be reproduced from the run folder), else None.
+        columns: The CSV columns named by the caller (``{"path": "filename", ...}``), else None
+            (``path,label[,split]``); recorded so that the same CSV is read again the same way.
     """
 
     root: Path
@@ -72,6 +74,7 @@ class Dataset:
     splits: dict[str, list[Sample]]
     skipped: list[Skipped]
     split_spec: dict[str, float | int] | None = None
+    columns: dict[str, str] | None = None
     # True when read against known classes (evaluation data): some classes may have no images.
     _relaxed: bool = field(default=False, init=False, repr=False, compare=False)
 
@@ -121,6 +124,7 @@ class Dataset:
             splits=splits,
             skipped=sorted([*self.skipped, *removed], key=lambda s: str(s.path)),
             split_spec=None if self.split_spec is None else dict(self.split_spec),
+            columns=None if self.columns is None else dict(self.columns),
         )
         result._relaxed = self._relaxed
         if not removed:
@@ -152,6 +156,8 @@ class Dataset:
             "counts": self.counts(),
             "split_spec": None if self.split_spec is None else dict(self.split_spec),
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            # Only when named: the summaries (and run folders) of other datasets stay as they were.
+            **({} if self.columns is None else {"columns": dict(self.columns)}),
         }
 
 

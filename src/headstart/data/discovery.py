@@ -4,8 +4,9 @@ Discovery decides what is a sample, what is skipped and why, and refuses dataset
 train a classifier, before any model is built: a mistake in the data costs a one-line error, not
 a 45-minute run (requirement 7). Files are recognised by content, so a PNG named ``.jpg`` is used
 and ``notes.txt`` in a class folder is listed as skipped rather than crashing a run later. Only
-headers are read here; a full decode of every file is opt-in (``verify=True``) because a million
-images must stay fast to list.
+headers are read here; a full decode of every file is opt-in (``verify=True``, or
+:func:`verify_dataset` after the split, as training finds them) because a million images must stay
+fast to list.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ __all__ = [
     "collect_image_paths",
     "dataset_from_lists",
     "load_dataset",
+    "verify_dataset",
 ]
 
 # Folder names and CSV values people use for each split.
@@ -556,8 +559,26 @@ def _from_entries(
     )
 
 
-def _read_csv(csv_path: Path) -> list[_Entry]:
-    """Rows of a ``path,label[,split]`` CSV; paths relative to the CSV's own folder."""
+CSV_COLUMNS: dict[str, str] = {"path": "path", "label": "label", "split": "split"}
+"""The CSV columns read unless named otherwise (``path_column=`` etc.); split is optional."""
+
+
+def _csv_columns(
+    path_column: str | None, label_column: str | None, split_column: str | None
+) -> dict[str, str] | None:
+    """The CSV columns named by the caller (role to header name), or None for the defaults."""
+    given = {"path": path_column, "label": label_column, "split": split_column}
+    named = {role: name for role, name in given.items() if name is not None}
+    for role, name in named.items():
+        if not name.strip():
+            raise DataError(f"the {role} column name is empty; pass a name from the CSV's header")
+    return {role: name.strip() for role, name in named.items()} or None
+
+
+def _read_csv(csv_path: Path, named: Mapping[str, str] | None = None) -> list[_Entry]:
+    """Rows of a ``path,label[,split]`` CSV, or of the columns ``named`` names instead; paths
+    relative to the CSV's own folder. Header names match whatever their case and surrounding
+    spaces. A split column named by the caller must exist; the default one is optional."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -567,25 +588,35 @@ def _read_csv(csv_path: Path) -> list[_Entry]:
         raise DataError(f"{csv_path} is not a valid CSV ({exc}); fix the file") from None
     except OSError as exc:
         raise DataError(f"cannot read {csv_path} ({exc.strerror or exc})") from None
+    wanted = {**CSV_COLUMNS, **(named or {})}
     if not rows:
-        raise DataError(f"{csv_path} is empty; it needs a header row path,label[,split]")
-    header = [cell.strip().lower() for cell in rows[0]]
-    columns: dict[str, int] = {}
-    for i, name in enumerate(header):
-        columns.setdefault(name, i)
-    if "path" not in columns or "label" not in columns:
-        found = ", ".join(repr(cell) for cell in rows[0]) or "none"
         raise DataError(
-            f"{csv_path} needs a header with columns path,label (and optionally split); "
-            f"found columns: {found}"
+            f"{csv_path} is empty; it needs a header row naming its {wanted['path']} and "
+            f"{wanted['label']} columns"
         )
-    split_col = columns.get("split")
+    columns: dict[str, int] = {}
+    for i, cell in enumerate(rows[0]):
+        columns.setdefault(cell.strip().lower(), i)
+    required = ["path", "label", *(["split"] if named and "split" in named else [])]
+    if any(wanted[role].lower() not in columns for role in required):
+        needed = ",".join(wanted[role] for role in required)
+        optional = "" if "split" in required else " (and optionally split)"
+        found = ", ".join(repr(cell.strip()) for cell in rows[0] if cell.strip()) or "none"
+        raise DataError(
+            f"{csv_path} needs a header with columns {needed}{optional}; found columns: "
+            f"{found}; say which columns hold the image paths and labels with --path-column "
+            "and --label-column (and --split-column), or path_column=, label_column=, "
+            "split_column= in Python"
+        )
+    path_col, label_col = columns[wanted["path"].lower()], columns[wanted["label"].lower()]
+    header_width = len(rows[0])
+    split_col = columns.get(wanted["split"].lower())
     entries: list[_Entry] = []
     for number, raw in enumerate(rows[1:], start=2):
-        row = [cell.strip() for cell in raw] + [""] * (len(header) - len(raw))
+        row = [cell.strip() for cell in raw] + [""] * (header_width - len(raw))
         if not any(row):
             continue
-        path_text, label = row[columns["path"]], row[columns["label"]]
+        path_text, label = row[path_col], row[label_col]
         if not path_text or not label:
             raise DataError(
                 f"row {number} of {csv_path} has an empty path or label; every row needs both"
@@ -619,6 +650,9 @@ def load_dataset(
     classes: Sequence[str] | None = None,
     verify: bool = False,
     vouch: Vouch | None = None,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    split_column: str | None = None,
 ) -> Dataset:
     """Read a labelled dataset from a folder or a CSV file.
 
@@ -629,8 +663,9 @@ def load_dataset(
       ``val_fraction`` of train is held out (test is never invented for this layout).
     - ``DATA/<class>/*``: split by headstart with ``val_fraction`` and ``test_fraction``
       (either may be 0, which leaves that split out; both 0 puts everything in train).
-    - ``labels.csv`` with ``path,label[,split]``: paths relative to the CSV's folder; without a
-      split column, split as for class folders.
+    - ``labels.csv`` with ``path,label[,split]`` (or the columns named by ``path_column``,
+      ``label_column``, ``split_column``): paths relative to the CSV's folder; without a split
+      column, split as for class folders.
 
     Images may be nested inside class folders. Hidden files and folders and ``__MACOSX`` are
     ignored; symlinks are followed.
@@ -648,6 +683,11 @@ def load_dataset(
         vouch: Given a list of files, returns those known to be images, which are then not
             opened at all (e.g. :meth:`headstart.features.FeatureCache.decoded`: files a run
             decoded whole before, unchanged since). Ignored with ``verify``.
+        path_column: The CSV column holding the image paths (default "path"), for a CSV made
+            for something else (``filename,class``): naming it beats copying the file.
+        label_column: The CSV column holding the labels (default "label").
+        split_column: The CSV column holding train/val/test (default "split", used if present);
+            once named, it must exist.
 
     Returns:
         The dataset, with every unusable file listed in ``skipped``.
@@ -655,7 +695,8 @@ def load_dataset(
     Raises:
         DataError: The path does not exist or is neither a folder nor a CSV; fewer than two
             classes; a class with no usable training images; a val/test class unknown to train;
-            a CSV without path/label columns or with an unknown split; no usable image at all.
+            a CSV without its path/label columns or with an unknown split; columns named for a
+            folder; no usable image at all.
     """
     validate_split_args(val_fraction, test_fraction, seed)
     known = _resolve_classes(classes)
@@ -666,14 +707,21 @@ def load_dataset(
             f"dataset path {str(source)!r} does not exist; pass a folder of class folders "
             "(DATA/<class>/*.jpg) or a CSV file with path,label columns"
         )
+    named = _csv_columns(path_column, label_column, split_column)
+    if named is not None and not (root.is_file() and root.suffix.lower() == ".csv"):
+        options = ", ".join(f"--{role}-column ({role}_column=)" for role in named)
+        raise DataError(
+            f"{options} names a column of a CSV file, but {str(source)!r} is not a CSV file; "
+            "pass the CSV, or leave the option out for a folder"
+        )
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DataError(
                 f"{str(source)!r} is a file but not a .csv; pass the folder that holds the class "
                 "folders, or a CSV file with path,label columns"
             )
-        return _from_entries(
-            _read_csv(root),
+        dataset = _from_entries(
+            _read_csv(root, named),
             root=root,
             layout="csv",
             source=str(root),
@@ -683,6 +731,8 @@ def load_dataset(
             known=known,
             check=check,
         )
+        dataset.columns = named
+        return dataset
     if not root.is_dir():
         raise DataError(f"{str(source)!r} is neither a folder nor a CSV file; pass a folder")
     dirs, _ = _children(root)
@@ -776,3 +826,48 @@ def dataset_from_lists(
         known=None,
         check=_Check(vouch=vouch),
     )
+
+
+@bulk
+def verify_dataset(
+    dataset: Dataset, *, known: Collection[Path] = (), workers: int | None = None
+) -> Dataset:
+    """The dataset a training run ends up with: samples that do not decode moved to skipped.
+
+    Discovery reads headers only, so a truncated JPEG is a sample until feature extraction
+    decodes it and the run drops it (:meth:`Dataset.without`). To say beforehand what training
+    will use (``headstart data``), this decodes every sample the same way, after the split, as
+    training does: dropping a file before splitting would split the rest differently, and the
+    counts would not be training's. ``load_dataset(verify=True)`` drops them before the split.
+
+    Args:
+        dataset: As :func:`load_dataset` returned it (with or without a voucher, as the run
+            will read it).
+        known: Files known to decode (the cache's :meth:`~headstart.features.FeatureCache.
+            decoded`, as the voucher found them): not opened again, so a warm check costs a
+            ``stat`` per file, as a warm run's listing does.
+        workers: Decoding threads (Pillow decodes without the GIL); None: one per core, 0: in
+            turn.
+
+    Returns:
+        A new dataset, or ``dataset`` itself when every sample decodes.
+
+    Raises:
+        DataError: As :meth:`Dataset.without`: a class loses all its training images, or no
+            image is left at all.
+    """
+    if not isinstance(known, (set, frozenset, dict)):
+        known = set(known)  # membership per sample
+    paths = [s.path for samples in dataset.splits.values() for s in samples if s.path not in known]
+
+    def problem(path: Path) -> str | None:
+        return image_problem(path, verify=True)
+
+    threads = (os.cpu_count() or 1) if workers is None else workers
+    if threads > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            problems = list(pool.map(problem, paths))
+    else:
+        problems = [problem(p) for p in paths]
+    failures = {p: why for p, why in zip(paths, problems, strict=True) if why is not None}
+    return dataset.without(failures) if failures else dataset

@@ -402,7 +402,11 @@ def test_csv_columns_can_be_named_for_a_csv_made_elsewhere(tmp_path: Path) -> No
     )
     assert ds.counts() == {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}}
     assert ds.split_spec is None
-    assert ds.summary()["columns"] == {"path": "filename", "label": "Class", "split": "fold"}
+    assert ds.summary()["columns"] == {
+        "path_column": "filename",
+        "label_column": "Class",
+        "split_column": "fold",
+    }
     no_split = load_dataset(tmp_path / "l.csv", path_column="filename", label_column="Class")
     assert no_split.split_spec is not None  # no "split" column: headstart splits
 

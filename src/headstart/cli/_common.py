@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headstart.data import CsvColumns
 
 __all__ = [
-    "CsvColumns",
     "add_augment_options",
     "add_cache_options",
     "add_csv_options",
@@ -157,17 +159,9 @@ def add_csv_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class CsvColumns(TypedDict, total=False):
-    """The ``*_column`` keywords of :func:`headstart.data.load_dataset`."""
-
-    path_column: str
-    label_column: str
-    split_column: str
-
-
 def csv_columns(args: argparse.Namespace) -> CsvColumns:
     """The ``*_column`` keywords the user gave (none: the CSV's own ``path,label[,split]``)."""
-    columns = CsvColumns()
+    columns: CsvColumns = {}
     if args.path_column is not None:
         columns["path_column"] = args.path_column
     if args.label_column is not None:

@@ -4,7 +4,7 @@ The bottom layer of headstart: it never imports torch, so listing and checking a
 (``headstart data``) is fast and works without a deep-learning stack loaded.
 """
 
-from headstart.data.dataset import Dataset, Sample, Skipped
+from headstart.data.dataset import CsvColumns, Dataset, Sample, Skipped
 from headstart.data.decoding import (
     IMAGE_FORMATS,
     ImageHeader,
@@ -21,6 +21,7 @@ from headstart.data.discovery import (
 
 __all__ = [
     "IMAGE_FORMATS",
+    "CsvColumns",
     "Dataset",
     "Sample",
     "Skipped",

@@ -11,16 +11,25 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from headstart.errors import DataError
 
-__all__ = ["SPLIT_NAMES", "Dataset", "Layout", "Sample", "Skipped"]
+__all__ = ["SPLIT_NAMES", "CsvColumns", "Dataset", "Layout", "Sample", "Skipped"]
 
 Layout = Literal["split-folders", "class-folders", "csv", "lists"]
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """The splits a dataset can have, in the order :attr:`Dataset.splits` lists them."""
+
+
+class CsvColumns(TypedDict, total=False):
+    """The CSV columns a dataset is read with, as keywords of ``load_dataset``; a role left out
+    takes its default name (path, label, and split if the CSV has one)."""
+
+    path_column: str
+    label_column: str
+    split_column: str
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,9 @@ class Dataset:
         skipped: Files left out, with the reason, sorted by path.
         split_spec: ``{"val_fraction", "test_fraction", "seed"}`` when headstart chose the split
             itself (so it can be reproduced from the run folder), else None.
-        columns: The CSV columns named by the caller (``{"path": "filename", ...}``), else None
-            (``path,label[,split]``); recorded so that the same CSV is read again the same way.
+        columns: The CSV columns named by the caller (``{"path_column": "filename", ...}``),
+            else None (``path,label[,split]``); recorded in the run, so that evaluating on the
+            same CSV later reads it the same way.
     """
 
     root: Path
@@ -74,7 +84,7 @@ class Dataset:
     splits: dict[str, list[Sample]]
     skipped: list[Skipped]
     split_spec: dict[str, float | int] | None = None
-    columns: dict[str, str] | None = None
+    columns: CsvColumns | None = None
     # True when read against known classes (evaluation data): some classes may have no images.
     _relaxed: bool = field(default=False, init=False, repr=False, compare=False)
 
@@ -124,7 +134,7 @@ class Dataset:
             splits=splits,
             skipped=sorted([*self.skipped, *removed], key=lambda s: str(s.path)),
             split_spec=None if self.split_spec is None else dict(self.split_spec),
-            columns=None if self.columns is None else dict(self.columns),
+            columns=None if self.columns is None else CsvColumns(**self.columns),
         )
         result._relaxed = self._relaxed
         if not removed:

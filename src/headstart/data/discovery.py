@@ -21,6 +21,7 @@ from pathlib import Path
 from headstart.bulk import bulk
 from headstart.data.dataset import (
     SPLIT_NAMES,
+    CsvColumns,
     Dataset,
     Layout,
     Sample,
@@ -559,23 +560,27 @@ def _from_entries(
     )
 
 
-CSV_COLUMNS: dict[str, str] = {"path": "path", "label": "label", "split": "split"}
-"""The CSV columns read unless named otherwise (``path_column=`` etc.); split is optional."""
+def _column(role: str, name: str | None) -> str | None:
+    if name is not None and not name.strip():
+        raise DataError(f"the {role} column name is empty; pass a name from the CSV's header")
+    return None if name is None else name.strip()
 
 
 def _csv_columns(
     path_column: str | None, label_column: str | None, split_column: str | None
-) -> dict[str, str] | None:
-    """The CSV columns named by the caller (role to header name), or None for the defaults."""
-    given = {"path": path_column, "label": label_column, "split": split_column}
-    named = {role: name for role, name in given.items() if name is not None}
-    for role, name in named.items():
-        if not name.strip():
-            raise DataError(f"the {role} column name is empty; pass a name from the CSV's header")
-    return {role: name.strip() for role, name in named.items()} or None
+) -> CsvColumns | None:
+    """The CSV columns named by the caller, or None for the CSV's own ``path,label[,split]``."""
+    columns = CsvColumns()
+    if (path := _column("path", path_column)) is not None:
+        columns["path_column"] = path
+    if (label := _column("label", label_column)) is not None:
+        columns["label_column"] = label
+    if (split := _column("split", split_column)) is not None:
+        columns["split_column"] = split
+    return columns or None
 
 
-def _read_csv(csv_path: Path, named: Mapping[str, str] | None = None) -> list[_Entry]:
+def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
     """Rows of a ``path,label[,split]`` CSV, or of the columns ``named`` names instead; paths
     relative to the CSV's own folder. Header names match whatever their case and surrounding
     spaces. A split column named by the caller must exist; the default one is optional."""
@@ -588,7 +593,12 @@ def _read_csv(csv_path: Path, named: Mapping[str, str] | None = None) -> list[_E
         raise DataError(f"{csv_path} is not a valid CSV ({exc}); fix the file") from None
     except OSError as exc:
         raise DataError(f"cannot read {csv_path} ({exc.strerror or exc})") from None
-    wanted = {**CSV_COLUMNS, **(named or {})}
+    named = named or CsvColumns()
+    wanted = {
+        "path": named.get("path_column", "path"),
+        "label": named.get("label_column", "label"),
+        "split": named.get("split_column", "split"),
+    }
     if not rows:
         raise DataError(
             f"{csv_path} is empty; it needs a header row naming its {wanted['path']} and "
@@ -597,7 +607,7 @@ def _read_csv(csv_path: Path, named: Mapping[str, str] | None = None) -> list[_E
     columns: dict[str, int] = {}
     for i, cell in enumerate(rows[0]):
         columns.setdefault(cell.strip().lower(), i)
-    required = ["path", "label", *(["split"] if named and "split" in named else [])]
+    required = ["path", "label", *(["split"] if "split_column" in named else [])]
     if any(wanted[role].lower() not in columns for role in required):
         needed = ",".join(wanted[role] for role in required)
         optional = "" if "split" in required else " (and optionally split)"
@@ -709,7 +719,7 @@ def load_dataset(
         )
     named = _csv_columns(path_column, label_column, split_column)
     if named is not None and not (root.is_file() and root.suffix.lower() == ".csv"):
-        options = ", ".join(f"--{role}-column ({role}_column=)" for role in named)
+        options = ", ".join(f"--{key.replace('_', '-')} ({key}=)" for key in named)
         raise DataError(
             f"{options} names a column of a CSV file, but {str(source)!r} is not a CSV file; "
             "pass the CSV, or leave the option out for a folder"

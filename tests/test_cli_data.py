@@ -177,4 +177,30 @@ def test_data_command_reads_a_csv_with_named_columns(
     assert main([*argv, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["layout"] == "csv"
+    assert main(argv) == 0
+    assert "columns:  path 'filename', label 'class'" in capsys.readouterr().out
     assert sum(sum(c.values()) for c in summary["counts"].values()) == 8
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    write_class_folders(tmp_path, {"cat": 3, "dog": 3})
+    read, write = os.pipe()
+    os.close(read)  # as `headstart data DATA | head -1` once head has its line
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "headstart", "data", str(tmp_path)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""  # no traceback, no "Exception ignored"
+    assert done.returncode == 1

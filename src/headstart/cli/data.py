@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"dataset:  {dataset.root}")
     print(f"layout:   {dataset.layout}")
+    if dataset.columns:
+        named = (f"{key.removesuffix('_column')} {name!r}" for key, name in dataset.columns.items())
+        print(f"columns:  {', '.join(named)}")
     spec = dataset.split_spec
     if spec is None:
         print("split:    as given by the data")

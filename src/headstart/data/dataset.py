@@ -153,7 +153,7 @@ class Dataset:
         if not splits:
             raise DataError(
                 f"no usable images left in {self.root} ({_describe_skips(removed)} when "
-                "decoding); check the files with `headstart data --verify`"
+                "decoding); list them with `headstart data`"
             )
         return result
 

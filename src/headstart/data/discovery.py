@@ -689,7 +689,9 @@ def load_dataset(
             then index into these, a class unknown to them is an error, and data with only some
             of the classes (or no train split) is accepted.
         verify: Decode every image fully so truncated or corrupt files are skipped now rather
-            than found during a run. Slower: without it only file headers are read.
+            than found during a run. Slower: without it only file headers are read. They are
+            dropped before the split, so the rest may split differently from a run's; for the
+            very dataset a run ends up with, load without it and call :func:`verify_dataset`.
         vouch: Given a list of files, returns those known to be images, which are then not
             opened at all (e.g. :meth:`headstart.features.FeatureCache.decoded`: files a run
             decoded whole before, unchanged since). Ignored with ``verify``.

@@ -72,7 +72,9 @@ def test_features_of_images_without_labels_have_paths_and_no_labels(
     got = _features([str(flat)], tmp_path / "flat.npz", "--model", "test_resnet", *FAST)
     assert set(got.files) == {"features", "paths"}
     assert got["features"].shape == (3, 96)
-    assert "3 images" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "3 images: 3 computed, 0 from cache" in captured.out
+    assert f"skipped {flat / 'notes.txt'}: not an image" in captured.err
     both = _features(
         [str(loose), str(flat / "img_2.png")], tmp_path / "b.npz", "--model", "test_resnet", *FAST
     )

@@ -7,6 +7,7 @@ folders of any shape, whose features are exported with their paths only.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from headstart.cli._common import (
@@ -18,6 +19,9 @@ from headstart.cli._common import (
 )
 
 __all__ = ["register", "run"]
+
+# Files left out that are named on stderr before the rest is counted.
+_MAX_SKIPPED_SHOWN = 20
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.data[0], seed=args.seed, **columns)
         samples = [(split, s) for split, items in dataset.splits.items() for s in items]
         paths = [s.path for _, s in samples]
-        n_skipped = len(dataset.skipped)
+        skipped = dataset.skipped
     else:
         paths, skipped = collect_image_paths(args.data)
         if not paths:
@@ -88,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
                 f"found no images in {given} ({len(skipped)} other files); pass image files or "
                 "folders that hold them"
             )
-        n_skipped = len(skipped)
     backbone = create_backbone(
         args.model, weights=args.weights, preprocess_overrides=preprocess_overrides(args)
     )
@@ -111,11 +114,18 @@ def run(args: argparse.Namespace) -> int:
     if not main:
         return 0
     stage = backbone.spec.get("layer_module")
+    n = len(result.paths)  # the readable ones: extraction's own count includes failed decodes
     print(
-        f"{len(result.paths)} images: {result.n_computed} computed, {result.n_cached} "
-        f"from cache, {len(result.failures)} unreadable, {n_skipped} other files skipped; "
+        f"{n} image{'' if n == 1 else 's'}: {n - result.n_cached} computed, {result.n_cached} "
+        f"from cache, {len(result.failures)} unreadable, {len(skipped)} other files skipped; "
         f"{backbone.num_features} features each" + (f" (stage {stage})" if stage else "")
     )
+    left_out = [*((str(p), why) for p, why in result.failures.items())]
+    left_out += [(str(s.path), s.reason) for s in skipped]
+    for path, why in left_out[:_MAX_SKIPPED_SHOWN]:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if len(left_out) > _MAX_SKIPPED_SHOWN:
+        print(f"skipped {len(left_out) - _MAX_SKIPPED_SHOWN} more", file=sys.stderr)
     if args.out:
         import io
 

@@ -88,3 +88,17 @@ def test_features_of_no_images_exits_2_with_one_line(
     assert main(["features", str(tmp_path), "--model", "test_resnet", *FAST]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: found no images in ") and err.count("\n") == 1
+
+
+def test_features_split_follows_the_split_options_of_train(
+    colour_data: Path, tmp_path: Path
+) -> None:
+    flat = tmp_path / "flat"
+    for name in ("red", "green"):
+        for i in range(10):
+            write_image(flat / name / f"{i}.png", color=(i * 20, 30, 30))
+    got = _features(
+        [str(flat)], tmp_path / "s.npz", "--model", "test_resnet", "--val-fraction", "0.5", *FAST
+    )
+    splits = list(got["split"])
+    assert (splits.count("train"), splits.count("val"), splits.count("test")) == (8, 10, 2)

@@ -14,6 +14,7 @@ from headstart.cli._common import (
     add_csv_options,
     add_model_options,
     add_run_options,
+    add_split_options,
     csv_columns,
     preprocess_overrides,
 )
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="pool features of this stage instead of the last (index or module name, as for "
         "train's --layer)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, if one is made")
+    add_split_options(parser)  # train's, so the .npz's split column is the split a run uses
     parser.add_argument("--batch-size", type=int, default=32)
     add_csv_options(parser)
     add_run_options(parser)
@@ -78,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
     )
     dataset = None
     if labelled:
-        dataset = load_dataset(args.data[0], seed=args.seed, **columns)
+        dataset = load_dataset(
+            args.data[0],
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            **columns,
+        )
         samples = [(split, s) for split, items in dataset.splits.items() for s in items]
         paths = [s.path for _, s in samples]
         skipped = dataset.skipped

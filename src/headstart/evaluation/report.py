@@ -198,7 +198,7 @@ class _Evaluation:
     explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
 
 
-def _evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None) -> _Evaluation:
+def _evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None) -> _Evaluation:
     from headstart.evaluation.metrics import classification_metrics
 
     dataset = clf.evaluation_dataset(data, columns=columns)

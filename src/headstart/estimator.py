@@ -30,7 +30,13 @@ from headstart._version import __version__
 from headstart.augment import resolve_augment
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone, rebuild_backbone
 from headstart.bulk import bulk
-from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
+from headstart.data import (
+    CsvColumns,
+    Dataset,
+    collect_image_paths,
+    dataset_from_lists,
+    load_dataset,
+)
 from headstart.data.discovery import Vouch
 from headstart.errors import (
     DataError,
@@ -787,12 +793,14 @@ class ImageClassifier:
         metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
         return metrics
 
-    def evaluation_dataset(self, data: str | Path) -> Dataset:
+    def evaluation_dataset(self, data: str | Path, *, columns: CsvColumns | None = None) -> Dataset:
         """``data`` as ``evaluate`` and the report read it.
 
         When it is the folder this model was trained on and headstart split it, the split is
         redone with the recorded seed and fractions, so "test" is the same images as at training
-        time, never training images. Otherwise all of ``data`` is one split.
+        time, never training images. Otherwise all of ``data`` is one split. ``columns`` names
+        a CSV's columns (as ``load_dataset``'s keywords); the CSV the model was trained on is
+        read with the columns recorded then, unless others are given.
         """
         self._check_fitted()
         data = Path(data)
@@ -800,6 +808,8 @@ class ImageClassifier:
         spec, root = recorded.get("split_spec"), recorded.get("root")
         # Both resolved: the run records an absolute path, which may go through a symlink.
         same_root = bool(root) and Path(str(root)).resolve() == data.resolve()
+        if columns is None and same_root:
+            columns = recorded.get("columns")
         held = getattr(self, "_fit_dataset", None)
         if same_root and held is not None and held.split_spec == (spec or None):
             return held  # what reading it again would give, as this process already read it
@@ -811,9 +821,15 @@ class ImageClassifier:
                 seed=int(spec["seed"]),
                 classes=self.classes_,
                 vouch=self._vouch(),
+                **(columns or {}),
             )
         return load_dataset(
-            data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_, vouch=self._vouch()
+            data,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            classes=self.classes_,
+            vouch=self._vouch(),
+            **(columns or {}),
         )
 
     # ----------------------------------------------------------- save and load

@@ -7,7 +7,8 @@ download, and it may unpickle a ``pytorch_model.bin``. A folder can come from an
 loader reads config.json as plain data instead: the architecture must be a registered timm name,
 only known keys with plain JSON values are used, the network is built with ``pretrained=False``,
 and the tensors go through the safe loader. A headstart run folder has the same layout (plus a
-``headstart`` section), so a trained run can serve as a backbone too. One of the backbone
+``headstart`` section), so a trained run can serve as a backbone too: the one its head reads,
+pooled at the stage it was trained on (``--layer``), not at the last stage. One of the backbone
 families the registry dispatches to (``headstart.backbones.registry.Family``): the ``hf-hub``,
 ``local-dir`` and ``embedded`` sources all name a folder.
 """
@@ -53,6 +54,7 @@ from headstart.backbones._weights import (
     seeded_init,
     state_dict_sha256,
 )
+from headstart.backbones.layers import select_layer
 from headstart.errors import BackboneNotFoundError, HeadstartError
 from headstart.preprocess import Preprocess, resolve_preprocess
 
@@ -206,6 +208,9 @@ class _Folder:
             size = [size, size] if isinstance(size, int) else list(size)
             self.cfg["input_size"] = [3, *size]
         self.saved_preprocess = headstart.get("preprocess") if headstart else None
+        # The stage a run's head reads (its --layer), None for the last one or a timm folder.
+        saved_backbone = headstart.get("backbone") if headstart else None
+        self.layer = saved_backbone.get("layer") if isinstance(saved_backbone, Mapping) else None
 
     def preprocess(self, overrides: Mapping[str, Any] | None, label: str) -> Preprocess:
         if isinstance(self.saved_preprocess, Mapping):
@@ -282,7 +287,8 @@ def create(
         "classifier": classifier_spec(info.cfg, arch),
         "pretrained_cfg": info.cfg,
     }
-    return Backbone(module.eval(), preprocess, feature_width(module), spec)
+    backbone = Backbone(module.eval(), preprocess, feature_width(module), spec)
+    return backbone if info.layer is None else select_layer(backbone, info.layer)
 
 
 def _create_from_run(

@@ -11,10 +11,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headstart.data import CsvColumns
 
 __all__ = [
     "add_augment_options",
+    "add_cache_options",
+    "add_csv_options",
+    "csv_columns",
     "add_model_options",
     "add_run_options",
     "add_tta_option",
@@ -183,10 +189,46 @@ def add_split_options(parser: argparse.ArgumentParser, *, seed: bool = True) -> 
         )
 
 
+def add_csv_options(parser: argparse.ArgumentParser) -> None:
+    """--path-column, --label-column, --split-column: the same on every command that reads DATA,
+    so a CSV made for something else (``filename,class``) is read as it is, not copied."""
+    group = parser.add_argument_group("CSV columns (when DATA is a CSV file)")
+    group.add_argument(
+        "--path-column", metavar="NAME", help="the column of image paths (default: path)"
+    )
+    group.add_argument(
+        "--label-column", metavar="NAME", help="the column of labels (default: label)"
+    )
+    group.add_argument(
+        "--split-column",
+        metavar="NAME",
+        help="the column of train/val/test (default: split, if the CSV has one)",
+    )
+
+
+def csv_columns(args: argparse.Namespace) -> CsvColumns:
+    """The ``*_column`` keywords the user gave (none: the CSV's own ``path,label[,split]``)."""
+    columns: CsvColumns = {}
+    if args.path_column is not None:
+        columns["path_column"] = args.path_column
+    if args.label_column is not None:
+        columns["label_column"] = args.label_column
+    if args.split_column is not None:
+        columns["split_column"] = args.split_column
+    return columns
+
+
 def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
     """Where and how a command runs; ``no_cache=False`` for a command whose point is to fill
     the cache."""
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    add_cache_options(parser, no_cache=no_cache)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def add_cache_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
+    """--cache-dir, --no-cache and --workers: for every command that reads images, including
+    ``data``, which runs no model but takes the cache's word for files it decoded before."""
     parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
     if no_cache:
         parser.add_argument(
@@ -197,7 +239,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -
         type=int,
         help="image decoding threads (default: one per core; 0: decode in turn)",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 
 def add_tta_option(parser: argparse.ArgumentParser) -> None:

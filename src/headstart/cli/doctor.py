@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from headstart._text import format_duration
 from headstart.cli._common import (
+    add_csv_options,
     add_model_options,
     add_run_options,
     add_split_options,
+    csv_columns,
     preprocess_overrides,
     print_json,
 )
@@ -56,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     # The split options of `train`, so the doctor checks the very split a run would use.
     add_split_options(parser)
+    add_csv_options(parser)
     parser.add_argument(
         "--near-threshold",
         type=int,
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         device=args.device,
         quiet=args.quiet,
+        columns=csv_columns(args) or None,
     )
     if args.json:
         print_json(report.to_dict())

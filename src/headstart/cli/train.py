@@ -24,11 +24,13 @@ from typing import Any
 from headstart.cli._common import (
     Undo,
     add_augment_options,
+    add_csv_options,
     add_model_options,
     add_run_options,
     add_split_options,
     add_training_options,
     augment_values,
+    csv_columns,
     preprocess_overrides,
 )
 
@@ -69,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_training_options(parser)
     add_augment_options(parser)
     add_split_options(parser, seed=False)  # --seed is a training option: it seeds both
+    add_csv_options(parser)
     add_run_options(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     parser.set_defaults(func=partial(run, defaults=defaults))
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     before = _stamp(index)
     try:
         clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
-        clf.fit(args.data)
+        clf.fit(_training_data(args))
     except Exception:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
@@ -231,6 +234,23 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    """DATA as given, or read here when CSV columns are named: the estimator takes a path or a
+    ``Dataset``, and the columns travel with the dataset (and into the run, for evaluation)."""
+    columns = csv_columns(args)
+    if not columns:
+        return args.data
+    from headstart.data import load_dataset
+
+    return load_dataset(
+        args.data,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        **columns,
+    )
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:

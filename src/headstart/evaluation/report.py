@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from headstart.data import Sample
+    from headstart.data import CsvColumns, Sample
     from headstart.estimator import ImageClassifier
     from headstart.preprocess import Preprocess
 
@@ -60,6 +60,7 @@ def write_report(
     data: str | Path | None = None,
     clf: ImageClassifier | None = None,
     quiet: bool = True,
+    columns: CsvColumns | None = None,
 ) -> Path:
     """Write ``RUN/report.html``, a page a person would rather look at than read.
 
@@ -77,6 +78,8 @@ def write_report(
             which saves loading the backbone again. Otherwise the run is loaded only when there
             is data to evaluate.
         quiet: No progress bars while loading and evaluating (only used when ``clf`` is None).
+        columns: The columns of a CSV ``data`` (``load_dataset``'s keywords); the recorded
+            training CSV is read with the columns recorded in the run.
 
     Returns:
         The path of the report.
@@ -97,7 +100,7 @@ def write_report(
 
             clf = ImageClassifier.load(folder, quiet=quiet)
         try:
-            evaluation = _evaluate(clf, data_path)
+            evaluation = _evaluate(clf, data_path, columns)
         except DataError as exc:
             if data is not None:
                 raise
@@ -195,10 +198,10 @@ class _Evaluation:
     explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
 
 
-def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
+def _evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None) -> _Evaluation:
     from headstart.evaluation.metrics import classification_metrics
 
-    dataset = clf.evaluation_dataset(data)
+    dataset = clf.evaluation_dataset(data, columns=columns)
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
     samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from headstart.data import Sample
     from headstart.estimator import ImageClassifier
     from headstart.preprocess import Preprocess
 
@@ -200,15 +199,13 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
 
     dataset = clf.evaluation_dataset(data)
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")
-    samples = dataset.splits.get(split, [])
     classes = list(clf.classes_)
     skipped = [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
     # The training run's own probabilities when this is the data it just trained on; otherwise
     # one matrix of predicted ones (a Prediction per image cost half a second at 10,000).
-    proba = clf._fitted_proba(dataset, split)
-    kept_samples = list(samples)
-    if proba is None:
-        proba, kept_samples = _predict(clf, samples, skipped)
+    split_prediction = clf.predict_split(dataset, split)
+    skipped += [{"path": str(p), "reason": r} for p, r in split_prediction.failures.items()]
+    proba, kept_samples = split_prediction.proba, split_prediction.samples
     predicted = proba.argmax(1)
     items = [
         _Item(sample.path, sample.label, int(guess), float(proba[row, guess]))
@@ -218,27 +215,6 @@ def _evaluate(clf: ImageClassifier, data: Path) -> _Evaluation:
     metrics["reliability"] = _reliability(proba, np.array([i.true for i in items]), clf)
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"
     return _Evaluation(data, shown_split, metrics, items, skipped, _explain_mistakes(clf, items))
-
-
-def _predict(
-    clf: ImageClassifier, samples: Sequence[Sample], skipped: list[dict[str, str]]
-) -> tuple[np.ndarray, list[Sample]]:
-    """Probabilities of the samples that could be read (the others go to ``skipped``). The
-    samples of a dataset are images already (discovery checked each), so none is sniffed again."""
-    extracted, all_proba = clf._tta_proba([s.path for s in samples], tta="none", desc="predicting")
-    row_of = {p: i for i, p in enumerate(extracted.paths)}
-    kept: list[int] = []
-    kept_samples: list[Sample] = []
-    for sample in samples:
-        row = row_of.get(sample.path)
-        if row is None:
-            reason = extracted.failures.get(sample.path, "could not be read")
-            skipped.append({"path": str(sample.path), "reason": reason})
-            continue
-        kept.append(row)
-        kept_samples.append(sample)
-    proba = all_proba[kept] if kept else np.zeros((0, len(clf.classes_)))
-    return proba, kept_samples
 
 
 def _reliability(proba: np.ndarray, y: np.ndarray, clf: ImageClassifier) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.errors import DataError
     from headstart.estimator import ImageClassifier
-    from headstart.evaluation.explain import explain_image, side_by_side
+    from headstart.reporting.explain import explain_image, side_by_side
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":

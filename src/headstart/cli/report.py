@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.evaluation import write_report
+    from headstart.reporting import write_report
 
     clf = load_run(args, quiet=args.quiet)
     print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet))

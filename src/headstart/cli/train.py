@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
     from headstart import distributed
     from headstart.checkpoint import remove_checkpoint
-    from headstart.evaluation import format_metrics, write_report
+    from headstart.evaluation import format_metrics
+    from headstart.reporting import write_report
 
     # Under torchrun: every rank trains, rank 0 alone reads and writes the run folder.
     device = distributed.init_from_env(args.device)

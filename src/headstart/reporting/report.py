@@ -20,7 +20,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from headstart._version import __version__
+from headstart import __version__
 from headstart.errors import DataError
 from headstart.reporting._gather import Evaluation, RunRecord, evaluate, read_history, resolve_data
 from headstart.reporting._html import esc, section

@@ -34,7 +34,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
         ("headstart.estimator", "headstart.strategies._common.xy"),
         ("headstart.estimator", "headstart.strategies._settings.refuse_C_without_linear_head"),
         ("headstart.estimator", "headstart.strategies._settings.scale_to_data"),
-        ("headstart.evaluation.report", "headstart.estimator.ImageClassifier"),
     }
 )
 

@@ -33,6 +33,7 @@ from headstart.bulk import bulk
 from headstart.data import (
     CsvColumns,
     Dataset,
+    Sample,
     collect_image_paths,
     dataset_from_lists,
     load_dataset,
@@ -76,9 +77,24 @@ from headstart.strategies._common import xy
 from headstart.strategies._settings import refuse_C_without_linear_head, scale_to_data
 from headstart.strategies.auto import AUG_VIEWS, Advice, decide, measure
 
-__all__ = ["ImageClassifier", "Prediction"]
+__all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
 
 _HEAD_PREFIX = "headstart_head."
+
+
+@dataclass(frozen=True)
+class SplitPrediction:
+    """What ``predict_split`` says about one split of a labelled dataset.
+
+    Attributes:
+        samples: The split's samples that could be read, in the split's order.
+        proba: Their class probabilities, a row per sample of ``samples`` (columns: ``classes_``).
+        failures: The files that could not be read, and why.
+    """
+
+    samples: list[Sample]
+    proba: np.ndarray
+    failures: dict[Path, str]
 
 
 @dataclass(frozen=True)
@@ -348,7 +364,7 @@ class ImageClassifier:
         # it trained on, and reading a 100k-image folder again would cost seconds for nothing.
         # Only a dataset read from a path: it is what reading that path again would give.
         self._fit_dataset: Dataset | None = dataset if isinstance(X, (str, Path)) else None
-        # Its probabilities of each held-out split, a row per sample: the report shows them.
+        # Its probabilities of each held-out split, a row per sample: predict_split returns them.
         self._fit_proba: dict[str, np.ndarray] = proba if self._fit_dataset is not None else {}
         self.fit_seconds_: float = time.monotonic() - started
         self.extraction_: dict[str, int] = fitted.extraction
@@ -671,13 +687,6 @@ class ImageClassifier:
             logits = self.head_(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
             return F.softmax(logits, dim=1).numpy()
 
-    def _fitted_proba(self, dataset: Dataset, split: str) -> np.ndarray | None:
-        """The probabilities ``fit`` computed for ``split`` of ``dataset``, a row per sample, when
-        it is the dataset this process trained on (the report then predicts nothing again)."""
-        if dataset is not getattr(self, "_fit_dataset", None):
-            return None
-        return getattr(self, "_fit_proba", {}).get(split)
-
     def _tta_proba(self, files: Sequence[Path], *, tta: str, desc: str) -> tuple[Any, np.ndarray]:
         """(extraction of the plain view, probabilities averaged over the ``tta`` views)."""
         from headstart.tta import tta_views
@@ -777,21 +786,50 @@ class ImageClassifier:
             raise DataError(
                 f"Split {chosen!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
             )
-        samples = dataset.splits[chosen]
-        extracted, all_proba = self._tta_proba(
-            [s.path for s in samples], tta=tta, desc="evaluating"
-        )
-        row = {p: i for i, p in enumerate(extracted.paths)}
-        kept = [s for s in samples if s.path in row]
-        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        predicted = self.predict_split(dataset, chosen, tta=tta)
+        kept, proba = predicted.samples, predicted.proba
         y = np.array([s.label for s in kept], dtype=np.int64)
         metrics = classification_metrics(y, proba, self.classes_)
         metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
         metrics["tta"] = tta
         metrics["paths"] = [str(s.path) for s in kept]
         metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
-        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
+        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in predicted.failures.items()]
         return metrics
+
+    def predict_split(self, dataset: Dataset, split: str, *, tta: str = "none") -> SplitPrediction:
+        """Probabilities of one split of a labelled dataset, a row per sample that could be read.
+
+        When ``dataset`` is the one ``fit`` read in this process (``evaluation_dataset`` returns
+        it for the training folder), the probabilities ``fit`` computed for that split are
+        returned without a forward pass: right after training, the report and ``evaluate`` of a
+        100k-image folder would otherwise predict every image again for the same numbers. With
+        ``tta`` other than "none" the views are always predicted.
+
+        Raises:
+            DataError: ``dataset`` has no split ``split``.
+        """
+        self._check_fitted()
+        if split not in dataset.splits:
+            raise DataError(
+                f"Split {split!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
+            )
+        samples = list(dataset.splits[split])
+        held = getattr(self, "_fit_proba", {}).get(split)
+        if tta == "none" and held is not None and dataset is getattr(self, "_fit_dataset", None):
+            return SplitPrediction(samples, held, {})
+        extracted, all_proba = self._tta_proba(
+            [s.path for s in samples], tta=tta, desc="evaluating"
+        )
+        row = {p: i for i, p in enumerate(extracted.paths)}
+        kept = [s for s in samples if s.path in row]
+        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        failures = {
+            s.path: extracted.failures.get(s.path, "could not be read")
+            for s in samples
+            if s.path not in row
+        }
+        return SplitPrediction(kept, proba, failures)
 
     def evaluation_dataset(self, data: str | Path, *, columns: CsvColumns | None = None) -> Dataset:
         """``data`` as ``evaluate`` and the report read it.

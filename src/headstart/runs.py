@@ -31,6 +31,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "atomic_write",
     "create_temp_beside",
+    "read_config",
     "read_run",
     "write_history_csv",
     "write_json",
@@ -136,6 +137,45 @@ def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """A run folder's ``config.json``, checked to be headstart's, without its weights.
+
+    For readers that only show what a run recorded (the report, ``headstart info``): they work
+    on a run whose weights are gone, and they must not each parse the file their own way.
+
+    Raises:
+        RunFolderError: the folder or its config is missing, unreadable or not written by
+            headstart.
+    """
+    folder = Path(folder)
+    _check_folder(folder)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise RunFolderError(
+            f"'{folder}' is not a headstart run folder (no {CONFIG_NAME}); pass the folder "
+            "`headstart train` wrote."
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
+    hs = config.get("headstart") if isinstance(config, dict) else None
+    if not isinstance(hs, dict) or not isinstance(hs.get("classes"), list):
+        raise RunFolderError(
+            f"{config_path} was not written by headstart (no 'headstart' section with classes); "
+            "to use a timm folder as a backbone, pass it as --model local-dir:PATH."
+        )
+    return config
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise RunFolderError(
+            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
+            "(it holds config.json and model.safetensors)."
+        )
+
+
 def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a run folder's config and weights, as data only.
 
@@ -143,26 +183,14 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         RunFolderError: the folder is missing, incomplete or not written by headstart.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise RunFolderError(
-            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
-            "(it holds config.json and model.safetensors)."
-        )
+    _check_folder(folder)
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     if not config_path.is_file() or not weights_path.is_file():
         raise RunFolderError(
             f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
             f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("headstart"), dict):
-        raise RunFolderError(
-            f"{config_path} was not written by headstart (no 'headstart' section); to use a timm "
-            "folder as a backbone, pass it as --model local-dir:PATH."
-        )
+    config = read_config(folder)
     version = config["headstart"].get("format_version")
     if version != FORMAT_VERSION:
         raise RunFolderError(

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.errors import DataError
     from headstart.estimator import ImageClassifier
-    from headstart.evaluation.explain import explain_image, side_by_side
+    from headstart.reporting.explain import explain_image, side_by_side
 
     require_run(args.run, command="explain", others=[args.image])
     out = Path(args.out)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from headstart.cli._common import print_json, require_run
 
@@ -21,16 +19,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.errors import RunFolderError
     from headstart.preprocess import Preprocess
-    from headstart.runs import CONFIG_NAME
+    from headstart.reporting.summary import (
+        describe_strategy,
+        format_number,
+        format_settings,
+        solved_by_lbfgs,
+    )
+    from headstart.runs import read_config
 
     require_run(args.run, command="info")
-    path = Path(args.run) / CONFIG_NAME
-    try:
-        hs = json.loads(path.read_text())["headstart"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunFolderError(f"{path} is not a headstart config ({exc}).") from exc
+    hs = read_config(args.run)["headstart"]
     if args.json:
         print_json(hs)
         return 0
@@ -41,11 +40,16 @@ def run(args: argparse.Namespace) -> int:
         f"backbone:   {backbone.get('model')} ({backbone.get('family')}, "
         f"{backbone.get('architecture')}), weights {backbone.get('weights')}"
     )
-    print(f"strategy:   {hs.get('strategy')}, head {hs['head']['kind']}")
-    print(
-        f"training:   best epoch {training.get('best_epoch')} of {training.get('epochs_run')}, "
-        f"lr {training.get('lr')}, seed {training.get('seed')}, {training.get('seconds')} s"
+    chosen = " (chosen by --strategy auto)" if hs.get("advice") else ""
+    print(f"strategy:   {describe_strategy(hs)}{chosen}")
+    kept = (
+        []
+        if solved_by_lbfgs(hs) or not training.get("epochs_run")
+        else [f"best epoch {training.get('best_epoch')} of {training.get('epochs_run')}"]
     )
+    seconds = training.get("seconds")
+    took = [f"{format_number(seconds)} s"] if seconds is not None else []
+    print(f"training:   {', '.join([*kept, format_settings(hs), *took])}")
     if training.get("selection"):
         from headstart.heads.fitting import describe_selection
 

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.evaluation import write_report
+    from headstart.reporting import write_report
 
     clf = load_run(args, quiet=args.quiet, others=[args.data] if args.data else [])
     columns = csv_columns(args) or None

@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
     from headstart import distributed
     from headstart.checkpoint import CHECKPOINT_INDEX, remove_checkpoint
-    from headstart.evaluation import format_metrics, write_report
+    from headstart.evaluation import format_metrics
+    from headstart.reporting import write_report
     from headstart.runs import CONFIG_NAME
 
     # Under torchrun: every rank trains, rank 0 alone reads and writes the run folder.

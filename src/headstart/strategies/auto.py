@@ -225,7 +225,7 @@ def measure(
     if len(train_all) > AUG_VIEWS_MAX_TRAIN:
         scores.append(
             OptionScore(
-                f"linear head + {views} augmented views",
+                _on_stage("linear head", stage_options) + f" + {views} augmented views",
                 {**stage_options, "aug_views": views},
                 note=f"not measured: {len(train_all)} training images (> {AUG_VIEWS_MAX_TRAIN}) "
                 f"would cost {views} more passes over them",
@@ -251,7 +251,7 @@ def measure(
         ]
         scores.append(
             linear(
-                f"linear head + {views} augmented views",
+                _on_stage("linear head", stage_options) + f" + {views} augmented views",
                 {**stage_options, "aug_views": views},
                 best_features,
                 extra,
@@ -316,7 +316,7 @@ def _mlp(
     The MLP's epochs are chosen by early stopping on held-out images; inside k folds that would
     choose on the very images it is scored on, an optimistic score the linear head does not get.
     """
-    name = "MLP head"
+    name = _on_stage("MLP head", stage_options)
     if protocol.kind != "validation" or not len(val_y):
         return OptionScore(
             name,
@@ -339,6 +339,14 @@ def _mlp(
     return OptionScore(
         name, {**stage_options, "head": "mlp"}, best.get("val_loss"), best.get("val_accuracy")
     )
+
+
+def _on_stage(name: str, stage_options: dict[str, Any]) -> str:
+    """``name`` with the stage its features came from when that is not the last one, as the
+    earlier stage's own option is named ("linear head, layer3"): the kept option's label must say
+    what it was scored on, or the summary reads as if the views were of the last stage."""
+    layer = stage_options.get("layer")
+    return f"{name}, {layer}" if layer is not None else name
 
 
 def _beats(option: OptionScore, baseline: OptionScore) -> bool:

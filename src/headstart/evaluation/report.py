@@ -726,6 +726,17 @@ def _render(
     )
 
 
+def _balanced_stat(metrics: Mapping[str, Any]) -> str:
+    """Balanced accuracy and macro-F1: every class counted alike, which accuracy hides."""
+    if metrics.get("balanced_accuracy") is None:
+        return ""
+    return _stat(
+        "balanced accuracy",
+        _pct(metrics["balanced_accuracy"]),
+        f"macro-F1 {_num(metrics.get('macro_f1'))}",
+    )
+
+
 def _glance_html(run: _Run) -> str:
     backbone, training, data = run.section("backbone"), run.section("training"), run.section("data")
     recorded = run.section("metrics")
@@ -739,6 +750,7 @@ def _glance_html(run: _Run) -> str:
         _stat("validation accuracy", _pct(val.get("accuracy")), f"{val['n']} images")
         if val.get("n")
         else "",
+        _balanced_stat(test if test.get("n") else val),
         _stat("classes", str(len(run.classes))),
         _stat(
             "images", str(n_images), " / ".join(f"{s} {sum(c.values())}" for s, c in counts.items())

@@ -42,7 +42,7 @@ minimiser. One weight vector (``"balanced"``: counted on the images of the final
 ``LogisticRegressionCV`` counts them once on all it is given) serves every solve, and the held-out
 log-loss that chooses ``C`` is weighted the same way: ``C`` is chosen for the objective the head
 is fitted on, the balanced risk. The held-out logits kept for calibration are the model's own;
-calibration scores them unweighted (see the estimator's ``_calibrate``).
+calibration scores them unweighted (:mod:`headstart.heads.weights` says why).
 """
 
 from __future__ import annotations

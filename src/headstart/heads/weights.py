@@ -11,6 +11,17 @@ A weighted loss is normalised by the number of images, not by the sum of the wei
 scikit-learn does: balanced weights sum to ``n`` anyway, so the loss keeps its scale (and the
 linear head's ``C`` its meaning), and a mini-batch's weighted mean is an unbiased estimate of the
 whole set's.
+
+What is scored with the weights: every held-out loss that *chooses* a model (the linear head's
+``C``, the epoch an MLP or an end-to-end run keeps), since a choice must be made for the objective
+being minimised, the balanced risk. What is not: the temperature calibration fitted afterwards,
+which stays on the unweighted held-out likelihood, so that confidences are scored against the
+classes' true frequencies, the ones new images will come in. It cannot undo the weights' tilt
+towards the small classes (a temperature rescales logits, it does not shift them), and must not:
+subtracting ``log w_c`` from the logits would restore the frequencies and, with them, the
+unweighted head's decisions, which is what the user asked to change. A balanced head's
+probabilities therefore lean towards the small classes by design; the held-out ECE shows by how
+much.
 """
 
 from __future__ import annotations
@@ -42,7 +53,8 @@ ClassWeight = Literal["balanced"] | Sequence[float] | None
 def weight_vector(
     class_weight: str | Mapping[str, float] | None, classes: Sequence[str]
 ) -> ClassWeight:
-    """The user's ``class_weight`` in the form heads take: a dict of names becomes a vector.
+    """The user's ``class_weight`` in the form heads take: a dict of names becomes a vector,
+    ``"none"`` (an explicit "unweighted", which ``auto`` does not second-guess) None.
 
     A class the dict leaves out keeps weight 1 (as in scikit-learn).
 
@@ -50,14 +62,14 @@ def weight_vector(
         HeadstartError: An unknown option, a class name the data does not have (a typo would
             otherwise silently weight nothing), or a weight that is not a positive number.
     """
-    if class_weight is None:
+    if class_weight is None or class_weight == "none":
         return None
     if class_weight == "balanced":
         return "balanced"
     if not isinstance(class_weight, Mapping):
         raise HeadstartError(
-            f"Unknown class weight {class_weight!r}; use 'balanced', a dict of class name to "
-            "weight, or leave it unset."
+            f"Unknown class weight {class_weight!r}; use 'balanced', 'none', a dict of class "
+            "name to weight, or leave it unset."
         )
     unknown = sorted(str(k) for k in class_weight if k not in classes)
     if unknown:
@@ -113,13 +125,16 @@ def weighted_cross_entropy(
     weights: torch.Tensor | None,
     *,
     label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum"] = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy averaged over images, each weighted by its class (unweighted: the mean).
+    """Cross-entropy over images, each weighted by its class: their mean (or sum).
 
     Not ``F.cross_entropy(weight=...)``'s mean, which divides by the batch's sum of weights: a
     batch with one image of a small class would give that image nearly the whole batch's say.
+    Without weights, exactly ``F.cross_entropy``.
     """
     if weights is None:
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
     per_image = F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
-    return (per_image * weights.to(per_image.device)[y]).sum() / max(1, len(y))
+    summed = (per_image * weights.to(per_image.device)[y]).sum()
+    return summed if reduction == "sum" else summed / max(1, len(y))

@@ -114,6 +114,12 @@ def test_train_class_weight_balanced_is_recorded_in_the_run(balanced_run: Path) 
     assert hs["training"]["selection"]["class_weight"] == pytest.approx([37 / 15, 37 / 48, 37 / 48])
 
 
+def test_info_says_the_head_was_fitted_with_class_weights(balanced_run: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["info", str(balanced_run)]) == 0
+    assert "(class weights 2.47, 0.771, 0.771)" in capsys.readouterr().out
+
+
 def test_evaluate_prints_balanced_accuracy_and_macro_f1(balanced_run, imbalanced, capsys) -> None:
     capsys.readouterr()
     assert main(["evaluate", str(balanced_run), str(imbalanced), "--json", "--workers", "0"]) == 0

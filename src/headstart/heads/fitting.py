@@ -38,6 +38,9 @@ def describe_selection(selection: dict[str, Any]) -> str:
             chosen += f" (refitted at C={final:.3g}: the same penalty per image)"
     else:
         chosen = f"{selection.get('epochs')} epochs"
+    weights = selection.get("class_weight")
+    if weights:
+        chosen += " (class weights " + ", ".join(f"{w:.3g}" for w in weights) + ")"
     where = selection.get("protocol_text", selection.get("protocol"))
     loss, accuracy = selection.get("val_loss"), selection.get("val_accuracy")
     figures = (

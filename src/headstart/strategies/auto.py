@@ -19,7 +19,7 @@ similar to the pretraining data or not. Here nothing in it is guessed:
   with ``balanced`` weights, by the same protocol and folds, compared by held-out macro-F1 (not
   log-loss: a weighted fit's loss is another loss, and what weights buy is the small classes'
   recall, which macro-F1 counts and accuracy hides). ``balanced`` is kept only when it raises
-  macro-F1 by ``MACRO_F1_MARGIN``. Weights the user gave are used as given, for every option.
+  macro-F1. Weights the user gave are used as given, for every option.
 - *similarity* is the baseline's held-out accuracy, scaled so that chance is 0 and perfect is 1:
   with large data it decides how much of the backbone fine-tuning unfreezes.
 
@@ -71,9 +71,13 @@ AUG_VIEWS_MAX_TRAIN = 5000
 # images near the boundary, and every comparison on held-out images is one more chance to keep a
 # variant on noise. The doctor warns from 10x, where the problem is worth a warning.
 IMBALANCE_RATIO = 3.0
-# Balanced weights must raise held-out macro-F1 by this much (absolute) to be kept: less is a
-# tie, and unweighted is the simpler model, whose probabilities follow the classes' frequencies.
-MACRO_F1_MARGIN = 0.01
+# Balanced weights are kept when they raise held-out macro-F1 by more than this; a tie keeps
+# unweighted, the simpler model, whose probabilities follow the classes' frequencies. No margin
+# beyond that: on benchmarks/imbalance.py (one class of 8 cut to a tenth, so 8 of its images held
+# out) the held-out gains were +0.006, -0.008 and +0.003 on three seeds while balanced weights
+# changed test macro-F1 by +0.016, +0.073 and +0.018 (+0.012, +0.033 and -0.006 on a test split as
+# imbalanced as training): a margin of 0.01 kept them in none of the three.
+MACRO_F1_MARGIN = 0.0
 
 Extractor = Callable[..., ExtractResult]
 
@@ -493,11 +497,9 @@ def _weighting(facts: DataFacts) -> tuple[bool, str] | None:
     if before is None or after is None:
         return False, f"{ratio}: balanced class weights could not be scored; unweighted"
     gain = after - before
-    keep = gain >= MACRO_F1_MARGIN
+    keep = gain > MACRO_F1_MARGIN
     verdict = (
-        "balanced class weights kept"
-        if keep
-        else f"unweighted kept (balanced must gain {MACRO_F1_MARGIN:g})"
+        "balanced class weights kept" if keep else "unweighted kept (balanced did not improve it)"
     )
     return keep, (
         f"{ratio}: held-out macro-F1 of {unweighted.name} {before:.3f} unweighted, "

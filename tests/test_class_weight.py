@@ -70,6 +70,13 @@ def test_balanced_head_recalls_the_small_class_more_often(kind: str) -> None:
     assert plain.selection.get("class_weight") is None
 
 
+def test_the_class_weight_option_offers_the_librarys_choices() -> None:
+    from headstart.cli._common import CLASS_WEIGHT_CHOICES
+    from headstart.heads.weights import CLASS_WEIGHTS
+
+    assert CLASS_WEIGHT_CHOICES == CLASS_WEIGHTS
+
+
 def test_class_weight_by_name_maps_to_class_order_and_rejects_unknown_names() -> None:
     assert weight_vector({"cat": 3.0}, ["cat", "dog"]) == [3.0, 1.0]
     assert weight_vector("balanced", ["cat", "dog"]) == "balanced"

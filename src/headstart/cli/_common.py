@@ -25,6 +25,7 @@ __all__ = [
 STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+CLASS_WEIGHT_CHOICES: tuple[str, ...] = ("balanced", "none")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
@@ -173,7 +174,7 @@ def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
     """--class-weight, for train and advise (the Python API also takes a dict of weights)."""
     parser.add_argument(
         "--class-weight",
-        choices=("balanced", "none"),
+        choices=CLASS_WEIGHT_CHOICES,
         help="weight each image's loss by its class, for every head and strategy: balanced "
         "(n / (classes x class count), scikit-learn's) or none. Default: none, except that "
         "auto measures balanced when the training classes are imbalanced and keeps it when "

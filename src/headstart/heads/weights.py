@@ -44,7 +44,8 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-CLASS_WEIGHTS: tuple[str, ...] = ("balanced",)
+# The named settings: "none" is an explicit "unweighted", which auto then does not measure.
+CLASS_WEIGHTS: tuple[str, ...] = ("balanced", "none")
 
 # What a head accepts: "balanced" (from the labels it fits), one weight per class index, or None.
 ClassWeight = Literal["balanced"] | Sequence[float] | None
@@ -104,8 +105,8 @@ def class_weights(
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise HeadstartError(
-                f"Unknown class weight {class_weight!r}; choose one of "
-                f"{', '.join(CLASS_WEIGHTS)}, or give one weight per class."
+                f"Unknown class weight {class_weight!r}; choose 'balanced', or give one weight "
+                "per class."
             )
         counts = np.bincount(np.asarray(y, np.int64), minlength=num_classes).astype(np.float64)
         present = counts > 0

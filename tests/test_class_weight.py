@@ -58,6 +58,20 @@ def test_a_fixed_C_with_balanced_weights_solves_scikit_learns_weighted_problem()
     assert ours.to_dict()["class_weight"] == pytest.approx([172 / 360, 172 / 120, 172 / 36])
 
 
+def test_C_is_chosen_on_the_class_weighted_held_out_loss() -> None:
+    from headstart.heads.weights import weighted_cross_entropy
+
+    x, y = _imbalanced((120, 40, 12))
+    fit = fit_linear(x[:130], y[:130], x[130:], y[130:], 3, class_weight="balanced")
+    assert fit.class_weight is not None and fit.val_loss is not None
+    logits = torch.from_numpy(fit.heldout_logits)
+    target = torch.from_numpy(fit.heldout_y)
+    weighted = float(weighted_cross_entropy(logits, target, torch.tensor(fit.class_weight)))
+    unweighted = float(torch.nn.functional.cross_entropy(logits, target))
+    assert fit.val_loss == pytest.approx(weighted, rel=1e-5)
+    assert abs(fit.val_loss - unweighted) > 1e-3
+
+
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_balanced_head_recalls_the_small_class_more_often(kind: str) -> None:
     x, y = _imbalanced((150, 150, 15), seed=1)

@@ -181,6 +181,10 @@ class ImageClassifier:
         calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
             selection step so that predicted probabilities match accuracy; ``"none"``: raw
             softmax probabilities.
+        class_weight: weight each image's loss by its class, for every head and strategy:
+            ``"balanced"`` (``n / (k * n_c)``, scikit-learn's), a dict of class name to weight,
+            or ``"none"``. None (default): unweighted, except that ``auto`` measures
+            ``"balanced"`` on imbalanced data and keeps it when held-out macro-F1 improves.
 
     Under torchrun (a ``torch.distributed`` process group initialised before ``fit``), every
     process calls ``fit`` with the same arguments: extraction and end-to-end training are split
@@ -229,6 +233,7 @@ class ImageClassifier:
         C: float | None = None,
         refit: bool = True,
         calibrate: str = "temperature",
+        class_weight: str | Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -268,6 +273,7 @@ class ImageClassifier:
         self.C = C
         self.refit = refit
         self.calibrate = calibrate
+        self.class_weight = class_weight
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -447,6 +453,7 @@ class ImageClassifier:
             layer=self.layer,
             augment=augment,
             views=self.aug_views or AUG_VIEWS,
+            class_weight=_plain(self.class_weight),
         )
         return decide(facts)
 
@@ -498,6 +505,7 @@ class ImageClassifier:
             amp=self.amp,
             C=self.C,
             refit=self.refit,
+            class_weight=_plain(self.class_weight) or advised.get("class_weight"),
             explicit=self.strategy != "auto",
         )
 
@@ -1021,6 +1029,11 @@ class ImageClassifier:
         clf.temperature_ = float(calibration.get("temperature", 1.0))
         clf.selection_ = training.get("selection")
         return clf
+
+
+def _plain(class_weight: str | Mapping[str, float] | None) -> str | dict[str, float] | None:
+    """A class weight as the run's config records it (a dict, not any mapping)."""
+    return dict(class_weight) if isinstance(class_weight, Mapping) else class_weight
 
 
 def _warn_on_small_classes(dataset: Dataset) -> None:

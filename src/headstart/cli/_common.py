@@ -40,6 +40,7 @@ __all__ = [
 STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+CLASS_WEIGHT_CHOICES: tuple[str, ...] = ("balanced", "none")
 
 
 @dataclass
@@ -257,6 +258,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
+    """--class-weight, for train and advise (the Python API also takes a dict of weights)."""
+    parser.add_argument(
+        "--class-weight",
+        choices=CLASS_WEIGHT_CHOICES,
+        help="weight each image's loss by its class, for every head and strategy: balanced "
+        "(n / (classes x class count), scikit-learn's) or none. Default: none, except that "
+        "auto measures balanced when the training classes are imbalanced and keeps it when "
+        "held-out macro-F1 improves",
+    )
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Strategy and training controls; None means "the strategy's default"."""
     parser.add_argument(
@@ -290,6 +303,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="features: after choosing, refit the head on train + val (default) or keep the "
         "fit on train only (none)",
     )
+    add_class_weight_option(parser)
     parser.add_argument(
         "--calibrate",
         choices=("temperature", "none"),

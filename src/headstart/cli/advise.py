@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from headstart.cli._common import (
+    add_class_weight_option,
     add_csv_options,
     add_model_options,
     add_run_options,
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("data", help="image folder or CSV file")
     add_model_options(parser)
     parser.add_argument("--seed", type=int, default=0)
+    add_class_weight_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_csv_options(parser)
     add_run_options(parser, no_cache=False)
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         quiet=args.quiet or args.json,
+        class_weight=args.class_weight,
     )
     columns = csv_columns(args)
     if columns:  # the estimator reads a path with the CSV's own column names

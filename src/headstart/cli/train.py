@@ -293,6 +293,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         C=getattr(args, "C", None),
         refit=getattr(args, "refit", "trainval") != "none",
         calibrate=getattr(args, "calibrate", "temperature"),
+        class_weight=getattr(args, "class_weight", None),
     )
 
 

@@ -77,6 +77,17 @@ def _reasons_html(hs: Mapping[str, Any]) -> str:
     return f'{esc(lead)}:<ul class="reasons">{body}</ul>'
 
 
+def balanced_stat(metrics: Mapping[str, Any]) -> str:
+    """Balanced accuracy and macro-F1: every class counted alike, which accuracy hides."""
+    if metrics.get("balanced_accuracy") is None:
+        return ""
+    return stat(
+        "balanced accuracy",
+        pct(metrics["balanced_accuracy"]),
+        f"macro-F1 {num(metrics.get('macro_f1'))}",
+    )
+
+
 def glance_html(run: RunRecord) -> str:
     backbone, training, data = run.section("backbone"), run.section("training"), run.section("data")
     recorded = run.section("metrics")
@@ -90,6 +101,7 @@ def glance_html(run: RunRecord) -> str:
         stat("validation accuracy", pct(val.get("accuracy")), f"{val['n']} images")
         if val.get("n")
         else "",
+        balanced_stat(test if test.get("n") else val),
         stat("classes", str(len(run.classes))),
         stat(
             "images", str(n_images), " / ".join(f"{s} {sum(c.values())}" for s, c in counts.items())

@@ -125,6 +125,9 @@ class TrainSettings:
             held-out data (:mod:`headstart.heads.logistic`).
         refit: ``features``: after the choice, refit the head on train + val. End-to-end
             strategies keep val held out for choosing their epoch, so it is False for them.
+        class_weight: Weight each image's loss by its class, every head and strategy alike:
+            ``"balanced"`` (scikit-learn's), a dict of class name to weight, or None/``"none"``
+            (unweighted) (:mod:`headstart.heads.weights`).
     """
 
     strategy: str = "features"
@@ -150,6 +153,7 @@ class TrainSettings:
     amp: bool | None = None
     C: float | None = None
     refit: bool = True
+    class_weight: str | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -171,6 +175,11 @@ class TrainSettings:
             "dropout": _num(self.dropout) and 0 <= self.dropout < 1,
             "C": self.C is None or (_num(self.C) and self.C > 0),
             "refit": isinstance(self.refit, bool),
+            "class_weight": self.class_weight in (None, "none", "balanced")
+            or (
+                isinstance(self.class_weight, Mapping)
+                and all(map(_num, self.class_weight.values()))
+            ),
         }
         for name, ok in checks.items():
             if not ok:
@@ -229,6 +238,7 @@ _ALLOWED = {
     "dropout": "use a number from 0 up to (not including) 1",
     "C": "use a positive number such as 0.1 (smaller: stronger regularisation), or leave it unset",
     "refit": "use true or false",
+    "class_weight": "use 'balanced', 'none', or a dict of class name to weight",
 }
 
 

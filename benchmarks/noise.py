@@ -17,6 +17,8 @@ Tasks (real photos are not available offline):
 - ``digits-colour-tiny-300``: the same 300 digits in random ink and paper colours: very weak.
 - ``demo-tiny``: the demo dataset (960 images, shapes x textures) through ``headstart-tiny``.
 - ``digits-pixels``, ``digits-pixels-300``: the digits' own 64 pixels as features: strong.
+- ``blobs-2``: two classes of Gaussian features, well separated (400 images): strong, and the
+  case where a flipped label keeps the most probability.
 
     .venv/bin/python benchmarks/noise.py [--tasks ...] [--seeds 3] [--rate 0.05] [--baseline]
         [--keep DIR]
@@ -95,6 +97,15 @@ def _digits_pixels(root: Path, n: int | None = None) -> Features:
     return (x, y) if n is None else _per_class(x, y, n)
 
 
+def _blobs(root: Path, classes: int = 2, n: int = 400) -> Features:
+    """Two well-separated classes of 8-d Gaussian features: few classes are the hard case for a
+    fixed cut on the label's probability (a flip keeps about the noise rate)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0.0, 3.0, (classes, 8))
+    y = np.repeat(np.arange(classes), n // classes)
+    return (centres[y] + rng.normal(0.0, 1.0, (len(y), 8))).astype(np.float32), y
+
+
 def _demo_tiny(root: Path) -> Features:
     from headstart.data import load_dataset
     from headstart.synthetic import make_demo_dataset
@@ -113,6 +124,7 @@ TASKS: dict[str, Callable[[Path], Features]] = {
     "demo-tiny": _demo_tiny,
     "digits-pixels-300": lambda root: _digits_pixels(root, n=30),
     "digits-pixels": lambda root: _digits_pixels(root),
+    "blobs-2": _blobs,
 }
 
 

@@ -13,7 +13,7 @@ Tasks (real photos are not available offline):
 
 - ``digits-tiny-300``, ``digits-tiny``: scikit-learn's handwritten digits (real scans, 8x8,
   upscaled to 64 px) through the shipped ``headstart-tiny``: 30 a class (the issue's 300 clean
-  digits), 60 a class, and all 1,797. Weak features, then middling ones.
+  digits), 60 and 100 a class, and all 1,797. Weak features, then middling ones.
 - ``digits-colour-tiny-300``: the same 300 digits in random ink and paper colours: very weak.
 - ``demo-tiny``: the demo dataset (960 images, shapes x textures) through ``headstart-tiny``.
 - ``digits-pixels``, ``digits-pixels-300``: the digits' own 64 pixels as features: strong.
@@ -120,6 +120,7 @@ TASKS: dict[str, Callable[[Path], Features]] = {
     "digits-colour-tiny-300": lambda root: _digits_tiny(root, colour=True, n=30),
     "digits-tiny-300": lambda root: _digits_tiny(root, n=30),
     "digits-tiny-600": lambda root: _digits_tiny(root, n=60),
+    "digits-tiny-1000": lambda root: _digits_tiny(root, n=100),
     "digits-tiny": lambda root: _digits_tiny(root),
     "demo-tiny": _demo_tiny,
     "digits-pixels-300": lambda root: _digits_pixels(root, n=30),

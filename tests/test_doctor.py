@@ -16,6 +16,7 @@ from headstart.data import Sample, load_dataset
 from headstart.doctor import Finding, Report, diagnose, quick_checks
 from headstart.doctor._duplicates import near_pairs
 from headstart.doctor._inspect import inspect_image, inspect_images
+from headstart.doctor._noise import MIN_ACCURACY, check_label_noise
 from headstart.doctor._samples import display_path
 from headstart.errors import DataError
 from headstart.synthetic import SHAPES, TEXTURES, make_image
@@ -444,6 +445,62 @@ def test_label_noise_flags_the_image_in_the_wrong_folder(tmp_path: Path) -> None
     assert report.expected_preprocess == report.preprocess  # nothing overridden
     # 40 px images are below test_resnet's 160 px input.
     assert report.by_code("tiny-image")[0].details["min_side"] == 160
+
+
+def test_label_noise_is_not_checked_when_the_features_cannot_tell_the_classes_apart(
+    tmp_path: Path,
+) -> None:
+    # Varied pictures in arbitrary folders through a random-init network: no feature says which
+    # folder an image belongs in, so any doubt about a label is the features' failure. The check
+    # used to warn about some of these images anyway.
+    root = tmp_path / "data"
+    for c, name in enumerate(CLASSES):
+        for i in range(12):
+            _varied(root / name / f"{name}_{i}.jpg", 100 + 3 * i + c)
+    report = diagnose(
+        root, model="test_resnet", weights="none", num_workers=0, quiet=True, cache=False
+    )
+    assert report.by_code("label-noise") == []
+    (skipped,) = report.by_code("label-noise-skipped")
+    assert skipped.severity == "info"
+    assert "cross-validated accuracy is" in skipped.message and "below the 88%" in skipped.message
+    assert report.stats["label_noise"]["candidates"] == 0
+
+
+def _blobs(
+    per_class: int, separation: float, classes: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features: unit Gaussian noise around class centres ``separation`` apart per axis."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, separation, (classes, 8))
+    y = np.repeat(np.arange(classes), per_class)
+    return (centres[y] + rng.normal(0.0, 1.0, (len(y), 8))).astype(np.float32), y
+
+
+def test_label_noise_on_clean_labels_and_weak_features_flags_at_most_two_percent() -> None:
+    x, y = _blobs(50, separation=1.0)  # about 80% accurate out of fold
+    check = check_label_noise(x, y, 4)
+    assert check.candidates == [] and check.accuracy < MIN_ACCURACY
+    assert check.skipped.startswith("the features' own cross-validated accuracy is")
+    # The rule alone, ungated, doubts at most 2% of these clean labels as well.
+    assert len(check_label_noise(x, y, 4, min_accuracy=0.0).candidates) <= 0.02 * len(y)
+
+
+@pytest.mark.parametrize("classes", [4, 2])
+def test_label_noise_finds_planted_flips_where_the_features_are_strong(classes: int) -> None:
+    # Two classes are the hard case for a fixed cut: a head calibrated on 5% flipped labels gives
+    # each flip's label about 5%, where four classes leave it under 2%.
+    x, y = _blobs(200 // classes, separation=3.0, classes=classes)
+    rng = np.random.default_rng(1)
+    flipped = rng.choice(len(y), 10, replace=False)  # 5%
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, classes, len(flipped))) % classes
+    check = check_label_noise(x, noisy, classes)
+    assert not check.skipped
+    found = {i for i, _ in check.candidates}
+    hits = found & set(flipped.tolist())
+    assert len(hits) >= 0.6 * len(flipped) and len(hits) >= 0.8 * len(found)
+    assert all(suggested == y[i] for i, suggested in check.candidates if i in hits)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -140,8 +140,9 @@ def _render(report: Report) -> list[str]:
     if noise and "cv_accuracy" in noise:
         lines += [
             "",
-            f"features: {noise['folds']}-fold logistic regression on {report.model} features "
-            f"reaches {100 * noise['cv_accuracy']:.1f}% accuracy on {noise['images']} images",
+            f"features: the linear head (C chosen and calibrated as a run does) on {report.model} "
+            f"features reaches {100 * noise['cv_accuracy']:.1f}% {noise['folds']}-fold "
+            f"cross-validated accuracy on {noise['images']} images",
         ]
     view = stats.get("pretrained_view")
     if view:

@@ -22,13 +22,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from headstart.errors import RunFolderError
+from headstart.errors import BackboneNotFoundError, RunFolderError
 
 __all__ = [
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
     "atomic_write",
+    "plain_timm",
+    "read_config",
     "read_run",
     "write_history_csv",
     "write_json",
@@ -104,6 +106,67 @@ def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
+def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:
+    """A folder's ``config.json``, parsed: the one reader of it, so every command words a missing
+    or damaged run the same way.
+
+    Args:
+        model_folder: read any timm model folder (``local-dir:``), not only a finished headstart
+            run: no ``headstart`` section is required, and errors are
+            :class:`~headstart.errors.BackboneNotFoundError` that speak of model folders.
+
+    Raises:
+        RunFolderError: the folder is missing, has no config.json, or it is not a headstart run
+            of the format this version reads.
+        BackboneNotFoundError: with ``model_folder``, no readable JSON object in config.json.
+    """
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if model_folder:
+        return _read_model_config(folder, path)
+    if not folder.is_dir():
+        raise RunFolderError(
+            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
+            "(it holds config.json and model.safetensors)."
+        )
+    if not path.is_file():
+        raise RunFolderError(
+            f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"Cannot read {path}: {exc}.") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("headstart"), dict):
+        raise RunFolderError(
+            f"{path} was not written by headstart (no 'headstart' section); to use a timm "
+            "folder as a backbone, pass it as --model local-dir:PATH."
+        )
+    version = config["headstart"].get("format_version")
+    if version != FORMAT_VERSION:
+        raise RunFolderError(
+            f"{path} has format_version {version!r}; this headstart reads "
+            f"{FORMAT_VERSION}. Upgrade headstart or retrain."
+        )
+    return config
+
+
+def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BackboneNotFoundError(
+            f"'{folder}' has no {CONFIG_NAME}; a model folder holds config.json + "
+            "model.safetensors as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
+    if not isinstance(config, dict):
+        raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
+    return config
+
+
 def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a run folder's config and weights, as data only.
 
@@ -111,34 +174,48 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         RunFolderError: the folder is missing, incomplete or not written by headstart.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise RunFolderError(
-            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
-            "(it holds config.json and model.safetensors)."
-        )
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not config_path.is_file() or not weights_path.is_file():
+    weights_path = folder / WEIGHTS_NAME
+    if folder.is_dir() and not weights_path.is_file():
         raise RunFolderError(
             f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
             f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("headstart"), dict):
-        raise RunFolderError(
-            f"{config_path} was not written by headstart (no 'headstart' section); to use a timm "
-            "folder as a backbone, pass it as --model local-dir:PATH."
-        )
-    version = config["headstart"].get("format_version")
-    if version != FORMAT_VERSION:
-        raise RunFolderError(
-            f"{config_path} has format_version {version!r}; this headstart reads "
-            f"{FORMAT_VERSION}. Upgrade headstart or retrain."
-        )
+    config = read_config(folder)
     try:
         tensors = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read {weights_path} as safetensors: {exc}.") from exc
     return config, tensors
+
+
+def plain_timm(hs: Mapping[str, Any]) -> tuple[str | None, str]:
+    """Whether plain timm loads the run: (the timm classifier the head is saved under, or None;
+    the reason, said either way).
+
+    timm builds the architecture from config.json and puts the weights of its own classifier
+    layer on top of its final features. A run fits that only when its head *is* such a layer: a
+    linear head on a timm backbone's final features, and the architecture has a classifier layer
+    to hold it. Any other head (an MLP), features of an earlier stage (``layer``), or a backbone
+    timm cannot build would load with missing or unexpected keys, or silently compute something
+    else, so those heads are saved under ``headstart_head.`` and the run says why.
+
+    Args:
+        hs: The ``headstart`` section of a run's config.json (:func:`read_config`).
+    """
+    backbone = hs.get("backbone") or {}
+    family, layer = backbone.get("family"), backbone.get("layer")
+    kind = (hs.get("head") or {}).get("kind")
+    classifier = backbone.get("classifier")
+    if family != "timm":
+        return None, f"its backbone is a {family} model, which timm does not build"
+    if layer is not None:
+        where = backbone.get("layer_module") or layer
+        return None, (
+            f"its head reads features of stage {where}, not the final features timm's "
+            "classifier receives"
+        )
+    if kind != "linear":
+        return None, f"its head is {kind or 'unknown'}, not a linear layer like timm's classifier"
+    if not isinstance(classifier, str) or not classifier:
+        return None, f"timm's {backbone.get('architecture')} has no classifier layer to hold it"
+    return classifier, f"a linear head on timm's final features, saved as timm's {classifier!r}"

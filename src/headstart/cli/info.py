@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from headstart.cli._common import print_json
 
@@ -21,17 +19,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.errors import RunFolderError
     from headstart.preprocess import Preprocess
-    from headstart.runs import CONFIG_NAME
+    from headstart.runs import plain_timm, read_config
 
-    path = Path(args.run) / CONFIG_NAME
-    if not path.is_file():
-        raise RunFolderError(f"'{args.run}' is not a headstart run folder (no {CONFIG_NAME}).")
-    try:
-        hs = json.loads(path.read_text())["headstart"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunFolderError(f"{path} is not a headstart config ({exc}).") from exc
+    hs = read_config(args.run)["headstart"]
     if args.json:
         print_json(hs)
         return 0
@@ -43,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         f"{backbone.get('architecture')}), weights {backbone.get('weights')}"
     )
     print(f"strategy:   {hs.get('strategy')}, head {hs['head']['kind']}")
+    print("plain timm: {}, {}".format("yes" if plain_timm(hs)[0] else "no", plain_timm(hs)[1]))
     print(
         f"training:   best epoch {training.get('best_epoch')} of {training.get('epochs_run')}, "
         f"lr {training.get('lr')}, seed {training.get('seed')}, {training.get('seconds')} s"

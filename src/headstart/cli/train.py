@@ -213,7 +213,6 @@ def _resumed_args(
 ) -> argparse.Namespace | None:
     """The run's stored arguments, with this invocation's quiet/device/workers when given."""
     from headstart.errors import RunFolderError
-    from headstart.runs import CONFIG_NAME
 
     given = [
         name
@@ -238,7 +237,7 @@ def _resumed_args(
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(f"Cannot resume '{out}': {path} is damaged ({exc}).") from exc
-    if _finished(out / CONFIG_NAME):
+    if _finished(out):
         return None
     merged = {**defaults, **stored}
     for name in _RESUME_OVERRIDES:
@@ -249,11 +248,14 @@ def _resumed_args(
     return argparse.Namespace(**merged)
 
 
-def _finished(config: Path) -> bool:
+def _finished(out: Path) -> bool:
     """A run folder whose config.json records a training that was not interrupted."""
+    from headstart.errors import RunFolderError
+    from headstart.runs import read_config
+
     try:
-        training = json.loads(config.read_text())["headstart"]["training"]
-    except (OSError, ValueError, KeyError, TypeError):
+        training = read_config(out)["headstart"]["training"]
+    except (RunFolderError, KeyError, TypeError):
         return False
     return not training.get("interrupted", False)
 

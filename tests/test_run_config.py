@@ -1,0 +1,41 @@
+"""The run folder says what it is: one reader of config.json, and whether plain timm loads it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from headstart.cli.main import main
+from headstart.errors import RunFolderError
+from headstart.runs import read_config
+
+RUNS_V1 = Path(__file__).parent / "data" / "runs_v1"
+
+
+@pytest.mark.parametrize(("run", "answer"), [("linear", "yes"), ("mlp_layer", "no")])
+def test_info_says_whether_plain_timm_loads_a_run(run: str, answer: str, capsys) -> None:
+    assert main(["info", str(RUNS_V1 / run)]) == 0
+
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("plain timm:")]
+
+    assert len(rows) == 1 and rows[0].startswith(f"plain timm: {answer}, ")
+
+
+def test_info_and_predict_say_the_same_about_a_missing_run(tmp_path, capsys) -> None:
+    missing = tmp_path / "nosuch"
+    assert main(["info", str(missing)]) == 2
+    info = capsys.readouterr().err
+    assert main(["predict", str(missing), str(tmp_path)]) == 2
+    predict = capsys.readouterr().err
+
+    assert info == predict and "does not exist" in info
+
+
+def test_read_config_refuses_a_timm_folder_that_is_not_a_run(tmp_path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18"}))
+
+    with pytest.raises(RunFolderError, match="not written by headstart"):
+        read_config(tmp_path)
+    assert read_config(tmp_path, model_folder=True) == {"architecture": "resnet18"}

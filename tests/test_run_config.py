@@ -6,12 +6,47 @@ import json
 from pathlib import Path
 
 import pytest
+import timm
 
+from headstart import ImageClassifier
 from headstart.cli.main import main
 from headstart.errors import RunFolderError
 from headstart.runs import read_config
 
 RUNS_V1 = Path(__file__).parent / "data" / "runs_v1"
+
+
+def _fit(tmp_path: Path, data: Path, **kwargs) -> Path:
+    clf = ImageClassifier(
+        "test_resnet",
+        weights="none",
+        strategy="features",
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+        **kwargs,
+    ).fit(data)
+    return clf.save(tmp_path / "run")
+
+
+def test_a_final_features_linear_run_says_plain_timm_loads_it(colour_data, tmp_path) -> None:
+    run = _fit(tmp_path, colour_data)
+
+    recorded = read_config(run)["headstart"]["plain_timm"]
+
+    assert recorded["loads"] is True and "'fc'" in recorded["reason"]
+    model = timm.create_model(f"local-dir:{run}", pretrained=True)
+    assert model.get_classifier().out_features == 3
+
+
+def test_a_layer_run_says_plain_timm_does_not_load_it_and_why(colour_data, tmp_path) -> None:
+    run = _fit(tmp_path, colour_data, layer=1)
+
+    recorded = read_config(run)["headstart"]["plain_timm"]
+
+    assert recorded["loads"] is False and "stage" in recorded["reason"]
+    with pytest.raises(RuntimeError, match="headstart_head"):
+        timm.create_model(f"local-dir:{run}", pretrained=True)
 
 
 @pytest.mark.parametrize(("run", "answer"), [("linear", "yes"), ("mlp_layer", "no")])

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 
@@ -88,6 +89,16 @@ def test_a_loaded_run_saved_again_writes_the_same_config(colour_data, tmp_path) 
     again = json.loads((loaded.save(tmp_path / "b") / "config.json").read_text())
 
     assert again == first
+
+
+def test_predict_takes_one_path_as_a_list_of_one(colour_data, tmp_path) -> None:
+    clf = _clf(tmp_path).fit(colour_data)
+    image = sorted((colour_data / "test" / "red").iterdir())[0]
+
+    assert clf.predict(str(image)) == clf.predict([image])
+    assert len(clf.predict(image)) == 1
+    np.testing.assert_array_equal(clf.predict_proba(str(image)), clf.predict_proba([image]))
+    assert [p.path for p in clf.predict_files(str(image))] == [image]
 
 
 def test_each_fit_resolves_its_settings_once(colour_data, tmp_path, monkeypatch) -> None:

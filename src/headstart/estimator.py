@@ -476,16 +476,14 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
             proba = proba + self._proba(other.features)
         return extracted, proba / len(views)
 
-    def predict_files(
-        self, paths: Sequence[str | Path], *, top_k: int = 5, tta: str = "none"
-    ) -> list[Prediction]:
+    def predict_files(self, paths: Paths, *, top_k: int = 5, tta: str = "none") -> list[Prediction]:
         """Predict every image among files and folders; unreadable ones get an ``error``.
 
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """
         self._check_fitted()
-        files, skipped = collect_image_paths(list(paths))
+        files, skipped = collect_image_paths(_as_list(paths))
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
@@ -501,8 +499,9 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
             results.append(Prediction(path, top[0][0], top[0][1], top))
         return results
 
-    def predict_proba(self, paths: Sequence[str | Path], *, tta: str = "none") -> np.ndarray:
-        """Class probabilities, one row per image file in ``paths`` (columns: ``classes_``).
+    def predict_proba(self, paths: Paths, *, tta: str = "none") -> np.ndarray:
+        """Class probabilities, one row per image file in ``paths`` (columns: ``classes_``); one
+        path alone is a list of one.
 
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"``: average over that many views of each
         image (:mod:`headstart.tta`).
@@ -511,15 +510,16 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
             ImageDecodeError: a file could not be read; use ``predict_files`` to get the others.
         """
         self._check_fitted()
-        files = [Path(p) for p in paths]
+        files = [Path(p) for p in _as_list(paths)]
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         if extracted.failures:
             path, reason = next(iter(extracted.failures.items()))
             raise ImageDecodeError(path, reason)
         return proba
 
-    def predict(self, paths: Sequence[str | Path], *, tta: str = "none") -> list[str]:
-        """The most probable class name for each image file in ``paths``."""
+    def predict(self, paths: Paths, *, tta: str = "none") -> list[str]:
+        """The most probable class name for each image file in ``paths`` (one path: a list of
+        one name)."""
         proba = self.predict_proba(paths, tta=tta)
         return [self.classes_[i] for i in proba.argmax(1)]
 
@@ -612,3 +612,9 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         )
         clf._set_fitted(state)
         return clf
+
+
+def _as_list(paths: Paths) -> list[str | Path]:
+    """One path is a list of one: a ``str`` is a sequence too, and iterating over it would read
+    each character as a file name."""
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)

@@ -74,3 +74,24 @@ def test_read_config_refuses_a_timm_folder_that_is_not_a_run(tmp_path) -> None:
     with pytest.raises(RunFolderError, match="not written by headstart"):
         read_config(tmp_path)
     assert read_config(tmp_path, model_folder=True) == {"architecture": "resnet18"}
+
+
+def test_train_with_auto_warns_in_one_line_about_an_unused_epochs_and_records_it(
+    colour_data, tmp_path, capsys
+) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(colour_data), "--out", str(run), "--model", "test_resnet"]
+    args += ["--weights", "none", "--head", "linear", "--epochs", "5", "--workers", "0", "-q"]
+
+    assert main([*args, "--cache-dir", str(tmp_path / "c")]) == 0
+
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "not used" in line]
+    assert lines == [
+        "warning: --epochs 5 was not used: auto chose features with a linear head, a logistic "
+        "regression solved to convergence by L-BFGS, which has no epochs, learning rate, batches "
+        "or schedule; pass --strategy augment or finetune (or --head mlp) to use it."
+    ]
+    training = read_config(run)["headstart"]["training"]
+    assert training["not_used"]["options"] == {"epochs": 5}
+    assert training["epochs"] != 5

@@ -195,7 +195,8 @@ def _head_keys(head: torch.nn.Module, hs: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
-    """history.csv as ``fit`` had it (its saved columns); an empty cell is left out of its row."""
+    """history.csv as ``fit`` had it (its saved columns); an empty cell becomes NaN, a gap in a
+    plot, as the report reads it."""
     if not path.is_file():
         return []
     rows: list[dict[str, Any]] = []
@@ -204,9 +205,9 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
             for raw in csv.DictReader(f):
                 row: dict[str, Any] = {}
                 for key, value in raw.items():
-                    if key is None or value in (None, ""):
+                    if key is None:
                         continue
-                    number = float(value)
+                    number = float(value) if value else math.nan  # empty: not measured
                     row[key] = int(number) if key == "epoch" and math.isfinite(number) else number
                 rows.append(row)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error):

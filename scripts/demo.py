@@ -19,7 +19,7 @@ from pathlib import Path
 
 from headstart import EMBEDDED_MODEL, ImageClassifier
 from headstart.errors import HeadstartError
-from headstart.evaluation import write_report
+from headstart.reporting import write_report
 from headstart.synthetic import make_demo_dataset
 
 

@@ -232,3 +232,17 @@ def test_auto_never_keeps_views_that_a_flip_sensitive_task_does_not_survive(tmp_
     views = next(o for o in advice.facts.scores if "augmented views" in o.name)
     assert views.measured and views.log_loss > advice.facts.baseline.log_loss
     assert "aug_views" not in advice.options
+
+
+def test_each_options_label_names_the_stage_it_was_scored_on(colour_data, tmp_path) -> None:
+    advice = ImageClassifier(
+        "test_resnet", weights="none", num_workers=0, quiet=True, cache_dir=tmp_path / "c"
+    ).advise(colour_data)
+    assert advice.options.get("layer") == "layer3"  # the earlier stage is kept on this task
+    on_stage = [o for o in advice.facts.scores if o.options.get("layer")]
+    assert len(on_stage) >= 2  # the stage itself, and what was scored on its features
+    for option in on_stage:
+        assert option.options["layer"] in option.name, option.name
+    assert any(
+        r.strip().startswith("linear head, layer3 + 4 augmented views") for r in advice.reasons
+    )

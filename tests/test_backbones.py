@@ -414,3 +414,15 @@ def test_headstart_run_folder_serves_as_a_backbone_with_its_exact_preprocessing(
     assert b.preprocess == saved and b.spec["family"] == trained.spec["family"]
     x = _batch(b) if model == TIMM_TEST else torch.randn(1, 3, 64, 64)
     assert torch.equal(_features(b.module, x), _features(trained.module, x))
+
+
+def test_recommended_backbones_describe_the_pretraining_their_tag_names() -> None:
+    from headstart.backbones import list_backbones
+
+    for name, description in list_backbones(None):
+        tag = name.partition(".")[2]
+        for data, words in (("in12k", "ImageNet-12k"), ("in22k", "ImageNet-22k")):
+            if tag.startswith(data):
+                assert words in description, (name, description)
+            elif words in description:
+                raise AssertionError(f"{name} is described as {words}: {description}")

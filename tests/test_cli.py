@@ -76,6 +76,25 @@ def test_predict_a_folder_predicts_every_image(trained_run, colour_data, capsys)
     assert len(lines) == 12
 
 
+def test_predict_prints_files_in_the_order_given(trained_run, colour_data, tmp_path, capsys):
+    red, green = sorted((colour_data / "test" / "red").iterdir())[:2]
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(green, folder / "b.png")
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    given = [red, garbage, tmp_path / "nosuch.jpg", folder, green]
+    expected = [str(red), str(garbage), str(tmp_path / "nosuch.jpg")]
+    expected += [str(folder / "a.jpg"), str(folder / "b.png"), str(green)]
+    command = ["predict", str(trained_run), *map(str, given), "--workers", "0"]
+    capsys.readouterr()
+    assert main(command) == 1
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == expected
+    assert main([*command, "--json"]) == 1
+    assert [row["path"] for row in json.loads(capsys.readouterr().out)] == expected
+
+
 def test_info_describes_model_training_and_preprocessing(trained_run, capsys) -> None:
     assert main(["info", str(trained_run)]) == 0
     out = capsys.readouterr().out
@@ -140,6 +159,56 @@ def test_predict_on_only_empty_folders_says_so_and_exits_2(trained_run, tmp_path
 def test_predict_with_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
     assert "not a finished headstart run" in _one_line_error(capsys)
+
+
+def test_every_command_says_the_same_for_a_missing_run(tmp_path, capsys) -> None:
+    run, image = str(tmp_path / "nosuch"), str(tmp_path / "x.png")
+    commands = [
+        ["info", run],
+        ["predict", run, image],
+        ["evaluate", run, str(tmp_path)],
+        ["export", run],
+        ["explain", run, image, "--out", str(tmp_path / "cam.png")],
+        ["report", run],
+    ]
+    errors = set()
+    for command in commands:
+        assert main(command) == 2, command
+        errors.add(_one_line_error(capsys))
+    assert errors == {
+        f"error: '{run}' is not a finished headstart run: there is no such folder; pass the "
+        "folder `headstart train` wrote (its --out, holding config.json and model.safetensors)."
+    }
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_whose_training_has_not_finished_says_to_resume_it(tmp_path, capsys) -> None:
+    (tmp_path / "train_args.json").write_text("{}")
+    for command in (["info", str(tmp_path)], ["predict", str(tmp_path), str(tmp_path)]):
+        assert main(command) == 2
+        assert _one_line_error(capsys).endswith(
+            f"continue it with `headstart train --resume {tmp_path}`."
+        )
+
+
+def test_a_mistyped_run_name_suggests_the_run_beside_it(trained_run, capsys) -> None:
+    typo = trained_run.parent / (trained_run.name + "x")
+    assert main(["info", str(typo)]) == 2
+    assert _one_line_error(capsys).endswith(f"did you mean '{trained_run}'?")
+
+
+def test_images_given_before_the_run_show_the_command_the_right_way_round(
+    trained_run, colour_data, capsys
+) -> None:
+    images = colour_data / "test"
+    assert main(["predict", str(images), str(trained_run), "--workers", "0"]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: '{images}' is not a run folder, but '{trained_run}' is: the run comes first: "
+        f"headstart predict {trained_run} {images}"
+    )
+    assert main(["evaluate", str(colour_data), str(trained_run)]) == 2
+    assert _one_line_error(capsys).endswith(f"headstart evaluate {trained_run} {colour_data}")
+    assert not (images / "train_args.json").exists()
 
 
 def test_evaluate_on_data_with_an_unknown_class_exits_2(trained_run, colour_data, tmp_path, capsys):

@@ -117,3 +117,90 @@ def test_image_over_the_pixel_limit_is_listed_without_pillows_warning(
     captured = capsys.readouterr()
     assert "huge.png: decompression bomb: 1,200 pixels exceeds the limit of 1,000" in captured.out
     assert "DecompressionBombWarning" not in captured.err
+
+
+def test_data_command_counts_what_training_uses_and_lists_a_corrupt_jpeg(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    import headstart.data.discovery as discovery
+    from headstart import ImageClassifier
+    from tests._images import write_truncated
+
+    data = write_class_folders(tmp_path / "data", {"cat": 10, "dog": 10})
+    cut = write_truncated(data / "cat" / "img_004.jpg", "JPEG")
+    assert main(["data", str(data), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny classes
+        clf = ImageClassifier(
+            "test_resnet", weights="none", strategy="features", num_workers=0, quiet=True
+        ).fit(data)
+    assert listed["counts"] == clf.dataset_["counts"]
+    # 21 files listed by their headers, the corrupt one dropped after the split
+    assert sum(sum(per_class.values()) for per_class in listed["counts"].values()) == 20
+    assert listed["skipped"] == clf.dataset_["skipped"]
+    assert [s["path"] for s in listed["skipped"]] == [str(cut)]
+    assert listed["skipped"][0]["reason"].startswith("truncated or corrupt JPEG")
+
+    # Warm: the files training decoded are taken on the cache's word, not opened again.
+    opened: list[Path] = []
+    original = discovery.image_problem
+
+    def counting(path: Path, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(path)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(discovery, "image_problem", counting)
+    assert main(["data", str(data)]) == 0
+    assert set(opened) == {cut}
+    assert f"{cut}: truncated or corrupt JPEG" in capsys.readouterr().out
+    opened.clear()
+    assert main(["data", str(data), "--quick", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == []  # headers only: not seen
+
+
+def test_data_command_reads_a_csv_with_named_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path / "imgs", {"cat": 4, "dog": 4})
+    rows = ["filename,class"] + [
+        f"imgs/{name}/img_{i:03d}.png,{name}" for name in ("cat", "dog") for i in range(4)
+    ]
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    assert main(["data", str(tmp_path / "l.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "found columns: 'filename', 'class'" in err and "--path-column" in err
+    argv = ["data", str(tmp_path / "l.csv"), "--path-column", "filename", "--label-column", "class"]
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layout"] == "csv"
+    assert main(argv) == 0
+    assert "columns:  path 'filename', label 'class'" in capsys.readouterr().out
+    assert sum(sum(c.values()) for c in summary["counts"].values()) == 8
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    write_class_folders(tmp_path, {"cat": 3, "dog": 3})
+    read, write = os.pipe()
+    os.close(read)  # as `headstart data DATA | head -1` once head has its line
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "headstart", "data", str(tmp_path)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""  # no traceback, no "Exception ignored"
+    assert done.returncode == 1

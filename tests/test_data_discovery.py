@@ -382,6 +382,72 @@ def test_csv_without_needed_columns_names_the_columns_found(tmp_path: Path) -> N
         load_dataset(tmp_path / "l.csv")
 
 
+def test_csv_without_path_and_label_columns_says_how_to_name_them(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("filename,class\na.png,cat\n")
+    with pytest.raises(
+        DataError, match=r"found columns: 'filename', 'class'; .*--path-column and --label-column"
+    ):
+        load_dataset(tmp_path / "l.csv")
+
+
+def test_csv_columns_can_be_named_for_a_csv_made_elsewhere(tmp_path: Path) -> None:
+    write_class_folders(tmp_path / "imgs", {"cat": 3, "dog": 3})
+    rows = ["ID,Filename,Class,Fold"]
+    for name in ("cat", "dog"):
+        for i, fold in enumerate(["train", "train", "val"]):
+            rows.append(f"{i},imgs/{name}/img_{i:03d}.png,{name},{fold}")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(
+        tmp_path / "l.csv", path_column="filename", label_column="Class", split_column="fold"
+    )
+    assert ds.counts() == {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}}
+    assert ds.split_spec is None
+    assert ds.summary()["columns"] == {
+        "path_column": "filename",
+        "label_column": "Class",
+        "split_column": "fold",
+    }
+    no_split = load_dataset(tmp_path / "l.csv", path_column="filename", label_column="Class")
+    assert no_split.split_spec is not None  # no "split" column: headstart splits
+
+
+def test_csv_split_column_named_but_missing_raises_data_error(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("filename,class\na.png,cat\n")
+    with pytest.raises(DataError, match=r"needs a header with columns filename,class,fold; found"):
+        load_dataset(
+            tmp_path / "l.csv", path_column="filename", label_column="class", split_column="fold"
+        )
+
+
+def test_csv_column_options_on_a_folder_raise_data_error(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    with pytest.raises(
+        DataError, match=r"--label-column \(label_column=\) names a column of a CSV"
+    ):
+        load_dataset(tmp_path, label_column="class")
+
+
+def test_verify_dataset_drops_undecodable_files_after_the_split_as_training_does(
+    tmp_path: Path,
+) -> None:
+    from headstart.data import verify_dataset
+
+    write_class_folders(tmp_path, {"cat": 10, "dog": 10})
+    write_truncated(tmp_path / "cat" / "img_004.jpg", "JPEG")  # sorts among the cats
+    listed = load_dataset(tmp_path)
+    checked = verify_dataset(listed, workers=2)
+    cut = tmp_path / "cat" / "img_004.jpg"
+    assert checked == listed.without({cut: _reasons(checked)["img_004.jpg"]})
+    assert _reasons(checked)["img_004.jpg"].startswith("truncated or corrupt JPEG")
+    assert verify_dataset(listed, known={cut}) == listed  # known to decode: not opened
+
+
+def test_the_dataset_model_lives_in_its_own_module() -> None:
+    from headstart.data import dataset
+
+    assert (dataset.Dataset, dataset.Sample, dataset.Skipped) == (Dataset, Sample, Skipped)
+
+
 def test_csv_with_unknown_split_value_raises_data_error(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_text("path,label,split\na.png,cat,train\nb.png,dog,holdout\n")
     with pytest.raises(DataError, match=r"row 3 of .* has split 'holdout'; use train, val or test"):

@@ -230,6 +230,7 @@ def test_imbalance_small_class_and_tiny_images_are_warnings(tmp_path: Path) -> N
     assert len(report.by_code("tiny-image")[0].paths) == 4
     assert report.by_code("small-class")[0].details == {"class": "few", "train": 3}
     assert not report.has_errors
+    assert "--class-weight balanced" in report.by_code("imbalance")[0].message
 
 
 # --------------------------------------------------------------------------- quick_checks

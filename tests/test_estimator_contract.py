@@ -165,7 +165,8 @@ CLI_TO_PARAM = {
         )
     },
 }
-CLI_ONLY = {"data", "help"}
+# `headstart train` options about the data (read by fit) or the run folder, not the classifier.
+CLI_ONLY = {"data", "help", "overwrite", "path_column", "label_column", "split_column"}
 
 
 def _train_options() -> set[str]:

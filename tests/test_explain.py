@@ -10,7 +10,7 @@ from PIL import Image
 
 from headstart import ImageClassifier
 from headstart.cli.main import main
-from headstart.evaluation.explain import explain_image
+from headstart.reporting.explain import explain_image
 
 
 def _fit(tmp_path: Path, data: Path, model: str, **kwargs) -> ImageClassifier:
@@ -118,7 +118,7 @@ def test_explain_of_an_unknown_class_exits_2_with_one_line(colour_data, tmp_path
 def test_the_overlay_colour_map_is_matplotlibs_turbo_without_importing_matplotlib() -> None:
     from matplotlib import colormaps
 
-    from headstart.evaluation.explain import turbo
+    from headstart.reporting.explain import turbo
 
     values = np.random.default_rng(0).random((40, 30))
     np.testing.assert_allclose(turbo(values), colormaps["turbo"](values)[..., :3], atol=0.03)

@@ -15,9 +15,11 @@ from PIL import Image
 from headstart import ImageClassifier
 from headstart.cli.main import main
 from headstart.errors import DataError, RunFolderError
-from headstart.evaluation import write_report
-from headstart.evaluation.report import EXPLAIN_LIMIT, GRID_LIMIT, _tensor_to_image
 from headstart.preprocess import Preprocess
+from headstart.reporting import write_report
+from headstart.reporting._gather import EXPLAIN_LIMIT
+from headstart.reporting._html import GRID_LIMIT
+from headstart.reporting._images import tensor_to_image as _tensor_to_image
 from tests.conftest import write_colour_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -327,7 +329,7 @@ def test_report_of_a_linear_head_shows_how_its_regularisation_was_chosen(tmp_pat
 
 
 def test_report_shows_the_runs_own_curves_png_without_drawing_it_again(tmp_path):
-    from headstart.evaluation.report import _curves_uri
+    from headstart.reporting._images import curves_uri as _curves_uri
 
     history = [
         {"epoch": e, "loss": 1.0 / e, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5}
@@ -353,7 +355,7 @@ def test_report_shows_a_reliability_diagram_before_and_after_calibration(trained
 def test_the_training_run_reports_its_own_predictions_without_predicting_again(
     trained, monkeypatch
 ) -> None:
-    from headstart.evaluation.report import _evaluate
+    from headstart.reporting._gather import evaluate as _evaluate
 
     run, data, clf = trained
     loaded = ImageClassifier.load(run, quiet=True)  # holds nothing: predicts the test images
@@ -373,3 +375,71 @@ def test_the_training_run_reports_its_own_predictions_without_predicting_again(
     assert held.metrics["accuracy"] == fresh.metrics["accuracy"]
     with pytest.raises(AssertionError, match="predicted again"):
         _evaluate(loaded, data)
+
+
+def _run_with_classes(folder: Path, n: int) -> Path:
+    """A run folder holding only a config with test metrics for ``n`` long-named classes."""
+    from headstart.evaluation import classification_metrics
+
+    classes = [f"class-number-{i:02d}" for i in range(n)]
+    y = np.repeat(np.arange(n), 5)
+    proba = np.eye(n)[(y + (np.arange(len(y)) % 5 == 0)) % n]  # a fifth taken for the next class
+    config = {
+        "headstart": {
+            "classes": classes,
+            "metrics": {"test": classification_metrics(y, proba, classes)},
+        }
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_wide_confusion_matrix_scrolls_inside_its_own_box(tmp_path) -> None:
+    page = write_report(_run_with_classes(tmp_path / "run", 12)).read_text(encoding="utf-8")
+    assert '<div class="scroll"><table class="cm">' in page
+    assert 'id="confusion"' in page and 'id="per-class"' in page
+    assert re.search(r"\.scroll \{[^}]*overflow-x:auto", page)
+
+
+# Measures the two boxes once the page has laid out; the page's policy allows inline scripts.
+_MEASURE = """<script>window.addEventListener("load", function () {
+  function box(selector) {
+    var r = document.querySelector(selector).getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom].map(Math.round).join(",");
+  }
+  var d = document.body.dataset;
+  d.confusion = box("#confusion");
+  d.perClass = box("#per-class");
+  d.scroller = box("#confusion .scroll");
+  d.card = box("#results");
+});</script></body>"""
+
+
+@pytest.mark.parametrize("width", [1280, 900, 1800])
+def test_confusion_matrix_of_12_classes_never_runs_into_the_per_class_table(
+    chromium, tmp_path, width
+) -> None:
+    report = write_report(_run_with_classes(tmp_path / "run", 12))
+    measured = tmp_path / "measured.html"
+    measured.write_text(report.read_text(encoding="utf-8").replace("</body>", _MEASURE))
+    loaded = _browse(
+        chromium,
+        tmp_path / "profile",
+        measured.resolve().as_uri(),
+        "--virtual-time-budget=10000",
+        f"--window-size={width},2000",
+        "--dump-dom",
+    )
+    body = re.search(r"<body([^>]*)>", loaded.stdout)
+    assert body, f"chromium printed no page (rc {loaded.returncode}): {loaded.stderr[-2000:]}"
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    matrix, table, scroller, card = (
+        [int(v) for v in attrs[key].split(",")]
+        for key in ("confusion", "per-class", "scroller", "card")
+    )
+    for shown in (matrix, scroller):  # the box, and the matrix as far as it is drawn
+        left, top, right, bottom = shown
+        apart = table[0] >= right or table[2] <= left or table[1] >= bottom or table[3] <= top
+        assert apart, (shown, table)
+    assert scroller[2] <= matrix[2] <= card[2] and table[2] <= card[2]

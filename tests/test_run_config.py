@@ -58,16 +58,6 @@ def test_info_says_whether_plain_timm_loads_a_run(run: str, answer: str, capsys)
     assert len(rows) == 1 and rows[0].startswith(f"plain timm: {answer}, ")
 
 
-def test_info_and_predict_say_the_same_about_a_missing_run(tmp_path, capsys) -> None:
-    missing = tmp_path / "nosuch"
-    assert main(["info", str(missing)]) == 2
-    info = capsys.readouterr().err
-    assert main(["predict", str(missing), str(tmp_path)]) == 2
-    predict = capsys.readouterr().err
-
-    assert info == predict and "does not exist" in info
-
-
 def test_read_config_refuses_a_timm_folder_that_is_not_a_run(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18"}))
 

@@ -98,3 +98,72 @@ def test_out_pointing_at_a_file_exits_2_with_one_line(tmp_path, capsys) -> None:
     assert main(["train", str(tmp_path), "--out", str(target), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --out") and len(err.splitlines()) == 1
+
+
+def test_a_train_that_fails_leaves_no_run_folder_behind(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "no/such/folder", "-q"]) == 2
+    assert "does not exist" in _error(capsys)
+    assert list(tmp_path.iterdir()) == []  # no runs/folder-<timestamp>/train_args.json
+
+
+def test_an_option_the_strategy_refuses_leaves_no_run_folder_behind(env, tmp_path, capsys):
+    data, common = env
+    out = tmp_path / "runs" / "run"
+    args = ["train", str(data), "--out", str(out), *common, "-q"]
+    assert main([*args, "--strategy", "features", "--epochs", "5"]) == 2
+    assert "epochs" in _error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_train_into_an_empty_folder_leaves_it_empty(env, tmp_path, capsys) -> None:
+    data, _ = env
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(["train", str(data), "--out", str(out), "--model", "resnet5O", "-q"]) == 2
+    _error(capsys)
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+def test_out_onto_a_finished_run_exits_2_unless_overwrite(env, tmp_path, capsys) -> None:
+    data, common = env
+    run = tmp_path / "run"
+    args = ["train", str(data), "--out", str(run), *common, "-q", "--strategy", "features"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(args) == 2
+    assert _error(capsys) == (
+        f"error: --out {run} holds a finished run; choose another --out, or pass --overwrite to "
+        "replace it."
+    )
+    assert main([*args, "--overwrite", "--epochs", "5"]) == 2  # refused: the old run stays
+    _error(capsys)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main([*args, "--overwrite", "--head", "mlp"]) == 0
+    config = json.loads((run / "config.json").read_text())["headstart"]
+    assert config["head"]["kind"] == "mlp"
+
+
+def test_out_onto_an_unfinished_run_says_to_resume_it(tmp_path, capsys) -> None:
+    (tmp_path / "train_args.json").write_text("{}")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
+    assert f"continue it with `headstart train --resume {tmp_path}`" in _error(capsys)
+
+
+def test_out_into_a_folder_of_other_files_exits_2_unless_overwrite(env, tmp_path, capsys):
+    data, common = env
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "cat.jpg").write_bytes(b"mine")
+    args = ["train", str(data), "--out", str(out), *common, "-q", "--strategy", "features"]
+    assert main(args) == 2
+    assert "not empty and not a run folder (it holds 'cat.jpg')" in _error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["cat.jpg"]
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "config.json").is_file() and (out / "cat.jpg").read_bytes() == b"mine"
+
+
+def test_resume_with_overwrite_exits_2(tmp_path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--overwrite"]) == 2
+    assert "give one of them" in _error(capsys)

@@ -19,6 +19,7 @@ __all__ = [
     "ImageDecodeError",
     "MissingDependencyError",
     "NotFittedError",
+    "CacheWarning",
     "PreprocessOverrideWarning",
     "PretrainedViewWarning",
     "RunFolderError",
@@ -78,6 +79,10 @@ class HeadstartWarning(UserWarning):
 
 class DataWarning(HeadstartWarning):
     """The data is usable but suspicious: leaked duplicates, conflicting labels."""
+
+
+class CacheWarning(HeadstartWarning):
+    """The feature cache cannot be used as it is (damaged, read-only); the run goes on."""
 
 
 class PreprocessOverrideWarning(HeadstartWarning):

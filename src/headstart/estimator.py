@@ -24,7 +24,14 @@ from sklearn.base import BaseEstimator
 
 from headstart import distributed
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone
-from headstart.data import Dataset, collect_image_paths, dataset_from_lists, load_dataset
+from headstart.data import (
+    CsvColumns,
+    Dataset,
+    Sample,
+    collect_image_paths,
+    dataset_from_lists,
+    load_dataset,
+)
 from headstart.data.discovery import Vouch
 from headstart.errors import (
     DataError,
@@ -50,9 +57,24 @@ from headstart.strategies import (
 )
 from headstart.strategies.auto import Advice, advise
 
-__all__ = ["ImageClassifier", "Prediction"]
+__all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
 
 Paths = str | Path | Sequence[str | Path]
+
+
+@dataclass(frozen=True)
+class SplitPrediction:
+    """What ``predict_split`` says about one split of a labelled dataset.
+
+    Attributes:
+        samples: The split's samples that could be read, in the split's order.
+        proba: Their class probabilities, a row per sample of ``samples`` (columns: ``classes_``).
+        failures: The files that could not be read, and why.
+    """
+
+    samples: list[Sample]
+    proba: np.ndarray
+    failures: dict[Path, str]
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,11 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
             selection step so that predicted probabilities match accuracy; ``"none"``: raw
             softmax probabilities.
+        class_weight: weight each image's loss by its class, for every head and strategy:
+            ``"balanced"`` (``n / (k * n_c)``, scikit-learn's), a dict of class name to weight,
+            or ``"none"``. None (default): unweighted, except that ``auto`` measures
+            ``"balanced"`` on imbalanced data and keeps it when held-out macro-F1 improves.
+
 
     Under torchrun (a ``torch.distributed`` process group initialised before ``fit``), every
     process calls ``fit`` with the same arguments: extraction and end-to-end training are split
@@ -196,6 +223,7 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         C: float | None = None,
         refit: bool = True,
         calibrate: str = "temperature",
+        class_weight: str | Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -235,6 +263,7 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         self.C = C
         self.refit = refit
         self.calibrate = calibrate
+        self.class_weight = class_weight
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Paths | Dataset, y: Sequence[str] | None = None) -> ImageClassifier:
@@ -334,7 +363,7 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         # it trained on, and reading a 100k-image folder again would cost seconds for nothing.
         # Only a dataset read from a path: it is what reading that path again would give.
         self._fit_dataset = dataset if isinstance(X, (str, Path)) else None
-        # Its probabilities of each held-out split, a row per sample: the report shows them.
+        # Its probabilities of each held-out split, a row per sample: predict_split returns them.
         self._fit_proba = proba if self._fit_dataset is not None else {}
         return self
 
@@ -451,13 +480,6 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         """Class probabilities: the softmax of the head's (calibrated) logits."""
         return head_proba(self.head_, features)
 
-    def _fitted_proba(self, dataset: Dataset, split: str) -> np.ndarray | None:
-        """The probabilities ``fit`` computed for ``split`` of ``dataset``, a row per sample, when
-        it is the dataset this process trained on (the report then predicts nothing again)."""
-        if dataset is not self._fit_dataset:
-            return None
-        return self._fit_proba.get(split)
-
     def _tta_proba(self, files: Sequence[Path], *, tta: str, desc: str) -> tuple[Any, np.ndarray]:
         """(extraction of the plain view, probabilities averaged over the ``tta`` views)."""
         from headstart.tta import tta_views
@@ -479,24 +501,39 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
     def predict_files(self, paths: Paths, *, top_k: int = 5, tta: str = "none") -> list[Prediction]:
         """Predict every image among files and folders; unreadable ones get an ``error``.
 
+        One result per file, in the order the paths were given (a folder's files sorted, in its
+        place), so the output lines up with the input.
+
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """
         self._check_fitted()
-        files, skipped = collect_image_paths(_as_list(paths))
+        # Results come in the order the paths were given, each folder's files sorted in its
+        # place, skipped files included: one path at a time, as collect_image_paths returns the
+        # skipped apart from the images. Each file is predicted once, where it first appears.
+        ordered: dict[Path, str | None] = {}  # path -> why it was skipped (None: an image)
+        for given in _as_list(paths):
+            images, skipped = collect_image_paths([given])
+            found: dict[Path, str | None] = {p: None for p in images}
+            found.update((s.path, s.reason) for s in skipped)
+            for path in sorted(found, key=str):  # a folder's files come sorted by str
+                ordered.setdefault(path, found[path])
+        files = [p for p, reason in ordered.items() if reason is None]
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
-        results: list[Prediction] = [Prediction(s.path, error=s.reason) for s in skipped]
-        for path in files:
-            if path in extracted.failures or path not in row_of:
+        results: list[Prediction] = []
+        for path, skip_reason in ordered.items():
+            if skip_reason is not None:
+                results.append(Prediction(path, error=skip_reason))
+            elif path in extracted.failures or path not in row_of:
                 reason = extracted.failures.get(path, "could not be read")
                 results.append(Prediction(path, error=reason))
-                continue
-            row = proba[row_of[path]]
-            order = np.argsort(-row, kind="stable")[:k]
-            top = tuple((self.classes_[i], float(row[i])) for i in order)
-            results.append(Prediction(path, top[0][0], top[0][1], top))
+            else:
+                row = proba[row_of[path]]
+                order = np.argsort(-row, kind="stable")[:k]
+                top = tuple((self.classes_[i], float(row[i])) for i in order)
+                results.append(Prediction(path, top[0][0], top[0][1], top))
         return results
 
     def predict_proba(self, paths: Paths, *, tta: str = "none") -> np.ndarray:
@@ -542,28 +579,59 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
             raise DataError(
                 f"Split {chosen!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
             )
-        samples = dataset.splits[chosen]
-        extracted, all_proba = self._tta_proba(
-            [s.path for s in samples], tta=tta, desc="evaluating"
-        )
-        row = {p: i for i, p in enumerate(extracted.paths)}
-        kept = [s for s in samples if s.path in row]
-        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        predicted = self.predict_split(dataset, chosen, tta=tta)
+        kept, proba = predicted.samples, predicted.proba
         y = np.array([s.label for s in kept], dtype=np.int64)
         metrics = classification_metrics(y, proba, self.classes_)
         metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
         metrics["tta"] = tta
         metrics["paths"] = [str(s.path) for s in kept]
         metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
-        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in extracted.failures.items()]
+        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in predicted.failures.items()]
         return metrics
 
-    def evaluation_dataset(self, data: str | Path) -> Dataset:
+    def predict_split(self, dataset: Dataset, split: str, *, tta: str = "none") -> SplitPrediction:
+        """Probabilities of one split of a labelled dataset, a row per sample that could be read.
+
+        When ``dataset`` is the one ``fit`` read in this process (``evaluation_dataset`` returns
+        it for the training folder), the probabilities ``fit`` computed for that split are
+        returned without a forward pass: right after training, the report and ``evaluate`` of a
+        100k-image folder would otherwise predict every image again for the same numbers. With
+        ``tta`` other than "none" the views are always predicted.
+
+        Raises:
+            DataError: ``dataset`` has no split ``split``.
+        """
+        self._check_fitted()
+        if split not in dataset.splits:
+            raise DataError(
+                f"Split {split!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
+            )
+        samples = list(dataset.splits[split])
+        held = self._fit_proba.get(split)
+        if tta == "none" and held is not None and dataset is self._fit_dataset:
+            return SplitPrediction(samples, held, {})
+        extracted, all_proba = self._tta_proba(
+            [s.path for s in samples], tta=tta, desc="evaluating"
+        )
+        row = {p: i for i, p in enumerate(extracted.paths)}
+        kept = [s for s in samples if s.path in row]
+        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        failures = {
+            s.path: extracted.failures.get(s.path, "could not be read")
+            for s in samples
+            if s.path not in row
+        }
+        return SplitPrediction(kept, proba, failures)
+
+    def evaluation_dataset(self, data: str | Path, *, columns: CsvColumns | None = None) -> Dataset:
         """``data`` as ``evaluate`` and the report read it.
 
         When it is the folder this model was trained on and headstart split it, the split is
         redone with the recorded seed and fractions, so "test" is the same images as at training
-        time, never training images. Otherwise all of ``data`` is one split.
+        time, never training images. Otherwise all of ``data`` is one split. ``columns`` names
+        a CSV's columns (as ``load_dataset``'s keywords); the CSV the model was trained on is
+        read with the columns recorded then, unless others are given.
         """
         self._check_fitted()
         data = Path(data)
@@ -571,6 +639,8 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
         spec, root = recorded.get("split_spec"), recorded.get("root")
         # Both resolved: the run records an absolute path, which may go through a symlink.
         same_root = bool(root) and Path(str(root)).resolve() == data.resolve()
+        if columns is None and same_root:
+            columns = recorded.get("columns")
         held = self._fit_dataset
         if same_root and held is not None and held.split_spec == (spec or None):
             return held  # what reading it again would give, as this process already read it
@@ -582,9 +652,15 @@ class ImageClassifier(BaseEstimator, LearnedAttributes):
                 seed=int(spec["seed"]),
                 classes=self.classes_,
                 vouch=self._vouch(),
+                **(columns or {}),
             )
         return load_dataset(
-            data, val_fraction=0.0, test_fraction=0.0, classes=self.classes_, vouch=self._vouch()
+            data,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            classes=self.classes_,
+            vouch=self._vouch(),
+            **(columns or {}),
         )
 
     # ----------------------------------------------------------- save and load

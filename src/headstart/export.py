@@ -36,6 +36,7 @@ from torch import nn
 
 from headstart._version import __version__
 from headstart.errors import DataError, ExportError, HeadstartError, MissingDependencyError
+from headstart.runs import create_temp_beside
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -161,9 +162,7 @@ def export_classifier(
         # On the CPU, where the exported file will be checked (predict may have used a GPU).
         graph = _ExportGraph(clf, uint8=input == "uint8").eval().to("cpu")
         batch = _batch(images, preprocess, uint8=input == "uint8")
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        tmp_model = Path(name)
+        tmp_model = create_temp_beside(out)  # not mkstemp: the model keeps the umask's mode
         try:
             with torch.no_grad():
                 if format == "onnx":

@@ -100,7 +100,7 @@ def warn_on_pretrained_view(
     The features it needs are the training images' own, so they land in the cache that
     training reads next: the check costs a classifier pass, not a forward pass.
     """
-    from headstart.doctor._pretrained_view import warn_on_pretrained_view as warn
+    from headstart.doctor import warn_on_pretrained_view as warn
 
     samples = [(s.path, dataset.classes[s.label]) for s in dataset.splits.get("train", [])]
     warn(backbone, samples, extract, model=model, seed=seed)

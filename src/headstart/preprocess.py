@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_DECODE",
     "INTERPOLATIONS",
     "KERAS_MODES",
+    "KERAS_MODE_VALUES",
     "OVERRIDE_KEYS",
     "RESIZE_MODES",
     "Preprocess",
@@ -59,7 +60,6 @@ DEFAULT_DECODE: DecodeMode = "fast"
 """JPEG decoding by default: DCT-downscaled when the file is over twice the resize target."""
 # The modes PIL resizes with; timm's "random" is a training-only choice and never an eval mode.
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
-KERAS_MODES: tuple[str, ...] = ("caffe", "tf", "torch")
 OVERRIDE_KEYS: tuple[str, ...] = (
     "input_size",
     "crop_pct",
@@ -88,10 +88,7 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _UNIT_SCALE = 1 / 255
 
-# Keras applications' preprocess_input modes (keras/src/applications/imagenet_utils.py).
-# caffe: RGB->BGR, 0..255, subtract the ImageNet mean in BGR order, no std.
-# tf: scale to -1..1, i.e. (x/255 - 0.5) / 0.5.  torch: 0..1, then ImageNet mean/std.
-_KERAS: dict[str, dict[str, Any]] = {
+KERAS_MODE_VALUES: Mapping[str, Mapping[str, Any]] = {
     "caffe": {
         "scale": 1.0,
         "mean": (103.939, 116.779, 123.68),
@@ -111,7 +108,13 @@ _KERAS: dict[str, dict[str, Any]] = {
         "channel_order": "RGB",
     },
 }
-_KERAS_KEYS = frozenset(_KERAS["caffe"])
+"""Keras applications' ``preprocess_input`` modes in :class:`Preprocess`' fields, the one table
+both ``--preprocess keras=MODE`` and the ``keras:`` backbones read
+(keras/src/applications/imagenet_utils.py). caffe: RGB->BGR, 0..255, subtract the ImageNet mean
+in BGR order, no std. tf: scale to -1..1, i.e. (x/255 - 0.5) / 0.5. torch: 0..1, then ImageNet
+mean/std."""
+KERAS_MODES: tuple[str, ...] = tuple(KERAS_MODE_VALUES)
+_KERAS_KEYS = frozenset(KERAS_MODE_VALUES["caffe"])
 _MAX_SIDE = 8192
 _DECODE_TEXT = {
     "fast": "fast (JPEGs over twice the resize target are DCT-downscaled while decoding)",
@@ -696,13 +699,13 @@ def _normalise_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
                 f"keras mode must be one of {', '.join(KERAS_MODES)}, got {keras!r}; "
                 "pick the mode of the Keras application the weights come from."
             )
-        clash = sorted(set(given) & set(_KERAS[keras]))
+        clash = sorted(set(given) & set(KERAS_MODE_VALUES[keras]))
         if clash:
             raise DataError(
                 f"keras={keras!r} sets scale, mean, std and channel order itself; it cannot be "
                 f"combined with {', '.join(clash)}. Give either the keras mode or the values."
             )
-        given.update(_KERAS[keras])
+        given.update(KERAS_MODE_VALUES[keras])
     resize = given.pop("resize", None)
     if resize is not None:
         if resize not in RESIZE_MODES:

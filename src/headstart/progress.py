@@ -13,16 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
+from headstart._text import format_clock
+
 __all__ = ["Progress", "track"]
 
 T = TypeVar("T")
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Progress:
@@ -90,9 +85,9 @@ class Progress:
             parts[0] += f" {self.unit}"
         parts.append(f"{rate:.1f} {self.unit}/s")
         if self.total and rate > 0 and self.n < self.total:
-            parts.append(f"ETA {_format_seconds((self.total - self.n) / rate)}")
+            parts.append(f"ETA {format_clock((self.total - self.n) / rate)}")
         else:
-            parts.append(f"elapsed {_format_seconds(elapsed)}")
+            parts.append(f"elapsed {format_clock(elapsed)}")
         print(", ".join(parts), file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
     "atomic_write",
+    "create_temp_beside",
     "plain_timm",
     "read_config",
     "read_run",
@@ -43,19 +45,49 @@ FORMAT_VERSION = 1
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
+
+    The file gets the permissions ``open(path, "wb")`` would give it (see
+    :func:`create_temp_beside`), so a run folder is as readable as anything else its owner writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = create_temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def create_temp_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s folder, for writing and then renaming over ``path``.
+
+    It gets the mode ``open(path, "wb")`` would give ``path``: 0o666 less the umask for a new
+    file (the kernel applies the umask, as it does for ``open``), ``path``'s own mode when it
+    exists. ``tempfile.mkstemp`` is not used because it creates files 0600 whatever the umask,
+    and the rename carries that mode over: every run file would be private to its writer.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        try:
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass  # a new file: the umask's mode stays
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -107,47 +139,40 @@ def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
 
 
 def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:
-    """A folder's ``config.json``, parsed: the one reader of it, so every command words a missing
-    or damaged run the same way.
+    """A run folder's ``config.json``, checked to be headstart's, without its weights.
+
+    For readers that only show what a run recorded (the report, ``headstart info``): they work
+    on a run whose weights are gone, and they must not each parse the file their own way.
 
     Args:
-        model_folder: read any timm model folder (``local-dir:``), not only a finished headstart
-            run: no ``headstart`` section is required, and errors are
+        model_folder: read any timm model folder (``local-dir:``), not only a headstart run: no
+            ``headstart`` section is required, and errors are
             :class:`~headstart.errors.BackboneNotFoundError` that speak of model folders.
 
     Raises:
-        RunFolderError: the folder is missing, has no config.json, or it is not a headstart run
-            of the format this version reads.
+        RunFolderError: the folder or its config is missing, unreadable or not written by
+            headstart.
         BackboneNotFoundError: with ``model_folder``, no readable JSON object in config.json.
     """
     folder = Path(folder)
-    path = folder / CONFIG_NAME
     if model_folder:
-        return _read_model_config(folder, path)
-    if not folder.is_dir():
+        return _read_model_config(folder, folder / CONFIG_NAME)
+    _check_folder(folder)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
         raise RunFolderError(
-            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
-            "(it holds config.json and model.safetensors)."
-        )
-    if not path.is_file():
-        raise RunFolderError(
-            f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
-            f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
+            f"'{folder}' is not a headstart run folder (no {CONFIG_NAME}); pass the folder "
+            "`headstart train` wrote."
         )
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"Cannot read {path}: {exc}.") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("headstart"), dict):
+        raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
+    hs = config.get("headstart") if isinstance(config, dict) else None
+    if not isinstance(hs, dict) or not isinstance(hs.get("classes"), list):
         raise RunFolderError(
-            f"{path} was not written by headstart (no 'headstart' section); to use a timm "
-            "folder as a backbone, pass it as --model local-dir:PATH."
-        )
-    version = config["headstart"].get("format_version")
-    if version != FORMAT_VERSION:
-        raise RunFolderError(
-            f"{path} has format_version {version!r}; this headstart reads "
-            f"{FORMAT_VERSION}. Upgrade headstart or retrain."
+            f"{config_path} was not written by headstart (no 'headstart' section with classes); "
+            "to use a timm folder as a backbone, pass it as --model local-dir:PATH."
         )
     return config
 
@@ -167,6 +192,14 @@ def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
     return config
 
 
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise RunFolderError(
+            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
+            "(it holds config.json and model.safetensors)."
+        )
+
+
 def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a run folder's config and weights, as data only.
 
@@ -174,13 +207,20 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         RunFolderError: the folder is missing, incomplete or not written by headstart.
     """
     folder = Path(folder)
-    weights_path = folder / WEIGHTS_NAME
-    if folder.is_dir() and not weights_path.is_file():
+    _check_folder(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not config_path.is_file() or not weights_path.is_file():
         raise RunFolderError(
             f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
             f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
         )
     config = read_config(folder)
+    version = config["headstart"].get("format_version")
+    if version != FORMAT_VERSION:
+        raise RunFolderError(
+            f"{config_path} has format_version {version!r}; this headstart reads "
+            f"{FORMAT_VERSION}. Upgrade headstart or retrain."
+        )
     try:
         tensors = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:

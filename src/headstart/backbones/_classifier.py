@@ -9,7 +9,9 @@ that classifier where the weights have one: timm's and torchvision's pretrained 
 class names), a model folder that ships ``pretrained_classifier.safetensors`` (the shipped
 ``headstart-tiny``: its source classes), the classifier tensors inside a weights file, a Keras
 classifier's final Dense (``keras:PATH.keras``) and the ImageNet top of a full Keras
-applications weights file (``keras:NAME --weights FILE``).
+applications weights file (``keras:NAME --weights FILE``). Each family finds its own (its
+``pretrained_classifier``); this module holds what they share: the result, and the ``Linear``
+built from a state dict's classifier tensors.
 """
 
 from __future__ import annotations
@@ -19,14 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headstart.errors import HeadstartError
+from headstart.backbones._weights import load_state_dict_file
 
 if TYPE_CHECKING:
     import torch
 
-    from headstart.backbones.registry import Backbone
+    from headstart.backbones._base import Backbone
 
-__all__ = ["CLASSIFIER_FILE", "PretrainedClassifier", "load_pretrained_classifier"]
+__all__ = [
+    "CLASSIFIER_FILE",
+    "PretrainedClassifier",
+    "spec_classifier_names",
+    "from_state",
+    "from_weights_file",
+    "has_weights_file",
+]
 
 CLASSIFIER_FILE = "pretrained_classifier.safetensors"
 """A model folder's pretraining classifier (``fc.weight``, ``fc.bias`` or the cfg's classifier
@@ -48,122 +57,20 @@ class PretrainedClassifier:
     source: str
 
 
-def load_pretrained_classifier(backbone: Backbone) -> PretrainedClassifier | None:
-    """The classifier the backbone's weights were pretrained with, or None when there is none.
-
-    None for random weights, for an earlier stage's features (``layer``: the classifier never saw
-    them), for weights without classifier tensors, and for heads that are not one linear layer
-    over the pooled features (SqueezeNet's convolutional classifier). Never downloads: the
-    weights are already in the cache, since the backbone was built from them.
-    """
-    spec = backbone.spec
-    if spec.get("layer") is not None or str(spec.get("weights_id", "")).startswith("random:"):
-        return None
-    try:
-        return _load(backbone)
-    except (HeadstartError, OSError, KeyError, RuntimeError, ValueError):
-        return None  # a sanity check that cannot run is skipped, never an error of its own
+def has_weights_file(spec: Mapping[str, Any]) -> bool:
+    """Whether the backbone's weights came from the user's ``--weights`` file."""
+    return str(spec.get("weights", "default")).lower() != "default"
 
 
-def _load(backbone: Backbone) -> PretrainedClassifier | None:
-    spec = backbone.spec
-    if spec.get("family") == "keras":
-        return _from_keras(backbone)
-    weights = str(spec.get("weights", "default"))
-    names = _classifier_names(spec.get("classifier"))
-    if weights.lower() != "default":
-        from headstart.backbones._weights import load_state_dict_file
-
-        state = load_state_dict_file(Path(weights).expanduser())
-        return _from_state(backbone, state, names, None, f"the classifier in '{weights}'")
-    model = str(spec.get("model", ""))
-    from headstart.backbones.registry import parse_model_name
-
-    source, name = parse_model_name(model)
-    if source in ("embedded", "local-dir", "hf-hub"):
-        return _from_folder(backbone, source, name, names)
-    if spec.get("family") == "timm":
-        return _from_timm(backbone, spec, names)
-    if spec.get("family") == "torchvision":
-        return _from_torchvision(backbone, name, names)
-    return None
+def from_weights_file(backbone: Backbone) -> PretrainedClassifier | None:
+    """The classifier tensors inside the user's ``--weights`` file, when it kept them."""
+    weights = str(backbone.spec.get("weights", "default"))
+    state = load_state_dict_file(Path(weights).expanduser())
+    names = spec_classifier_names(backbone.spec.get("classifier"))
+    return from_state(backbone, state, names, None, f"the classifier in '{weights}'")
 
 
-def _from_folder(
-    backbone: Backbone, source: str, name: str, names: Sequence[str]
-) -> PretrainedClassifier | None:
-    from headstart.backbones._local import folder_for, read_config
-    from headstart.backbones._weights import load_state_dict_file
-
-    folder = folder_for(source, name, need_weights=False)
-    config = read_config(folder)
-    pretraining = config.get("headstart_pretraining")
-    labels: Any = None
-    if isinstance(pretraining, Mapping):
-        labels = pretraining.get("classes")
-    cfg = config.get("pretrained_cfg")
-    if labels is None:
-        labels = config.get("label_names") or (
-            cfg.get("label_names") if isinstance(cfg, Mapping) else None
-        )
-    path = folder / CLASSIFIER_FILE
-    if not path.is_file():
-        path = folder / "model.safetensors"  # a timm folder saved with its head
-    if not path.is_file():
-        return None
-    state = load_state_dict_file(path)
-    label = f"{backbone.spec.get('model')} pretraining classifier"
-    return _from_state(backbone, state, [*names, "fc"], labels, label)
-
-
-def _from_timm(
-    backbone: Backbone, spec: Mapping[str, Any], names: Sequence[str]
-) -> PretrainedClassifier | None:
-    import timm
-    from timm.data import ImageNetInfo, infer_imagenet_subset
-
-    from headstart.backbones._weights import hf_cache_only
-
-    weights_id = str(spec.get("weights_id", ""))
-    if not weights_id.startswith("timm:"):
-        return None
-    full = weights_id.removeprefix("timm:")
-    with hf_cache_only(True):  # the backbone's own weights are in the cache
-        model = timm.create_model(full, pretrained=True)
-    labels: Any = None
-    subset = infer_imagenet_subset(model)
-    if subset:
-        info = ImageNetInfo(subset)
-        labels = [info.index_to_description(i) for i in range(info.num_classes())]
-    return _from_state(backbone, model.state_dict(), names, labels, f"timm {full} classifier")
-
-
-def _from_torchvision(
-    backbone: Backbone, name: str, names: Sequence[str]
-) -> PretrainedClassifier | None:
-    from headstart.backbones import _torchvision
-    from headstart.backbones._weights import load_state_dict_file
-
-    arch, member = _torchvision.resolve_name(name)
-    path = _torchvision._download(member, f"tv:{arch}.{member.name}")  # cached: the backbone's
-    state = load_state_dict_file(path)
-    labels = member.meta.get("categories")
-    return _from_state(backbone, state, names, labels, f"torchvision {arch}.{member.name} head")
-
-
-def _from_keras(backbone: Backbone) -> PretrainedClassifier | None:
-    from headstart.backbones import _keras
-
-    top = _keras.pretrained_top(backbone.module, backbone.spec)
-    if top is None:
-        return None
-    state = {f"{top.name}.weight": top.weight}
-    if top.bias is not None:
-        state[f"{top.name}.bias"] = top.bias
-    return _from_state(backbone, state, [top.name], top.labels, top.source)
-
-
-def _from_state(
+def from_state(
     backbone: Backbone,
     state: Mapping[str, torch.Tensor],
     names: Sequence[str],
@@ -206,7 +113,8 @@ def _imagenet_names() -> list[str]:
     return [info.index_to_description(i) for i in range(info.num_classes())]
 
 
-def _classifier_names(value: Any) -> list[str]:
+def spec_classifier_names(value: Any) -> list[str]:
+    """The classifier module names a spec's ``classifier`` gives (a list for two-head models)."""
     if isinstance(value, str) and value:
         return [value]
     if isinstance(value, (list, tuple)):

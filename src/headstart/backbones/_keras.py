@@ -35,8 +35,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from headstart.backbones._base import (
+    KERAS_SUFFIXES,
+    Backbone,
+    WeightsChoice,
+    not_found,
+    parse_model_name,
+)
+from headstart.backbones._classifier import PretrainedClassifier, from_state
 from headstart.backbones._weights import file_sha256, state_dict_sha256
-from headstart.backbones.registry import Backbone, WeightsChoice, not_found
 from headstart.errors import (
     BackboneNotFoundError,
     HeadstartError,
@@ -44,24 +51,24 @@ from headstart.errors import (
     UnsafeWeightsError,
     WeightsError,
 )
-from headstart.preprocess import Preprocess, resolve_preprocess
+from headstart.preprocess import KERAS_MODE_VALUES, Preprocess, resolve_preprocess
 
 __all__ = [
     "FAMILIES",
-    "KERAS_SUFFIXES",
     "KerasFamily",
     "KerasFeatures",
     "KerasTop",
     "check_config",
     "create",
     "import_keras",
+    "list_weights",
     "preprocess_for",
+    "pretrained_classifier",
     "pretrained_top",
     "rebuild",
 ]
 
 KerasMode = Literal["caffe", "tf", "torch", "raw"]
-KERAS_SUFFIXES: tuple[str, ...] = (".h5", ".keras")
 _INSTALL = "pip install 'headstart[keras]'"
 
 
@@ -113,34 +120,11 @@ FAMILIES: dict[str, KerasFamily] = {
 }
 """The applications headstart builds, by the name ``keras.applications`` gives them."""
 
-# preprocess_input of each mode, in Preprocess' fields (keras/src/applications/imagenet_utils.py;
-# "raw" is the identity preprocess_input of EfficientNet and ConvNeXt).
-_MODES: dict[str, dict[str, Any]] = {
-    "caffe": {"keras": "caffe"},
-    "tf": {"keras": "tf"},
-    "torch": {"keras": "torch"},
+# preprocess_input of each mode, in Preprocess' fields: Keras' three modes from headstart's one
+# table, and "raw", the identity preprocess_input of EfficientNet and ConvNeXt.
+_MODE_VALUES: dict[str, Mapping[str, Any]] = {
+    **KERAS_MODE_VALUES,
     "raw": {"scale": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "channel_order": "RGB"},
-}
-_MODE_VALUES: dict[str, dict[str, Any]] = {
-    "caffe": {
-        "scale": 1.0,
-        "mean": (103.939, 116.779, 123.68),
-        "std": (1.0, 1.0, 1.0),
-        "channel_order": "BGR",
-    },
-    "tf": {
-        "scale": 1 / 255,
-        "mean": (0.5, 0.5, 0.5),
-        "std": (0.5, 0.5, 0.5),
-        "channel_order": "RGB",
-    },
-    "torch": {
-        "scale": 1 / 255,
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "channel_order": "RGB",
-    },
-    "raw": _MODES["raw"],
 }
 
 
@@ -427,7 +411,9 @@ def _family_preprocess(
     return base.with_overrides(overrides)
 
 
-def preprocess_for(name: str, overrides: Mapping[str, Any] | None) -> Preprocess:
+def preprocess_for(
+    source: str, name: str, overrides: Mapping[str, Any] | None, *, model: str
+) -> Preprocess:
     """The preprocessing of ``keras:NAME`` (an application, or a ``.keras`` file's base)."""
     if _is_path(name):
         return _user_model(Path(name).expanduser())[1].with_overrides(overrides)
@@ -762,6 +748,7 @@ def _default_weights(keras: Any, name: str) -> Path:
 
 
 def create(
+    source: str,
     name: str,
     choice: WeightsChoice,
     overrides: Mapping[str, Any] | None,
@@ -904,8 +891,6 @@ def pretrained_top(module: nn.Module, spec: Mapping[str, Any]) -> KerasTop | Non
     keras = import_keras()
     arch = str(spec.get("architecture"))
     if arch == "model":
-        from headstart.backbones.registry import parse_model_name
-
         path = Path(parse_model_name(str(spec.get("model")))[1]).expanduser()
         if not _same_file(path, spec):
             return None
@@ -974,3 +959,21 @@ def _on_pooled_features(dense: Any) -> bool:
         layer = history.operation if history is not None else None
         if type(layer).__name__ != "Dropout":
             return type(layer).__name__ == "GlobalAveragePooling2D"
+
+
+def pretrained_classifier(
+    backbone: Backbone, source: str, name: str
+) -> PretrainedClassifier | None:
+    """The Keras classifier above the backbone's features (:func:`pretrained_top`), as torch."""
+    top = pretrained_top(backbone.module, backbone.spec)
+    if top is None:
+        return None
+    state = {f"{top.name}.weight": top.weight}
+    if top.bias is not None:
+        state[f"{top.name}.bias"] = top.bias
+    return from_state(backbone, state, [top.name], top.labels, top.source)
+
+
+def list_weights(glob: str) -> list[tuple[str, str]]:
+    """Nothing: ``headstart backbones PATTERN`` searches timm's and torchvision's registries."""
+    return []

@@ -7,7 +7,10 @@ download, and it may unpickle a ``pytorch_model.bin``. A folder can come from an
 loader reads config.json as plain data instead: the architecture must be a registered timm name,
 only known keys with plain JSON values are used, the network is built with ``pretrained=False``,
 and the tensors go through the safe loader. A headstart run folder has the same layout (plus a
-``headstart`` section), so a trained run can serve as a backbone too.
+``headstart`` section), so a trained run can serve as a backbone too: the one its head reads,
+pooled at the stage it was trained on (``--layer``), not at the last stage. One of the backbone
+families the registry dispatches to (``headstart.backbones.registry.Family``): the ``hf-hub``,
+``local-dir`` and ``embedded`` sources all name a folder.
 """
 
 from __future__ import annotations
@@ -16,6 +19,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from headstart.backbones import _timm, _torchvision
+from headstart.backbones._base import (
+    EMBEDDED_MODEL,
+    Backbone,
+    WeightsChoice,
+    check_spec,
+    offline_message,
+)
+from headstart.backbones._classifier import (
+    CLASSIFIER_FILE,
+    PretrainedClassifier,
+    from_state,
+    from_weights_file,
+    has_weights_file,
+    spec_classifier_names,
+)
 from headstart.backbones._timm import (
     SAFE_CFG_KEYS,
     build_feature_model,
@@ -23,7 +42,6 @@ from headstart.backbones._timm import (
     classifier_names,
     classifier_spec,
     feature_width,
-    offline_message,
     safe_pretrained_cfg,
 )
 from headstart.backbones._weights import (
@@ -35,11 +53,20 @@ from headstart.backbones._weights import (
     seeded_init,
     state_dict_sha256,
 )
-from headstart.backbones.registry import EMBEDDED_MODEL, Backbone, WeightsChoice
+from headstart.backbones.layers import select_layer
 from headstart.errors import BackboneNotFoundError, HeadstartError
 from headstart.preprocess import Preprocess, resolve_preprocess
 
-__all__ = ["EMBEDDED_DIR", "create", "folder_for", "preprocess_for", "read_config"]
+__all__ = [
+    "EMBEDDED_DIR",
+    "create",
+    "folder_for",
+    "list_weights",
+    "preprocess_for",
+    "pretrained_classifier",
+    "read_config",
+    "rebuild",
+]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 _CONFIG = "config.json"
@@ -170,6 +197,9 @@ class _Folder:
             size = [size, size] if isinstance(size, int) else list(size)
             self.cfg["input_size"] = [3, *size]
         self.saved_preprocess = headstart.get("preprocess") if headstart else None
+        # The stage a run's head reads (its --layer), None for the last one or a timm folder.
+        saved_backbone = headstart.get("backbone") if headstart else None
+        self.layer = saved_backbone.get("layer") if isinstance(saved_backbone, Mapping) else None
 
     def preprocess(self, overrides: Mapping[str, Any] | None, label: str) -> Preprocess:
         if isinstance(self.saved_preprocess, Mapping):
@@ -200,15 +230,20 @@ def _label(source_model: str, folder: Path) -> str:
 
 
 def preprocess_for(
-    folder: Path, overrides: Mapping[str, Any] | None, *, model: str = ""
+    source: str, name: str, overrides: Mapping[str, Any] | None, *, model: str
 ) -> Preprocess:
-    """A folder's preprocessing from its config.json alone (no weights read, no model built)."""
+    """A folder's preprocessing from its config.json alone (no weights read, no model built).
+
+    For ``hf-hub:`` only config.json is fetched.
+    """
+    folder = folder_for(source, name, need_weights=False)
     info = _Folder(folder)
     return info.preprocess(overrides, _label(model, folder))
 
 
 def create(
-    folder: Path,
+    source: str,
+    name: str,
     choice: WeightsChoice,
     overrides: Mapping[str, Any] | None,
     *,
@@ -216,6 +251,7 @@ def create(
     weights: str | Path,
 ) -> Backbone:
     """The backbone of a model folder, with its own weights, random init or a given file."""
+    folder = folder_for(source, name, need_weights=choice == "default")
     info = _Folder(folder)
     label = _label(model, folder)
     preprocess = info.preprocess(overrides, label)
@@ -240,7 +276,8 @@ def create(
         "classifier": classifier_spec(info.cfg, arch),
         "pretrained_cfg": info.cfg,
     }
-    return Backbone(module.eval(), preprocess, feature_width(module), spec)
+    backbone = Backbone(module.eval(), preprocess, feature_width(module), spec)
+    return backbone if info.layer is None else select_layer(backbone, info.layer)
 
 
 def _create_from_run(
@@ -252,8 +289,6 @@ def _create_from_run(
     weights: str | Path,
 ) -> Backbone:
     """A headstart run's torchvision backbone, rebuilt from its spec and loaded from its file."""
-    from headstart.backbones.registry import rebuild_backbone
-
     spec = dict(info.saved_spec or {})
     if spec.get("family") != "torchvision":
         raise BackboneNotFoundError(
@@ -262,7 +297,7 @@ def _create_from_run(
         )
     spec["weights_id"] = str(spec.get("weights_id") or "")
     with seeded_init(0):
-        backbone = rebuild_backbone(spec, preprocess)
+        backbone = rebuild(check_spec(spec), preprocess)
     if choice == "none":
         weights_id = f"random:sha256:{state_dict_sha256(backbone.module.state_dict())}"
     else:
@@ -274,3 +309,50 @@ def _create_from_run(
         weights_id = f"sha256:{file_sha256(path)}"
     backbone.spec = {**spec, "model": model, "weights": str(weights), "weights_id": weights_id}
     return backbone
+
+
+def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
+    """A folder's backbone as saved: under the family it was built into, which rebuilds it.
+
+    A folder holds a timm architecture, or for a headstart run a torchvision one, and its spec
+    says so ("timm" or "torchvision"), so a saved run never needs the folder again.
+    """
+    family = _torchvision if spec.get("family") == "torchvision" else _timm
+    return family.rebuild(spec, preprocess)
+
+
+def pretrained_classifier(
+    backbone: Backbone, source: str, name: str
+) -> PretrainedClassifier | None:
+    """The folder's ``pretrained_classifier.safetensors`` (or a timm folder's own head).
+
+    Its class names come from ``headstart_pretraining.classes`` or ``label_names`` in
+    config.json.
+    """
+    if has_weights_file(backbone.spec):
+        return from_weights_file(backbone)
+    folder = folder_for(source, name, need_weights=False)
+    config = read_config(folder)
+    pretraining = config.get("headstart_pretraining")
+    labels: Any = None
+    if isinstance(pretraining, Mapping):
+        labels = pretraining.get("classes")
+    cfg = config.get("pretrained_cfg")
+    if labels is None:
+        labels = config.get("label_names") or (
+            cfg.get("label_names") if isinstance(cfg, Mapping) else None
+        )
+    path = folder / CLASSIFIER_FILE
+    if not path.is_file():
+        path = folder / _WEIGHT_FILES[0]  # a timm folder saved with its head
+    if not path.is_file():
+        return None
+    state = load_state_dict_file(path)
+    names = spec_classifier_names(backbone.spec.get("classifier"))
+    label = f"{backbone.spec.get('model')} pretraining classifier"
+    return from_state(backbone, state, [*names, "fc"], labels, label)
+
+
+def list_weights(glob: str) -> list[tuple[str, str]]:
+    """Nothing: model folders are named by their path or repository, not kept in a registry."""
+    return []

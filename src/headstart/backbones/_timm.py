@@ -1,11 +1,24 @@
-"""timm backbones: registry names, pretrained configs, and ``num_classes=0`` feature models."""
+"""timm backbones: registry names, pretrained configs, and ``num_classes=0`` feature models.
+
+One of the backbone families the registry dispatches to (``headstart.backbones.registry.Family``):
+``create``, ``preprocess_for``, ``rebuild``, ``pretrained_classifier`` and ``list_weights``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from headstart.backbones._base import Backbone, WeightsChoice, not_found, offline_message
+from headstart.backbones._classifier import (
+    PretrainedClassifier,
+    from_state,
+    from_weights_file,
+    has_weights_file,
+    spec_classifier_names,
+)
 from headstart.backbones._weights import (
     file_sha256,
     hf_cache_only,
@@ -15,7 +28,6 @@ from headstart.backbones._weights import (
     seeded_init,
     state_dict_sha256,
 )
-from headstart.backbones.registry import Backbone, WeightsChoice, not_found
 from headstart.errors import BackboneNotFoundError, RunFolderError
 from headstart.preprocess import Preprocess, resolve_preprocess
 
@@ -26,8 +38,9 @@ __all__ = [
     "classifier_names",
     "classifier_spec",
     "create",
-    "offline_message",
+    "list_weights",
     "preprocess_for",
+    "pretrained_classifier",
     "rebuild",
     "safe_pretrained_cfg",
 ]
@@ -106,7 +119,9 @@ def resolve_name(name: str) -> tuple[str, str, dict[str, Any]]:
     return arch, full, cfg.to_dict()
 
 
-def preprocess_for(name: str, overrides: Mapping[str, Any] | None) -> Preprocess:
+def preprocess_for(
+    source: str, name: str, overrides: Mapping[str, Any] | None, *, model: str
+) -> Preprocess:
     """The preprocessing of a timm registry name, from its pretrained_cfg alone."""
     _, full, cfg = resolve_name(name)
     return resolve_preprocess(cfg, overrides=overrides, source=_source(full, cfg))
@@ -117,6 +132,7 @@ def _source(full: str, cfg: Mapping[str, Any]) -> str:
 
 
 def create(
+    source: str,
     name: str,
     choice: WeightsChoice,
     overrides: Mapping[str, Any] | None,
@@ -294,11 +310,39 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def offline_message(what: str, exc: BaseException | None = None) -> str:
-    """One line: the pretrained weights cannot be had, and what works without a network."""
-    reason = f" ({type(exc).__name__})" if exc is not None else ""
-    return (
-        f"Cannot get the pretrained weights of {what}: no connection and not in the local "
-        f"cache{reason}. Offline, use --model headstart-tiny (shipped), --model local-dir:PATH, "
-        "--weights PATH.safetensors, or --weights none (random init)."
-    )
+def pretrained_classifier(
+    backbone: Backbone, source: str, name: str
+) -> PretrainedClassifier | None:
+    """The timm model's pretrained head, with ImageNet's class names where timm knows them."""
+    if has_weights_file(backbone.spec):
+        return from_weights_file(backbone)
+    import timm
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    weights_id = str(backbone.spec.get("weights_id", ""))
+    if not weights_id.startswith("timm:"):
+        return None
+    full = weights_id.removeprefix("timm:")
+    with hf_cache_only(True):  # the backbone's own weights are in the cache
+        model = timm.create_model(full, pretrained=True)
+    labels: Sequence[str] | None = None
+    subset = infer_imagenet_subset(model)
+    if subset:
+        info = ImageNetInfo(subset)
+        labels = [info.index_to_description(i) for i in range(info.num_classes())]
+    names = spec_classifier_names(backbone.spec.get("classifier"))
+    return from_state(backbone, model.state_dict(), names, labels, f"timm {full} classifier")
+
+
+def list_weights(glob: str) -> list[tuple[str, str]]:
+    """timm's pretrained weights whose names match ``glob``, read from its registry."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    rows: list[tuple[str, str]] = []
+    for name in timm.list_pretrained():
+        if fnmatch.fnmatch(name.lower(), glob.lower()):
+            cfg = get_pretrained_cfg(name)
+            size = "x".join(str(v) for v in cfg.input_size[1:]) if cfg else "?"
+            rows.append((name, f"timm pretrained weights, {size} input"))
+    return rows

@@ -3,17 +3,26 @@
 torchvision's own builders unpickle the downloaded checkpoint without restriction, so a
 tampered file in the hub cache would run code. Here the checkpoint is downloaded with
 torchvision's URL and hash check, then read by headstart's weights-only loader and loaded into
-an architecture built with ``weights=None``: the same network, without the unpickling.
+an architecture built with ``weights=None``: the same network, without the unpickling. One of
+the backbone families the registry dispatches to (``headstart.backbones.registry.Family``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headstart.backbones._timm import offline_message
+from headstart.backbones._base import Backbone, WeightsChoice, not_found, offline_message
+from headstart.backbones._classifier import (
+    PretrainedClassifier,
+    from_state,
+    from_weights_file,
+    has_weights_file,
+    spec_classifier_names,
+)
 from headstart.backbones._weights import (
     file_sha256,
     load_backbone_state,
@@ -22,7 +31,6 @@ from headstart.backbones._weights import (
     seeded_init,
     state_dict_sha256,
 )
-from headstart.backbones.registry import Backbone, WeightsChoice, not_found
 from headstart.errors import BackboneNotFoundError, RunFolderError, WeightsError
 from headstart.preprocess import Preprocess, preprocess_from_torchvision
 
@@ -30,7 +38,14 @@ if TYPE_CHECKING:
     import torch
     from torchvision.models import WeightsEnum
 
-__all__ = ["create", "preprocess_for", "rebuild", "resolve_name"]
+__all__ = [
+    "create",
+    "list_weights",
+    "preprocess_for",
+    "pretrained_classifier",
+    "rebuild",
+    "resolve_name",
+]
 
 # Auxiliary training heads whose checkpoint keys are dropped along with the classifier.
 _AUX_HEADS = {"inception_v3": ("AuxLogits",), "googlenet": ("aux1", "aux2")}
@@ -61,7 +76,9 @@ def resolve_name(name: str) -> tuple[str, WeightsEnum]:
         ) from None
 
 
-def preprocess_for(name: str, overrides: Mapping[str, Any] | None) -> Preprocess:
+def preprocess_for(
+    source: str, name: str, overrides: Mapping[str, Any] | None, *, model: str
+) -> Preprocess:
     """The preprocessing of a torchvision name, from its weights enum (no download)."""
     _, member = resolve_name(name)
     return preprocess_from_torchvision(member, overrides=overrides)
@@ -129,6 +146,7 @@ def _adapt_state(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def create(
+    source: str,
     name: str,
     choice: WeightsChoice,
     overrides: Mapping[str, Any] | None,
@@ -225,3 +243,31 @@ def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
             f"this torchvision's is {classifier!r}; the run needs its torchvision version."
         )
     return Backbone(module.eval(), preprocess, width, dict(spec))
+
+
+def pretrained_classifier(
+    backbone: Backbone, source: str, name: str
+) -> PretrainedClassifier | None:
+    """The torchvision model's pretrained head, with the weights enum's category names."""
+    if has_weights_file(backbone.spec):
+        return from_weights_file(backbone)
+    arch, member = resolve_name(name)
+    path = _download(member, f"tv:{arch}.{member.name}")  # cached: the backbone's own
+    state = load_state_dict_file(path)
+    labels = member.meta.get("categories")
+    names = spec_classifier_names(backbone.spec.get("classifier"))
+    return from_state(backbone, state, names, labels, f"torchvision {arch}.{member.name} head")
+
+
+def list_weights(glob: str) -> list[tuple[str, str]]:
+    """torchvision's weights (``tv:ARCH.WEIGHTS``) whose names or architectures match ``glob``."""
+    from torchvision import models
+
+    rows: list[tuple[str, str]] = []
+    for arch in models.list_models(module=models):
+        for member in models.get_model_weights(arch):
+            name = f"tv:{arch}.{member.name}"
+            if fnmatch.fnmatch(name.lower(), glob.lower()) or fnmatch.fnmatch(arch, glob):
+                acc = member.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+                rows.append((name, f"torchvision weights, ImageNet acc@1 {acc}"))
+    return rows

@@ -1,193 +1,118 @@
-"""Backbones by name: one parser for model names, one factory, and the offline rebuild.
+"""Backbones by name: one factory, one offline rebuild, one table of families behind them.
 
 A backbone is a pretrained network cut before its classifier, together with the preprocessing
 its weights expect. Names are the ones users already know (timm's ``resnet50.a1_in1k``,
 ``hf-hub:``/``local-dir:`` prefixes, ``tv:NAME`` for torchvision, ``keras:NAME`` for Keras
-applications, and the shipped ``headstart-tiny``), parsed in :func:`parse_model_name` only. The
-per-family work lives in the private ``_timm``, ``_torchvision``, ``_keras`` and ``_local``
-modules, imported when needed so that the CLI starts without loading the model zoos (or Keras).
+applications, and the shipped ``headstart-tiny``), parsed in
+:func:`~headstart.backbones._base.parse_model_name` only. The per-family work lives in the
+private ``_timm``, ``_torchvision``, ``_keras`` and ``_local`` modules, each providing the same
+functions (:class:`Family`); this module picks one through :data:`_FAMILIES` and imports it only
+then, so that the CLI starts without loading the model zoos (or Keras). Adding a family is one
+module, a row in the tables below, and its prefix in ``parse_model_name``: no code here changes.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from headstart.errors import BackboneNotFoundError, RunFolderError, WeightsError
+from headstart.backbones._base import (
+    DEFAULT_MODEL,
+    EMBEDDED_MODEL,
+    Backbone,
+    WeightsChoice,
+    check_spec,
+    parse_model_name,
+    parse_weights,
+)
+from headstart.errors import HeadstartError, RunFolderError
 
 if TYPE_CHECKING:
-    import torch
-
+    from headstart.backbones._classifier import PretrainedClassifier
     from headstart.preprocess import Preprocess
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "EMBEDDED_MODEL",
-    "SOURCES",
-    "Backbone",
-    "WeightsChoice",
+    "Family",
     "create_backbone",
     "list_backbones",
-    "not_found",
-    "parse_model_name",
-    "parse_weights",
+    "load_pretrained_classifier",
     "rebuild_backbone",
     "resolve_model_preprocess",
 ]
 
-DEFAULT_MODEL = "convnext_tiny.in12k_ft_in1k"
-"""Strong modern transfer backbone (ImageNet-22k pretraining, 28M params), fine on a CPU."""
 
-EMBEDDED_MODEL = "headstart-tiny"
-"""Shipped inside the package, so headstart works with no network at all."""
+class Family(Protocol):
+    """What every backbone family module provides, so the registry needs no per-family code.
 
-SOURCES: tuple[str, ...] = ("timm", "hf-hub", "local-dir", "tv", "keras", "embedded")
+    ``source`` and ``name`` are :func:`parse_model_name`'s split of the user's ``model``; a family
+    that serves several sources (model folders: ``hf-hub``, ``local-dir``, ``embedded``) tells
+    them apart by ``source``.
+    """
 
-WeightsChoice = Literal["default", "none"] | Path
-"""``"default"`` (the pretrained weights), ``"none"`` (seeded random init) or a weights file."""
+    def create(
+        self,
+        source: str,
+        name: str,
+        choice: WeightsChoice,
+        overrides: Mapping[str, Any] | None,
+        *,
+        model: str,
+        weights: str | Path,
+    ) -> Backbone:
+        """The backbone with pretrained, random or file weights, in eval mode."""
 
-_PREFIXES = {
-    "timm": "timm",
-    "hf-hub": "hf-hub",
-    "hf_hub": "hf-hub",  # timm's historical spelling
-    "local-dir": "local-dir",
-    "tv": "tv",
-    "torchvision": "tv",
-    "keras": "keras",
+    def preprocess_for(
+        self, source: str, name: str, overrides: Mapping[str, Any] | None, *, model: str
+    ) -> Preprocess:
+        """The preprocessing the weights expect, without building the model or its weights."""
+
+    def rebuild(self, spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
+        """A saved spec's architecture, unloaded, never downloading (the spec is checked)."""
+
+    def pretrained_classifier(
+        self, backbone: Backbone, source: str, name: str
+    ) -> PretrainedClassifier | None:
+        """The classifier the weights were pretrained with, or None; never downloads."""
+
+    def list_weights(self, glob: str) -> list[tuple[str, str]]:
+        """(name, description) of the family's known weights matching a shell pattern."""
+
+
+_FAMILIES: dict[str, str] = {
+    "timm": "headstart.backbones._timm",
+    "torchvision": "headstart.backbones._torchvision",
+    "keras": "headstart.backbones._keras",
+    "folder": "headstart.backbones._local",
 }
-# Keras' own files, read only for keras: models (headstart.backbones._keras).
-_KERAS_SUFFIXES = (".h5", ".keras")
-_HINT = "Run `headstart backbones` to see the names."
+"""Each family's module, imported on first use: the one place a new family is added."""
+
+_SOURCE_FAMILY: dict[str, str] = {
+    "timm": "timm",
+    "tv": "torchvision",
+    "keras": "keras",
+    "hf-hub": "folder",
+    "local-dir": "folder",
+    "embedded": "folder",
+}
+"""The family that serves each source :func:`parse_model_name` returns."""
+
+_SAVED_FAMILIES = ("timm", "torchvision", "keras")
+"""The ``family`` a saved spec may name: a folder's backbone is saved as the family it built."""
+
+if TYPE_CHECKING:  # mypy checks that every family module provides the Family functions
+    from headstart.backbones import _keras, _local, _timm, _torchvision
+
+    _CHECKED: tuple[Family, ...] = (_timm, _torchvision, _keras, _local)
 
 
-@dataclass
-class Backbone:
-    """A pretrained network that maps preprocessed images to pooled features.
-
-    Attributes:
-        module: Maps a preprocessed ``[N, 3, H, W]`` batch to ``[N, num_features]`` features; it
-            is returned in eval mode, because a frozen backbone must never update BatchNorm
-            statistics (shared/USERS.md story 2).
-        preprocess: The preprocessing its weights expect.
-        num_features: Width of the features.
-        spec: JSON-able description :func:`rebuild_backbone` rebuilds the architecture from,
-            offline: ``family`` ("timm" | "torchvision"), ``architecture``, ``model_args``,
-            ``model`` and ``weights`` (as the user gave them), ``weights_id``, ``classifier``
-            (dotted name of the classifier removed from the full model, e.g. "fc", "head.fc",
-            "classifier.6"), and for timm ``pretrained_cfg`` (preprocessing and architecture keys
-            only, never a download location).
-    """
-
-    module: torch.nn.Module
-    preprocess: Preprocess
-    num_features: int
-    spec: dict[str, Any]
-
-    @property
-    def weights_id(self) -> str:
-        """Identity of the weights for cache keys: a hub name, or a sha256 of the tensors/file."""
-        return str(self.spec["weights_id"])
+def _family(family: str) -> Family:
+    return cast(Family, importlib.import_module(_FAMILIES[family]))
 
 
-def parse_model_name(name: str) -> tuple[str, str]:
-    """Split a model name into (source, name), the one place names are interpreted.
-
-    Recognised: ``hf-hub:ORG/REPO[@REV]``, ``local-dir:PATH``, ``tv:NAME[.WEIGHTS]``,
-    ``keras:NAME`` (a ``keras.applications`` name) or ``keras:PATH.keras`` (a saved Keras
-    classifier, the one prefix that takes a file, as the file is the model), an optional
-    ``timm:`` prefix, ``headstart-tiny``, and otherwise a timm name (``resnet50.a1_in1k``). A bare
-    path is rejected rather than guessed at: if ``./resnet50`` were looked up in the timm registry
-    when the folder is missing (or the reverse), a typo would silently load different weights
-    than the user meant, so a folder must be named ``local-dir:PATH``.
-
-    Args:
-        name: The model name as the user wrote it.
-
-    Returns:
-        (source, name) with source one of "timm", "hf-hub", "local-dir", "tv", "keras",
-        "embedded", and
-        name without its prefix.
-
-    Raises:
-        BackboneNotFoundError: An empty name, an unknown prefix, or a bare path.
-    """
-    text = name.strip() if isinstance(name, str) else ""
-    if not text:
-        raise BackboneNotFoundError(
-            f"Model name is empty (got {name!r}); pass e.g. --model {DEFAULT_MODEL}. {_HINT}"
-        )
-    if text == EMBEDDED_MODEL:
-        return "embedded", text
-    prefix, sep, rest = text.partition(":")
-    if sep and len(prefix) > 1:  # "C:\\..." is a Windows drive, not a prefix
-        source = _PREFIXES.get(prefix.lower())
-        if source is None:
-            raise BackboneNotFoundError(
-                f"Unknown model source '{prefix}:' in {text!r}; use one of timm:, hf-hub:, "
-                f"local-dir:, tv:, keras:, or a plain timm name. {_HINT}"
-            )
-        rest = rest.strip()
-        if not rest:
-            raise BackboneNotFoundError(f"Model name {text!r} names nothing after '{prefix}:'.")
-        if source in ("timm", "tv") and _looks_like_path(rest):
-            raise BackboneNotFoundError(
-                f"{text!r} is not a {source} model name; for a folder use local-dir:{rest}."
-            )
-        return source, rest
-    if text.lower().endswith(_KERAS_SUFFIXES):
-        raise BackboneNotFoundError(
-            f"Model {text!r} looks like a Keras file; write --model keras:{text} for a saved "
-            "Keras classifier, or --model keras:NAME --weights FILE for an application's weights."
-        )
-    if _looks_like_path(text):
-        raise BackboneNotFoundError(
-            f"Model {text!r} looks like a path; write --model local-dir:{text} for a folder "
-            "with config.json + model.safetensors, or pass a weights file with --weights."
-        )
-    return "timm", text
-
-
-def _looks_like_path(text: str) -> bool:
-    return (
-        "/" in text
-        or "\\" in text
-        or text.startswith(("~", "."))
-        or text.lower().endswith(
-            (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".json", ".onnx", ".h5", ".keras")
-        )
-    )
-
-
-def parse_weights(weights: str | Path, *, source: str = "timm") -> WeightsChoice:
-    """Interpret ``--weights``: "default", "none", or a path to an existing weights file.
-
-    The two keywords win over files of the same name, so a stray file called ``none`` can never
-    turn a random init into a load. Keras' ``.h5``/``.keras`` files are weights only for a
-    ``keras:`` model: no other architecture could read them.
-
-    Raises:
-        WeightsError: Neither keyword and not an existing weights file for ``source``.
-    """
-    from headstart.backbones._weights import WEIGHT_SUFFIXES
-
-    if isinstance(weights, str) and weights.strip().lower() in ("default", "none"):
-        return "default" if weights.strip().lower() == "default" else "none"
-    path = Path(weights).expanduser()
-    suffixes = _KERAS_SUFFIXES if source == "keras" else WEIGHT_SUFFIXES
-    if path.suffix.lower() in _KERAS_SUFFIXES and source != "keras":
-        raise WeightsError(
-            f"--weights {str(weights)!r} is a Keras file; it fits a --model keras:NAME "
-            "(e.g. keras:ResNet50), not a timm or torchvision model."
-        )
-    if path.suffix.lower() not in suffixes or not path.is_file():
-        raise WeightsError(
-            f"--weights {str(weights)!r} is not 'default', 'none' or an existing weights file "
-            f"({', '.join(suffixes)}); pass one of those."
-        )
-    return path
+def _source_family(source: str) -> Family:
+    return _family(_SOURCE_FAMILY[source])
 
 
 def create_backbone(
@@ -217,22 +142,8 @@ def create_backbone(
     """
     source, name = parse_model_name(model)
     choice = parse_weights(weights, source=source)
-    if source == "keras":
-        from headstart.backbones import _keras
-
-        return _keras.create(name, choice, preprocess_overrides, model=model, weights=weights)
-    if source == "timm":
-        from headstart.backbones import _timm
-
-        return _timm.create(name, choice, preprocess_overrides, model=model, weights=weights)
-    if source == "tv":
-        from headstart.backbones import _torchvision
-
-        return _torchvision.create(name, choice, preprocess_overrides, model=model, weights=weights)
-    from headstart.backbones import _local
-
-    folder = _local.folder_for(source, name, need_weights=choice == "default")
-    return _local.create(folder, choice, preprocess_overrides, model=model, weights=weights)
+    family = _source_family(source)
+    return family.create(source, name, choice, preprocess_overrides, model=model, weights=weights)
 
 
 def resolve_model_preprocess(
@@ -252,22 +163,7 @@ def resolve_model_preprocess(
     """
     source, name = parse_model_name(model)
     parse_weights(weights, source=source)  # a typo in --weights fails here, not in training
-    if source == "keras":
-        from headstart.backbones import _keras
-
-        return _keras.preprocess_for(name, overrides)
-    if source == "timm":
-        from headstart.backbones import _timm
-
-        return _timm.preprocess_for(name, overrides)
-    if source == "tv":
-        from headstart.backbones import _torchvision
-
-        return _torchvision.preprocess_for(name, overrides)
-    from headstart.backbones import _local
-
-    folder = _local.folder_for(source, name, need_weights=False)
-    return _local.preprocess_for(folder, overrides, model=model)
+    return _source_family(source).preprocess_for(source, name, overrides, model=model)
 
 
 def rebuild_backbone(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
@@ -286,37 +182,14 @@ def rebuild_backbone(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbon
         RunFolderError: The spec is malformed.
         BackboneNotFoundError: The architecture is unknown to the installed timm/torchvision.
     """
-    if not isinstance(spec, Mapping):
+    family = check_spec(spec).get("family")
+    if family not in _SAVED_FAMILIES:
+        *others, last = (repr(name) for name in _SAVED_FAMILIES)
         raise RunFolderError(
-            f"Saved backbone spec must be a JSON object, got {type(spec).__name__}; the run "
-            "folder's config.json is damaged."
+            f"Saved backbone family {family!r} is unknown; expected {', '.join(others)} or "
+            f"{last}. The run folder was edited or written by a newer headstart."
         )
-    family = spec.get("family")
-    architecture = spec.get("architecture")
-    if not isinstance(architecture, str) or not architecture:
-        raise RunFolderError(
-            f"Saved backbone spec has no architecture (got {architecture!r}); the run folder's "
-            "config.json is damaged."
-        )
-    if not isinstance(spec.get("weights_id"), str):
-        raise RunFolderError("Saved backbone spec has no weights_id; config.json is damaged.")
-    if family == "timm":
-        from headstart.backbones import _timm
-
-        return _timm.rebuild(spec, preprocess)
-    if family == "torchvision":
-        from headstart.backbones import _torchvision
-
-        return _torchvision.rebuild(spec, preprocess)
-    if family == "keras":
-        from headstart.backbones import _keras
-
-        return _keras.rebuild(spec, preprocess)
-    raise RunFolderError(
-        f"Saved backbone family {family!r} is unknown; expected 'timm', 'torchvision' or "
-        "'keras'. "
-        "The run folder was edited or written by a newer headstart."
-    )
+    return _family(str(family)).rebuild(spec, preprocess)
 
 
 def list_backbones(pattern: str | None = None) -> list[tuple[str, str]]:
@@ -329,33 +202,36 @@ def list_backbones(pattern: str | None = None) -> list[tuple[str, str]]:
     """
     if not pattern:
         return list(_RECOMMENDED)
-    import fnmatch
-
-    import timm
-    from timm.models import get_pretrained_cfg
-    from torchvision import models
-
     glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
-    rows: list[tuple[str, str]] = []
-    for name in timm.list_pretrained():
-        if fnmatch.fnmatch(name.lower(), glob.lower()):
-            cfg = get_pretrained_cfg(name)
-            size = "x".join(str(v) for v in cfg.input_size[1:]) if cfg else "?"
-            rows.append((name, f"timm pretrained weights, {size} input"))
-    for arch in models.list_models(module=models):
-        for member in models.get_model_weights(arch):
-            name = f"tv:{arch}.{member.name}"
-            if fnmatch.fnmatch(name.lower(), glob.lower()) or fnmatch.fnmatch(arch, glob):
-                acc = member.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
-                rows.append((name, f"torchvision weights, ImageNet acc@1 {acc}"))
-    return rows
+    return [row for family in _FAMILIES for row in _family(family).list_weights(glob)]
+
+
+def load_pretrained_classifier(backbone: Backbone) -> PretrainedClassifier | None:
+    """The classifier the backbone's weights were pretrained with, or None when there is none.
+
+    None for random weights, for an earlier stage's features (``layer``: the classifier never saw
+    them), for weights without classifier tensors, and for heads that are not one linear layer
+    over the pooled features (SqueezeNet's convolutional classifier). Never downloads: the
+    weights are already in the cache, since the backbone was built from them. The family of the
+    name the backbone was built from finds it (see
+    :mod:`headstart.backbones._classifier` for why it is worth having).
+    """
+    spec = backbone.spec
+    if spec.get("layer") is not None or str(spec.get("weights_id", "")).startswith("random:"):
+        return None
+    try:
+        source, name = parse_model_name(str(spec.get("model", "")))
+        return _source_family(source).pretrained_classifier(backbone, source, name)
+    except (HeadstartError, OSError, KeyError, RuntimeError, ValueError):
+        return None  # a sanity check that cannot run is skipped, never an error of its own
 
 
 _RECOMMENDED: tuple[tuple[str, str], ...] = (
     (EMBEDDED_MODEL, "shipped inside headstart: tiny, offline, for trying things out"),
     (
         DEFAULT_MODEL,
-        "default: ConvNeXt-T pretrained on ImageNet-22k, 28M params, strong transfer on a CPU",
+        "default: ConvNeXt-T pretrained on ImageNet-12k, fine-tuned on ImageNet-1k, 28M params, "
+        "strong transfer on a CPU",
     ),
     ("efficientnet_b0.ra_in1k", "EfficientNet-B0, 5M params: the fastest good choice on a CPU"),
     ("resnet50.a1_in1k", "ResNet-50 (timm A1 recipe): the classic baseline"),
@@ -380,11 +256,3 @@ _RECOMMENDED: tuple[tuple[str, str], ...] = (
     ("keras:EfficientNetB0", "Keras applications EfficientNetB0, needs [keras]"),
     ("tv:efficientnet_b0", "torchvision EfficientNet-B0"),
 )
-
-
-# ---------------------------------------------------------------------- shared helpers
-def not_found(kind: str, name: str, candidates: Iterable[str], *, prefix: str = "") -> str:
-    """The one-line unknown-name message, with a did-you-mean from ``candidates``."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    guess = f" Did you mean '{prefix}{close[0]}'?" if close else ""
-    return f"Unknown {kind} '{prefix}{name}'.{guess} {_HINT}"

@@ -1,22 +1,37 @@
-"""Options shared by several commands, defined once so they read the same everywhere."""
+"""What several commands share, defined once so it reads the same everywhere: options, loading
+a run, the one message for a folder that is not a run, and undoing a failed command's writes."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import shlex
 import sys
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headstart.data import CsvColumns
 
 __all__ = [
     "add_augment_options",
+    "add_cache_options",
+    "add_csv_options",
+    "csv_columns",
     "add_model_options",
     "add_run_options",
     "add_tta_option",
     "add_training_options",
+    "Undo",
     "augment_values",
     "load_run",
     "print_json",
     "preprocess_overrides",
+    "require_run",
+    "run_folder_problem",
 ]
 
 # The choices of the training options, repeated from headstart.strategies and headstart.heads so
@@ -25,6 +40,45 @@ __all__ = [
 STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
+CLASS_WEIGHT_CHOICES: tuple[str, ...] = ("balanced", "none")
+
+
+@dataclass
+class Undo:
+    """What a command is about to create or replace, to put back as it was should it fail.
+
+    A failed command leaves nothing behind: no run folder holding only ``train_args.json`` after
+    a typo in DATA, no empty folders from an export that failed its parity check. Only what the
+    command itself created goes: a folder is removed only when it did not exist before and is
+    empty again, and a file that existed before gets its old bytes back.
+
+    Attributes:
+        created: The folders that did not exist yet, innermost first.
+        files: The files the command will write, each with its bytes before (None: no file).
+    """
+
+    created: list[Path]
+    files: dict[Path, bytes | None] = field(default_factory=dict)
+
+    @classmethod
+    def before_writing(cls, folder: Path, files: Sequence[Path] = ()) -> Undo:
+        """Note the state of ``folder`` (and its parents) and of ``files`` before any write."""
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
+        return cls(created, {f: f.read_bytes() if f.is_file() else None for f in files})
+
+    def undo(self) -> None:
+        from headstart.runs import atomic_write
+
+        for path, before in self.files.items():
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, before)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # something else is in it, or it is gone: leave it and its parents
+                break
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
@@ -136,10 +190,46 @@ def add_split_options(parser: argparse.ArgumentParser, *, seed: bool = True) -> 
         )
 
 
+def add_csv_options(parser: argparse.ArgumentParser) -> None:
+    """--path-column, --label-column, --split-column: the same on every command that reads DATA,
+    so a CSV made for something else (``filename,class``) is read as it is, not copied."""
+    group = parser.add_argument_group("CSV columns (when DATA is a CSV file)")
+    group.add_argument(
+        "--path-column", metavar="NAME", help="the column of image paths (default: path)"
+    )
+    group.add_argument(
+        "--label-column", metavar="NAME", help="the column of labels (default: label)"
+    )
+    group.add_argument(
+        "--split-column",
+        metavar="NAME",
+        help="the column of train/val/test (default: split, if the CSV has one)",
+    )
+
+
+def csv_columns(args: argparse.Namespace) -> CsvColumns:
+    """The ``*_column`` keywords the user gave (none: the CSV's own ``path,label[,split]``)."""
+    columns: CsvColumns = {}
+    if args.path_column is not None:
+        columns["path_column"] = args.path_column
+    if args.label_column is not None:
+        columns["label_column"] = args.label_column
+    if args.split_column is not None:
+        columns["split_column"] = args.split_column
+    return columns
+
+
 def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
     """Where and how a command runs; ``no_cache=False`` for a command whose point is to fill
     the cache."""
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    add_cache_options(parser, no_cache=no_cache)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def add_cache_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
+    """--cache-dir, --no-cache and --workers: for every command that reads images, including
+    ``data``, which runs no model but takes the cache's word for files it decoded before."""
     parser.add_argument("--cache-dir", help="feature cache folder (default: user cache dir)")
     if no_cache:
         parser.add_argument(
@@ -150,7 +240,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -
         type=int,
         help="image decoding threads (default: one per core; 0: decode in turn)",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 
 def add_tta_option(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +256,18 @@ def add_tta_option(parser: argparse.ArgumentParser) -> None:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
+    """--class-weight, for train and advise (the Python API also takes a dict of weights)."""
+    parser.add_argument(
+        "--class-weight",
+        choices=CLASS_WEIGHT_CHOICES,
+        help="weight each image's loss by its class, for every head and strategy: balanced "
+        "(n / (classes x class count), scikit-learn's) or none. Default: none, except that "
+        "auto measures balanced when the training classes are imbalanced and keeps it when "
+        "held-out macro-F1 improves",
+    )
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +303,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="features: after choosing, refit the head on train + val (default) or keep the "
         "fit on train only (none)",
     )
+    add_class_weight_option(parser)
     parser.add_argument(
         "--calibrate",
         choices=("temperature", "none"),
@@ -289,9 +391,101 @@ def augment_values(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"preset": args.augment, **values}
 
 
-def load_run(args: argparse.Namespace, *, quiet: bool) -> Any:
-    """The classifier saved in ``args.run``, with the run options every such command takes."""
+def run_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a finished run that commands can load, and the fix; None if it is.
+
+    The one message every command gives for a run argument that is missing, unfinished or some
+    other folder, so ``info``, ``predict``, ``evaluate``, ``export``, ``explain`` and ``report``
+    read the same. Training is never suggested as the fix: the folder is often a typo or an
+    image folder (arguments swapped), and ``train --out`` into either is not what was meant.
+    """
+    from headstart.cli.train import ARGS_NAME
+    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
+
+    head = f"'{folder}' is not a finished headstart run"
+    fix = (
+        f"pass the folder `headstart train` wrote (its --out, holding {CONFIG_NAME} and "
+        f"{WEIGHTS_NAME})"
+    )
+    if not folder.exists():
+        near = _nearby_run(folder)
+        hint = f"; did you mean '{near}'?" if near else "."
+        return f"{head}: there is no such folder; {fix}{hint}"
+    if not folder.is_dir():
+        return f"{head}: it is a file; {fix}."
+    if _is_run(folder):
+        return None
+    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
+    if not has_config and (folder / ARGS_NAME).is_file():
+        return (
+            f"{head}: its training has not finished (no {CONFIG_NAME} yet); continue it with "
+            f"`headstart train --resume {shlex.quote(str(folder))}`."
+        )
+    missing = " and ".join(
+        name
+        for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
+        if not there
+    )
+    return f"{head}: it has no {missing}; {fix}."
+
+
+def _is_run(folder: Path) -> bool:
+    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
+
+    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+
+
+def _nearby_run(folder: Path) -> Path | None:
+    """A run folder beside ``folder`` with a name close to its name: the likely typo's target."""
+    parent = folder.parent
+    try:
+        runs = [p.name for p in parent.iterdir() if _is_run(p)]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(folder.name, runs, n=1)
+    return parent / close[0] if close else None
+
+
+def require_run(run: str, *, command: str, others: Sequence[str] = ()) -> None:
+    """Refuse, in one line, a RUN argument that is not a finished run folder.
+
+    When RUN is not a run but one of the command's later arguments is, the arguments were most
+    likely given in the wrong order (images first): say so and show the command the right way
+    round, rather than describe the image folder as a broken run.
+
+    Args:
+        run: The command's RUN argument.
+        command: The command's name, for the corrected command line.
+        others: The command's later positional arguments, in order.
+
+    Raises:
+        RunFolderError: ``run`` is not a finished run folder.
+    """
+    from headstart.errors import RunFolderError
+
+    problem = run_folder_problem(Path(run))
+    if problem is None:
+        return
+    given = [run, *others]
+    for i, other in enumerate(others, start=1):
+        if other and _is_run(Path(other)):
+            order = [other, *given[:i], *given[i + 1 :]]
+            raise RunFolderError(
+                f"'{run}' is not a run folder, but '{other}' is: the run comes first: "
+                f"{shlex.join(['headstart', command, *order])}"
+            )
+    raise RunFolderError(problem)
+
+
+def load_run(args: argparse.Namespace, *, quiet: bool, others: Sequence[str] = ()) -> Any:
+    """The classifier saved in ``args.run``, with the run options every such command takes.
+
+    Args:
+        others: The command's positional arguments after RUN (see :func:`require_run`).
+    """
     from headstart.estimator import ImageClassifier
+
+    require_run(args.run, command=args.command, others=others)
 
     return ImageClassifier.load(
         args.run,

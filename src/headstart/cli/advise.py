@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 
 from headstart.cli._common import (
+    add_class_weight_option,
+    add_csv_options,
     add_model_options,
     add_run_options,
+    csv_columns,
     preprocess_overrides,
     print_json,
 )
@@ -26,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("data", help="image folder or CSV file")
     add_model_options(parser)
     parser.add_argument("--seed", type=int, default=0)
+    add_class_weight_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_csv_options(parser)
     add_run_options(parser, no_cache=False)
     parser.set_defaults(func=run)
 
@@ -43,8 +48,22 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         quiet=args.quiet or args.json,
+        class_weight=args.class_weight,
     )
-    advice = clf.advise(args.data)
+    columns = csv_columns(args)
+    if columns:  # the estimator reads a path with the CSV's own column names
+        from headstart.data import load_dataset
+
+        data = load_dataset(
+            args.data,
+            val_fraction=clf.val_fraction,
+            test_fraction=clf.test_fraction,
+            seed=args.seed,
+            **columns,
+        )
+        advice = clf.advise(data)
+    else:
+        advice = clf.advise(args.data)
     if args.json:
         print_json(advice.to_dict())
     else:

@@ -2,14 +2,24 @@
 
 Shows the layout it detected, the classes with their counts per split, how the split was made and
 every skipped file with its reason, so a data problem is found in a second rather than after a
-long run.
+long run. The counts are the ones training will use: files are decoded as training decodes them
+(after the split), except those the feature cache knows decoded before, so a warm ``data`` costs
+a ``stat`` per file.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from headstart.cli._common import add_split_options, print_json
+from headstart.cli._common import (
+    add_cache_options,
+    add_csv_options,
+    add_split_options,
+    csv_columns,
+    print_json,
+)
 
 __all__ = ["register", "run"]
 
@@ -22,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "data",
         help="show the classes, splits and skipped files of a dataset",
         description="Read a dataset as training would and show its layout, classes, images per "
-        "split and the files that would be skipped, with reasons.",
+        "split and the files that would be skipped, with reasons. Every image is decoded, as "
+        "training decodes it, except those the feature cache knows decoded before.",
     )
     parser.add_argument(
         "data",
@@ -31,31 +42,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(DATA/train/<class>/*, DATA/val/<class>/*), or a CSV with path,label[,split] columns",
     )
     add_split_options(parser)
-    parser.add_argument(
+    add_csv_options(parser)
+    check = parser.add_mutually_exclusive_group()
+    check.add_argument(
         "--verify",
         action="store_true",
-        help="decode every image to find truncated or corrupt files (slower: reads all pixels)",
+        help="decode every image, also those the feature cache knows decoded before",
     )
+    check.add_argument(
+        "--quick",
+        action="store_true",
+        help="read file headers only (fast for millions of images, but a truncated or corrupt "
+        "file is counted until training decodes and skips it)",
+    )
+    add_cache_options(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.data import load_dataset
+    from headstart.data import load_dataset, verify_dataset
 
+    vouched: dict[Path, str] = {}
     dataset = load_dataset(
         args.data,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         seed=args.seed,
-        verify=args.verify,
+        vouch=None if args.verify or args.no_cache else _voucher(args.cache_dir, vouched),
+        **csv_columns(args),
     )
+    if not args.quick:
+        dataset = verify_dataset(dataset, known=vouched, workers=args.workers)
     if args.json:
         print_json(dataset.summary())
         return 0
 
     print(f"dataset:  {dataset.root}")
     print(f"layout:   {dataset.layout}")
+    if dataset.columns:
+        named = (f"{key.removesuffix('_column')} {name!r}" for key, name in dataset.columns.items())
+        print(f"columns:  {', '.join(named)}")
     spec = dataset.split_spec
     if spec is None:
         print("split:    as given by the data")
@@ -97,3 +124,20 @@ def _table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
         return "  ".join([first, *rest])
 
     return [fmt(row) for row in cells]
+
+
+def _voucher(
+    cache_dir: str | None, found: dict[Path, str]
+) -> Callable[[Sequence[Path]], Mapping[Path, str]]:
+    """Discovery's voucher, as training's: files the cache knows decoded whole, unchanged since,
+    are not opened; they are collected in ``found`` so that the decode check skips them too."""
+    from headstart.features.cache import decoded_in, default_cache_dir
+
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    def vouch(paths: Sequence[Path]) -> Mapping[Path, str]:
+        decoded = decoded_in(folder, paths)
+        found.update(decoded)
+        return decoded
+
+    return vouch

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from headstart._text import format_duration
 from headstart.cli._common import (
+    add_csv_options,
     add_model_options,
     add_run_options,
     add_split_options,
+    csv_columns,
     preprocess_overrides,
     print_json,
 )
@@ -55,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     # The split options of `train`, so the doctor checks the very split a run would use.
     add_split_options(parser)
+    add_csv_options(parser)
     parser.add_argument(
         "--near-threshold",
         type=int,
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         device=args.device,
         quiet=args.quiet,
+        columns=csv_columns(args) or None,
     )
     if args.json:
         print_json(report.to_dict())
@@ -163,7 +168,7 @@ def _render(report: Report) -> list[str]:
                 lines.append(f"  ... {n - _MAX_PER_CODE} more [{code}] (--json lists all)")
     verdict = "errors found: fix them before training" if report.has_errors else "no errors"
     summary = ", ".join(_count(counts[s], s) for s in SEVERITIES)
-    lines += ["", f"{summary} ({stats['seconds']:.1f} s); {verdict}"]
+    lines += ["", f"{summary} ({format_duration(stats['seconds'])}); {verdict}"]
     return lines
 
 

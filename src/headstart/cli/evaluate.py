@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, add_tta_option, load_run, print_json
+from headstart.cli._common import (
+    add_csv_options,
+    add_run_options,
+    add_tta_option,
+    csv_columns,
+    load_run,
+    print_json,
+)
 
 __all__ = ["register", "run"]
 
@@ -20,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--split", choices=("train", "val", "test"), help="split to evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_tta_option(parser)
+    add_csv_options(parser)
     add_run_options(parser)
     parser.set_defaults(func=run)
 
@@ -27,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.evaluation import format_metrics
 
-    clf = load_run(args, quiet=args.quiet or args.json)
-    metrics = clf.evaluate(args.data, split=args.split, tta=args.tta)
+    clf = load_run(args, quiet=args.quiet or args.json, others=[args.data])
+    columns = csv_columns(args)
+    data = clf.evaluation_dataset(args.data, columns=columns) if columns else args.data
+    metrics = clf.evaluate(data, split=args.split, tta=args.tta)
     if args.json:
         print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from headstart.cli._common import require_run
+
 __all__ = ["register", "run"]
 
 
@@ -27,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from headstart.errors import DataError
     from headstart.estimator import ImageClassifier
-    from headstart.evaluation.explain import explain_image, side_by_side
+    from headstart.reporting.explain import explain_image, side_by_side
 
+    require_run(args.run, command="explain", others=[args.image])
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise DataError(f"--out must be a .png file, got {str(out)!r}.")

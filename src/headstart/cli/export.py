@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from headstart.cli._common import Undo, require_run
 
 __all__ = ["register", "run"]
 
@@ -41,16 +44,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from headstart.errors import RunFolderError
     from headstart.export import export_run
 
-    result = export_run(
-        args.run,
-        format=args.format,
-        out=args.out,
-        input=args.input,
-        sample_images=args.sample,
-        quiet=args.quiet,
-    )
+    # export_run makes --out's folders before its parity check: a failed export removes them.
+    undo = Undo.before_writing(Path(args.out).parent) if args.out else None
+    try:
+        result = export_run(
+            args.run,
+            format=args.format,
+            out=args.out,
+            input=args.input,
+            sample_images=args.sample,
+            quiet=args.quiet,
+        )
+    except Exception as exc:
+        if undo is not None:
+            undo.undo()
+        if isinstance(exc, RunFolderError):
+            # Checked after export_run's own checks, which come first (a missing extra): the
+            # message every command gives for a folder that is not a finished run.
+            require_run(args.run, command="export")
+        raise
     print(f"wrote {result.path} ({result.format}, {result.input} input)")
     print(f"wrote {result.sidecar} (classes, preprocessing, input contract)")
     print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import print_json
+from headstart.cli._common import print_json, require_run
 
 __all__ = ["register", "run"]
 
@@ -20,8 +20,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from headstart.preprocess import Preprocess
+    from headstart.reporting.summary import (
+        describe_strategy,
+        format_number,
+        format_settings,
+        solved_by_lbfgs,
+    )
     from headstart.runs import plain_timm, read_config
 
+    require_run(args.run, command="info")
     hs = read_config(args.run)["headstart"]
     if args.json:
         print_json(hs)
@@ -33,12 +40,17 @@ def run(args: argparse.Namespace) -> int:
         f"backbone:   {backbone.get('model')} ({backbone.get('family')}, "
         f"{backbone.get('architecture')}), weights {backbone.get('weights')}"
     )
-    print(f"strategy:   {hs.get('strategy')}, head {hs['head']['kind']}")
+    chosen = " (chosen by --strategy auto)" if hs.get("advice") else ""
+    print(f"strategy:   {describe_strategy(hs)}{chosen}")
     print("plain timm: {}, {}".format("yes" if plain_timm(hs)[0] else "no", plain_timm(hs)[1]))
-    print(
-        f"training:   best epoch {training.get('best_epoch')} of {training.get('epochs_run')}, "
-        f"lr {training.get('lr')}, seed {training.get('seed')}, {training.get('seconds')} s"
+    kept = (
+        []
+        if solved_by_lbfgs(hs) or not training.get("epochs_run")
+        else [f"best epoch {training.get('best_epoch')} of {training.get('epochs_run')}"]
     )
+    seconds = training.get("seconds")
+    took = [f"{format_number(seconds)} s"] if seconds is not None else []
+    print(f"training:   {', '.join([*kept, format_settings(hs), *took])}")
     if training.get("selection"):
         from headstart.heads.fitting import describe_selection
 

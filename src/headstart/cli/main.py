@@ -12,6 +12,7 @@ import argparse
 import atexit
 import gc
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ COMMANDS = (
     "preprocess",
     "doctor",
     "backbones",
+    "cache",
 )
 
 
@@ -110,7 +112,17 @@ def entry() -> int:
     process of its own: :func:`main` called in a longer-lived one leaves its collector alone.
     """
     atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler
-    return main()
+    try:
+        code = main()
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`headstart data DATA | head`): the rest of the output is not
+        # wanted, which is no error of headstart's. Python's own advice: point stdout at devnull
+        # so the interpreter's final flush does not raise again, and exit 1, as without SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

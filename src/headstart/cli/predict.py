@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise HeadstartError(f"--top-k must be at least 1, got {args.top_k}.")
-    clf = load_run(args, quiet=args.quiet or args.json)
+    clf = load_run(args, quiet=args.quiet or args.json, others=args.paths)
     predictions = clf.predict_files(args.paths, top_k=args.top_k, tta=args.tta)
     if not predictions:  # only empty folders: most likely the wrong ones
         given = ", ".join(repr(p) for p in args.paths)

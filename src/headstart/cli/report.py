@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from headstart.cli._common import add_run_options, load_run
+from headstart.cli._common import add_csv_options, add_run_options, csv_columns, load_run
 
 __all__ = ["register", "run"]
 
@@ -19,13 +19,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("run", help="run folder written by `headstart train`")
     parser.add_argument("data", nargs="?", help="labelled image folder or CSV to show images of")
+    add_csv_options(parser)
     add_run_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.evaluation import write_report
+    from headstart.reporting import write_report
 
-    clf = load_run(args, quiet=args.quiet)
-    print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet))
+    clf = load_run(args, quiet=args.quiet, others=[args.data] if args.data else [])
+    columns = csv_columns(args) or None
+    print(write_report(args.run, data=args.data, clf=clf, quiet=args.quiet, columns=columns))
     return 0

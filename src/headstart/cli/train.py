@@ -4,6 +4,11 @@ The arguments are stored in ``RUN/train_args.json`` before training starts, so `
 --resume RUN`` needs nothing else after a crash, a ``kill -9`` or Ctrl-C: end-to-end strategies
 continue from the checkpoint of the last complete epoch (``RUN/checkpoint``) and end as the
 uninterrupted run would have; ``features`` reruns its head training, seconds on cached features.
+
+A train that fails before its first checkpoint (a typo in DATA, a model not to be had offline, an
+option the strategy refuses) leaves nothing behind: what it created is removed, and a folder it
+wrote into is as it was. ``--out`` must be new or empty: a finished run, an unfinished one or
+other files in it are refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from headstart.cli._common import (
+    Undo,
     add_augment_options,
+    add_csv_options,
     add_model_options,
     add_run_options,
     add_split_options,
     add_training_options,
     augment_values,
+    csv_columns,
     preprocess_overrides,
 )
 
@@ -32,7 +40,9 @@ ARGS_NAME = "train_args.json"
 CHECKPOINT_FOLDER = "checkpoint"
 # Options that change how a resumed run executes, not what it computes.
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
-_NOT_STORED = ("func", "resume")
+_NOT_STORED = ("func", "resume", "overwrite")
+# The files a run's save writes only sometimes: a replaced run's own would outlive it.
+_SOMETIMES_WRITTEN = ("curves.png", "metrics.json")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +55,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "interrupted run.",
     )
     parser.add_argument("data", nargs="?", help="image folder or CSV file")
-    parser.add_argument("--out", help="run folder (default: runs/<data>-<timestamp>)")
+    parser.add_argument("--out", help="run folder, new or empty (default: runs/<data>-<timestamp>)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into --out even if it holds a run (its files are replaced) or other files "
+        "(they are left alone)",
+    )
     parser.add_argument(
         "--resume",
         metavar="RUN",
@@ -55,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_training_options(parser)
     add_augment_options(parser)
     add_split_options(parser, seed=False)  # --seed is a training option: it seeds both
+    add_csv_options(parser)
     add_run_options(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     parser.set_defaults(func=partial(run, defaults=defaults))
@@ -62,8 +79,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
     from headstart import distributed
-    from headstart.checkpoint import remove_checkpoint
-    from headstart.evaluation import format_metrics, write_report
+    from headstart.checkpoint import CHECKPOINT_INDEX, remove_checkpoint
+    from headstart.evaluation import format_metrics
+    from headstart.reporting import write_report
+    from headstart.runs import CONFIG_NAME
 
     # Under torchrun: every rank trains, rank 0 alone reads and writes the run folder.
     device = distributed.init_from_env(args.device)
@@ -74,16 +93,26 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
             print(f"{args.resume} is finished (config.json written); nothing to resume.")
         distributed.shutdown()
         return 0
-    args, out = prepared
+    args, out, undo = prepared
     if device != args.device:
         args = argparse.Namespace(**{**vars(args), "device": device})
-    clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
-    clf.fit(args.data)
+    index = out / CHECKPOINT_FOLDER / CHECKPOINT_INDEX
+    before = _stamp(index)
+    try:
+        clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
+        clf.fit(_training_data(args))
+    except Exception:
+        # Nothing to resume unless a checkpoint was written: leave the folder as it was.
+        if undo is not None and distributed.is_main() and _stamp(index) == before:
+            undo.undo()
+        raise
     # An error above ends this rank; torchrun then stops the others.
     main = distributed.is_main()
     distributed.shutdown()
     if not main:
         return 0
+    if getattr(args, "overwrite", False) and (out / CONFIG_NAME).is_file():
+        _remove_previous_run(out)
     clf.save(out)
     report = write_report(out, data=args.data, clf=clf, quiet=args.quiet)
     if not clf.interrupted_:
@@ -120,8 +149,9 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
 
 def _prepare(
     args: argparse.Namespace, defaults: dict[str, Any]
-) -> tuple[argparse.Namespace, Path] | None:
-    """The arguments to train with and the run folder, stored there before training starts.
+) -> tuple[argparse.Namespace, Path, Undo | None] | None:
+    """The arguments to train with and the run folder, stored there before training starts,
+    and how to undo that should training fail (None for a resumed run: it stays resumable).
 
     None: ``--resume`` names a finished run. Under torchrun rank 0 alone calls this (the run
     folder's timestamped default name must be one for all ranks) and broadcasts the result.
@@ -135,8 +165,13 @@ def _prepare(
                 f"--resume {out} continues a run with its own data; give no DATA "
                 f"(got {args.data!r})."
             )
+        if args.overwrite:
+            raise HeadstartError(
+                f"--resume {out} continues the run in {out} and --overwrite starts one over; "
+                "give one of them."
+            )
         stored = _resumed_args(args, out, defaults)
-        return None if stored is None else (stored, out)
+        return None if stored is None else (stored, out, None)
     if not args.data:
         raise HeadstartError(
             "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
@@ -146,8 +181,77 @@ def _prepare(
         raise HeadstartError(
             f"--out {out} is a file; the run folder must be a folder (new or existing)."
         )
+    if not args.overwrite:
+        _refuse_occupied(out)
+    undo = Undo.before_writing(out, [out / ARGS_NAME])
     _write_args(args, out)
-    return args, out
+    return args, out, undo
+
+
+def _refuse_occupied(out: Path) -> None:
+    """Refuse an --out that holds a run or other files: training there would silently replace a
+    finished run, restart an unfinished one, or mix a run into a folder of something else (an
+    image folder given as --out by mistake)."""
+    from headstart.errors import RunFolderError
+    from headstart.runs import CONFIG_NAME
+
+    entries = (
+        sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    )
+    if not entries:
+        return
+    if _finished(out):
+        raise RunFolderError(
+            f"--out {out} holds a finished run; choose another --out, or pass --overwrite to "
+            "replace it."
+        )
+    if (out / CONFIG_NAME).is_file() or (out / ARGS_NAME).is_file():
+        raise RunFolderError(
+            f"--out {out} holds an unfinished run; continue it with `headstart train --resume "
+            f"{out}`, or pass --overwrite to start it over."
+        )
+    more = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+    raise RunFolderError(
+        f"--out {out} is not empty and not a run folder (it holds {entries[0]!r}{more}); choose "
+        "a new or empty folder, or pass --overwrite to write the run into it."
+    )
+
+
+def _remove_previous_run(out: Path) -> None:
+    """Before an --overwrite run saves: the replaced run's config.json first (a folder caught
+    half-saved is then no finished run, not the old config over new weights), and the files
+    the new run might not write. The rest are all rewritten; nothing else in the folder goes."""
+    from headstart.runs import CONFIG_NAME
+
+    for name in (CONFIG_NAME, *_SOMETIMES_WRITTEN):
+        (out / name).unlink(missing_ok=True)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is and when it was written, to tell whether a command wrote it (an
+    atomic write is a new file: a new inode); None if absent."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    """DATA as given, or read here when CSV columns are named: the estimator takes a path or a
+    ``Dataset``, and the columns travel with the dataset (and into the run, for evaluation)."""
+    columns = csv_columns(args)
+    if not columns:
+        return args.data
+    from headstart.data import load_dataset
+
+    return load_dataset(
+        args.data,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        **columns,
+    )
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:
@@ -189,6 +293,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         C=getattr(args, "C", None),
         refit=getattr(args, "refit", "trainval") != "none",
         calibrate=getattr(args, "calibrate", "temperature"),
+        class_weight=getattr(args, "class_weight", None),
     )
 
 
@@ -261,5 +366,10 @@ def _finished(out: Path) -> bool:
 
 
 def _default_out(data: str) -> Path:
+    """runs/<data>-<timestamp>, with -2, -3... should a run started in the same second have it."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{Path(data).stem or 'data'}-{stamp}"
+    base = Path("runs") / f"{Path(data).stem or 'data'}-{stamp}"
+    out, n = base, 2
+    while out.exists():
+        out, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return out

@@ -4,6 +4,7 @@ The bottom layer of headstart: it never imports torch, so listing and checking a
 (``headstart data``) is fast and works without a deep-learning stack loaded.
 """
 
+from headstart.data.dataset import CsvColumns, Dataset, Sample, Skipped
 from headstart.data.decoding import (
     IMAGE_FORMATS,
     ImageHeader,
@@ -12,16 +13,15 @@ from headstart.data.decoding import (
     sniff_format,
 )
 from headstart.data.discovery import (
-    Dataset,
-    Sample,
-    Skipped,
     collect_image_paths,
     dataset_from_lists,
     load_dataset,
+    verify_dataset,
 )
 
 __all__ = [
     "IMAGE_FORMATS",
+    "CsvColumns",
     "Dataset",
     "Sample",
     "Skipped",
@@ -32,4 +32,5 @@ __all__ = [
     "load_dataset",
     "load_image",
     "sniff_format",
+    "verify_dataset",
 ]

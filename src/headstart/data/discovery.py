@@ -4,41 +4,41 @@ Discovery decides what is a sample, what is skipped and why, and refuses dataset
 train a classifier, before any model is built: a mistake in the data costs a one-line error, not
 a 45-minute run (requirement 7). Files are recognised by content, so a PNG named ``.jpg`` is used
 and ``notes.txt`` in a class folder is listed as skipped rather than crashing a run later. Only
-headers are read here; a full decode of every file is opt-in (``verify=True``) because a million
-images must stay fast to list.
+headers are read here; a full decode of every file is opt-in (``verify=True``, or
+:func:`verify_dataset` after the split, as training finds them) because a million images must stay
+fast to list.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from headstart.bulk import bulk
+from headstart.data.dataset import (
+    SPLIT_NAMES,
+    CsvColumns,
+    Dataset,
+    Layout,
+    Sample,
+    Skipped,
+    _describe_skips,
+)
 from headstart.data.decoding import image_problem
 from headstart.data.splits import stratified_split, validate_split_args
 from headstart.errors import DataError
 
 __all__ = [
-    "Dataset",
-    "Layout",
-    "SPLIT_NAMES",
-    "Sample",
-    "Skipped",
     "Vouch",
     "collect_image_paths",
     "dataset_from_lists",
     "load_dataset",
+    "verify_dataset",
 ]
-
-Layout = Literal["split-folders", "class-folders", "csv", "lists"]
-
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-"""The splits a dataset can have, in the order :attr:`Dataset.splits` lists them."""
 
 # Folder names and CSV values people use for each split.
 _SPLIT_ALIASES = {
@@ -51,138 +51,6 @@ _SPLIT_ALIASES = {
 
 _ByClass = dict[str, list[Path]]
 _BySplit = dict[str, _ByClass]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image.
-
-    Attributes:
-        path: Absolute path of the file (symlinks kept as named, not resolved).
-        label: Index into :attr:`Dataset.classes`.
-    """
-
-    path: Path
-    label: int
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file that is not used, and why, so runs can list what they left out.
-
-    Attributes:
-        path: The file.
-        reason: Short and human, e.g. "empty file (0 bytes)" or "not an image (unrecognised
-            content)".
-    """
-
-    path: Path
-    reason: str
-
-
-@dataclass
-class Dataset:
-    """The labelled images of a dataset, split into train/val/test, plus what was skipped.
-
-    Attributes:
-        root: The folder (or CSV file) it was read from.
-        layout: How the labels were given.
-        classes: Class names; a sample's label indexes this list. Sorted folder names (or
-            labels), the order torchvision's ``ImageFolder`` uses, unless given explicitly.
-        splits: Among "train", "val", "test", in that order; only non-empty splits are present.
-            Each list is sorted by path.
-        skipped: Files left out, with the reason, sorted by path.
-        split_spec: ``{"val_fraction", "test_fraction", "seed"}`` when headstart chose the split
-            itself (so it can be reproduced from the run folder), else None.
-    """
-
-    root: Path
-    layout: Layout
-    classes: list[str]
-    splits: dict[str, list[Sample]]
-    skipped: list[Skipped]
-    split_spec: dict[str, float | int] | None = None
-    # True when read against known classes (evaluation data): some classes may have no images.
-    _relaxed: bool = field(default=False, init=False, repr=False, compare=False)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Images per split and class; every class is listed, so an absent class shows as 0."""
-        out: dict[str, dict[str, int]] = {}
-        for split, samples in self.splits.items():
-            per_class = dict.fromkeys(self.classes, 0)
-            for sample in samples:
-                per_class[self.classes[sample.label]] += 1
-            out[split] = per_class
-        return out
-
-    def without(self, failures: Mapping[Path, str]) -> Dataset:
-        """A copy with some files moved from the splits to :attr:`skipped`.
-
-        Header sniffing cannot see a truncated file; feature extraction finds it when decoding.
-        Rather than stop a run for one bad file, the run drops it here and lists it.
-
-        Args:
-            failures: Path to the reason it failed (e.g. an ``ImageDecodeError``'s reason).
-                Paths that are not samples of this dataset are ignored.
-
-        Returns:
-            A new dataset; this one is unchanged.
-
-        Raises:
-            DataError: A class that had training images has none left, or no image is left at
-                all; the message says which files failed and why.
-        """
-        reasons = {Path(path).absolute(): reason for path, reason in failures.items()}
-        splits: dict[str, list[Sample]] = {}
-        removed: list[Skipped] = []
-        for split, samples in self.splits.items():
-            kept = []
-            for sample in samples:
-                if sample.path in reasons:
-                    removed.append(Skipped(sample.path, reasons[sample.path]))
-                else:
-                    kept.append(sample)
-            if kept:
-                splits[split] = kept
-        result = Dataset(
-            root=self.root,
-            layout=self.layout,
-            classes=list(self.classes),
-            splits=splits,
-            skipped=sorted([*self.skipped, *removed], key=lambda s: str(s.path)),
-            split_spec=None if self.split_spec is None else dict(self.split_spec),
-        )
-        result._relaxed = self._relaxed
-        if not removed:
-            return result
-        if not self._relaxed:
-            train_labels = {s.path: s.label for s in self.splits.get("train", [])}
-            after = {s.label for s in splits.get("train", [])}
-            for label in sorted(set(train_labels.values()) - after):
-                name = self.classes[label]
-                lost = [r for r in removed if train_labels.get(r.path) == label]
-                raise DataError(
-                    f"class {name!r} has no usable training images left "
-                    f"({_describe_skips(lost)} when decoding); replace those files or remove "
-                    "the class"
-                )
-        if not splits:
-            raise DataError(
-                f"no usable images left in {self.root} ({_describe_skips(removed)} when "
-                "decoding); check the files with `headstart data --verify`"
-            )
-        return result
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-able description, for ``headstart data --json`` and the run folder."""
-        return {
-            "root": str(self.root),
-            "layout": self.layout,
-            "classes": list(self.classes),
-            "counts": self.counts(),
-            "split_spec": None if self.split_spec is None else dict(self.split_spec),
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
-        }
 
 
 # --------------------------------------------------------------------------- file walking
@@ -308,14 +176,6 @@ def collect_image_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[S
 
 
 # --------------------------------------------------------------------------- messages
-
-
-def _describe_skips(skips: Sequence[Skipped]) -> str:
-    """E.g. "3 files skipped: 2 not an image (unrecognised content), 1 empty file (0 bytes)"."""
-    kinds = Counter(s.reason.split(":")[0] for s in skips)
-    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
-    noun = "file" if len(skips) == 1 else "files"
-    return f"{len(skips)} {noun} skipped: {parts}"
 
 
 def _quoted(names: Sequence[str], limit: int = 10) -> str:
@@ -700,8 +560,30 @@ def _from_entries(
     )
 
 
-def _read_csv(csv_path: Path) -> list[_Entry]:
-    """Rows of a ``path,label[,split]`` CSV; paths relative to the CSV's own folder."""
+def _column(role: str, name: str | None) -> str | None:
+    if name is not None and not name.strip():
+        raise DataError(f"the {role} column name is empty; pass a name from the CSV's header")
+    return None if name is None else name.strip()
+
+
+def _csv_columns(
+    path_column: str | None, label_column: str | None, split_column: str | None
+) -> CsvColumns | None:
+    """The CSV columns named by the caller, or None for the CSV's own ``path,label[,split]``."""
+    columns = CsvColumns()
+    if (path := _column("path", path_column)) is not None:
+        columns["path_column"] = path
+    if (label := _column("label", label_column)) is not None:
+        columns["label_column"] = label
+    if (split := _column("split", split_column)) is not None:
+        columns["split_column"] = split
+    return columns or None
+
+
+def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
+    """Rows of a ``path,label[,split]`` CSV, or of the columns ``named`` names instead; paths
+    relative to the CSV's own folder. Header names match whatever their case and surrounding
+    spaces. A split column named by the caller must exist; the default one is optional."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -711,25 +593,40 @@ def _read_csv(csv_path: Path) -> list[_Entry]:
         raise DataError(f"{csv_path} is not a valid CSV ({exc}); fix the file") from None
     except OSError as exc:
         raise DataError(f"cannot read {csv_path} ({exc.strerror or exc})") from None
+    named = named or CsvColumns()
+    wanted = {
+        "path": named.get("path_column", "path"),
+        "label": named.get("label_column", "label"),
+        "split": named.get("split_column", "split"),
+    }
     if not rows:
-        raise DataError(f"{csv_path} is empty; it needs a header row path,label[,split]")
-    header = [cell.strip().lower() for cell in rows[0]]
-    columns: dict[str, int] = {}
-    for i, name in enumerate(header):
-        columns.setdefault(name, i)
-    if "path" not in columns or "label" not in columns:
-        found = ", ".join(repr(cell) for cell in rows[0]) or "none"
         raise DataError(
-            f"{csv_path} needs a header with columns path,label (and optionally split); "
-            f"found columns: {found}"
+            f"{csv_path} is empty; it needs a header row naming its {wanted['path']} and "
+            f"{wanted['label']} columns"
         )
-    split_col = columns.get("split")
+    columns: dict[str, int] = {}
+    for i, cell in enumerate(rows[0]):
+        columns.setdefault(cell.strip().lower(), i)
+    required = ["path", "label", *(["split"] if "split_column" in named else [])]
+    if any(wanted[role].lower() not in columns for role in required):
+        needed = ",".join(wanted[role] for role in required)
+        optional = "" if "split" in required else " (and optionally split)"
+        found = ", ".join(repr(cell.strip()) for cell in rows[0] if cell.strip()) or "none"
+        raise DataError(
+            f"{csv_path} needs a header with columns {needed}{optional}; found columns: "
+            f"{found}; say which columns hold the image paths and labels with --path-column "
+            "and --label-column (and --split-column), or path_column=, label_column=, "
+            "split_column= in Python"
+        )
+    path_col, label_col = columns[wanted["path"].lower()], columns[wanted["label"].lower()]
+    header_width = len(rows[0])
+    split_col = columns.get(wanted["split"].lower())
     entries: list[_Entry] = []
     for number, raw in enumerate(rows[1:], start=2):
-        row = [cell.strip() for cell in raw] + [""] * (len(header) - len(raw))
+        row = [cell.strip() for cell in raw] + [""] * (header_width - len(raw))
         if not any(row):
             continue
-        path_text, label = row[columns["path"]], row[columns["label"]]
+        path_text, label = row[path_col], row[label_col]
         if not path_text or not label:
             raise DataError(
                 f"row {number} of {csv_path} has an empty path or label; every row needs both"
@@ -763,6 +660,9 @@ def load_dataset(
     classes: Sequence[str] | None = None,
     verify: bool = False,
     vouch: Vouch | None = None,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    split_column: str | None = None,
 ) -> Dataset:
     """Read a labelled dataset from a folder or a CSV file.
 
@@ -773,8 +673,9 @@ def load_dataset(
       ``val_fraction`` of train is held out (test is never invented for this layout).
     - ``DATA/<class>/*``: split by headstart with ``val_fraction`` and ``test_fraction``
       (either may be 0, which leaves that split out; both 0 puts everything in train).
-    - ``labels.csv`` with ``path,label[,split]``: paths relative to the CSV's folder; without a
-      split column, split as for class folders.
+    - ``labels.csv`` with ``path,label[,split]`` (or the columns named by ``path_column``,
+      ``label_column``, ``split_column``): paths relative to the CSV's folder; without a split
+      column, split as for class folders.
 
     Images may be nested inside class folders. Hidden files and folders and ``__MACOSX`` are
     ignored; symlinks are followed.
@@ -788,10 +689,17 @@ def load_dataset(
             then index into these, a class unknown to them is an error, and data with only some
             of the classes (or no train split) is accepted.
         verify: Decode every image fully so truncated or corrupt files are skipped now rather
-            than found during a run. Slower: without it only file headers are read.
+            than found during a run. Slower: without it only file headers are read. They are
+            dropped before the split, so the rest may split differently from a run's; for the
+            very dataset a run ends up with, load without it and call :func:`verify_dataset`.
         vouch: Given a list of files, returns those known to be images, which are then not
             opened at all (e.g. :meth:`headstart.features.FeatureCache.decoded`: files a run
             decoded whole before, unchanged since). Ignored with ``verify``.
+        path_column: The CSV column holding the image paths (default "path"), for a CSV made
+            for something else (``filename,class``): naming it beats copying the file.
+        label_column: The CSV column holding the labels (default "label").
+        split_column: The CSV column holding train/val/test (default "split", used if present);
+            once named, it must exist.
 
     Returns:
         The dataset, with every unusable file listed in ``skipped``.
@@ -799,7 +707,8 @@ def load_dataset(
     Raises:
         DataError: The path does not exist or is neither a folder nor a CSV; fewer than two
             classes; a class with no usable training images; a val/test class unknown to train;
-            a CSV without path/label columns or with an unknown split; no usable image at all.
+            a CSV without its path/label columns or with an unknown split; columns named for a
+            folder; no usable image at all.
     """
     validate_split_args(val_fraction, test_fraction, seed)
     known = _resolve_classes(classes)
@@ -810,14 +719,21 @@ def load_dataset(
             f"dataset path {str(source)!r} does not exist; pass a folder of class folders "
             "(DATA/<class>/*.jpg) or a CSV file with path,label columns"
         )
+    named = _csv_columns(path_column, label_column, split_column)
+    if named is not None and not (root.is_file() and root.suffix.lower() == ".csv"):
+        options = ", ".join(f"--{key.replace('_', '-')} ({key}=)" for key in named)
+        raise DataError(
+            f"{options} names a column of a CSV file, but {str(source)!r} is not a CSV file; "
+            "pass the CSV, or leave the option out for a folder"
+        )
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DataError(
                 f"{str(source)!r} is a file but not a .csv; pass the folder that holds the class "
                 "folders, or a CSV file with path,label columns"
             )
-        return _from_entries(
-            _read_csv(root),
+        dataset = _from_entries(
+            _read_csv(root, named),
             root=root,
             layout="csv",
             source=str(root),
@@ -827,6 +743,8 @@ def load_dataset(
             known=known,
             check=check,
         )
+        dataset.columns = named
+        return dataset
     if not root.is_dir():
         raise DataError(f"{str(source)!r} is neither a folder nor a CSV file; pass a folder")
     dirs, _ = _children(root)
@@ -920,3 +838,48 @@ def dataset_from_lists(
         known=None,
         check=_Check(vouch=vouch),
     )
+
+
+@bulk
+def verify_dataset(
+    dataset: Dataset, *, known: Collection[Path] = (), workers: int | None = None
+) -> Dataset:
+    """The dataset a training run ends up with: samples that do not decode moved to skipped.
+
+    Discovery reads headers only, so a truncated JPEG is a sample until feature extraction
+    decodes it and the run drops it (:meth:`Dataset.without`). To say beforehand what training
+    will use (``headstart data``), this decodes every sample the same way, after the split, as
+    training does: dropping a file before splitting would split the rest differently, and the
+    counts would not be training's. ``load_dataset(verify=True)`` drops them before the split.
+
+    Args:
+        dataset: As :func:`load_dataset` returned it (with or without a voucher, as the run
+            will read it).
+        known: Files known to decode (the cache's :meth:`~headstart.features.FeatureCache.
+            decoded`, as the voucher found them): not opened again, so a warm check costs a
+            ``stat`` per file, as a warm run's listing does.
+        workers: Decoding threads (Pillow decodes without the GIL); None: one per core, 0: in
+            turn.
+
+    Returns:
+        A new dataset, or ``dataset`` itself when every sample decodes.
+
+    Raises:
+        DataError: As :meth:`Dataset.without`: a class loses all its training images, or no
+            image is left at all.
+    """
+    if not isinstance(known, (set, frozenset, dict)):
+        known = set(known)  # membership per sample
+    paths = [s.path for samples in dataset.splits.values() for s in samples if s.path not in known]
+
+    def problem(path: Path) -> str | None:
+        return image_problem(path, verify=True)
+
+    threads = (os.cpu_count() or 1) if workers is None else workers
+    if threads > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            problems = list(pool.map(problem, paths))
+    else:
+        problems = [problem(p) for p in paths]
+    failures = {p: why for p, why in zip(paths, problems, strict=True) if why is not None}
+    return dataset.without(failures) if failures else dataset

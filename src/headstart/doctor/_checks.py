@@ -223,7 +223,8 @@ def class_findings(dataset: Dataset) -> list[Finding]:
                     "imbalance",
                     f"training classes are imbalanced: {big!r} has {train[big]} images, {small!r} "
                     f"{train[small]} ({ratio:.0f}x); accuracy will mostly reflect the large "
-                    "classes: collect more of the small ones, or weight the loss",
+                    "classes: collect more of the small ones, or train with --class-weight "
+                    "balanced (judge it by balanced accuracy and macro-F1)",
                     details={"largest": big, "smallest": small, "ratio": round(ratio, 2)},
                 )
             )

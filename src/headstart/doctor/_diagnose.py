@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.bulk import bulk
-from headstart.data import Dataset, load_dataset
+from headstart.data import CsvColumns, Dataset, load_dataset
 from headstart.data.facts import FACTS_VERSION, content_problem
 from headstart.doctor._checks import (
     TINY_SIDE,
@@ -59,7 +59,7 @@ def _visible_dirs(folder: Path) -> list[Path]:
     ]
 
 
-def _class_names(root: Path) -> list[str] | None:
+def _class_names(root: Path, label_column: str = "label") -> list[str] | None:
     """Every class name a folder or CSV dataset mentions, or None when it cannot tell.
 
     Follows discovery's layout rule (split folders when ``train`` holds sub-folders, else class
@@ -70,7 +70,7 @@ def _class_names(root: Path) -> list[str] | None:
             with open(root, newline="", encoding="utf-8-sig") as fh:
                 rows = list(csv.reader(fh))
             header = [cell.strip().lower() for cell in rows[0]]
-            col = header.index("label")
+            col = header.index(label_column.strip().lower())
             labels = {row[col].strip() for row in rows[1:] if len(row) > col and row[col].strip()}
             return sorted(labels) or None
         if not root.is_dir():
@@ -91,7 +91,14 @@ def _class_names(root: Path) -> list[str] | None:
         return None
 
 
-def _load(source: str | Path, *, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
+def _load(
+    source: str | Path,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    columns: CsvColumns | None = None,
+) -> Dataset:
     """Read the dataset as training would, except that an empty class is not an error.
 
     Training refuses a dataset with an empty class (or one class, or a val class missing from
@@ -102,7 +109,8 @@ def _load(source: str | Path, *, val_fraction: float, test_fraction: float, seed
     path, no class folders at all) is a usage error and raised as training would raise it.
     """
     root = Path(source).expanduser().absolute()
-    names = _class_names(root)
+    columns = columns or CsvColumns()
+    names = _class_names(root, columns.get("label_column", "label"))
     if names is not None:
         try:
             return load_dataset(
@@ -111,10 +119,13 @@ def _load(source: str | Path, *, val_fraction: float, test_fraction: float, seed
                 test_fraction=test_fraction,
                 seed=seed,
                 classes=names,
+                **columns,
             )
         except DataError:
             pass  # the strict load below raises the accurate message
-    return load_dataset(root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return load_dataset(
+        root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, **columns
+    )
 
 
 def _model_preprocess(
@@ -174,6 +185,7 @@ def diagnose(
     num_workers: int | None = None,
     device: str = "auto",
     quiet: bool = False,
+    columns: CsvColumns | None = None,
 ) -> Report:
     """Check a dataset before anyone trains on it.
 
@@ -206,6 +218,8 @@ def diagnose(
         num_workers: Decoding processes (None: chosen from the dataset size and the cores).
         device: Where the model runs ("auto", "cpu", "cuda", ...).
         quiet: No progress output.
+        columns: The columns of a CSV ``source`` (``load_dataset``'s ``path_column``,
+            ``label_column``, ``split_column``), for a CSV made for something else.
 
     Returns:
         The report; ``report.has_errors`` says whether anything serious was found.
@@ -235,7 +249,13 @@ def diagnose(
     if isinstance(source, Dataset):
         dataset = source
     else:
-        dataset = _load(source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        dataset = _load(
+            source,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            columns=columns,
+        )
     root = dataset.root
     samples = labelled_samples(dataset)
     folder = _cache_folder(cache, cache_dir)

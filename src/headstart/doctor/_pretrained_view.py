@@ -33,8 +33,7 @@ import numpy as np
 from headstart.doctor._findings import Finding
 
 if TYPE_CHECKING:
-    from headstart.backbones import Backbone
-    from headstart.backbones._classifier import PretrainedClassifier
+    from headstart.backbones import Backbone, PretrainedClassifier
 
 __all__ = [
     "COLLAPSE_SHARE",

@@ -22,25 +22,36 @@ Tables are only ever added, with ``CREATE TABLE IF NOT EXISTS``: a cache file wr
 version opens as it is and gains the new table, and an older version ignores tables it does not
 know. Each row of ``images`` carries the version of the facts' definition, so facts computed
 differently are recomputed rather than trusted.
+
+A cache never stops a run. A file damaged by a crash or a bad disk (SQLite reports it corrupt, or
+not a database) is set aside, renamed and never deleted, so it can still be inspected, and a new
+one is started: the run recomputes what it needs. A folder the run cannot write to (a read-only
+mount) is read as it is, or, with no cache there yet, replaced by one in memory; either way
+nothing new is stored. Each says so in one warning.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISREG
+from typing import Any, TypeVar
 
 import numpy as np
 import platformdirs
 
 from headstart.bulk import bulk
 from headstart.data.facts import FACTS_VERSION, ImageContent
+from headstart.errors import CacheWarning
 from headstart.progress import Progress
 
-__all__ = ["FeatureCache", "decoded_in", "default_cache_dir", "file_digest"]
+__all__ = ["FeatureCache", "cache_size", "decoded_in", "default_cache_dir", "file_digest"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -92,6 +103,15 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("headstart")) / "features"
 
 
+def cache_size(folder: Path) -> int | None:
+    """Bytes the cache in ``folder`` takes on disk (its database and write-ahead log); None
+    where there is no cache."""
+    if not (folder / _FILE).is_file():
+        return None
+    names = (_FILE, f"{_FILE}-wal", f"{_FILE}-shm")
+    return sum((folder / name).stat().st_size for name in names if (folder / name).is_file())
+
+
 def decoded_in(folder: Path, paths: Sequence[Path]) -> dict[Path, str]:
     """:meth:`FeatureCache.decoded` of the cache in ``folder``; nothing where no cache exists yet
     (and none is created: a first run's discovery must not leave an empty cache behind)."""
@@ -107,20 +127,151 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
+_DAMAGED = (11, 26)
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _DAMAGED
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A cache problem is said once per process, however many times the cache is opened."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+def _recovering(method: _Method) -> _Method:
+    """A method that survives a damaged cache file: the file is set aside, and the method runs
+    again on a new, empty cache (reads then find nothing, and the caller computes)."""
+
+    @functools.wraps(method)
+    def wrapper(self: FeatureCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class FeatureCache:
     """A content-addressed store of feature vectors in one SQLite file under ``folder``."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / _FILE
+        # False when the folder cannot be written: reads go on, writes are skipped.
+        self.writable = True
+        self._inode: int | None = None
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                self._set_aside(exc)
+                return self._connect()
+            return self._read_only(exc)
+        except OSError as exc:
+            return self._read_only(exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        # SQLite creates its file 0644 whatever the umask; created here first, it gets 0o666 less
+        # the umask as any program's file would (a group-shared cache stays group-writable), and
+        # SQLite gives its -wal and -shm files the database file's mode.
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            pass
         # isolation_level=None: we open transactions ourselves, so each batch is one transaction.
-        self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout = 120000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
-        self._db.executescript(_SCHEMA)
+        db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 120000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        self._inode = os.stat(self.path).st_ino
+        return db
+
+    def _read_only(self, exc: BaseException) -> sqlite3.Connection:
+        """The folder cannot be written: read the cache there as it is, or keep one in memory."""
+        self.writable = False
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if self.path.is_file():
+            try:
+                # immutable: no lock, no journal, no -shm file to create in the folder.
+                db = sqlite3.connect(
+                    f"{self.path.as_uri()}?immutable=1", uri=True, isolation_level=None
+                )
+                db.execute("SELECT COUNT(*) FROM features").fetchone()
+            except sqlite3.DatabaseError:
+                pass
+            else:
+                _warn_once(
+                    f"the feature cache {self.path} cannot be written ({reason}): this run "
+                    "reads it but caches nothing new; point --cache-dir or HEADSTART_CACHE_DIR "
+                    "at a writable folder to cache"
+                )
+                return db
+        _warn_once(
+            f"cannot use the feature cache in {self.folder} ({reason}): this run goes on "
+            "without it; point --cache-dir or HEADSTART_CACHE_DIR at a writable folder"
+        )
+        self.writable = True  # to memory, for this object's life only
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.executescript(_SCHEMA)
+        return db
+
+    def _set_aside(self, exc: BaseException) -> None:
+        """Rename a damaged cache file (and its journal) out of the way, never deleting it.
+
+        Only the file this object opened: another process may have set it aside already and
+        started a new one, which must not be taken for the damaged one.
+        """
+        if getattr(self, "_db", None) is not None:
+            self._db.close()
+        try:
+            current = os.stat(self.path).st_ino
+        except OSError:
+            current = None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.folder / f"features.damaged-{stamp}-{os.getpid()}.sqlite"
+        if current is not None and (self._inode is None or current == self._inode):
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                except FileNotFoundError:
+                    pass
+            _warn_once(
+                f"the feature cache {self.path} is damaged ({exc}); it was set aside as "
+                f"{aside.name} and a new one started: this run recomputes what it needs"
+            )
+        _SEEN.pop(str(self.path.resolve()), None)
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """After an error: a damaged file is set aside and replaced; anything else is raised."""
+        if not _is_corrupt(exc):
+            raise exc
+        self._set_aside(exc)
+        self._db = self._connect()
 
     def close(self) -> None:
         self._db.close()
@@ -133,6 +284,7 @@ class FeatureCache:
 
     # -- features -------------------------------------------------------------------------
     @bulk
+    @_recovering
     def get_many(self, namespace: str, digests: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the cached vectors among ``digests``; entries that fail validation are ignored."""
         wanted = list(dict.fromkeys(digests))
@@ -151,6 +303,7 @@ class FeatureCache:
         return found
 
     @bulk
+    @_recovering
     def present(self, namespace: str, digests: Iterable[str], dim: int) -> set[str]:
         """The digests among ``digests`` with a valid ``dim``-long vector, without reading any:
         a million lookups cost the keys, not the 4 GB of vectors behind them."""
@@ -168,6 +321,7 @@ class FeatureCache:
         return found
 
     @bulk
+    @_recovering
     def read_into(
         self,
         namespace: str,
@@ -241,6 +395,7 @@ class FeatureCache:
                 (namespace, dim, *chunk),
             ).fetchall()
 
+    @_recovering
     def put_many(
         self,
         namespace: str,
@@ -249,6 +404,8 @@ class FeatureCache:
     ) -> None:
         """Store vectors (and the facts of their images) in one transaction: all of them become
         visible together, or none."""
+        if not self.writable:
+            return
         rows = []
         for digest, vector in vectors.items():
             arr = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
@@ -260,6 +417,36 @@ class FeatureCache:
             self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
             self._db.executemany(_INSERT_FACTS, fact_rows)
 
+    @_recovering
+    def stats(self) -> dict[str, int]:
+        """How much the cache holds: feature vectors, the feature sets they belong to (one per
+        backbone, weights, preprocessing, layer and view), images with stored facts, and files
+        whose digest is remembered."""
+        queries = {
+            "vectors": "SELECT COUNT(*) FROM features",
+            "feature_sets": "SELECT COUNT(DISTINCT namespace) FROM features",
+            "images": "SELECT COUNT(*) FROM images",
+            "files": "SELECT COUNT(*) FROM files",
+        }
+        return {key: int(self._db.execute(sql).fetchone()[0]) for key, sql in queries.items()}
+
+    @_recovering
+    def clear(self) -> None:
+        """Delete every entry, in one transaction, then give the space back to the file system.
+
+        Entries are deleted rather than the file removed: a run using the cache at the same
+        time keeps a valid database (it waits on SQLite's lock, then finds nothing and
+        recomputes), where a removed file would leave it writing to a deleted inode.
+        """
+        if not self.writable:
+            raise PermissionError(f"the feature cache {self.path} cannot be written")
+        with self._transaction():
+            for table in ("features", "images", "results", "files"):
+                self._db.execute(f"DELETE FROM {table}")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @_recovering
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
             row = self._db.execute("SELECT COUNT(*) FROM features").fetchone()
@@ -270,6 +457,7 @@ class FeatureCache:
 
     # -- image facts ----------------------------------------------------------------------
     @bulk
+    @_recovering
     def get_facts(self, digests: Iterable[str]) -> dict[str, ImageContent]:
         """The stored facts among ``digests`` (of the current facts version)."""
         wanted = list(dict.fromkeys(digests))
@@ -290,26 +478,32 @@ class FeatureCache:
                 )
         return found
 
+    @_recovering
     def put_facts(self, facts: Mapping[str, ImageContent]) -> None:
         """Store the facts of image contents by digest, in one transaction."""
         rows = _fact_rows(facts)
-        if not rows:
+        if not rows or not self.writable:
             return
         with self._transaction():
             self._db.executemany(_INSERT_FACTS, rows)
 
     # -- derived results ------------------------------------------------------------------
+    @_recovering
     def get_result(self, key: str) -> str | None:
         """The stored JSON of a result computed from stored facts, by the hash of its inputs."""
         row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_recovering
     def put_result(self, key: str, value: str) -> None:
+        if not self.writable:
+            return
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, value))
 
     # -- file digests ---------------------------------------------------------------------
     @bulk
+    @_recovering
     def digests(
         self,
         paths: Sequence[Path],
@@ -352,7 +546,7 @@ class FeatureCache:
                     continue
                 result[path] = digest
                 fresh.append((str(path), size, mtime_ns, digest))
-        if fresh:
+        if fresh and self.writable:
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
             # Not known to decode yet: extraction decodes them next.
@@ -362,6 +556,7 @@ class FeatureCache:
         return result, failures
 
     @bulk
+    @_recovering
     def decoded(self, paths: Sequence[Path]) -> dict[Path, str]:
         """The files among ``paths`` that an earlier run decoded whole, unchanged since, with
         their content digests.

@@ -22,6 +22,7 @@ from torch import nn
 
 from headstart.heads.logistic import fit_linear
 from headstart.heads.training import HeadTrainingConfig, train_head
+from headstart.heads.weights import ClassWeight, class_weights
 
 __all__ = ["HeadFit", "describe_selection", "fit_head"]
 
@@ -37,6 +38,9 @@ def describe_selection(selection: dict[str, Any]) -> str:
             chosen += f" (refitted at C={final:.3g}: the same penalty per image)"
     else:
         chosen = f"{selection.get('epochs')} epochs"
+    weights = selection.get("class_weight")
+    if weights:
+        chosen += " (class weights " + ", ".join(f"{w:.3g}" for w in weights) + ")"
     where = selection.get("protocol_text", selection.get("protocol"))
     loss, accuracy = selection.get("val_loss"), selection.get("val_accuracy")
     figures = (
@@ -86,6 +90,7 @@ def fit_head(
     dropout: float = 0.2,
     quiet: bool = False,
     train_views: Sequence[np.ndarray] = (),
+    class_weight: ClassWeight = None,
 ) -> HeadFit:
     """Fit a ``kind`` head: choose its setting on held-out data, then refit on train + val.
 
@@ -93,6 +98,8 @@ def fit_head(
         C: Linear head only: a fixed inverse L2 strength (None: chosen).
         refit: Refit on train + val after the choice (False: the final fit sees train only).
         train_views: Features of augmented views of the training images (same order).
+        class_weight: Weight each image's loss by its class: ``"balanced"`` or one weight per
+            class index (:mod:`headstart.heads.weights`); None: unweighted.
     """
     config = config or HeadTrainingConfig()
     if kind == "linear":
@@ -106,6 +113,7 @@ def fit_head(
             refit=refit,
             seed=config.seed,
             train_extra=train_views,
+            class_weight=class_weight,
         )
         return HeadFit(
             head=lf.head,
@@ -127,6 +135,7 @@ def fit_head(
         dropout=dropout,
         quiet=quiet,
         train_views=train_views,
+        class_weight=class_weight,
     )
 
 
@@ -144,6 +153,7 @@ def _fit_mlp(
     dropout: float,
     quiet: bool,
     train_views: Sequence[np.ndarray],
+    class_weight: ClassWeight = None,
 ) -> HeadFit:
     has_val = val_x is not None and val_y is not None and len(val_y) > 0
     trained = train_head(
@@ -158,6 +168,7 @@ def _fit_mlp(
         dropout=dropout,
         quiet=quiet,
         train_views=train_views,
+        class_weight=class_weight,
     )
     selection: dict[str, Any] = {
         "solver": "adamw",
@@ -166,6 +177,7 @@ def _fit_mlp(
         "epochs": trained.best_epoch,
         "weight_decay": config.weight_decay,
         "fit_images": {"train": len(train_y)},
+        "class_weight": _recorded(class_weight, train_y, num_classes),
     }
     result = HeadFit(
         head=trained.head,
@@ -203,7 +215,14 @@ def _fit_mlp(
         quiet=quiet,
         train_views=views,
         keep_last=True,
+        class_weight=class_weight,
     )
     result.head = again.head
     selection["fit_images"] = {"train": len(train_y), "val": len(val_y)}
     return result
+
+
+def _recorded(class_weight: ClassWeight, y: np.ndarray, num_classes: int) -> list[float] | None:
+    """The weight of each class as the selection fit used them (for the run's config)."""
+    weights = class_weights(class_weight, y, num_classes)
+    return None if weights is None else weights.tolist()

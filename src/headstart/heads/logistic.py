@@ -35,6 +35,14 @@ Held-out score: with a validation split of its own that is large enough (see
 over train + val, where a class with a single labelled image always stays in training (it cannot
 be held out and still be learnt). The held-out logits of the chosen setting are kept: they are the
 only logits calibration may use, since no model that produced them saw those images.
+
+Class weights (``class_weight``, :mod:`headstart.heads.weights`) weight each image's term of the
+objective, ``sum_i w_i CE_i / n + ||W||^2 / (2 C n)``: scikit-learn's weighted problem, the same
+minimiser. One weight vector (``"balanced"``: counted on the images of the final fit, as
+``LogisticRegressionCV`` counts them once on all it is given) serves every solve, and the held-out
+log-loss that chooses ``C`` is weighted the same way: ``C`` is chosen for the objective the head
+is fitted on, the balanced risk. The held-out logits kept for calibration are the model's own;
+calibration scores them unweighted (:mod:`headstart.heads.weights` says why).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from torch.nn import functional as F
 
 from headstart.errors import HeadstartError
 from headstart.heads.modules import fold_standardization, standardization
+from headstart.heads.weights import ClassWeight, class_weights, weighted_cross_entropy
 
 __all__ = [
     "C_GRID",
@@ -158,6 +167,7 @@ class LinearFit:
     heldout_y: np.ndarray | None = None
     fit_counts: dict[str, int] = field(default_factory=dict)
     iterations: int = 0
+    class_weight: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record kept in the run's config: what was chosen, on what, and what it scored."""
@@ -174,6 +184,7 @@ class LinearFit:
             "val_accuracy": self.val_accuracy,
             "fit_images": dict(self.fit_counts),
             "iterations": self.iterations,
+            "class_weight": self.class_weight,
         }
 
 
@@ -220,6 +231,7 @@ def score_linear(
     seed: int = 0,
     train_extra: Sequence[np.ndarray] = (),
     protocol: Protocol | None = None,
+    class_weight: ClassWeight = None,
 ) -> LinearFit:
     """The choice of :func:`fit_linear` and its held-out figures, without the final fit.
 
@@ -235,6 +247,7 @@ def score_linear(
         seed=seed,
         train_extra=train_extra,
         protocol=protocol,
+        class_weight=class_weight,
         _final=False,
     )
 
@@ -252,6 +265,7 @@ def fit_linear(
     train_extra: Sequence[np.ndarray] = (),
     grid: Sequence[float] | None = None,
     protocol: Protocol | None = None,
+    class_weight: ClassWeight = None,
     _final: bool = True,
 ) -> LinearFit:
     """Choose ``C`` on held-out data (unless given), then fit on every image the run may use.
@@ -268,6 +282,8 @@ def fit_linear(
         grid: The inverse strengths tried, strong to weak (default: :data:`C_GRID` for small
             fits, :data:`C_GRID_COARSE` for large ones).
         protocol: Force a protocol (default: :func:`choose_protocol`).
+        class_weight: Weight each image's loss by its class: ``"balanced"`` or one weight per
+            class index (:mod:`headstart.heads.weights`); None: unweighted.
     """
     if len(train_x) == 0:
         raise HeadstartError("No training features: the train split is empty.")
@@ -299,7 +315,10 @@ def fit_linear(
     labelled = ty if proto.kind == "validation" else np.concatenate([ty, vy])
     walk = _sample(labelled, WALK_MAX_IMAGES, seed)
     cheap = (len(ty) + len(vy)) * (1 + len(extras)) * d <= CHEAP_VALUES
-    solver = _Solver(d, num_classes, settle=not cheap)
+    weights = class_weights(
+        class_weight, np.concatenate([ty, vy]) if final_val else ty, num_classes
+    )
+    solver = _Solver(d, num_classes, settle=not cheap, class_weight=weights)
     if len(ty) >= PRECONDITION_MIN_ROWS_PER_DIM * d:
         solver.precondition(xs_train)
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
@@ -310,6 +329,7 @@ def fit_linear(
         head=nn.utils.skip_init(nn.Linear, d, num_classes),
         C=DEFAULT_C if C is None else C,
         protocol=proto,
+        class_weight=None if weights is None else weights.tolist(),
     )
     state: tuple[torch.Tensor, torch.Tensor] | None = None
     selected = 0.0  # images in each fit that scored C (their mean over folds)
@@ -410,10 +430,19 @@ def _standardize(x: np.ndarray, shift: torch.Tensor, scale: torch.Tensor) -> tor
 
 
 class _Solver:
-    """Full-batch L-BFGS on mean cross-entropy + ||W||^2 / (2 C n), warm-startable."""
+    """Full-batch L-BFGS on mean (class-weighted) cross-entropy + ||W||^2 / (2 C n),
+    warm-startable."""
 
-    def __init__(self, dim: int, num_classes: int, *, settle: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        *,
+        settle: bool = True,
+        class_weight: torch.Tensor | None = None,
+    ) -> None:
         self.dim, self.num_classes = dim, num_classes
+        self.class_weight = class_weight
         self.settle = settle
         # What the held-out loss of a settled solve is known to: a smaller gain is not one.
         self.margin = SETTLE_RTOL if settle else SETTLE_RTOL_CHEAP
@@ -496,8 +525,12 @@ class _Solver:
             max_iter = max(max_iter, FINAL_MAX_ITER)
         scales = self._scale(C, len(y))
         P = None if scales is None else scales[0]
+        sample_weight = None if self.class_weight is None else self.class_weight[y].unsqueeze(1)
         if start is None:
-            counts = torch.bincount(y, minlength=self.num_classes).float() + 1.0
+            counts = torch.bincount(
+                y, None if sample_weight is None else sample_weight[:, 0], self.num_classes
+            ).float()
+            counts += 1.0
             weight = torch.zeros(self.dim, self.num_classes)
             bias = torch.log(counts / counts.sum())
         elif scales is None:
@@ -538,8 +571,14 @@ class _Solver:
                 self.evaluations += 1
                 w = weight.detach() if P is None else P @ weight.detach()
                 log_p = torch.log_softmax(F.linear(x, w.T.contiguous(), bias.detach()), 1)
-                loss = -log_p.gather(1, target).mean() + penalty * w.pow(2).sum()
+                picked = log_p.gather(1, target)
+                if sample_weight is None:
+                    loss = -picked.mean() + penalty * w.pow(2).sum()
+                else:
+                    loss = -(picked * sample_weight).sum() / n + penalty * w.pow(2).sum()
                 residual = log_p.exp_().scatter_add_(1, target, minus_one)
+                if sample_weight is not None:
+                    residual *= sample_weight
                 residual /= n
                 grad = torch.mm(residual.T, x).T.contiguous().add_(w, alpha=2.0 * penalty)
                 weight.grad = grad if P is None else P @ grad  # P is symmetric
@@ -560,7 +599,8 @@ class _Solver:
                 last = math.inf
                 while iterations() < max_iter:
                     with torch.no_grad():
-                        loss = float(F.cross_entropy(heldout[0] @ real() + bias, heldout[1]))
+                        logits = heldout[0] @ real() + bias
+                        loss = float(weighted_cross_entropy(logits, heldout[1], self.class_weight))
                     if abs(last - loss) <= rtol * abs(loss):
                         break
                     last, before = loss, iterations()
@@ -572,8 +612,10 @@ class _Solver:
         return real(), bias.detach(), n_iter
 
 
-def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    loss = float(F.cross_entropy(logits, y, reduction="mean"))
+def _score(
+    logits: torch.Tensor, y: torch.Tensor, class_weight: torch.Tensor | None
+) -> tuple[float, float]:
+    loss = float(weighted_cross_entropy(logits, y, class_weight))
     accuracy = float((logits.argmax(1) == y).float().mean())
     return loss, accuracy
 
@@ -695,7 +737,7 @@ def _walk_validation(
         warm = None if start is None else start[0]
         weight, bias = solver.point(x, y, C, warm, (xv, yv), exact=exact)
         logits = xv @ weight + bias
-        loss, accuracy = _score(logits, yv)
+        loss, accuracy = _score(logits, yv, solver.class_weight)
         return loss, accuracy, ((weight, bias), logits)
 
     C, (state, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
@@ -758,7 +800,7 @@ def _walk_cv(
             states.append((weight, bias))
             pieces.append(x[held] @ weight + bias)
         logits = torch.cat(pieces)
-        loss, accuracy = _score(logits, y[heldout])
+        loss, accuracy = _score(logits, y[heldout], solver.class_weight)
         return loss, accuracy, (states, logits)
 
     C, (_, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)

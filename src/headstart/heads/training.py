@@ -11,6 +11,10 @@ Ctrl-C (KeyboardInterrupt) after the first epoch stops training cleanly with the
 With augmented views of the training features (``train_views``), each epoch shows the head one
 view of every image, rotating through the views, so K cached views give K epochs of augmentation
 for the price of K forward passes.
+
+With ``class_weight`` each image's loss is weighted by its class (:mod:`headstart.heads.weights`),
+in training and in the validation loss that chooses the epoch alike: the epoch kept is the best
+for the objective trained, the balanced risk, not for the unweighted one it departs from.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from headstart.errors import HeadstartError
 from headstart.heads.modules import MLPHead, create_head, fold_standardization, standardization
+from headstart.heads.weights import ClassWeight, class_weights, weighted_cross_entropy
 from headstart.progress import Progress
 
 __all__ = [
@@ -128,11 +132,13 @@ def _as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tenso
     )
 
 
-def _evaluate(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _evaluate(
+    head: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[float, float]:
     head.eval()
     with torch.no_grad():
         logits = head(x)
-        loss = float(F.cross_entropy(logits, y))
+        loss = float(weighted_cross_entropy(logits, y, weights))
         acc = float((logits.argmax(1) == y).float().mean())
     return loss, acc
 
@@ -151,6 +157,7 @@ def train_head(
     quiet: bool = False,
     train_views: Sequence[np.ndarray] = (),
     keep_last: bool = False,
+    class_weight: ClassWeight = None,
 ) -> TrainedHead:
     """Train a head of ``kind`` on features; return it with its best weights and history.
 
@@ -166,6 +173,8 @@ def train_head(
             mixes views and every image cycles through all of them.
         keep_last: Keep the last epoch's weights, not the best monitored ones: a refit for a
             number of epochs chosen beforehand has nothing to monitor.
+        class_weight: ``"balanced"`` (counted on ``train_y``) or one weight per class index;
+            None: unweighted.
     """
     config = config or HeadTrainingConfig()
     if len(train_x) == 0:
@@ -192,7 +201,19 @@ def train_head(
             model: nn.Module = head
         else:
             model = _Standardized(head, shift, scale)
-        result = _fit(model, views, yt, xv, yv, config, generator, quiet=quiet, keep_last=keep_last)
+        weights = class_weights(class_weight, train_y, num_classes)
+        result = _fit(
+            model,
+            views,
+            yt,
+            xv,
+            yv,
+            config,
+            generator,
+            quiet=quiet,
+            keep_last=keep_last,
+            weights=weights,
+        )
     if isinstance(head, nn.Linear):
         fold_standardization(head, shift, scale)
     result.head = head
@@ -282,6 +303,7 @@ def _fit(
     *,
     quiet: bool,
     keep_last: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> TrainedHead:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -314,7 +336,9 @@ def _fit(
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * factor
                     logits = model(xt[idx])
-                    loss = F.cross_entropy(logits, yt[idx], label_smoothing=config.label_smoothing)
+                    loss = weighted_cross_entropy(
+                        logits, yt[idx], weights, label_smoothing=config.label_smoothing
+                    )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.grad_clip is not None:
@@ -323,7 +347,7 @@ def _fit(
                     step += 1
                     total_loss += loss.item() * len(idx)
                     total_correct += int((logits.argmax(1) == yt[idx]).sum())
-                val_loss, val_acc = _evaluate(model, xv, yv)
+                val_loss, val_acc = _evaluate(model, xv, yv, weights)
                 history.append(
                     {
                         "epoch": epoch,

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.backbones import Backbone
-from headstart.backbones._weights import state_dict_sha256
+from headstart.backbones import Backbone, state_dict_sha256
 from headstart.data import Dataset
 from headstart.device import prepare_device
 from headstart.features.extract import ExtractResult, FeatureView, extract_cached

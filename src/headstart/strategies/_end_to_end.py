@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from headstart import distributed
 from headstart.backbones import Backbone
 from headstart.data import Dataset
 from headstart.errors import HeadstartError
+from headstart.heads.weights import class_weights, weight_vector
 from headstart.strategies._common import Job
 from headstart.strategies._cost import CostEstimate, estimate_cost
 from headstart.strategies._data import TrainImages
@@ -30,7 +32,7 @@ from headstart.strategies._loop import (
 )
 from headstart.strategies._network import Network
 
-__all__ = ["run_network", "train_images", "validation_images"]
+__all__ = ["loss_weights", "run_network", "train_images", "validation_images"]
 
 
 def train_images(
@@ -65,6 +67,14 @@ def train_images(
     )
 
 
+def loss_weights(job: Job, dataset: Dataset) -> torch.Tensor | None:
+    """The class weights of the run's loss (None: unweighted); ``balanced`` counts the training
+    split, the images the loss is over."""
+    labels = [s.label for s in dataset.splits.get("train", [])]
+    vector = weight_vector(job.settings.class_weight, dataset.classes)
+    return class_weights(vector, np.asarray(labels, np.int64), len(dataset.classes))
+
+
 def validation_images(
     job: Job, backbone: Backbone, dataset: Dataset, device: torch.device
 ) -> Validator | None:
@@ -80,6 +90,7 @@ def validation_images(
         num_workers=job.num_workers,
         device=device,
         amp=resolve_amp(job.settings.amp, device),
+        weights=loss_weights(job, dataset),
     )
 
 
@@ -127,6 +138,7 @@ def run_network(
         start=start,
         quiet=job.quiet,
         stream=job.out,
+        class_weight=loss_weights(job, dataset),
     )
     network.to("cpu")
     return outcome, cost

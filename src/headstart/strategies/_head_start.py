@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from headstart.heads import HeadFit, HeadTrainingConfig, fit_head
 from headstart.heads.training import standardized_from
+from headstart.heads.weights import weight_vector, weighted_cross_entropy
 from headstart.strategies._common import Job, SplitFeatures
+from headstart.strategies._end_to_end import loss_weights
 from headstart.strategies._settings import STRATEGY_DEFAULTS
 
 __all__ = ["HeadStart", "best_features_head"]
@@ -62,16 +63,19 @@ def best_features_head(job: Job, split_xy: SplitFeatures, num_classes: int) -> H
             label_smoothing=settings.label_smoothing,
         ),
         C=settings.C,
+        class_weight=weight_vector(settings.class_weight, job.dataset.classes),
         refit=False,
         hidden=settings.hidden,
         dropout=settings.dropout,
         quiet=job.quiet,
     )
-    train_loss, train_acc = _score(fitted.head, train_x, train_y)
+    # Scored with the loop's loss, weights included: the loop keeps this head unless it beats it.
+    weights = loss_weights(job, job.dataset)
+    train_loss, train_acc = _score(fitted.head, train_x, train_y, weights)
     row: dict[str, Any] = {"epoch": 1, "phase": "head", "loss": train_loss, "accuracy": train_acc}
     val_loss: float | None = None
     if val_x is not None and val_y is not None:
-        val_loss, val_acc = _score(fitted.head, val_x, val_y)
+        val_loss, val_acc = _score(fitted.head, val_x, val_y, weights)
         row.update(val_loss=val_loss, val_accuracy=val_acc)
     return HeadStart(
         fit=fitted,
@@ -81,11 +85,13 @@ def best_features_head(job: Job, split_xy: SplitFeatures, num_classes: int) -> H
     )
 
 
-def _score(head: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _score(
+    head: nn.Module, x: np.ndarray, y: np.ndarray, weights: torch.Tensor | None
+) -> tuple[float, float]:
     head.eval()
     with torch.no_grad():
         logits = head(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
         target = torch.from_numpy(np.asarray(y, np.int64))
-        loss = float(F.cross_entropy(logits, target))
+        loss = float(weighted_cross_entropy(logits, target, weights))
         accuracy = float((logits.argmax(1) == target).float().mean())
     return loss, accuracy

@@ -21,6 +21,14 @@ rounding. Dropout draws from a per-rank seed derived from (seed, epoch, rank). B
 in training mode (``--bn train``, ``scratch``) normalise with each rank's share of the batch, as
 DDP does by default, so those runs do not match one process exactly. Validation is sharded and
 summed. Rank 0 alone reads and writes checkpoints; the others receive what it read.
+
+Class weights (``class_weight``, :mod:`headstart.heads.weights`) weight each image's term of the
+training loss and of the validation loss that chooses the epoch. A weighted loss rather than
+balanced sampling: sampling the small classes more often would show their few images many times
+an epoch (memorised, however augmented), change what an epoch is (and the cost estimate, the
+schedule and the checkpoints' resumable order with it), and mean something other than the
+weighted loss the heads on cached features minimise; weights keep one objective for every
+strategy and leave the data order, and so determinism and resuming, as they are.
 """
 
 from __future__ import annotations
@@ -38,7 +46,6 @@ from typing import IO, Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from headstart import distributed
@@ -54,6 +61,7 @@ from headstart.checkpoint import (
 from headstart.errors import HeadstartError, RunFolderError
 from headstart.features.batches import iter_batches
 from headstart.heads.training import lr_factor
+from headstart.heads.weights import weighted_cross_entropy
 from headstart.preprocess import Preprocess
 from headstart.progress import Progress
 from headstart.strategies._data import TrainImages
@@ -141,8 +149,13 @@ def _channels_last(device: torch.device) -> bool:
     return device.type != "mps"
 
 
-def features_validator(x: np.ndarray, y: np.ndarray, device: torch.device) -> Validator:
-    """Validation on cached features: for a frozen backbone they are what it would compute."""
+def features_validator(
+    x: np.ndarray, y: np.ndarray, device: torch.device, weights: torch.Tensor | None = None
+) -> Validator:
+    """Validation on cached features: for a frozen backbone they are what it would compute.
+
+    ``weights``: class weights of the loss (None: unweighted), as in training.
+    """
     xv = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
     yv = torch.from_numpy(np.asarray(y, np.int64)).to(device)
 
@@ -150,7 +163,7 @@ def features_validator(x: np.ndarray, y: np.ndarray, device: torch.device) -> Va
         network.eval()
         with torch.inference_mode():
             logits = network.head(xv).float()
-            return float(F.cross_entropy(logits, yv)), float(
+            return float(weighted_cross_entropy(logits, yv, weights)), float(
                 (logits.argmax(1) == yv).float().mean()
             )
 
@@ -166,8 +179,12 @@ def images_validator(
     num_workers: int | None,
     device: torch.device,
     amp: torch.dtype | None,
+    weights: torch.Tensor | None = None,
 ) -> Validator:
-    """Validation through the whole network, on plain (never augmented) images."""
+    """Validation through the whole network, on plain (never augmented) images.
+
+    ``weights``: class weights of the loss (None: unweighted), as in training.
+    """
     label_of = list(labels)
 
     # Under torchrun each rank validates its shard of whole batches; the sums are added up.
@@ -195,7 +212,7 @@ def images_validator(
                 ):
                     logits = network(x)
                 logits = logits.float()
-                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                total_loss += float(weighted_cross_entropy(logits, y, weights, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
                 n += len(y)
         total_loss, correct, n = distributed.sum_across([total_loss, correct, n])
@@ -232,6 +249,7 @@ def train_network(
     start: LoopStart | None = None,
     quiet: bool = False,
     stream: IO[str] | None = None,
+    class_weight: torch.Tensor | None = None,
 ) -> LoopOutcome:
     """Train ``network`` end to end; on return it holds the best weights.
 
@@ -249,6 +267,7 @@ def train_network(
         start: Earlier history and a best-so-far to beat (the head phase of fine-tuning).
         quiet: No progress output.
         stream: Where the per-epoch lines go (stderr by default).
+        class_weight: One loss weight per class index (None: unweighted).
 
     Returns:
         History (one row per epoch, after ``start.history``), best epoch, monitor, and whether
@@ -273,6 +292,7 @@ def train_network(
             start=start or LoopStart(),
             quiet=quiet,
             stream=stream if stream is not None else sys.stderr,
+            class_weight=class_weight,
         )
 
 
@@ -291,6 +311,7 @@ def _train(
     start: LoopStart,
     quiet: bool,
     stream: IO[str],
+    class_weight: torch.Tensor | None = None,
 ) -> LoopOutcome:
     network.to(device)
     if _channels_last(device):
@@ -392,14 +413,18 @@ def _train(
                     ):
                         logits = model(x)
                     if world.size == 1:
-                        loss = F.cross_entropy(
-                            logits.float(), y, label_smoothing=settings.label_smoothing
+                        loss = weighted_cross_entropy(
+                            logits.float(),
+                            y,
+                            class_weight,
+                            label_smoothing=settings.label_smoothing,
                         )
                         batch_loss, batch_n = float(loss.detach()) * len(y), len(y)
                     else:
-                        summed = F.cross_entropy(
+                        summed = weighted_cross_entropy(
                             logits.float(),
                             y,
+                            class_weight,
                             label_smoothing=settings.label_smoothing,
                             reduction="sum",
                         )

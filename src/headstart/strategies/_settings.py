@@ -34,6 +34,7 @@ __all__ = [
     "TrainSettings",
     "augment_choice",
     "backbone_weights",
+    "plain_class_weight",
     "refuse_C_without_linear_head",
     "resolve_settings",
     "resolve_train_settings",
@@ -133,6 +134,9 @@ class TrainSettings:
             held-out data (:mod:`headstart.heads.logistic`).
         refit: ``features``: after the choice, refit the head on train + val. End-to-end
             strategies keep val held out for choosing their epoch, so it is False for them.
+        class_weight: Weight each image's loss by its class, every head and strategy alike:
+            ``"balanced"`` (scikit-learn's), a dict of class name to weight, or None/``"none"``
+            (unweighted) (:mod:`headstart.heads.weights`).
     """
 
     strategy: str = "features"
@@ -158,6 +162,7 @@ class TrainSettings:
     amp: bool | None = None
     C: float | None = None
     refit: bool = True
+    class_weight: str | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -179,6 +184,11 @@ class TrainSettings:
             "dropout": _num(self.dropout) and 0 <= self.dropout < 1,
             "C": self.C is None or (_num(self.C) and self.C > 0),
             "refit": isinstance(self.refit, bool),
+            "class_weight": self.class_weight in (None, "none", "balanced")
+            or (
+                isinstance(self.class_weight, Mapping)
+                and all(map(_num, self.class_weight.values()))
+            ),
         }
         for name, ok in checks.items():
             if not ok:
@@ -237,6 +247,7 @@ _ALLOWED = {
     "dropout": "use a number from 0 up to (not including) 1",
     "C": "use a positive number such as 0.1 (smaller: stronger regularisation), or leave it unset",
     "refit": "use true or false",
+    "class_weight": "use 'balanced', 'none', or a dict of class name to weight",
 }
 
 
@@ -473,6 +484,9 @@ def resolve_train_settings(
     values.pop("augment")
     values["head"] = head
     values["aug_views"] = values["aug_views"] or advised.get("aug_views")
+    values["class_weight"] = plain_class_weight(values["class_weight"]) or advised.get(
+        "class_weight"
+    )
     for name in ("layer", "unfreeze"):
         if values[name] is None:
             values[name] = advised.get(name)
@@ -506,6 +520,13 @@ def backbone_weights(settings: TrainSettings, weights: str) -> str:
             "were given; to start from them use --strategy finetune --unfreeze all."
         )
     return "none"
+
+
+def plain_class_weight(
+    class_weight: str | Mapping[str, float] | None,
+) -> str | dict[str, float] | None:
+    """A class weight as the run's config records it (a dict, not any mapping)."""
+    return dict(class_weight) if isinstance(class_weight, Mapping) else class_weight
 
 
 def augment_choice(augment: str | Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:

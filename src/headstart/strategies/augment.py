@@ -15,7 +15,7 @@ from __future__ import annotations
 from headstart import distributed
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
-from headstart.strategies._end_to_end import run_network, train_images
+from headstart.strategies._end_to_end import loss_weights, run_network, train_images
 from headstart.strategies._head_start import best_features_head
 from headstart.strategies._loop import LoopStart, clone_state, features_validator
 from headstart.strategies._network import Network, param_groups, select_layer
@@ -40,7 +40,9 @@ def fit(job: Job) -> Fitted:
     groups = param_groups(network, [], weight_decay=settings.weight_decay, layer_decay=1.0)
     train = train_images(job, backbone, [s.path for s in dataset.splits["train"]], train_y)
     val = split_xy.get("val")
-    validate = features_validator(*val, device) if val is not None and len(val[1]) else None
+    weights = loss_weights(job, dataset)
+    has_val = val is not None and len(val[1]) > 0
+    validate = features_validator(*val, device, weights) if val is not None and has_val else None
     start = LoopStart(history=[start_head.row])
     if start_head.val_loss is not None:
         start.best_loss, start.best_epoch = start_head.val_loss, 1

@@ -14,6 +14,12 @@ similar to the pretraining data or not. Here nothing in it is guessed:
   An option replaces the baseline only when its held-out log-loss is lower by ``MARGIN``: auto
   never picks an option that scored below the plain linear head. An augmentation the labels do
   not survive (flipped digits or text) scores worse on plain held-out images, and is left out.
+- *class weights* are measured where the training classes are imbalanced (the largest at least
+  ``IMBALANCE_RATIO`` times the smallest): the linear head on the chosen features, unweighted and
+  with ``balanced`` weights, by the same protocol and folds, compared by held-out macro-F1 (not
+  log-loss: a weighted fit's loss is another loss, and what weights buy is the small classes'
+  recall, which macro-F1 counts and accuracy hides). ``balanced`` is kept only when it raises
+  macro-F1. Weights the user gave are used as given, for every option.
 - *similarity* is the baseline's held-out accuracy, scaled so that chance is 0 and perfect is 1:
   with large data it decides how much of the backbone fine-tuning unfreezes.
 
@@ -37,8 +43,10 @@ from headstart.augment import AugmentConfig, AugmentedView, resolve_augment
 from headstart.backbones import Backbone
 from headstart.data import Dataset
 from headstart.errors import HeadstartError
+from headstart.evaluation.metrics import macro_f1
 from headstart.features import ExtractResult
 from headstart.heads.logistic import Protocol, choose_protocol, score_linear
+from headstart.heads.weights import ClassWeight, weight_vector
 
 __all__ = ["AUG_VIEWS", "Advice", "DataFacts", "OptionScore", "advise", "decide", "measure"]
 
@@ -55,6 +63,21 @@ AUG_VIEWS = 4
 # Augmented views cost AUG_VIEWS more forward passes per training image; above this many training
 # images that is no longer a few minutes on a CPU, so they are not measured (nor chosen).
 AUG_VIEWS_MAX_TRAIN = 5000
+# Class weights are measured when the largest training class has at least this many times the
+# images of the smallest (a 75/25 split of two classes). The measurement is cheap (one more
+# linear fit on cached features) and decides by itself; the threshold spares balanced-enough data
+# a comparison whose answer is mostly noise. Balanced weights shift the small class's logit
+# against the large one's by the log of their count ratio (log 3 = 1.1 here), which moves only
+# images near the boundary, and every comparison on held-out images is one more chance to keep a
+# variant on noise. The doctor warns from 10x, where the problem is worth a warning.
+IMBALANCE_RATIO = 3.0
+# Balanced weights are kept when they raise held-out macro-F1 by more than this; a tie keeps
+# unweighted, the simpler model, whose probabilities follow the classes' frequencies. No margin
+# beyond that: on benchmarks/imbalance.py (one class of 8 cut to a tenth, so 8 of its images held
+# out) the held-out gains were +0.006, -0.008 and +0.003 on three seeds while balanced weights
+# changed test macro-F1 by +0.016, +0.073 and +0.018 (+0.012, +0.033 and -0.006 on a test split as
+# imbalanced as training): a margin of 0.01 kept them in none of the three.
+MACRO_F1_MARGIN = 0.0
 
 Extractor = Callable[..., ExtractResult]
 
@@ -69,6 +92,7 @@ class OptionScore:
     accuracy: float | None = None
     C: float | None = None
     note: str = ""
+    macro_f1: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -90,6 +114,10 @@ class DataFacts:
     scores: tuple[OptionScore, ...] = ()
     unmeasured: str | None = None
     probe_images: int = 0
+    imbalance: float = 1.0
+    class_weight: str | dict[str, float] | None = None
+    unweighted: OptionScore | None = None
+    balanced: OptionScore | None = None
 
     @property
     def baseline(self) -> OptionScore | None:
@@ -134,13 +162,22 @@ class Advice:
         raw = d.get("facts")
         facts = None
         if isinstance(raw, Mapping):
-            known = {f.name for f in fields(DataFacts)} - {"scores"}
             score_names = {f.name for f in fields(OptionScore)}
-            scores = tuple(
-                OptionScore(**{k: v for k, v in s.items() if k in score_names})
-                for s in raw.get("scores") or ()
-            )
-            facts = DataFacts(**{k: v for k, v in raw.items() if k in known}, scores=scores)
+
+            def score(s: Mapping[str, Any]) -> OptionScore:
+                return OptionScore(**{k: v for k, v in s.items() if k in score_names})
+
+            values: dict[str, Any] = {}
+            for f in fields(DataFacts):
+                value = raw.get(f.name)
+                if f.name not in raw:
+                    continue
+                if f.name == "scores":
+                    value = tuple(score(s) for s in value or ())
+                elif "OptionScore" in str(f.type) and isinstance(value, Mapping):
+                    value = score(value)
+                values[f.name] = value
+            facts = DataFacts(**values)
         return cls(
             str(d["strategy"]), dict(d.get("options") or {}), tuple(d.get("reasons") or ()), facts
         )
@@ -165,6 +202,7 @@ def measure(
     layer: int | str | None = None,
     augment: AugmentConfig | None = None,
     views: int = AUG_VIEWS,
+    class_weight: str | dict[str, float] | None = None,
 ) -> DataFacts:
     """Count the data and score each option on cached features by the same held-out protocol.
 
@@ -175,7 +213,10 @@ def measure(
         augment: The augmentation of the views (default: the ``default`` preset); a config that
             changes no image measures no views.
         views: How many augmented views of each training image to measure.
+        class_weight: Set by the user: every option is scored with it, and weighting is not
+            measured. None: ``balanced`` is measured against unweighted on imbalanced data.
     """
+    given = weight_vector(class_weight, dataset.classes)  # an unknown class name fails first
     train_all = dataset.splits.get("train", [])
     per_class = np.bincount([s.label for s in train_all], minlength=len(dataset.classes))
     present = per_class[per_class > 0]
@@ -185,6 +226,8 @@ def measure(
         "median_per_class": float(np.median(present)) if len(present) else 0.0,
         "min_per_class": int(present.min()) if len(present) else 0,
         "chance": 1.0 / max(1, len(dataset.classes)),
+        "imbalance": float(present.max() / present.min()) if len(present) else 1.0,
+        "class_weight": class_weight,
     }
     train = _subsample(train_all, seed, PROBE_MAX_IMAGES)
     val = _subsample(dataset.splits.get("val", []), seed, PROBE_MAX_IMAGES // 3)
@@ -215,7 +258,11 @@ def measure(
         return np.stack([by_path[s.path] for s in samples]).astype(np.float32, copy=False)
 
     def linear(
-        name: str, options: dict[str, Any], by_path: dict[Path, np.ndarray], extra: Any = ()
+        name: str,
+        options: dict[str, Any],
+        by_path: dict[Path, np.ndarray],
+        extra: Any = (),
+        weight: ClassWeight = given,
     ) -> OptionScore:
         fit = score_linear(
             xs(by_path, train),
@@ -226,8 +273,12 @@ def measure(
             seed=seed,
             train_extra=extra,
             protocol=protocol,
+            class_weight=weight,
         )
-        return OptionScore(name, options, fit.val_loss, fit.val_accuracy, fit.C)
+        f1 = None
+        if fit.heldout_logits is not None and fit.heldout_y is not None:
+            f1 = macro_f1(fit.heldout_y, fit.heldout_logits.argmax(1), n_classes)
+        return OptionScore(name, options, fit.val_loss, fit.val_accuracy, fit.C, macro_f1=f1)
 
     baseline = linear("linear head, last stage", {}, plain)
     scores = [baseline]
@@ -239,11 +290,20 @@ def measure(
         if earlier_features is not None and _beats(earlier, best):
             best, best_features = earlier, earlier_features
             stage_options = dict(best.options)
+    if class_weight is None and facts["imbalance"] >= IMBALANCE_RATIO:
+        # The head on the chosen features, weighted: the same protocol, folds and features.
+        facts["unweighted"] = best
+        facts["balanced"] = linear(
+            f"{best.name}, balanced class weights",
+            {**stage_options, "class_weight": "balanced"},
+            best_features,
+            weight="balanced",
+        )
     config = augment if augment is not None else resolve_augment("default")
     if len(train_all) > AUG_VIEWS_MAX_TRAIN:
         scores.append(
             OptionScore(
-                f"linear head + {views} augmented views",
+                _on_stage("linear head", stage_options) + f" + {views} augmented views",
                 {**stage_options, "aug_views": views},
                 note=f"not measured: {len(train_all)} training images (> {AUG_VIEWS_MAX_TRAIN}) "
                 f"would cost {views} more passes over them",
@@ -269,7 +329,7 @@ def measure(
         ]
         scores.append(
             linear(
-                f"linear head + {views} augmented views",
+                _on_stage("linear head", stage_options) + f" + {views} augmented views",
                 {**stage_options, "aug_views": views},
                 best_features,
                 extra,
@@ -286,6 +346,7 @@ def measure(
                 n_classes,
                 seed,
                 stage_options,
+                given,
             )
         )
     return DataFacts(**facts, scores=tuple(scores))
@@ -328,13 +389,14 @@ def _mlp(
     num_classes: int,
     seed: int,
     stage_options: dict[str, Any],
+    class_weight: ClassWeight = None,
 ) -> OptionScore:
     """The MLP head scored on the validation split; with cross-validation, not measured.
 
     The MLP's epochs are chosen by early stopping on held-out images; inside k folds that would
     choose on the very images it is scored on, an optimistic score the linear head does not get.
     """
-    name = "MLP head"
+    name = _on_stage("MLP head", stage_options)
     if protocol.kind != "validation" or not len(val_y):
         return OptionScore(
             name,
@@ -352,11 +414,20 @@ def _mlp(
         num_classes,
         HeadTrainingConfig(seed=seed),
         quiet=True,
+        class_weight=class_weight,
     )
     best = trained.history[trained.best_epoch - 1] if trained.best_epoch else {}
     return OptionScore(
         name, {**stage_options, "head": "mlp"}, best.get("val_loss"), best.get("val_accuracy")
     )
+
+
+def _on_stage(name: str, stage_options: dict[str, Any]) -> str:
+    """``name`` with the stage its features came from when that is not the last one, as the
+    earlier stage's own option is named ("linear head, layer3"): the kept option's label must say
+    what it was scored on, or the summary reads as if the views were of the last stage."""
+    layer = stage_options.get("layer")
+    return f"{name}, {layer}" if layer is not None else name
 
 
 def _beats(option: OptionScore, baseline: OptionScore) -> bool:
@@ -420,8 +491,12 @@ def decide(
         f"(chance {_pct(facts.chance)}): "
         + ("similar to the pretraining data" if similar else "different from the pretraining data")
     )
+    weighting = _weighting(facts)
+    if weighting is not None:
+        reasons.append(weighting[1])
+    weights = {"class_weight": "balanced"} if weighting is not None and weighting[0] else {}
     if large:
-        options: dict[str, Any] = {"unfreeze": 1 if similar else "all"}
+        options: dict[str, Any] = {"unfreeze": 1 if similar else "all", **weights}
         reasons.append(
             "large and similar: fine-tune the top stage, starting from the best head"
             if similar
@@ -438,7 +513,33 @@ def decide(
         reasons.append(
             f"small: {best.name}, lower held-out log-loss than the plain linear head by {gain:.3f}"
         )
-    return Advice("features", dict(best.options), tuple(reasons), facts)
+    return Advice("features", {**best.options, **weights}, tuple(reasons), facts)
+
+
+def _weighting(facts: DataFacts) -> tuple[bool, str] | None:
+    """Whether to weight the classes (``balanced``) and the reason, or None where nothing was
+    asked or measured (balanced enough classes, no weights given)."""
+    if facts.class_weight is not None:
+        return False, f"class weights: {facts.class_weight}, as given (not measured)"
+    unweighted, balanced = facts.unweighted, facts.balanced
+    if unweighted is None or balanced is None:
+        return None
+    ratio = (
+        f"imbalanced classes (the largest has {facts.imbalance:.1f}x the images of the "
+        f"smallest, >= {IMBALANCE_RATIO:g}x)"
+    )
+    before, after = unweighted.macro_f1, balanced.macro_f1
+    if before is None or after is None:
+        return False, f"{ratio}: balanced class weights could not be scored; unweighted"
+    gain = after - before
+    keep = gain > MACRO_F1_MARGIN
+    verdict = (
+        "balanced class weights kept" if keep else "unweighted kept (balanced did not improve it)"
+    )
+    return keep, (
+        f"{ratio}: held-out macro-F1 of {unweighted.name} {before:.3f} unweighted, "
+        f"{after:.3f} with balanced class weights ({gain:+.3f}): {verdict}"
+    )
 
 
 def advise(
@@ -449,7 +550,7 @@ def advise(
     What the user fixed is not measured: a head (or a ``C``, which is the linear head's), a layer;
     the augmentation and the number of views given are the ones measured.
     """
-    from headstart.strategies._settings import augment_choice
+    from headstart.strategies._settings import augment_choice, plain_class_weight
 
     preset, values = augment_choice(params.get("augment"))
     augment = None if preset is None and not values else resolve_augment(preset, **values)
@@ -463,5 +564,6 @@ def advise(
         layer=params.get("layer"),
         augment=augment,
         views=params.get("aug_views") or AUG_VIEWS,
+        class_weight=plain_class_weight(params.get("class_weight")),
     )
     return decide(facts)

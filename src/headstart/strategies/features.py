@@ -20,6 +20,7 @@ import numpy as np
 from headstart import distributed
 from headstart.augment import AugmentedView
 from headstart.heads import HeadTrainingConfig, fit_head
+from headstart.heads.weights import weight_vector
 from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
 from headstart.strategies._network import select_layer
 
@@ -61,6 +62,7 @@ def fit(job: Job) -> Fitted:
             len(dataset.classes),
             head_config(job),
             C=settings.C,
+            class_weight=weight_vector(settings.class_weight, dataset.classes),
             refit=settings.refit,
             hidden=settings.hidden,
             dropout=settings.dropout,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, NotFittedError
 
 if TYPE_CHECKING:
     import torch
@@ -81,13 +81,18 @@ def explain_image(
 
     Raises:
         ImageDecodeError: The image cannot be read.
+        NotFittedError: ``clf`` is neither fitted nor loaded.
         HeadstartError: An unknown class, or a backbone without a spatial activation.
     """
     import torch
 
     from headstart.data import load_image
 
-    clf._check_fitted()
+    if not hasattr(clf, "head_"):
+        raise NotFittedError(
+            "This ImageClassifier is not fitted yet; call fit(...) or "
+            "ImageClassifier.load(RUN) first."
+        )
     preprocess = clf.preprocess_
     img = load_image(path, draft_size=preprocess.draft_size)
     seen = preprocess.resize_and_crop(img)

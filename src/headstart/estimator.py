@@ -14,7 +14,6 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from headstart.data import (
     CsvColumns,
     Dataset,
-    Sample,
     collect_image_paths,
     dataset_from_lists,
     load_dataset,
@@ -46,6 +44,7 @@ from headstart.features.cache import decoded_in, default_cache_dir
 from headstart.features.extract import extract_cached
 from headstart.fit_warnings import warn_on_leakage, warn_on_pretrained_view, warn_on_small_classes
 from headstart.fitted import FittedModel, LearnedAttributes, finish_fit, fitted_names, head_proba
+from headstart.predictions import Prediction, SplitPrediction
 from headstart.saving import load_run, run_config, save_run
 from headstart.strategies import (
     Job,
@@ -60,42 +59,6 @@ from headstart.strategies.auto import Advice, advise
 __all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
 
 Paths = str | Path | Sequence[str | Path]
-
-
-@dataclass(frozen=True)
-class SplitPrediction:
-    """What ``predict_split`` says about one split of a labelled dataset.
-
-    Attributes:
-        samples: The split's samples that could be read, in the split's order.
-        proba: Their class probabilities, a row per sample of ``samples`` (columns: ``classes_``).
-        failures: The files that could not be read, and why.
-    """
-
-    samples: list[Sample]
-    proba: np.ndarray
-    failures: dict[Path, str]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What ``predict_files`` says about one file; ``error`` is set when it could not be read."""
-
-    path: Path
-    label: str | None = None
-    probability: float | None = None
-    top_k: tuple[tuple[str, float], ...] = ()
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"path": str(self.path), "error": self.error}
-        return {
-            "path": str(self.path),
-            "label": self.label,
-            "probability": self.probability,
-            "top_k": [{"label": name, "probability": p} for name, p in self.top_k],
-        }
 
 
 def _extracts_plain(settings: TrainSettings) -> bool:

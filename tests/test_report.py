@@ -287,6 +287,7 @@ def test_many_classes_list_the_most_confused_pairs_instead_of_a_matrix(tmp_path)
     assert "<th>c00</th><th>c07</th><td>1</td>" in page
 
 
+@pytest.mark.filterwarnings("ignore:--epochs 2 was not used:headstart.errors.HeadstartWarning")
 def test_data_headstart_split_itself_is_split_again_so_test_means_the_same_images(
     tmp_path,
 ) -> None:

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from headstart.errors import RunFolderError
+from headstart.errors import BackboneNotFoundError, RunFolderError
 
 __all__ = [
     "CONFIG_NAME",
@@ -31,6 +31,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "atomic_write",
     "create_temp_beside",
+    "plain_timm",
     "read_config",
     "read_run",
     "write_history_csv",
@@ -137,17 +138,25 @@ def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
-def read_config(folder: str | Path) -> dict[str, Any]:
+def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:
     """A run folder's ``config.json``, checked to be headstart's, without its weights.
 
     For readers that only show what a run recorded (the report, ``headstart info``): they work
     on a run whose weights are gone, and they must not each parse the file their own way.
 
+    Args:
+        model_folder: read any timm model folder (``local-dir:``), not only a headstart run: no
+            ``headstart`` section is required, and errors are
+            :class:`~headstart.errors.BackboneNotFoundError` that speak of model folders.
+
     Raises:
         RunFolderError: the folder or its config is missing, unreadable or not written by
             headstart.
+        BackboneNotFoundError: with ``model_folder``, no readable JSON object in config.json.
     """
     folder = Path(folder)
+    if model_folder:
+        return _read_model_config(folder, folder / CONFIG_NAME)
     _check_folder(folder)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
@@ -165,6 +174,21 @@ def read_config(folder: str | Path) -> dict[str, Any]:
             f"{config_path} was not written by headstart (no 'headstart' section with classes); "
             "to use a timm folder as a backbone, pass it as --model local-dir:PATH."
         )
+    return config
+
+
+def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BackboneNotFoundError(
+            f"'{folder}' has no {CONFIG_NAME}; a model folder holds config.json + "
+            "model.safetensors as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
+    if not isinstance(config, dict):
+        raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
     return config
 
 
@@ -202,3 +226,36 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read {weights_path} as safetensors: {exc}.") from exc
     return config, tensors
+
+
+def plain_timm(hs: Mapping[str, Any]) -> tuple[str | None, str]:
+    """Whether plain timm loads the run: (the timm classifier the head is saved under, or None;
+    the reason, said either way).
+
+    timm builds the architecture from config.json and puts the weights of its own classifier
+    layer on top of its final features. A run fits that only when its head *is* such a layer: a
+    linear head on a timm backbone's final features, and the architecture has a classifier layer
+    to hold it. Any other head (an MLP), features of an earlier stage (``layer``), or a backbone
+    timm cannot build would load with missing or unexpected keys, or silently compute something
+    else, so those heads are saved under ``headstart_head.`` and the run says why.
+
+    Args:
+        hs: The ``headstart`` section of a run's config.json (:func:`read_config`).
+    """
+    backbone = hs.get("backbone") or {}
+    family, layer = backbone.get("family"), backbone.get("layer")
+    kind = (hs.get("head") or {}).get("kind")
+    classifier = backbone.get("classifier")
+    if family != "timm":
+        return None, f"its backbone is a {family} model, which timm does not build"
+    if layer is not None:
+        where = backbone.get("layer_module") or layer
+        return None, (
+            f"its head reads features of stage {where}, not the final features timm's "
+            "classifier receives"
+        )
+    if kind != "linear":
+        return None, f"its head is {kind or 'unknown'}, not a linear layer like timm's classifier"
+    if not isinstance(classifier, str) or not classifier:
+        return None, f"timm's {backbone.get('architecture')} has no classifier layer to hold it"
+    return classifier, f"a linear head on timm's final features, saved as timm's {classifier!r}"

@@ -15,7 +15,6 @@ families the registry dispatches to (``headstart.backbones.registry.Family``): t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,20 +149,10 @@ def _hf_folder(repo: str, *, need_weights: bool) -> Path:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """config.json as a JSON object, or a one-line error."""
-    path = folder / _CONFIG
-    if not path.is_file():
-        raise BackboneNotFoundError(
-            f"'{folder}' has no {_CONFIG}; a model folder holds config.json + model.safetensors "
-            "as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
-        )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
-    if not isinstance(config, dict):
-        raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
-    return config
+    """config.json as a JSON object, or a one-line error (:func:`headstart.runs.read_config`)."""
+    from headstart.runs import read_config as read
+
+    return read(folder, model_folder=True)
 
 
 class _Folder:

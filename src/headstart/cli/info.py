@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         format_settings,
         solved_by_lbfgs,
     )
-    from headstart.runs import read_config
+    from headstart.runs import plain_timm, read_config
 
     require_run(args.run, command="info")
     hs = read_config(args.run)["headstart"]
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     )
     chosen = " (chosen by --strategy auto)" if hs.get("advice") else ""
     print(f"strategy:   {describe_strategy(hs)}{chosen}")
+    print("plain timm: {}, {}".format("yes" if plain_timm(hs)[0] else "no", plain_timm(hs)[1]))
     kept = (
         []
         if solved_by_lbfgs(hs) or not training.get("epochs_run")

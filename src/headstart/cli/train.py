@@ -200,7 +200,7 @@ def _refuse_occupied(out: Path) -> None:
     )
     if not entries:
         return
-    if _finished(out / CONFIG_NAME):
+    if _finished(out):
         raise RunFolderError(
             f"--out {out} holds a finished run; choose another --out, or pass --overwrite to "
             "replace it."
@@ -318,7 +318,6 @@ def _resumed_args(
 ) -> argparse.Namespace | None:
     """The run's stored arguments, with this invocation's quiet/device/workers when given."""
     from headstart.errors import RunFolderError
-    from headstart.runs import CONFIG_NAME
 
     given = [
         name
@@ -343,7 +342,7 @@ def _resumed_args(
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(f"Cannot resume '{out}': {path} is damaged ({exc}).") from exc
-    if _finished(out / CONFIG_NAME):
+    if _finished(out):
         return None
     merged = {**defaults, **stored}
     for name in _RESUME_OVERRIDES:
@@ -354,11 +353,14 @@ def _resumed_args(
     return argparse.Namespace(**merged)
 
 
-def _finished(config: Path) -> bool:
+def _finished(out: Path) -> bool:
     """A run folder whose config.json records a training that was not interrupted."""
+    from headstart.errors import RunFolderError
+    from headstart.runs import read_config
+
     try:
-        training = json.loads(config.read_text())["headstart"]["training"]
-    except (OSError, ValueError, KeyError, TypeError):
+        training = read_config(out)["headstart"]["training"]
+    except (RunFolderError, KeyError, TypeError):
         return False
     return not training.get("interrupted", False)
 

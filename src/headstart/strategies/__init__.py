@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from headstart.strategies._common import Fitted, Job
+from headstart.strategies._common import Fitted, Job, xy
 from headstart.strategies._cost import CostEstimate
 from headstart.strategies._network import Network, backbone_stages, inner_module, select_layer
 from headstart.strategies._settings import (
@@ -22,8 +22,13 @@ from headstart.strategies._settings import (
     SCHEDULES,
     STRATEGIES,
     STRATEGY_DEFAULTS,
+    ResolvedSettings,
     TrainSettings,
+    augment_choice,
+    backbone_weights,
+    refuse_C_without_linear_head,
     resolve_settings,
+    resolve_train_settings,
 )
 
 __all__ = [
@@ -35,12 +40,18 @@ __all__ = [
     "Fitted",
     "Job",
     "Network",
+    "ResolvedSettings",
     "TrainSettings",
+    "augment_choice",
     "backbone_stages",
+    "backbone_weights",
     "fit_strategy",
     "inner_module",
+    "refuse_C_without_linear_head",
     "resolve_settings",
+    "resolve_train_settings",
     "select_layer",
+    "xy",
 ]
 
 

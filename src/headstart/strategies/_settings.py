@@ -14,21 +14,30 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from headstart.augment import AugmentConfig, resolve_augment
 from headstart.errors import HeadstartError
+from headstart.heads import HEAD_KINDS
 from headstart.heads.training import SCHEDULES, HeadTrainingConfig, Schedule
+
+if TYPE_CHECKING:
+    from headstart.strategies.auto import Advice
 
 __all__ = [
     "BN_POLICIES",
     "SCHEDULES",
     "STRATEGIES",
     "STRATEGY_DEFAULTS",
+    "ResolvedSettings",
     "TrainSettings",
-    "resolve_settings",
+    "augment_choice",
+    "backbone_weights",
+    "plain_class_weight",
     "refuse_C_without_linear_head",
+    "resolve_settings",
+    "resolve_train_settings",
     "scale_to_data",
 ]
 
@@ -422,3 +431,133 @@ def _refuse_unused(
             "Augmentation with --strategy features needs --aug-views K (K augmented views of "
             "each training image, cached); or use --strategy augment to augment every epoch."
         )
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The settings a fit trains with, and the options given that they leave unused.
+
+    Attributes:
+        settings: The final :class:`TrainSettings`, as the run records them.
+        not_used: Under ``auto`` only: the options the user gave that the chosen strategy does
+            not use (option name: value given); those settings are the strategy's defaults.
+        note: One line naming them, why they were not used, and how to use them; None if none.
+    """
+
+    settings: TrainSettings
+    not_used: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+def resolve_train_settings(
+    params: Mapping[str, Any], *, n_train: int, advice: Advice | None = None
+) -> ResolvedSettings:
+    """The one place where the user's parameters become the settings a fit trains with.
+
+    The parameters are named as :class:`TrainSettings`' fields (``ImageClassifier``'s
+    parameters of the same names, as ``get_params`` gives them); a None takes the strategy's
+    default. Under ``auto`` the measured ``advice`` names the strategy and the options it kept
+    (head, layer, views, stages to unfreeze), each used unless the user set that option. Last,
+    end-to-end defaults are scaled to the ``n_train`` training images (:func:`scale_to_data`).
+
+    A user who names a strategy is refused an option it does not use (:func:`resolve_settings`);
+    under ``auto`` the user did not choose, so an option that the chosen strategy has no use for
+    is left out of the settings and named in ``note`` instead: never silently ignored, never an
+    error for a choice the user did not make.
+
+    Raises:
+        HeadstartError: an unknown strategy or head, or a bad value.
+    """
+    auto = params.get("strategy") == "auto"
+    if auto and advice is None:
+        raise ValueError("strategy 'auto' needs the measured advice to resolve its settings")
+    strategy = str(advice.strategy if auto and advice is not None else params.get("strategy"))
+    advised = dict(advice.options) if auto and advice is not None else {}
+    head = params.get("head") or advised.pop("head", None) or "linear"
+    if head not in HEAD_KINDS:
+        raise HeadstartError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_KINDS)}.")
+    if strategy not in STRATEGIES:
+        choices = ", ".join((*STRATEGIES, "auto"))
+        raise HeadstartError(f"Unknown strategy {strategy!r}; choose one of {choices}.")
+    values = {f.name: params.get(f.name) for f in fields(TrainSettings)}
+    values.pop("strategy")
+    values.pop("augment")
+    values["head"] = head
+    values["aug_views"] = values["aug_views"] or advised.get("aug_views")
+    values["class_weight"] = plain_class_weight(values["class_weight"]) or advised.get(
+        "class_weight"
+    )
+    for name in ("layer", "unfreeze"):
+        if values[name] is None:
+            values[name] = advised.get(name)
+    not_used: dict[str, Any] = {}
+    if auto:
+        not_used = _unused_by_solver(strategy, values)
+        values.update(dict.fromkeys(not_used))
+    preset, augment_params = augment_choice(params.get("augment"))
+    settings = resolve_settings(
+        strategy, augment=preset, augment_params=augment_params, explicit=not auto, **values
+    )
+    settings = scale_to_data(
+        settings,
+        n_train,
+        epochs_given=params.get("epochs") is not None,
+        batch_given=params.get("batch_size") is not None,
+        lr_given=params.get("lr") is not None,
+        patience_given=params.get("patience") is not None,
+    )
+    return ResolvedSettings(settings, not_used, _not_used_note(not_used))
+
+
+def backbone_weights(settings: TrainSettings, weights: str) -> str:
+    """The weights to create the backbone with: ``scratch`` starts from random initialisation,
+    so other weights given with it are refused, not dropped."""
+    if settings.strategy != "scratch":
+        return weights
+    if str(weights).strip().lower() not in ("default", "none"):
+        raise HeadstartError(
+            f"--strategy scratch trains from random initialisation, but weights {weights!r} "
+            "were given; to start from them use --strategy finetune --unfreeze all."
+        )
+    return "none"
+
+
+def plain_class_weight(
+    class_weight: str | Mapping[str, float] | None,
+) -> str | dict[str, float] | None:
+    """A class weight as the run's config records it (a dict, not any mapping)."""
+    return dict(class_weight) if isinstance(class_weight, Mapping) else class_weight
+
+
+def augment_choice(augment: str | Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The augmentation preset and explicit values a user gave (None, {}: none given)."""
+    if isinstance(augment, Mapping):
+        values = dict(augment)
+        preset = values.pop("preset", None)
+        if preset is None and values:
+            preset = "none"
+        return preset, values
+    return augment, {}
+
+
+def _unused_by_solver(strategy: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The loop options given that a linear head on cached features has no use for."""
+    if strategy != "features" or values.get("head", "linear") != "linear":
+        return {}
+    unused = {k: values[k] for k in _LOOP_OPTIONS if values.get(k) is not None}
+    if values.get("label_smoothing"):
+        unused["label_smoothing"] = values["label_smoothing"]
+    return unused
+
+
+def _not_used_note(unused: Mapping[str, Any]) -> str | None:
+    if not unused:
+        return None
+    names = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in unused.items())
+    one = len(unused) == 1
+    return (
+        f"{names} {'was' if one else 'were'} not used: auto chose features with a linear head, "
+        "a logistic regression solved to convergence by L-BFGS, which has no epochs, learning "
+        "rate, batches or schedule; pass --strategy augment or finetune (or --head mlp) to use "
+        f"{'it' if one else 'them'}."
+    )

@@ -32,8 +32,8 @@ reuses from the cache, and seconds of head fitting.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from headstart.features import ExtractResult
 from headstart.heads.logistic import Protocol, choose_protocol, score_linear
 from headstart.heads.weights import ClassWeight, weight_vector
 
-__all__ = ["AUG_VIEWS", "Advice", "DataFacts", "OptionScore", "decide", "measure"]
+__all__ = ["AUG_VIEWS", "Advice", "DataFacts", "OptionScore", "advise", "decide", "measure"]
 
 LARGE_PER_CLASS = 300
 # Baseline accuracy, scaled from chance (0) to perfect (1), from which the data counts as similar.
@@ -154,6 +154,33 @@ class Advice:
             "reasons": list(self.reasons),
             "facts": asdict(self.facts) if self.facts else None,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Advice:
+        """The advice a run folder recorded (:meth:`to_dict`); fields a later version added and
+        this one does not know are left out, so an old reader still reads a newer run."""
+        raw = d.get("facts")
+        facts = None
+        if isinstance(raw, Mapping):
+            score_names = {f.name for f in fields(OptionScore)}
+
+            def score(s: Mapping[str, Any]) -> OptionScore:
+                return OptionScore(**{k: v for k, v in s.items() if k in score_names})
+
+            values: dict[str, Any] = {}
+            for f in fields(DataFacts):
+                value = raw.get(f.name)
+                if f.name not in raw:
+                    continue
+                if f.name == "scores":
+                    value = tuple(score(s) for s in value or ())
+                elif "OptionScore" in str(f.type) and isinstance(value, Mapping):
+                    value = score(value)
+                values[f.name] = value
+            facts = DataFacts(**values)
+        return cls(
+            str(d["strategy"]), dict(d.get("options") or {}), tuple(d.get("reasons") or ()), facts
+        )
 
 
 def _subsample(samples: Sequence[Any], seed: int, limit: int) -> list[Any]:
@@ -513,3 +540,30 @@ def _weighting(facts: DataFacts) -> tuple[bool, str] | None:
         f"{ratio}: held-out macro-F1 of {unweighted.name} {before:.3f} unweighted, "
         f"{after:.3f} with balanced class weights ({gain:+.3f}): {verdict}"
     )
+
+
+def advise(
+    dataset: Dataset, backbone: Backbone, extract: Extractor, params: Mapping[str, Any]
+) -> Advice:
+    """Measure with what the user set (``ImageClassifier``'s parameters), and decide.
+
+    What the user fixed is not measured: a head (or a ``C``, which is the linear head's), a layer;
+    the augmentation and the number of views given are the ones measured.
+    """
+    from headstart.strategies._settings import augment_choice, plain_class_weight
+
+    preset, values = augment_choice(params.get("augment"))
+    augment = None if preset is None and not values else resolve_augment(preset, **values)
+    facts = measure(
+        dataset,
+        backbone,
+        extract,
+        seed=int(params.get("seed") or 0),
+        # A C given is the linear head's: auto then compares linear heads only.
+        head=params.get("head") or ("linear" if params.get("C") is not None else None),
+        layer=params.get("layer"),
+        augment=augment,
+        views=params.get("aug_views") or AUG_VIEWS,
+        class_weight=plain_class_weight(params.get("class_weight")),
+    )
+    return decide(facts)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 __all__ = [
     "BackboneNotFoundError",
+    "CacheWarning",
     "DataError",
     "DataWarning",
     "ExportError",
     "HeadstartError",
     "HeadstartWarning",
     "ImageDecodeError",
+    "InvalidParameterError",
     "MissingDependencyError",
     "NotFittedError",
-    "CacheWarning",
     "PreprocessOverrideWarning",
     "PretrainedViewWarning",
     "RunFolderError",
@@ -30,6 +31,12 @@ __all__ = [
 
 class HeadstartError(Exception):
     """Root of every error headstart raises for a mistake a user can make."""
+
+
+class InvalidParameterError(HeadstartError, ValueError):
+    """A parameter's value is not one headstart accepts (an unknown strategy, a negative epoch
+    count, an option the chosen strategy cannot use); catchable as ``ValueError``, as
+    scikit-learn's own parameter errors are."""
 
 
 class DataError(HeadstartError, ValueError):

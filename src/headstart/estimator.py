@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from headstart import distributed
 from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone
@@ -44,6 +43,7 @@ from headstart.features.cache import decoded_in, default_cache_dir
 from headstart.features.extract import extract_cached
 from headstart.fit_warnings import warn_on_leakage, warn_on_pretrained_view, warn_on_small_classes
 from headstart.fitted import FittedModel, LearnedAttributes, finish_fit, fitted_names, head_proba
+from headstart.params import Parameters
 from headstart.predictions import Prediction, SplitPrediction
 from headstart.saving import load_run, run_config, save_run
 from headstart.strategies import (
@@ -67,7 +67,7 @@ def _extracts_plain(settings: TrainSettings) -> bool:
     return settings.strategy == "features" and settings.layer is None
 
 
-class ImageClassifier(BaseEstimator, LearnedAttributes):
+class ImageClassifier(Parameters, LearnedAttributes):
     """An image classifier built by transfer learning from a pretrained backbone.
 
     Every training parameter left as None takes the chosen strategy's default

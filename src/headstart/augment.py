@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     import torch
@@ -118,20 +118,22 @@ class AugmentConfig:
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise HeadstartError(f"Augmentation {name} must be a number, got {value!r}.")
+                raise InvalidParameterError(f"Augmentation {name} must be a number, got {value!r}.")
             if not low <= value <= high or (isinstance(value, float) and math.isnan(value)):
-                raise HeadstartError(
+                raise InvalidParameterError(
                     f"Augmentation {name}={value!r} is out of range; use {low:g} to {high:g}."
                 )
         if self.auto not in _AUTO:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown automatic augmentation {self.auto!r}; choose one of {', '.join(_AUTO)}."
             )
         if self.fill not in _FILLS:
-            raise HeadstartError(f"Unknown fill {self.fill!r}; choose one of {', '.join(_FILLS)}.")
+            raise InvalidParameterError(
+                f"Unknown fill {self.fill!r}; choose one of {', '.join(_FILLS)}."
+            )
         for name in ("hflip", "vflip"):
             if not isinstance(getattr(self, name), bool):
-                raise HeadstartError(f"Augmentation {name} must be true or false.")
+                raise InvalidParameterError(f"Augmentation {name} must be true or false.")
         object.__setattr__(self, "magnitude", int(self.magnitude))
         for name in ("rotation", "width_shift", "height_shift", "shear", "zoom", "brightness"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -155,7 +157,7 @@ class AugmentConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown augmentation keys {unknown}; known: {', '.join(sorted(names))}."
             )
         return cls(**dict(d))
@@ -235,7 +237,7 @@ def resolve_augment(
     else:
         name = "none" if preset is None else str(preset).strip().lower()
         if name not in _PRESETS:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown augmentation preset {preset!r}; choose one of "
                 f"{', '.join(AUGMENT_PRESETS)}, or give explicit values (--rotation 15 ...)."
             )
@@ -244,7 +246,9 @@ def resolve_augment(
     known = {f.name for f in fields(AugmentConfig)} - {"preset"}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise HeadstartError(f"Unknown augmentation parameters {unknown}; known: {sorted(known)}.")
+        raise InvalidParameterError(
+            f"Unknown augmentation parameters {unknown}; known: {sorted(known)}."
+        )
     if not given:
         return base
     changed = replace(base, **given)

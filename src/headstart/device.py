@@ -9,7 +9,7 @@ import threading
 
 import torch
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, InvalidParameterError
 
 __all__ = ["prepare_device", "resolve_device", "reuse_large_allocations"]
 
@@ -37,7 +37,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps."
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():

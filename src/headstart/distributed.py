@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, InvalidParameterError
 
 __all__ = [
     "World",
@@ -99,12 +99,12 @@ def init_from_env(device: str = "auto") -> str:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     wanted = str(device or "auto")
     if wanted.startswith("cuda:"):
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--device {wanted} under torchrun would put every rank on one GPU; use --device "
             "cuda (rank k of a machine then uses its GPU k) or auto."
         )
     if wanted == "mps":
-        raise HeadstartError(
+        raise InvalidParameterError(
             "--device mps cannot run under torchrun (no collectives on MPS); use --device cpu."
         )
     use_cuda = wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())

@@ -32,9 +32,9 @@ from headstart.data import (
 from headstart.data.discovery import Vouch
 from headstart.errors import (
     DataError,
-    HeadstartError,
     HeadstartWarning,
     ImageDecodeError,
+    InvalidParameterError,
     NotFittedError,
 )
 from headstart.evaluation import classification_metrics
@@ -252,7 +252,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             preprocess_overrides=self.preprocess,
         )
         if self.calibrate not in CALIBRATIONS:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
         refuse_C_without_linear_head(self.C, self.head)  # before auto measures

@@ -35,7 +35,13 @@ import torch
 from torch import nn
 
 from headstart._version import __version__
-from headstart.errors import DataError, ExportError, HeadstartError, MissingDependencyError
+from headstart.errors import (
+    DataError,
+    ExportError,
+    HeadstartError,
+    InvalidParameterError,
+    MissingDependencyError,
+)
 from headstart.runs import create_temp_beside
 
 if TYPE_CHECKING:
@@ -445,7 +451,7 @@ def _sidecar(
 # ----------------------------------------------------------------------------- helpers
 def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Unknown export {what} {value!r}; choose one of {', '.join(allowed)}."
         )
 

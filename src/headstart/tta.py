@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     import torch
@@ -80,13 +80,15 @@ def tta_views(mode: str, preprocess: Preprocess) -> list[TtaView | None]:
             (``squash`` or ``border``: there is nothing outside the centre to look at).
     """
     if mode not in TTA_MODES:
-        raise HeadstartError(f"Unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}.")
+        raise InvalidParameterError(
+            f"Unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}."
+        )
     if mode == "none":
         return [None]
     if mode == "flip":
         return [None, TtaView("flip")]
     if preprocess.crop_mode != "center":
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--tta crops needs a center-crop preprocessing; this model's crop mode is "
             f"{preprocess.crop_mode!r}, which keeps the whole image. Use --tta flip."
         )

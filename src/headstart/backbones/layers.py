@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from headstart.backbones._base import Backbone
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 __all__ = ["LayerPooled", "inner_module", "select_layer"]
 
@@ -61,7 +61,7 @@ def select_layer(backbone: Backbone, layer: int | str) -> Backbone:
     module = inner_module(backbone.module)
     info = getattr(module, "feature_info", None)
     if backbone.spec.get("family") != "timm" or not hasattr(module, "forward_intermediates"):
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--layer needs a timm backbone with forward_intermediates; "
             f"{backbone.spec.get('model')!r} has none. Use --layer with a timm model."
         )
@@ -77,7 +77,7 @@ def select_layer(backbone: Backbone, layer: int | str) -> Backbone:
         index = names.index(layer)
     if index is None:
         choices = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Unknown layer {layer!r} for {backbone.spec.get('architecture')}; choose a stage "
             f"index or name: {choices}."
         )

@@ -134,14 +134,16 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
-    from headstart.errors import HeadstartError
+    from headstart.errors import InvalidParameterError
 
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise HeadstartError(f"{flag} takes numbers separated by commas, got {text!r}.") from None
+        raise InvalidParameterError(
+            f"{flag} takes numbers separated by commas, got {text!r}."
+        ) from None
     if len(values) not in (1, 3):
-        raise HeadstartError(f"{flag} takes one or three numbers, got {text!r}.")
+        raise InvalidParameterError(f"{flag} takes one or three numbers, got {text!r}.")
     return values * 3 if len(values) == 1 else values
 
 

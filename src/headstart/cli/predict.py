@@ -27,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headstart.errors import HeadstartError
+    from headstart.errors import HeadstartError, InvalidParameterError
 
     if args.top_k < 1:
-        raise HeadstartError(f"--top-k must be at least 1, got {args.top_k}.")
+        raise InvalidParameterError(f"--top-k must be at least 1, got {args.top_k}.")
     clf = load_run(args, quiet=args.quiet or args.json, others=args.paths)
     predictions = clf.predict_files(args.paths, top_k=args.top_k, tta=args.tta)
     if not predictions:  # only empty folders: most likely the wrong ones

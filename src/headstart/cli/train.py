@@ -156,29 +156,29 @@ def _prepare(
     None: ``--resume`` names a finished run. Under torchrun rank 0 alone calls this (the run
     folder's timestamped default name must be one for all ranks) and broadcasts the result.
     """
-    from headstart.errors import HeadstartError
+    from headstart.errors import InvalidParameterError
 
     if args.resume:
         out = Path(args.resume)
         if args.data:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"--resume {out} continues a run with its own data; give no DATA "
                 f"(got {args.data!r})."
             )
         if args.overwrite:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"--resume {out} continues the run in {out} and --overwrite starts one over; "
                 "give one of them."
             )
         stored = _resumed_args(args, out, defaults)
         return None if stored is None else (stored, out, None)
     if not args.data:
-        raise HeadstartError(
+        raise InvalidParameterError(
             "Give DATA (an image folder or CSV) to train on, or --resume RUN to continue."
         )
     out = Path(args.out) if args.out else _default_out(args.data)
     if out.exists() and not out.is_dir():
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--out {out} is a file; the run folder must be a folder (new or existing)."
         )
     if not args.overwrite:

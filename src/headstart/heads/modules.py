@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 __all__ = [
     "HEAD_KINDS",
@@ -57,7 +57,7 @@ def create_head(
         return nn.Linear(in_features, num_classes)
     if kind == "mlp":
         return MLPHead(in_features, num_classes, hidden=hidden, dropout=dropout)
-    raise HeadstartError(f"Unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}.")
+    raise InvalidParameterError(f"Unknown head {kind!r}; choose one of {', '.join(HEAD_KINDS)}.")
 
 
 def head_config(kind: str, head: nn.Module) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, InvalidParameterError
 from headstart.heads.modules import MLPHead, create_head, fold_standardization, standardization
 from headstart.heads.weights import ClassWeight, class_weights, weighted_cross_entropy
 from headstart.progress import Progress
@@ -76,7 +76,9 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
         return 0.5 * (1 + math.cos(math.pi * progress))
     if schedule == "constant":
         return 1.0
-    raise HeadstartError(f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    raise InvalidParameterError(
+        f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}."
+    )
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class HeadTrainingConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise HeadstartError(f"Invalid {name}={getattr(self, name)!r} for head training.")
+                raise InvalidParameterError(
+                    f"Invalid {name}={getattr(self, name)!r} for head training."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 __all__ = [
     "CLASS_WEIGHTS",
@@ -68,13 +68,13 @@ def weight_vector(
     if class_weight == "balanced":
         return "balanced"
     if not isinstance(class_weight, Mapping):
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Unknown class weight {class_weight!r}; use 'balanced', 'none', a dict of class "
             "name to weight, or leave it unset."
         )
     unknown = sorted(str(k) for k in class_weight if k not in classes)
     if unknown:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Class weight for {', '.join(map(repr, unknown))}, not a class of this data "
             f"({', '.join(classes)}); use the class names as the data spells them."
         )
@@ -83,7 +83,7 @@ def weight_vector(
         value = class_weight.get(name, 1.0)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok or not math.isfinite(float(value)) or float(value) <= 0:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Invalid class weight {value!r} for {name!r}; use a positive number."
             )
         vector.append(float(value))
@@ -104,7 +104,7 @@ def class_weights(
         return None
     if isinstance(class_weight, str):
         if class_weight != "balanced":
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown class weight {class_weight!r}; choose 'balanced', or give one weight "
                 "per class."
             )
@@ -114,7 +114,7 @@ def class_weights(
         weights[present] = counts.sum() / (present.sum() * counts[present])
         return torch.from_numpy(weights.astype(np.float32))
     if len(class_weight) != num_classes:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"{len(class_weight)} class weights for {num_classes} classes; give one per class."
         )
     return torch.tensor([float(w) for w in class_weight], dtype=torch.float32)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from headstart.errors import HeadstartError, NotFittedError
+from headstart.errors import HeadstartError, InvalidParameterError, NotFittedError
 
 if TYPE_CHECKING:
     import torch
@@ -209,7 +209,7 @@ def _class_index(clf: ImageClassifier, value: str | int) -> int:
         return value
     if isinstance(value, str) and value in clf.classes_:
         return clf.classes_.index(value)
-    raise HeadstartError(
+    raise InvalidParameterError(
         f"Unknown class {value!r}; the model's classes are {', '.join(clf.classes_)}."
     )
 

@@ -17,7 +17,7 @@ import torch
 from headstart import distributed
 from headstart.backbones import Backbone
 from headstart.data import Dataset
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 from headstart.heads.weights import class_weights, weight_vector
 from headstart.strategies._common import Job
 from headstart.strategies._cost import CostEstimate, estimate_cost
@@ -49,7 +49,7 @@ def train_images(
     settings = job.settings
     world = distributed.world()
     if settings.batch_size < world.size:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--batch-size {settings.batch_size} is the global batch, split across the "
             f"{world.size} processes torchrun started; give at least {world.size} (one image "
             "per process), or start fewer processes."

@@ -58,7 +58,7 @@ from headstart.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from headstart.errors import HeadstartError, RunFolderError
+from headstart.errors import HeadstartError, InvalidParameterError, RunFolderError
 from headstart.features.batches import iter_batches
 from headstart.heads.training import lr_factor
 from headstart.heads.weights import weighted_cross_entropy
@@ -110,7 +110,7 @@ def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
     """
     if device.type != "cuda":
         if amp:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Mixed precision (amp) runs on CUDA only; this run uses {device.type}. "
                 "Leave amp unset."
             )

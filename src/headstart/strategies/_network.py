@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from headstart.backbones.layers import LayerPooled, inner_module, select_layer
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 
 __all__ = [
     "LayerPooled",
@@ -200,7 +200,7 @@ def unfrozen_stages(stages: list[list[str]], unfreeze: int | str) -> list[list[s
         return stages
     count = int(unfreeze)
     if count < 1:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--unfreeze {count} trains no backbone stage; use 1 or more (this backbone has "
             f"{len(stages)}), 'all', or --strategy features/augment for a frozen backbone."
         )

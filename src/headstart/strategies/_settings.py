@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from headstart.augment import AugmentConfig, resolve_augment
-from headstart.errors import HeadstartError
+from headstart.errors import InvalidParameterError
 from headstart.heads import HEAD_KINDS
 from headstart.heads.training import SCHEDULES, HeadTrainingConfig, Schedule
 
@@ -166,7 +166,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}."
             )
         checks: dict[str, bool] = {
@@ -192,20 +192,20 @@ class TrainSettings:
         }
         for name, ok in checks.items():
             if not ok:
-                raise HeadstartError(
+                raise InvalidParameterError(
                     f"Invalid {name}={getattr(self, name)!r} for {self.strategy} training; "
                     f"{_ALLOWED[name]}."
                 )
         if self.schedule not in SCHEDULES:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}."
             )
         if self.bn not in BN_POLICIES:
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Unknown BatchNorm policy {self.bn!r}; choose one of {', '.join(BN_POLICIES)}."
             )
         if not (self.unfreeze == "all" or (_int(self.unfreeze) and int(self.unfreeze) >= 0)):
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"Invalid unfreeze={self.unfreeze!r}; give a number of stages (1, 2, ...) or 'all'."
             )
 
@@ -288,7 +288,7 @@ def resolve_settings(
             believe it took effect.
     """
     if strategy not in STRATEGIES:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}."
         )
     defaults = STRATEGY_DEFAULTS[strategy]
@@ -320,7 +320,9 @@ def resolve_settings(
 def refuse_C_without_linear_head(C: float | None, head: str | None) -> None:
     """``C`` is the linear head's L2 strength: given with another head, it would go unused."""
     if C is not None and head not in (None, "linear"):
-        raise HeadstartError("--C applies to the linear head only; drop it or use --head linear.")
+        raise InvalidParameterError(
+            "--C applies to the linear head only; drop it or use --head linear."
+        )
 
 
 # End-to-end runs need at least this many optimizer steps by default: a run on a few dozen
@@ -391,7 +393,7 @@ def _refuse_solver_options(strategy: str, given: Mapping[str, Any]) -> None:
             used.append("label_smoothing")
         if used:
             names = ", ".join("--" + k.replace("_", "-") for k in used)
-            raise HeadstartError(
+            raise InvalidParameterError(
                 f"{names} do(es) not apply to the linear head on cached features: it is a "
                 "logistic regression solved to convergence, its L2 strength chosen on held-out "
                 "data (set it with --C). They apply to --head mlp and to the end-to-end "
@@ -406,7 +408,7 @@ def _refuse_unused(
     augment_params: Mapping[str, Any] | None,
 ) -> None:
     def refuse(option: str, where: str) -> None:
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"{option} does not apply to --strategy {strategy}; it is used by {where}."
         )
 
@@ -427,7 +429,7 @@ def _refuse_unused(
         v is not None for v in (augment_params or {}).values()
     )
     if strategy == "features" and augments and not given.get("aug_views"):
-        raise HeadstartError(
+        raise InvalidParameterError(
             "Augmentation with --strategy features needs --aug-views K (K augmented views of "
             "each training image, cached); or use --strategy augment to augment every epoch."
         )
@@ -475,10 +477,12 @@ def resolve_train_settings(
     advised = dict(advice.options) if auto and advice is not None else {}
     head = params.get("head") or advised.pop("head", None) or "linear"
     if head not in HEAD_KINDS:
-        raise HeadstartError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_KINDS)}.")
+        raise InvalidParameterError(
+            f"Unknown head {head!r}; choose one of {', '.join(HEAD_KINDS)}."
+        )
     if strategy not in STRATEGIES:
         choices = ", ".join((*STRATEGIES, "auto"))
-        raise HeadstartError(f"Unknown strategy {strategy!r}; choose one of {choices}.")
+        raise InvalidParameterError(f"Unknown strategy {strategy!r}; choose one of {choices}.")
     values = {f.name: params.get(f.name) for f in fields(TrainSettings)}
     values.pop("strategy")
     values.pop("augment")
@@ -515,7 +519,7 @@ def backbone_weights(settings: TrainSettings, weights: str) -> str:
     if settings.strategy != "scratch":
         return weights
     if str(weights).strip().lower() not in ("default", "none"):
-        raise HeadstartError(
+        raise InvalidParameterError(
             f"--strategy scratch trains from random initialisation, but weights {weights!r} "
             "were given; to start from them use --strategy finetune --unfreeze all."
         )

@@ -425,6 +425,7 @@ class ImageClassifier:
             layer=self.layer,
             augment=augment,
             views=self.aug_views or AUG_VIEWS,
+            quiet=self.quiet,
         )
         return decide(facts)
 

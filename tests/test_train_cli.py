@@ -56,7 +56,8 @@ def test_cost_is_estimated_before_a_cpu_strategy_that_runs_the_backbone_every_ep
     err = capsys.readouterr().err
     assert "finetune: ~" in err and "/epoch, ~" in err
     assert "the cached-features path would take ~" in err
-    assert "finetune epoch 1/1: loss" in err
+    # One numbering for the run: the head on cached features is epoch 1, finetune's is 2.
+    assert "head epoch 1/2: loss" in err and "finetune epoch 2/2: loss" in err
 
 
 def test_bn_train_with_a_small_batch_prints_a_one_line_warning(env, tmp_path, capsys) -> None:

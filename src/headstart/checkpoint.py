@@ -61,7 +61,10 @@ class Checkpoint:
     """The state of a training loop at the end of an epoch.
 
     Attributes:
-        epoch: The last complete epoch (1-based); training resumes at ``epoch + 1``.
+        epoch: The last complete epoch, numbered as the run's history numbers it (1-based,
+            the head phase's epochs first), and so ``state-NNNN``. Checkpoints written before
+            that numbering counted the end-to-end stage's epochs alone; the training loop reads
+            the epochs done from ``history``, which both numberings agree on.
         step: Optimizer steps taken (the learning-rate schedule's position).
         history: One dict per epoch, as the run's history.
         best_loss: Lowest monitored loss so far (``inf`` before any).

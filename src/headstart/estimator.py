@@ -360,7 +360,9 @@ class ImageClassifier(Parameters, LearnedAttributes):
         def extract(net: Backbone, paths: Sequence[Path], desc: str, view: Any = None) -> Any:
             return self._extract(net, paths, desc=desc, view=view)
 
-        return advise(dataset, backbone, extract, self.get_params())
+        # Under torchrun only rank 0 prints the measurement's progress.
+        quiet = self.quiet or not distributed.is_main()
+        return advise(dataset, backbone, extract, {**self.get_params(), "quiet": quiet})
 
     def _as_dataset(
         self,

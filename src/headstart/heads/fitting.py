@@ -114,6 +114,7 @@ def fit_head(
             seed=config.seed,
             train_extra=train_views,
             class_weight=class_weight,
+            quiet=quiet,
         )
         return HeadFit(
             head=lf.head,

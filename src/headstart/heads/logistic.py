@@ -60,6 +60,8 @@ from torch.nn import functional as F
 from headstart.errors import HeadstartError
 from headstart.heads.modules import fold_standardization, standardization
 from headstart.heads.weights import ClassWeight, class_weights, weighted_cross_entropy
+from headstart.progress import Progress
+from headstart.threads import work_threads
 
 __all__ = [
     "C_GRID",
@@ -232,6 +234,8 @@ def score_linear(
     train_extra: Sequence[np.ndarray] = (),
     protocol: Protocol | None = None,
     class_weight: ClassWeight = None,
+    quiet: bool = True,
+    desc: str = "scoring the linear head",
 ) -> LinearFit:
     """The choice of :func:`fit_linear` and its held-out figures, without the final fit.
 
@@ -248,6 +252,8 @@ def score_linear(
         train_extra=train_extra,
         protocol=protocol,
         class_weight=class_weight,
+        quiet=quiet,
+        desc=desc,
         _final=False,
     )
 
@@ -266,6 +272,8 @@ def fit_linear(
     grid: Sequence[float] | None = None,
     protocol: Protocol | None = None,
     class_weight: ClassWeight = None,
+    quiet: bool = True,
+    desc: str = "fitting the linear head",
     _final: bool = True,
 ) -> LinearFit:
     """Choose ``C`` on held-out data (unless given), then fit on every image the run may use.
@@ -284,7 +292,54 @@ def fit_linear(
         protocol: Force a protocol (default: :func:`choose_protocol`).
         class_weight: Weight each image's loss by its class: ``"balanced"`` or one weight per
             class index (:mod:`headstart.heads.weights`); None: unweighted.
+        quiet: Report no progress (the count of solves, their rate and the time elapsed).
+        desc: What the progress line calls this fit.
+
+    The solves run with the thread count their size is fastest with (:mod:`headstart.threads`):
+    one thread for all but the largest fits, since on a busy machine two threads made each of
+    the walk's thousands of small products 2-50x slower. The count is restored afterwards.
     """
+    n_rows = len(train_x) + (0 if val_y is None else len(val_y))
+    work = n_rows * (1 + len(train_extra)) * (train_x.shape[1] if train_x.ndim == 2 else 0)
+    with (
+        work_threads(work * num_classes),
+        Progress(None, desc, unit="solves", quiet=quiet) as progress,
+    ):
+        return _fit_linear(
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            num_classes,
+            C=C,
+            refit=refit,
+            seed=seed,
+            train_extra=train_extra,
+            grid=grid,
+            protocol=protocol,
+            class_weight=class_weight,
+            progress=progress,
+            final=_final,
+        )
+
+
+def _fit_linear(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    num_classes: int,
+    *,
+    C: float | None,
+    refit: bool,
+    seed: int,
+    train_extra: Sequence[np.ndarray],
+    grid: Sequence[float] | None,
+    protocol: Protocol | None,
+    class_weight: ClassWeight,
+    progress: Progress,
+    final: bool,
+) -> LinearFit:
     if len(train_x) == 0:
         raise HeadstartError("No training features: the train split is empty.")
     for extra in train_extra:
@@ -318,7 +373,7 @@ def fit_linear(
     weights = class_weights(
         class_weight, np.concatenate([ty, vy]) if final_val else ty, num_classes
     )
-    solver = _Solver(d, num_classes, settle=not cheap, class_weight=weights)
+    solver = _Solver(d, num_classes, settle=not cheap, class_weight=weights, progress=progress)
     if len(ty) >= PRECONDITION_MIN_ROWS_PER_DIM * d:
         solver.precondition(xs_train)
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
@@ -374,7 +429,7 @@ def fit_linear(
             selected *= (len(ty) + len(vy)) / len(walk)
 
     result.iterations = solver.iterations
-    if not _final:
+    if not final:
         return result
     if extras:
         rows = [xs_train, *extras] + ([xs_val] if final_val else [])
@@ -440,9 +495,11 @@ class _Solver:
         *,
         settle: bool = True,
         class_weight: torch.Tensor | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.dim, self.num_classes = dim, num_classes
         self.class_weight = class_weight
+        self.progress = progress
         self.settle = settle
         # What the held-out loss of a settled solve is known to: a smaller gain is not one.
         self.margin = SETTLE_RTOL if settle else SETTLE_RTOL_CHEAP
@@ -569,6 +626,8 @@ class _Solver:
                     _, _, loss, weight.grad, bias.grad = memo[0]
                     return loss
                 self.evaluations += 1
+                if self.progress is not None:  # a solve may take minutes: keep the line alive
+                    self.progress.update(0)
                 w = weight.detach() if P is None else P @ weight.detach()
                 log_p = torch.log_softmax(F.linear(x, w.T.contiguous(), bias.detach()), 1)
                 picked = log_p.gather(1, target)
@@ -609,6 +668,8 @@ class _Solver:
                         break  # converged within the chunk
         n_iter = iterations()
         self.iterations += n_iter
+        if self.progress is not None:
+            self.progress.update(1)
         return real(), bias.detach(), n_iter
 
 

@@ -34,6 +34,7 @@ from headstart.errors import HeadstartError, InvalidParameterError
 from headstart.heads.modules import MLPHead, create_head, fold_standardization, standardization
 from headstart.heads.weights import ClassWeight, class_weights, weighted_cross_entropy
 from headstart.progress import Progress
+from headstart.threads import work_threads
 
 __all__ = [
     "SCHEDULES",
@@ -195,7 +196,11 @@ def train_head(
     xv, yv = _as_tensors(val_x, val_y) if has_val else (xt, yt)  # type: ignore[arg-type]
     shift, scale = standardization(xt)
 
-    with torch.random.fork_rng(devices=[]):
+    # Mini-batch products are small: they run with the thread count fastest for their size
+    # (one, but for very wide batches; :mod:`headstart.threads`), restored afterwards.
+    width = hidden if kind == "mlp" else num_classes
+    step_work = min(config.batch_size, len(xt)) * xt.shape[1] * max(width, num_classes)
+    with torch.random.fork_rng(devices=[]), work_threads(step_work):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         head = create_head(kind, xt.shape[1], num_classes, hidden=hidden, dropout=dropout)

@@ -122,6 +122,8 @@ def run_network(
             backward=backward,
             val_images=val_images,
             uncached_images=uncached_images,
+            groups=groups,
+            checkpoints=job.checkpoint_dir is not None,
         )
         job.say(cost.message())
     outcome = train_network(

@@ -336,6 +336,11 @@ def _train(
     best_state = start.best_state
     best_dirty = best_state is not None
     waited, step, first_epoch = 0, 0, 1
+    # Epochs are numbered once for the whole run, 1-based across its stages: the head phase's
+    # epochs come first, so this loop's first epoch is ``before + 1`` of ``before + epochs``, in
+    # progress, history, checkpoint names and best_epoch alike.
+    before = len(start.history)
+    last = before + settings.epochs
     seconds: list[float] = []
     if checkpoint_dir is not None and not resume and world.main:
         clear_checkpoint(checkpoint_dir)
@@ -358,9 +363,13 @@ def _train(
                 scaler.load_state_dict(ckpt.scaler)
             if ckpt.rng is not None:
                 restore_rng(ckpt.rng)
-            step, first_epoch = ckpt.step, ckpt.epoch + 1
+            # The epochs this loop completed, from the history (run numbering), so that
+            # checkpoints written when ``ckpt.epoch`` counted this loop's epochs alone resume too.
+            step, first_epoch = ckpt.step, len(history) - before + 1
             if not quiet:
-                print(f"{label}: resuming after epoch {ckpt.epoch}", file=stream, flush=True)
+                print(f"{label}: resuming after epoch {len(history)}", file=stream, flush=True)
+    if not quiet and start.history and first_epoch == 1:  # the head phase's last epoch
+        _report(stream, start.history[-1].get("phase", "head"), before, last, start.history[-1], [])
 
     def save(epoch: int, *, finished: bool = False) -> None:
         nonlocal best_dirty
@@ -399,7 +408,7 @@ def _train(
             network.train()
             total_loss, correct, n = 0.0, 0.0, 0.0
             batch_n: float
-            desc = f"{label} epoch {epoch}/{settings.epochs}"
+            desc = f"{label} epoch {before + epoch}/{last}"
             with Progress(len(train), desc, unit="img", quiet=quiet) as progress:
                 for images, labels in train.epoch(epoch):
                     factor = lr_factor(settings.schedule, step, total_steps, warmup)
@@ -475,9 +484,9 @@ def _train(
             else:
                 waited += 1
             seconds.append(time.monotonic() - began)
-            save(epoch)
+            save(len(history))
             if not quiet:
-                _report(stream, label, epoch, settings.epochs, history[-1], seconds)
+                _report(stream, label, len(history), last, history[-1], seconds)
     except KeyboardInterrupt:
         if best_state is None:
             raise
@@ -494,7 +503,7 @@ def _train(
         network.load_state_dict(best_state)
     network.eval()
     if not interrupted:
-        save(epoch, finished=True)
+        save(len(history), finished=True)
     return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
 
 
@@ -512,15 +521,17 @@ def _load_checkpoint(folder: Path, fingerprint: str) -> Checkpoint | None:
 def _report(
     stream: IO[str], label: str, epoch: int, epochs: int, row: dict[str, Any], seconds: list[float]
 ) -> None:
-    per_epoch = sum(seconds) / len(seconds)
-    left = per_epoch * (epochs - epoch)
-    print(
-        f"{label} epoch {epoch}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
-        f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} "
-        f"({seconds[-1]:.1f} s; at most ~{_duration(left)} left)",
-        file=stream,
-        flush=True,
-    )
+    """One line per epoch, numbered in the run's epochs; ``seconds`` empty for an epoch this loop
+    did not run (the head phase's, on cached features)."""
+    figures = f"loss {row['loss']:.4f} acc {row['accuracy']:.3f}"
+    if row.get("val_loss") is not None:
+        figures += f" val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f}"
+    if seconds:
+        left = sum(seconds) / len(seconds) * (epochs - epoch)
+        timing = f"{seconds[-1]:.1f} s; at most ~{_duration(left)} left"
+    else:
+        timing = "on cached features"
+    print(f"{label} epoch {epoch}/{epochs}: {figures} ({timing})", file=stream, flush=True)
 
 
 def _duration(seconds: float) -> str:

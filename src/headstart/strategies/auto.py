@@ -203,6 +203,7 @@ def measure(
     augment: AugmentConfig | None = None,
     views: int = AUG_VIEWS,
     class_weight: str | dict[str, float] | None = None,
+    quiet: bool = True,
 ) -> DataFacts:
     """Count the data and score each option on cached features by the same held-out protocol.
 
@@ -215,6 +216,7 @@ def measure(
         views: How many augmented views of each training image to measure.
         class_weight: Set by the user: every option is scored with it, and weighting is not
             measured. None: ``balanced`` is measured against unweighted on imbalanced data.
+        quiet: No progress lines while each option's head is fitted (they can take minutes).
     """
     given = weight_vector(class_weight, dataset.classes)  # an unknown class name fails first
     train_all = dataset.splits.get("train", [])
@@ -274,6 +276,8 @@ def measure(
             train_extra=extra,
             protocol=protocol,
             class_weight=weight,
+            quiet=quiet,
+            desc=f"measuring {name}",
         )
         f1 = None
         if fit.heldout_logits is not None and fit.heldout_y is not None:
@@ -347,6 +351,7 @@ def measure(
                 seed,
                 stage_options,
                 given,
+                quiet=quiet,
             )
         )
     return DataFacts(**facts, scores=tuple(scores))
@@ -390,6 +395,8 @@ def _mlp(
     seed: int,
     stage_options: dict[str, Any],
     class_weight: ClassWeight = None,
+    *,
+    quiet: bool = True,
 ) -> OptionScore:
     """The MLP head scored on the validation split; with cross-validation, not measured.
 
@@ -413,7 +420,7 @@ def _mlp(
         val_y,
         num_classes,
         HeadTrainingConfig(seed=seed),
-        quiet=True,
+        quiet=quiet,
         class_weight=class_weight,
     )
     best = trained.history[trained.best_epoch - 1] if trained.best_epoch else {}
@@ -565,5 +572,6 @@ def advise(
         augment=augment,
         views=params.get("aug_views") or AUG_VIEWS,
         class_weight=plain_class_weight(params.get("class_weight")),
+        quiet=bool(params.get("quiet", True)),
     )
     return decide(facts)

@@ -1,4 +1,4 @@
-"""The seed's story, replayed (issue 14; shared/USERS.md story 1): rescale=1/255 on caffe weights.
+"""The seed's story, replayed (issue 14; docs/why.md, story 1): rescale=1/255 on caffe weights.
 
 A Keras user's ResNet50 "predicts one class for everything" with ``rescale=1./255`` and reaches
 98% with its own ``preprocess_input``. This benchmark builds such weights offline and shows what

@@ -1,4 +1,4 @@
-"""The seed's story in CI time (issue 14, shared/USERS.md story 1): rescale=1/255 on caffe weights.
+"""The seed's story in CI time (issue 14, docs/why.md, story 1): rescale=1/255 on caffe weights.
 
 A small ResNet-style Keras classifier is trained here, on a few hundred procedural images fed
 through ``keras.applications.resnet50.preprocess_input`` (caffe: BGR, 0..255, means subtracted),

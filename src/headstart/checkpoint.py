@@ -12,7 +12,7 @@ A checkpoint is a folder with:
 Tensor files are written first, under new names; ``checkpoint.json`` is written last and
 atomically, so it is the commit record: a run killed at any moment leaves either the previous
 complete checkpoint or the new one, and a damaged file is detected by its hash rather than
-loaded. ``torch.save`` is never used, because loading it means unpickling (shared/USERS.md
+loaded. ``torch.save`` is never used, because loading it means unpickling (docs/why.md,
 story 8), and a run folder may travel.
 """
 

@@ -1,7 +1,7 @@
 """``headstart export``: the trained model, its preprocessing and its calibration in one file.
 
 Deploying a model usually means re-implementing its preprocessing in another runtime, which is
-the very mistake headstart exists to prevent (shared/USERS.md story 9). So an export carries as
+the very mistake headstart exists to prevent (docs/why.md, story 9). So an export carries as
 much of the preprocessing as a graph can hold, states the rest in a sidecar JSON, and proves it:
 before anything is written, the exported file is run (onnxruntime for ONNX, ``torch.jit`` for
 TorchScript) on sample images, and its probabilities must match ``ImageClassifier.predict_proba``

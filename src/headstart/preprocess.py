@@ -1,7 +1,7 @@
 """The preprocessing a backbone's weights expect, resolved from the weights and applied exactly.
 
 A wrong mean/std, pixel scale or channel order does not crash anything: it quietly costs accuracy,
-fatally for some models and barely for others (shared/USERS.md story 1). So the preprocessing is
+fatally for some models and barely for others (docs/why.md, story 1). So the preprocessing is
 never guessed. :func:`resolve_preprocess` reads it from the weights' own config with timm's
 precedence (explicit overrides > the weights' config > defaults, as
 ``timm.data.resolve_data_config`` does), :func:`preprocess_from_torchvision` from a torchvision
@@ -517,7 +517,7 @@ def resolve_preprocess(
     else timm's defaults, so a headstart model sees exactly what ``timm.data.create_transform``
     would give it. Overriding is allowed but never silent: every override that changes the
     weights' value is recorded in ``Preprocess.overrides`` and warned about, because a changed
-    mean/std or scale can quietly ruin transfer (shared/USERS.md story 1).
+    mean/std or scale can quietly ruin transfer (docs/why.md, story 1).
 
     Args:
         pretrained_cfg: The weights' config (timm's ``pretrained_cfg`` keys ``input_size``,

@@ -69,7 +69,7 @@ class Backbone:
     Attributes:
         module: Maps a preprocessed ``[N, 3, H, W]`` batch to ``[N, num_features]`` features; it
             is returned in eval mode, because a frozen backbone must never update BatchNorm
-            statistics (shared/USERS.md story 2).
+            statistics (docs/why.md, story 2).
         preprocess: The preprocessing its weights expect.
         num_features: Width of the features.
         spec: JSON-able description :func:`rebuild_backbone` rebuilds the architecture from,

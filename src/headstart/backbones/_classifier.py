@@ -1,7 +1,7 @@
 """The pretraining classifier a backbone's weights came with, kept apart from the backbone.
 
 A backbone is the network cut before its classifier, because the user's classes are not the
-pretraining's. But that classifier is the cheapest sanity check there is (shared/USERS.md story
+pretraining's. But that classifier is the cheapest sanity check there is (docs/why.md, story
 1, the seed's "nematode"): run on a few of the user's images with the preprocessing training will
 use, it should see varied, confident things; when every image looks like the same class to it,
 or like nothing at all, the pixels are not what the weights were trained on. This module finds

@@ -6,7 +6,7 @@ module; :class:`KerasFeatures` wraps one so that the rest of headstart sees an o
 * it takes headstart's NCHW batch and hands Keras the NHWC one its layers expect;
 * it calls the model with ``training=`` taken from torch's ``train()``/``eval()``, layer by layer,
   because torch's mode flag alone does not reach Keras layers: without this a "frozen" Keras
-  ResNet50 would keep updating its BatchNorm statistics (shared/USERS.md story 2);
+  ResNet50 would keep updating its BatchNorm statistics (docs/why.md, story 2);
 * it holds every Keras variable once, under a stable name (``conv1_bn.moving_mean``): trainable
   ones as parameters and the rest (BatchNorm statistics, counters) as buffers, so an optimiser
   never touches them and a run folder saves them as plain safetensors.

@@ -1,6 +1,6 @@
 """Weight files read as data only, loaded into a backbone strictly, and hub access that fails fast.
 
-A pickled checkpoint can run any code when it is opened (shared/USERS.md story 8), and people
+A pickled checkpoint can run any code when it is opened (docs/why.md, story 8), and people
 share weight files and download them from strangers. So :func:`load_state_dict_file` is the one
 place headstart opens a weights file: ``.safetensors`` through safetensors, anything else only
 through ``torch.load(..., weights_only=True)``, and a file that needs more than tensors is refused

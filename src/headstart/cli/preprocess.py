@@ -1,7 +1,7 @@
 """`headstart preprocess IMAGE`: show a model's preprocessing and the exact tensor it makes.
 
 The check a user runs when predictions look wrong, or before re-implementing preprocessing
-elsewhere (shared/USERS.md stories 1 and 9): what size, crop, scale, mean and std the weights
+elsewhere (docs/why.md, stories 1 and 9): what size, crop, scale, mean and std the weights
 expect, and the array headstart would feed the network, saved for comparison.
 """
 

@@ -1,6 +1,6 @@
 """The weights' own view of the data: what the pretraining classifier sees in the user's images.
 
-The seed's story (shared/USERS.md story 1): a ResNet50 fed ``rescale=1/255`` instead of its own
+The seed's story (docs/why.md, story 1): a ResNet50 fed ``rescale=1/255`` instead of its own
 preprocessing called every cat and dog a "nematode". Its pretraining classifier said so before
 a single step of training, to anyone who asked. This check asks: it runs the classifier the
 weights came with (:func:`headstart.backbones.load_pretrained_classifier`) on a seeded sample of

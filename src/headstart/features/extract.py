@@ -2,7 +2,7 @@
 
 The backbone always runs in inference mode (``eval()`` and ``torch.inference_mode()``): a frozen
 backbone whose BatchNorm layers still use batch statistics is the classic transfer-learning bug
-(shared/USERS.md story 2). Decoding and preprocessing run in threads (:mod:`.batches`) so they
+(docs/why.md, story 2). Decoding and preprocessing run in threads (:mod:`.batches`) so they
 overlap the forward pass. Results go to the feature cache batch by batch, so an interrupted run
 resumes where it stopped.
 """

@@ -1,7 +1,7 @@
 """The linear head as a regularised multinomial logistic regression: chosen, then refitted.
 
 This is the linear-probe protocol of the representation-learning literature, made the default
-(shared/USERS.md story 10): on standardised features, full-batch multinomial cross-entropy plus an
+(docs/why.md, story 10): on standardised features, full-batch multinomial cross-entropy plus an
 L2 penalty is solved to convergence (L-BFGS in torch, float32); the penalty's strength is picked
 on a log grid by held-out log-loss, walking the grid from strong to weak regularisation with each
 solve warm-started from the previous one; then the chosen setting is refitted on every labelled

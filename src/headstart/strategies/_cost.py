@@ -1,4 +1,4 @@
-"""Saying what a strategy will cost before it starts (shared/USERS.md story 7).
+"""Saying what a strategy will cost before it starts (docs/why.md, story 7).
 
 A strategy that runs the backbone on every image of every epoch can take hours on a CPU where
 cached features take seconds. Before such a strategy starts on a CPU, a few real batches are timed

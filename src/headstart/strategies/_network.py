@@ -1,6 +1,6 @@
 """The backbone and head as one network, with frozen parts that stay frozen.
 
-The classic transfer-learning bug (shared/USERS.md story 2) is a backbone marked untrainable but
+The classic transfer-learning bug (docs/why.md, story 2) is a backbone marked untrainable but
 left in training mode: its BatchNorm layers then normalise with each batch's statistics (and keep
 updating their running ones), so the head learns on features scaled differently from those it is
 validated on. :class:`Network` overrides ``train()``: after every ``model.train()`` the frozen

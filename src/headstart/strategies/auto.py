@@ -1,6 +1,6 @@
 """``auto``: measure the options on cached features, keep what wins, and say why with the numbers.
 
-The advice that circulates (shared/USERS.md story 3) is a two-by-two table: small or large dataset,
+The advice that circulates (docs/why.md, story 3) is a two-by-two table: small or large dataset,
 similar to the pretraining data or not. Here nothing in it is guessed:
 
 - *size* is counted: the median number of training images per class. Below ``LARGE_PER_CLASS``

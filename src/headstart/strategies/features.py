@@ -1,6 +1,6 @@
 """``features``: the frozen backbone runs once per image; a head trains on cached features.
 
-The cheap path, and on a CPU the default (shared/USERS.md stories 4 and 7): a second experiment
+The cheap path, and on a CPU the default (docs/why.md, stories 4 and 7): a second experiment
 on the same data costs no forward pass at all. ``aug_views=K`` adds augmentation at a fixed
 price: K augmented views of every training image are run through the backbone once and cached
 like plain features (keyed by the augmentation's fingerprint, the seed and the view index), and

@@ -10,7 +10,7 @@ import torch
 
 from headstart.heads import fit_head, fit_linear
 from headstart.heads.training import HeadTrainingConfig, train_head
-from headstart.threads import SERIAL_WORK, threads_for, torch_threads
+from headstart.threads import SERIAL_WORK, ThreadProbe, threads_for, torch_threads
 
 
 @pytest.fixture
@@ -107,3 +107,52 @@ def test_fitting_the_linear_head_reports_its_progress_unless_quiet(
     assert "solves" in lines[0] and "elapsed" in lines[0]
     fit_head("linear", x[:60], y[:60], x[60:], y[60:], 3, quiet=True)
     assert capsys.readouterr().err == ""
+
+
+class _Clock:
+    """A clock whose steps take as long as the thread count in force says."""
+
+    def __init__(self, per_item: dict[int, float]) -> None:
+        self.per_item, self.now = per_item, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def run(self, probe: ThreadProbe, items: int) -> int:
+        with probe.step(items) as count:
+            assert torch.get_num_threads() == count
+            self.now += self.per_item[count] * items
+        return count
+
+
+@pytest.mark.parametrize(("per_item", "best"), [({2: 1.0, 1: 3.0}, 2), ({2: 4.0, 1: 1.0}, 1)])
+def test_the_thread_probe_keeps_the_count_its_timed_steps_ran_fastest_with(
+    two_threads: None, per_item: dict[int, float], best: int
+) -> None:
+    clock = _Clock(per_item)
+    probe = ThreadProbe(clock=clock)
+
+    counts = [clock.run(probe, 32) for _ in range(ThreadProbe.EVERY)]
+
+    assert counts[1 : 1 + ThreadProbe.PROBES] == [2, 1] * (ThreadProbe.PROBES // 2)
+    assert set(counts[1 + ThreadProbe.PROBES :]) == {best}
+    assert torch.get_num_threads() == 2
+
+
+def test_the_thread_probe_measures_again_when_the_machine_changes(two_threads: None) -> None:
+    clock = _Clock({2: 1.0, 1: 3.0})
+    probe = ThreadProbe(clock=clock)
+    for _ in range(ThreadProbe.EVERY):
+        clock.run(probe, 8)
+    clock.per_item = {2: 5.0, 1: 1.0}  # the machine got busy
+
+    counts = [clock.run(probe, 8) for _ in range(ThreadProbe.EVERY)]
+
+    assert counts[0] == 2 and set(counts[1 + ThreadProbe.PROBES :]) == {1}
+
+
+def test_a_disabled_thread_probe_leaves_the_count_alone(two_threads: None) -> None:
+    clock = _Clock({2: 1.0, 1: 0.1})
+    probe = ThreadProbe(enabled=False, clock=clock)
+
+    assert {clock.run(probe, 4) for _ in range(10)} == {2}

@@ -27,6 +27,7 @@ from headstart.distributed import all_gather, is_main, run_on_main, shard, world
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
 from headstart.progress import Progress
+from headstart.threads import ThreadProbe
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -412,6 +413,8 @@ class _Forward:
             keys=None if view is None else [digests[p] for p in todo],
             on_content=contents.__setitem__ if keep_facts else None,
         )
+        # On a CPU, one thread or the whole team, whichever the machine runs faster now.
+        probe = ThreadProbe(enabled=self.device.type == "cpu")
         with torch.inference_mode():
             for batch, indices, bad in loader:
                 for index, reason in bad:
@@ -420,7 +423,8 @@ class _Forward:
                     x = batch.to(self.device, non_blocking=True)
                     if self.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    out = self.module(x).float().cpu().numpy()
+                    with probe.step(len(x)):
+                        out = self.module(x).float().cpu().numpy()
                     fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
                     computed.update(fresh)
                 else:

@@ -171,3 +171,29 @@ def test_threshold_outside_0_1_raises_data_error() -> None:
     x, y = _clusters(10, seed=0)
     with pytest.raises(DataError, match=r"within \[0, 1\]"):
         fit_typicality(x, y, threshold=5.0)
+
+
+def test_precision_is_scikit_learns_ledoit_wolf_with_more_dimensions_than_images() -> None:
+    from sklearn.covariance import LedoitWolf
+
+    from headstart.heads.typicality import _precision
+
+    rows = np.random.default_rng(0).normal(0.0, 1.0, (30, 50))
+    rows -= rows.mean(axis=0)
+    expected = LedoitWolf(assume_centered=True).fit(rows).precision_
+    actual = _precision(rows.T @ rows / len(rows), rows)
+    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_out_of_fold_fit_from_the_subtracted_product_equals_a_fit_on_the_rows() -> None:
+    from headstart.heads.typicality import _fit_params
+
+    x, y = _clusters(20, seed=0)
+    x = x - x.mean(axis=0)
+    keep = np.arange(len(y)) % 4 != 0
+    gram = x.T @ x - x[~keep].T @ x[~keep]
+    for name in ("mahalanobis", "relative_mahalanobis"):
+        direct = _fit_params(name, x[keep], y[keep], 0)
+        from_gram = _fit_params(name, x[keep], y[keep], 0, gram)
+        for key, value in direct.items():
+            np.testing.assert_allclose(from_gram[key], value, rtol=1e-4, atol=1e-5)

@@ -116,12 +116,30 @@ def logit_score(name: str, logits: np.ndarray) -> np.ndarray:
     raise ValueError(f"{name!r} is not a logit score; one of {sorted(LOGIT_SCORES)}")
 
 
-def _precision(centred: np.ndarray) -> np.ndarray:
-    """Ledoit-Wolf shrunk precision of already centred rows: invertible with more dimensions
-    than rows, where the sample covariance is singular."""
-    from sklearn.covariance import LedoitWolf
+def _precision(cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrunk precision of the covariance ``cov`` of the centred ``rows``:
+    invertible with more dimensions than rows, where the sample covariance is singular.
 
-    return np.asarray(LedoitWolf(assume_centered=True).fit(centred).precision_)
+    The same matrix as scikit-learn's ``LedoitWolf(assume_centered=True).fit(rows)
+    .precision_`` (its shrinkage formula, written out), computed from a covariance the caller
+    already has: out-of-fold fits get theirs by subtracting the held-out rows' products from one
+    product of all rows, instead of one pass over the rows per fold and per estimator step (on
+    5,000 images of 2,048 dimensions that took :func:`fit_typicality` from 51 s to 14 s, one
+    thread). The shrunk matrix is
+    positive definite, so a Cholesky inverse serves where scikit-learn takes an eigendecomposition.
+    """
+    n, d = rows.shape
+    trace = float(np.trace(cov))
+    mu = trace / d
+    if mu <= 0.0:  # every row identical: no spread to measure distances by
+        return np.eye(d)
+    fourth = float(np.sum(np.einsum("ij,ij->i", rows, rows) ** 2))
+    frobenius = float(np.sum(cov * cov))
+    beta = (fourth / n - frobenius) / (d * n)
+    delta = (frobenius - 2.0 * mu * trace + d * mu**2) / d
+    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    shrunk = torch.from_numpy((1.0 - shrinkage) * cov + shrinkage * mu * np.eye(d))
+    return torch.cholesky_inverse(torch.linalg.cholesky(shrunk)).numpy()
 
 
 def _distances(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -155,39 +173,44 @@ def _bank_rows(y: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def _fit_params(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def _fit_params(
+    name: str, x: np.ndarray, y: np.ndarray, seed: int, gram: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The arrays a feature score needs, fitted on ``x`` (labels ``y``); empty for logit
-    scores, whose state is the head."""
+    scores, whose state is the head. ``gram``: ``x.T @ x`` where the caller has it."""
     if name in LOGIT_SCORES:
         return {}
     x = np.asarray(x, np.float64)
     if name == "knn":
         rows = _bank_rows(y, KNN_BANK_MAX, seed)
         return {"bank": _normalize(x[rows]).astype(np.float32)}
+    if name not in ("mahalanobis", "relative_mahalanobis"):
+        raise ValueError(f"Unknown typicality score {name!r}; one of {list(SCORES)}")
+    n = len(x)
+    gram = x.T @ x if gram is None else gram
+    labels, index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(labels), x.shape[1]))
+    np.add.at(sums, index, x)
+    raw_means = sums / counts[:, None]
     # Standardised by the spread within classes: Ledoit-Wolf shrinks towards a multiple of the
     # identity, which then means "as spread as a class is", not "as spread as all images are"
     # (scaled by the total spread, the few directions that separate the classes have a tiny
     # within-class variance, and shrinkage drowns exactly them).
-    labels = np.unique(y)
-    index = np.searchsorted(labels, y)
-    raw_means = np.stack([x[y == c].mean(axis=0) for c in labels])
-    shift = x.mean(axis=0)
-    spread = (x - raw_means[index]).std(axis=0)
-    scale = 1.0 / np.where(spread > 1e-8, spread, 1.0)
-    xs = (x - shift) * scale
-    means = (raw_means - shift) * scale
+    within = gram - (raw_means.T * counts) @ raw_means  # sum of (x - its class mean) products
+    spread = np.sqrt(np.maximum(np.diag(within), 0.0) / n)
+    scale = 1.0 / np.where(spread > 1e-8 * max(spread.max(), 1e-30), spread, 1.0)
+    shift = sums.sum(axis=0) / n
+    outer = scale[:, None] * scale[None, :]
     params = {
         "shift": shift,
         "scale": scale,
-        "means": means,
-        "precision": _precision(xs - means[index]),
+        "means": (raw_means - shift) * scale,
+        "precision": _precision(within * outer / n, (x - raw_means[index]) * scale),
     }
     if name == "relative_mahalanobis":
-        background = xs.mean(axis=0)
-        params["background_mean"] = background
-        params["background_precision"] = _precision(xs - background)
-    elif name != "mahalanobis":
-        raise ValueError(f"Unknown typicality score {name!r}; one of {list(SCORES)}")
+        total = (gram - n * np.outer(shift, shift)) * outer / n
+        params["background_mean"] = np.zeros_like(shift)
+        params["background_precision"] = _precision(total, (x - shift) * scale)
     # Stored as float32 (a 2048-d precision is 16 MB so), scored in float64.
     return {k: v.astype(np.float32) for k, v in params.items()}
 
@@ -322,11 +345,20 @@ def _heldout_scores(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> tuple
     labelled images scored by the score fitted on the others."""
     counts = np.bincount(y)
     folds = int(min(SCALE_FOLDS, counts[counts >= 2].min()))
+    # The Mahalanobis scores: centred once (they are shift-invariant; this keeps the products
+    # well conditioned), and one product of all rows, from which each fold's is a subtraction.
+    gram = None
+    xc = x
+    if name in ("mahalanobis", "relative_mahalanobis"):
+        xc = x - x.mean(axis=0)
+        gram = xc.T @ xc
     pieces = []
     for held in _folds(y, folds, seed):
         keep = np.ones(len(y), bool)
         keep[held] = False
-        pieces.append(_raw(name, _fit_params(name, x[keep], y[keep], seed), x[held], None))
+        fold_gram = None if gram is None else gram - xc[held].T @ xc[held]
+        params = _fit_params(name, xc[keep], y[keep], seed, fold_gram)
+        pieces.append(_raw(name, params, xc[held], None))
     return np.concatenate(pieces), folds
 
 

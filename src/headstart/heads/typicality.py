@@ -125,8 +125,8 @@ def _precision(cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
     already has: out-of-fold fits get theirs by subtracting the held-out rows' products from one
     product of all rows, instead of one pass over the rows per fold and per estimator step (on
     5,000 images of 2,048 dimensions that took :func:`fit_typicality` from 51 s to 14 s, one
-    thread). The shrunk matrix is
-    positive definite, so a Cholesky inverse serves where scikit-learn takes an eigendecomposition.
+    thread). The shrunk matrix is positive definite, so a Cholesky inverse serves where
+    scikit-learn takes an eigendecomposition.
     """
     n, d = rows.shape
     trace = float(np.trace(cov))
@@ -137,7 +137,7 @@ def _precision(cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
     frobenius = float(np.sum(cov * cov))
     beta = (fourth / n - frobenius) / (d * n)
     delta = (frobenius - 2.0 * mu * trace + d * mu**2) / d
-    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    shrinkage = 0.0 if beta == 0 or delta <= 0 else min(beta, delta) / delta
     shrunk = torch.from_numpy((1.0 - shrinkage) * cov + shrinkage * mu * np.eye(d))
     return torch.cholesky_inverse(torch.linalg.cholesky(shrunk)).numpy()
 

@@ -1,0 +1,101 @@
+"""Images and their ``headstart-tiny`` features for ``benchmarks/openset.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def digit_images(root: Path) -> tuple[list[Path], np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits (8x8 scans) upscaled to 64 px as RGB, black ink
+    on white paper: real images of one domain, ten classes."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    out = root / "digits"
+    paths = []
+    for i, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        ink = (pixels / 16.0)[..., None]
+        rgb = (255.0 * (1 - ink) * np.ones(3)).clip(0, 255).astype(np.uint8)
+        path = out / f"digit_{label}" / f"{i:04d}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).resize((64, 64), Image.Resampling.BICUBIC).save(path)
+        paths.append(path)
+    return paths, digits.target.astype(np.int64)
+
+
+def demo_images(root: Path) -> tuple[list[Path], np.ndarray]:
+    """The demo dataset (8 classes of shapes x textures, 120 images a class), all splits."""
+    from headstart.data import load_dataset
+    from headstart.synthetic import make_demo_dataset
+
+    dataset = load_dataset(make_demo_dataset(root / "demo"), val_fraction=0.0, test_fraction=0.0)
+    samples = [s for split in dataset.splits.values() for s in split]
+    return [s.path for s in samples], np.array([s.label for s in samples], np.int64)
+
+
+def far_images(root: Path, n: int = 300) -> tuple[list[Path], list[Path]]:
+    """Images of no class: uniform noise (per pixel) and flat colours, ``n`` of each, 64 px."""
+    from PIL import Image
+
+    rng = np.random.default_rng(24)
+    noise, flat = [], []
+    for i in range(n):
+        path = root / "noise" / f"{i:04d}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+        noise.append(path)
+        path = root / "flat" / f"{i:04d}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            colour = rng.integers(0, 256, 3, dtype=np.uint8)
+            Image.fromarray(np.broadcast_to(colour, (64, 64, 3)).copy()).save(path)
+        flat.append(path)
+    return noise, flat
+
+
+def tiny_features(paths: list[Path], cache: Path) -> np.ndarray:
+    """Pooled features of the shipped backbone, through headstart's own feature cache."""
+    from headstart import EMBEDDED_MODEL
+    from headstart.backbones import create_backbone
+    from headstart.features.extract import extract_cached
+
+    backbone = create_backbone(EMBEDDED_MODEL)
+    result = extract_cached(
+        backbone, paths, use_cache=True, cache_dir=cache, desc="features", quiet=True
+    )
+    if list(result.paths) != paths:
+        raise RuntimeError("an image could not be read")
+    return np.asarray(result.features, np.float32)
+
+
+def load_all(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features and labels (-1: of no class) of every image set, cached as ``features.npz``."""
+    saved = root / "features.npz"
+    if saved.exists():
+        with np.load(saved) as data:
+            return {k[2:]: (data[k], data["y_" + k[2:]]) for k in data.files if k[:2] == "x_"}
+    digits, digit_y = digit_images(root)
+    demo, demo_y = demo_images(root)
+    noise, flat = far_images(root)
+    cache = root / "cache"
+    sets = {
+        "digits": (tiny_features(digits, cache), digit_y),
+        "demo": (tiny_features(demo, cache), demo_y),
+        "noise": (tiny_features(noise, cache), np.full(len(noise), -1)),
+        "flat": (tiny_features(flat, cache), np.full(len(flat), -1)),
+    }
+    arrays = {f"x_{k}": v[0] for k, v in sets.items()} | {f"y_{k}": v[1] for k, v in sets.items()}
+    np.savez(saved, **arrays)  # type: ignore[arg-type]
+    return sets
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name, (x, y) in load_all(Path(sys.argv[1])).items():
+        print(name, x.shape, np.bincount(y + 1))

@@ -1,0 +1,181 @@
+"""Images of none of the classes: how well each typicality score flags them (issue 24).
+
+Every task has known classes (a linear head and the scores are fitted on their labelled images,
+never on a test image) and unknown images (of no known class), all through the shipped
+``headstart-tiny`` backbone and headstart's feature cache:
+
+- ``digits-near``: scikit-learn's handwritten digits (8x8 scans upscaled to 64 px, random ink and
+  paper colours), 5 digits known and the other 5 unknown (seed 0: 0-4 known; other seeds draw
+  the split). Near unknowns: same domain, same style.
+- ``demo-near``: the demo dataset (8 classes of shapes x textures), 6 known, 2 unknown.
+- ``digits-noise``: the 5 known digits against uniform noise images (far unknowns).
+- ``demo-far``: all 8 demo classes against flat colours and uniform noise (far unknowns).
+
+The known images are split 70/30 (stratified, seeded) into labelled (train; the head and the
+scores choose by 5-fold CV as a run with no validation split does) and test. Per score: AUROC of
+telling known test images from unknown ones, and the false-accept rate (share of unknowns
+accepted) at the cut that accepts 95% of known test images. ``headstart`` is
+:func:`headstart.heads.typicality.fit_typicality` with its defaults; for it also the share of
+known test images accepted at the default threshold (target 95% +- 2) and the share of unknowns
+flagged there. ``auto`` is the score chosen by holding out one known class at a time
+(:func:`~headstart.heads.typicality.choose_score`), without any unknown image. Means over seeds.
+
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/openset.py [--seeds 3] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from _openset_data import load_all
+from sklearn.metrics import roc_auc_score
+
+from headstart.heads.logistic import fit_linear
+from headstart.heads.typicality import DEFAULT_SCORE, SCORES, fit_typicality
+
+NAMES = {
+    "max_softmax": "MSP",
+    "max_logit": "max logit",
+    "energy": "energy",
+    "knn": "kNN",
+    "mahalanobis": "Mahalanobis",
+    "relative_mahalanobis": "rel. Mahalanobis",
+    "auto": "auto (held-out class)",
+    "headstart": f"headstart ({DEFAULT_SCORE})",
+}
+
+
+@dataclass
+class Task:
+    x: np.ndarray  # known images' features
+    y: np.ndarray  # their labels, 0..k-1
+    unknown: np.ndarray  # features of images of no known class
+
+
+def _remap(y: np.ndarray, known: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.sort(known), y)
+
+
+def make_task(name: str, sets: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> Task:
+    rng = np.random.default_rng([seed, 24])
+    if name.startswith("digits"):
+        x, y = sets["digits"]
+        known = np.arange(5) if seed == 0 else np.sort(rng.permutation(10)[:5])
+    else:
+        x, y = sets["demo"]
+        known = np.arange(8) if name == "demo-far" else np.sort(rng.permutation(8)[:6])
+    inside = np.isin(y, known)
+    if name.endswith("near"):
+        unknown = x[~inside]
+    elif name == "digits-noise":
+        unknown = sets["noise"][0]
+    else:
+        unknown = np.concatenate([sets["flat"][0], sets["noise"][0]])
+    return Task(x[inside], _remap(y[inside], known), unknown)
+
+
+def _split(y: np.ndarray, seed: int, test: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 7])
+    train, held = [], []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        cut = round(len(members) * test)
+        held.append(members[:cut])
+        train.append(members[cut:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+def _far95(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Share of unknowns accepted at the cut that accepts 95% of known test images."""
+    cut = np.quantile(known, 0.05)
+    return float(np.mean(unknown >= cut))
+
+
+def run_task(task: Task, seed: int) -> dict[str, dict[str, float]]:
+    train, test = _split(task.y, seed)
+    tx, ty = task.x[train], task.y[train]
+    k = int(task.y.max()) + 1
+    fit = fit_linear(tx, ty, None, None, k, seed=seed)
+    with torch.no_grad():
+        head = fit.head.double()
+        logits_known = head(torch.from_numpy(task.x[test]).double()).numpy()
+        logits_unknown = head(torch.from_numpy(task.unknown).double()).numpy()
+    truth = np.concatenate([np.ones(len(test)), np.zeros(len(task.unknown))])
+    out: dict[str, dict[str, float]] = {}
+    fitted = {
+        name: fit_typicality(tx, ty, score=name, heldout_logits=fit.heldout_logits, seed=seed)
+        for name in SCORES
+    }
+    fitted["auto"] = fit_typicality(
+        tx, ty, score="auto", heldout_logits=fit.heldout_logits, C=fit.C, seed=seed
+    )
+    fitted["headstart"] = fit_typicality(tx, ty, seed=seed)
+    for name, typ in fitted.items():
+        known = typ.raw(task.x[test], logits_known)
+        unknown = typ.raw(task.unknown, logits_unknown)
+        out[name] = {
+            "auroc": float(roc_auc_score(truth, np.concatenate([known, unknown]))),
+            "far95": _far95(known, unknown),
+            "accepted": float(np.mean(~typ.unknown(task.x[test], logits_known))),
+            "flagged": float(np.mean(typ.unknown(task.unknown, logits_unknown))),
+        }
+    out["auto"]["chosen"] = SCORES.index(fitted["auto"].score)
+    out["accuracy"] = {"value": float(np.mean(logits_known.argmax(1) == task.y[test]))}
+    return out
+
+
+TASKS = ("digits-near", "demo-near", "digits-noise", "demo-far")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="write images and features here, reuse them")
+    args = parser.parse_args()
+    methods = [*SCORES, "auto", "headstart"]
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = load_all(args.keep or Path(tmp))
+    rows = []
+    for name in args.tasks:
+        started = time.perf_counter()
+        sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        chosen: Counter[str] = Counter()
+        for seed in range(args.seeds):
+            result = run_task(make_task(name, sets, seed), seed)
+            for method, figures in result.items():
+                for key, value in figures.items():
+                    sums[method][key].append(value)
+            chosen[SCORES[int(result["auto"]["chosen"])]] += 1
+        mean = {m: {k: float(np.mean(v)) for k, v in f.items()} for m, f in sums.items()}
+        rows.append((name, mean, chosen, time.perf_counter() - started))
+    header = "| task | test acc | " + " | ".join(NAMES.get(m, m) for m in methods)
+    print(f"AUROC / false-accept rate at 95% of known test images accepted, {args.seeds} seeds")
+    print(header + " | auto chose | known accepted | unknown flagged | s |")
+    print("|---" * (len(methods) + 6) + "|")
+    for name, mean, chosen, seconds in rows:
+        cells = [f"{mean[m]['auroc']:.3f} / {mean[m]['far95']:.2f}" for m in methods]
+        picks = ", ".join(f"{NAMES[c]} x{n}" for c, n in chosen.most_common())
+        hs = mean["headstart"]
+        print(
+            f"| {name} | {mean['accuracy']['value']:.3f} | "
+            + " | ".join(cells)
+            + f" | {picks} | {hs['accepted']:.3f} | {hs['flagged']:.3f} | {seconds:.0f} |"
+        )
+    print()
+    print("Share of known test images accepted at the default threshold, per score")
+    print("| task | " + " | ".join(NAMES.get(m, m) for m in methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for name, mean, _, _ in rows:
+        print(f"| {name} | " + " | ".join(f"{mean[m]['accepted']:.3f}" for m in methods) + " |")
+
+
+if __name__ == "__main__":
+    main()

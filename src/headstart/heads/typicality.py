@@ -65,7 +65,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 import torch
 
-from headstart.errors import DataError
+from headstart.errors import DataError, InvalidParameterError
 from headstart.heads.logistic import Protocol, fit_linear
 
 __all__ = [
@@ -185,7 +185,7 @@ def _fit_params(
         rows = _bank_rows(y, KNN_BANK_MAX, seed)
         return {"bank": _normalize(x[rows]).astype(np.float32)}
     if name not in ("mahalanobis", "relative_mahalanobis"):
-        raise ValueError(f"Unknown typicality score {name!r}; one of {list(SCORES)}")
+        raise InvalidParameterError(f"Unknown typicality score {name!r}; one of {list(SCORES)}")
     n = len(x)
     gram = x.T @ x if gram is None else gram
     labels, index, counts = np.unique(y, return_inverse=True, return_counts=True)
@@ -393,7 +393,9 @@ def fit_typicality(
             a logit score without held-out logits, or a threshold outside [0, 1].
     """
     if not 0.0 <= threshold <= 1.0:
-        raise DataError(f"The unknown threshold must be within [0, 1], got {threshold}.")
+        raise InvalidParameterError(
+            f"The unknown threshold must be within [0, 1], got {threshold}."
+        )
     has_val = val_x is not None and val_y is not None and len(val_y) > 0
     x = np.asarray(train_x, np.float64)
     y = np.asarray(train_y, np.int64)

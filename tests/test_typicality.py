@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 from scipy.stats import kstest
 
-from headstart.errors import DataError
+from headstart.errors import DataError, InvalidParameterError
 from headstart.heads.typicality import (
     DEFAULT_SCORE,
     LOGIT_SCORES,
@@ -167,9 +167,9 @@ def test_nothing_to_hold_out_raises_data_error() -> None:
         fit_typicality(x, np.arange(3))
 
 
-def test_threshold_outside_0_1_raises_data_error() -> None:
+def test_threshold_outside_0_1_raises_invalid_parameter_error() -> None:
     x, y = _clusters(10, seed=0)
-    with pytest.raises(DataError, match=r"within \[0, 1\]"):
+    with pytest.raises(InvalidParameterError, match=r"within \[0, 1\]"):
         fit_typicality(x, y, threshold=5.0)
 
 

@@ -225,3 +225,14 @@ def test_wrong_preprocessings_change_one_thing_each_and_include_the_weights_own(
     assert "ImageNet mean/std on 0..1 RGB" in wrong
     imagenet = dataclasses.replace(own, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     assert "ImageNet mean/std on 0..1 RGB" not in wrong_preprocessings(imagenet)
+
+
+def test_train_warns_that_far_from_pretraining_data_is_not_a_preprocessing_mistake(
+    blobs, tmp_path
+) -> None:
+    clf = ImageClassifier(
+        "headstart-tiny", strategy="features", cache_dir=tmp_path, quiet=True, num_workers=0
+    )
+    with pytest.warns(PretrainedViewWarning, match="far from what it was trained on") as caught:
+        clf.fit(blobs)
+    assert not any("nematode" in str(w.message) for w in caught)

@@ -309,8 +309,7 @@ def diagnose(
             backbone,
             [s for s in samples if facts[s.path].ok],
             model=str(model),
-            weights=weights,
-            overrides=used.overrides if used is not None else (),
+            own=expected,
             cache_dir=folder,
             num_workers=num_workers,
             device=device,
@@ -338,8 +337,7 @@ def _pretrained_view_check(
     samples: Sequence[Labelled],
     *,
     model: str,
-    weights: str | Path,
-    overrides: Sequence[str],
+    own: Preprocess | None,
     cache_dir: Path | None,
     num_workers: int | None,
     device: str,
@@ -348,14 +346,14 @@ def _pretrained_view_check(
 ) -> Finding | None:
     """The ``pretrained-view`` finding, or None when the weights came without a classifier.
 
-    When the view collapses under overridden preprocessing, the check runs once more with the
-    weights' own preprocessing, so the finding can say whether the override is to blame.
+    When the view collapses, the same sample runs through the common wrong preprocessings (and
+    ``own``, the weights' preprocessing, when the user overrode it), so the finding can say
+    whether wrong preprocessing or data far from the pretraining's is to blame.
     """
-    from headstart.backbones import create_backbone, load_pretrained_classifier
+    from headstart.backbones import load_pretrained_classifier
     from headstart.doctor._pretrained_view import (
         DOCTOR_SAMPLE,
-        pretrained_view,
-        pretrained_view_finding,
+        judge_pretrained_view,
         sample_images,
     )
     from headstart.features.extract import extract_cached
@@ -377,14 +375,10 @@ def _pretrained_view_check(
         )
 
     sample = sample_images([(s.path, s.label) for s in samples], DOCTOR_SAMPLE, seed=seed)
-    view = pretrained_view(backbone, sample, extract, classifier=classifier)
-    if view is None:
-        return None
-    plain = None
-    if view.collapsed and overrides:
-        own = create_backbone(model, weights=weights)
-        plain = pretrained_view(own, sample, extract, classifier=classifier)
-    return pretrained_view_finding(view, model=model, overrides=overrides, without_overrides=plain)
+    judged = judge_pretrained_view(
+        backbone, sample, extract, model=model, classifier=classifier, own=own
+    )
+    return None if judged is None else judged[1]
 
 
 def _cache_folder(cache: bool, cache_dir: str | Path | None) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from headstart._text import format_duration
 from headstart.cli._common import print_json, require_run
 
 __all__ = ["register", "run"]
@@ -22,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from headstart.preprocess import Preprocess
     from headstart.reporting.summary import (
         describe_strategy,
-        format_number,
         format_settings,
         solved_by_lbfgs,
     )
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         else [f"best epoch {training.get('best_epoch')} of {training.get('epochs_run')}"]
     )
     seconds = training.get("seconds")
-    took = [f"{format_number(seconds)} s"] if seconds is not None else []
+    took = [format_duration(seconds)] if isinstance(seconds, (int, float)) else []
     print(f"training:   {', '.join([*kept, format_settings(hs), *took])}")
     if training.get("selection"):
         from headstart.heads.fitting import describe_selection

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headstart._text import format_duration
 from headstart.reporting._images import THUMB_SIDE, jpeg_uri, thumbnail
 
 if TYPE_CHECKING:
@@ -64,15 +65,10 @@ def num(value: object, digits: int = 3) -> str:
 
 
 def duration(seconds: object) -> str:
+    """A recorded duration as every headstart message writes one; "–" where none was recorded."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "–"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return format_duration(seconds)
 
 
 def stat(label: str, value: str, detail: str = "") -> str:

@@ -34,6 +34,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 from torch.nn import functional as F
 
+from headstart._text import format_duration
 from headstart.strategies._data import TrainImages
 from headstart.strategies._network import Network
 from headstart.threads import work_threads
@@ -53,18 +54,11 @@ class CostEstimate:
     def message(self) -> str:
         total = self.epoch_seconds * self.epochs
         return (
-            f"{self.label}: ~{_duration(self.epoch_seconds)}/epoch, ~{_duration(total)} for "
-            f"{self.epochs} epochs (less if early stopping ends it); the cached-features path "
-            f"would take ~{_duration(self.features_seconds)}"
+            f"{self.label}: ~{format_duration(self.epoch_seconds)}/epoch, "
+            f"~{format_duration(total)} for {self.epochs} epochs (less if early stopping ends "
+            "it); the cached-features path "
+            f"would take ~{format_duration(self.features_seconds)}"
         )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(seconds, 0.1):.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)

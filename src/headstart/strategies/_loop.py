@@ -49,6 +49,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from headstart import distributed
+from headstart._text import format_duration
 from headstart.augment import sample_seed
 from headstart.checkpoint import (
     CHECKPOINT_INDEX,
@@ -528,15 +529,7 @@ def _report(
         figures += f" val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f}"
     if seconds:
         left = sum(seconds) / len(seconds) * (epochs - epoch)
-        timing = f"{seconds[-1]:.1f} s; at most ~{_duration(left)} left"
+        timing = f"{seconds[-1]:.1f} s; at most ~{format_duration(left)} left"
     else:
         timing = "on cached features"
     print(f"{label} epoch {epoch}/{epochs}: {figures} ({timing})", file=stream, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

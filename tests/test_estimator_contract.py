@@ -216,3 +216,23 @@ def test_every_field_of_the_fitted_record_is_a_typed_learned_attribute() -> None
     fields = {f"{field.name}_" for field in dataclasses.fields(FittedModel)}
 
     assert set(LearnedAttributes.__annotations__) == fields
+
+
+def test_auto_warns_about_an_option_only_another_strategy_uses_instead_of_refusing_it(
+    colour_data, tmp_path
+) -> None:
+    clf = _clf(tmp_path, strategy="auto", head="linear", unfreeze=2, layer_decay=0.5)
+
+    with pytest.warns(HeadstartWarning) as caught:
+        clf.fit(colour_data)
+
+    lines = [str(w.message) for w in caught if "not used" in str(w.message)]
+    assert lines == [
+        "--unfreeze 2, --layer-decay 0.5 were not used: auto chose features, --unfreeze is for "
+        "finetune only; --layer-decay is for finetune only; pass --strategy to choose one."
+    ]
+    assert clf.settings_.strategy == "features" and clf.settings_.unfreeze == 0
+    assert clf.config()["headstart"]["training"]["not_used"]["options"] == {
+        "unfreeze": 2,
+        "layer_decay": 0.5,
+    }

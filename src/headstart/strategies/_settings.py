@@ -496,7 +496,7 @@ def resolve_train_settings(
             values[name] = advised.get(name)
     not_used: dict[str, Any] = {}
     if auto:
-        not_used = _unused_by_solver(strategy, values)
+        not_used = {**_unused_by_strategy(strategy, params), **_unused_by_solver(strategy, values)}
         values.update(dict.fromkeys(not_used))
     preset, augment_params = augment_choice(params.get("augment"))
     settings = resolve_settings(
@@ -510,7 +510,7 @@ def resolve_train_settings(
         lr_given=params.get("lr") is not None,
         patience_given=params.get("patience") is not None,
     )
-    return ResolvedSettings(settings, not_used, _not_used_note(not_used))
+    return ResolvedSettings(settings, not_used, _not_used_note(not_used, strategy))
 
 
 def backbone_weights(settings: TrainSettings, weights: str) -> str:
@@ -554,14 +554,46 @@ def _unused_by_solver(strategy: str, values: Mapping[str, Any]) -> dict[str, Any
     return unused
 
 
-def _not_used_note(unused: Mapping[str, Any]) -> str | None:
+# Options of some strategies only, with the strategies that use them.
+_STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "unfreeze": ("finetune",),
+    "layer_decay": ("finetune",),
+    "bn": ("finetune", "scratch"),
+    "aug_views": ("features",),
+    "layer": ("features", "augment"),
+}
+
+
+def _unused_by_strategy(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The options the user gave that only other strategies than the one auto chose use (a
+    named strategy refuses them instead: :func:`_refuse_unused`)."""
+    return {
+        name: params[name]
+        for name, users in _STRATEGY_OPTIONS.items()
+        if params.get(name) not in (None, 0) and strategy not in users
+    }
+
+
+def _not_used_note(unused: Mapping[str, Any], strategy: str = "features") -> str | None:
+    """One line naming every option auto left unused, and why each was."""
     if not unused:
         return None
     names = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in unused.items())
     one = len(unused) == 1
-    return (
-        f"{names} {'was' if one else 'were'} not used: auto chose features with a linear head, "
-        "a logistic regression solved to convergence by L-BFGS, which has no epochs, learning "
-        "rate, batches or schedule; pass --strategy augment or finetune (or --head mlp) to use "
-        f"{'it' if one else 'them'}."
-    )
+    loop = [k for k in unused if k not in _STRATEGY_OPTIONS]
+    reasons = [
+        f"--{k.replace('_', '-')} is for {' and '.join(_STRATEGY_OPTIONS[k])} only"
+        for k in unused
+        if k in _STRATEGY_OPTIONS
+    ]
+    if loop:
+        reasons.append(
+            "a logistic regression solved to convergence by L-BFGS, which has no epochs, "
+            "learning rate, batches or schedule; pass --strategy augment or finetune (or --head "
+            f"mlp) to use {'it' if len(loop) == 1 else 'them'}"
+        )
+        chose = "features with a linear head"
+    else:
+        reasons[-1] += "; pass --strategy to choose one"
+        chose = strategy
+    return f"{names} {'was' if one else 'were'} not used: auto chose {chose}, {'; '.join(reasons)}."

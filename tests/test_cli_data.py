@@ -193,7 +193,7 @@ def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "headstart", "data", str(tmp_path)],
+            [sys.executable, "-m", "headstart", "data", str(tmp_path), "-q"],
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,
@@ -204,3 +204,16 @@ def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
         os.close(write)
     assert done.stderr == ""  # no traceback, no "Exception ignored"
     assert done.returncode == 1
+
+
+def test_data_command_shows_the_progress_of_its_decoding_unless_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_class_folders(tmp_path, {"cat": 6, "dog": 6})
+
+    assert main(["data", str(tmp_path), "--no-cache"]) == 0
+    err = capsys.readouterr().err
+    assert "checking images: 12/12 img" in err
+
+    assert main(["data", str(tmp_path), "--no-cache", "-q"]) == 0
+    assert capsys.readouterr().err == ""

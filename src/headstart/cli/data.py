@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_cache_options(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 
 
@@ -73,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         **csv_columns(args),
     )
     if not args.quick:
-        dataset = verify_dataset(dataset, known=vouched, workers=args.workers)
+        dataset = verify_dataset(
+            dataset, known=vouched, workers=args.workers, quiet=args.quiet or args.json
+        )
     if args.json:
         print_json(dataset.summary())
         return 0

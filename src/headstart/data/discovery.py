@@ -31,6 +31,7 @@ from headstart.data.dataset import (
 from headstart.data.decoding import image_problem
 from headstart.data.splits import stratified_split, validate_split_args
 from headstart.errors import DataError
+from headstart.progress import Progress
 
 __all__ = [
     "Vouch",
@@ -842,7 +843,11 @@ def dataset_from_lists(
 
 @bulk
 def verify_dataset(
-    dataset: Dataset, *, known: Collection[Path] = (), workers: int | None = None
+    dataset: Dataset,
+    *,
+    known: Collection[Path] = (),
+    workers: int | None = None,
+    quiet: bool = True,
 ) -> Dataset:
     """The dataset a training run ends up with: samples that do not decode moved to skipped.
 
@@ -860,6 +865,8 @@ def verify_dataset(
             ``stat`` per file, as a warm run's listing does.
         workers: Decoding threads (Pillow decodes without the GIL); None: one per core, 0: in
             turn.
+        quiet: No progress line (decoding a large new dataset takes minutes: unless quiet, it
+            shows counts, rate and ETA).
 
     Returns:
         A new dataset, or ``dataset`` itself when every sample decodes.
@@ -876,10 +883,16 @@ def verify_dataset(
         return image_problem(path, verify=True)
 
     threads = (os.cpu_count() or 1) if workers is None else workers
-    if threads > 1 and len(paths) > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-            problems = list(pool.map(problem, paths))
-    else:
-        problems = [problem(p) for p in paths]
+    problems: list[str | None] = []
+    with Progress(len(paths), "checking images", unit="img", quiet=quiet or not paths) as bar:
+        if threads > 1 and len(paths) > 1:
+            with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+                for found in pool.map(problem, paths):
+                    problems.append(found)
+                    bar.update(1)
+        else:
+            for path in paths:
+                problems.append(problem(path))
+                bar.update(1)
     failures = {p: why for p, why in zip(paths, problems, strict=True) if why is not None}
     return dataset.without(failures) if failures else dataset

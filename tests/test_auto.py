@@ -259,3 +259,28 @@ def test_each_options_label_names_the_stage_it_was_scored_on(colour_data, tmp_pa
     assert any(
         r.strip().startswith("linear head, layer3 + 4 augmented views") for r in advice.reasons
     )
+
+
+def test_a_stage_the_user_chose_is_the_one_every_option_is_scored_on(colour_data, tmp_path) -> None:
+    clf = ImageClassifier(
+        "test_resnet", weights="none", layer=1, num_workers=0, quiet=True, cache_dir=tmp_path / "c"
+    )
+    widths: set[int] = set()
+    extract = clf._extract
+
+    def recording(net, paths, **kwargs):
+        result = extract(net, paths, **kwargs)
+        widths.add(int(result.features.shape[1]))
+        return result
+
+    clf._extract = recording  # type: ignore[method-assign]
+    advice = clf.advise(colour_data)
+
+    assert len(widths) == 1 and widths != {512}  # stage 1's features, never the last stage's
+    baseline = advice.facts.scores[0]
+    assert baseline.name == f"linear head, {baseline.options['layer']}"
+    assert all(
+        o.options.get("layer") == baseline.options["layer"]
+        for o in advice.facts.scores[1:]
+        if o.measured
+    )

@@ -219,6 +219,9 @@ def measure(
         quiet: No progress lines while each option's head is fitted (they can take minutes).
     """
     given = weight_vector(class_weight, dataset.classes)  # an unknown class name fails first
+    # A stage the user chose is the one training will pool: every option is scored on it.
+    backbone = _layer(backbone, layer)
+    stage = None if layer is None else str(backbone.spec.get("layer_module", layer))
     train_all = dataset.splits.get("train", [])
     per_class = np.bincount([s.label for s in train_all], minlength=len(dataset.classes))
     present = per_class[per_class > 0]
@@ -284,10 +287,14 @@ def measure(
             f1 = macro_f1(fit.heldout_y, fit.heldout_logits.argmax(1), n_classes)
         return OptionScore(name, options, fit.val_loss, fit.val_accuracy, fit.C, macro_f1=f1)
 
-    baseline = linear("linear head, last stage", {}, plain)
+    stage_options: dict[str, Any] = {} if stage is None else {"layer": stage}
+    baseline = linear(
+        "linear head, last stage" if stage is None else f"linear head, {stage}",
+        dict(stage_options),
+        plain,
+    )
     scores = [baseline]
     best_features, best = plain, baseline
-    stage_options: dict[str, Any] = {}
     if layer is None and early_layer is not None:
         earlier, earlier_features = _earlier_stage(backbone, early_layer, features, linear)
         scores.append(earlier)
@@ -321,7 +328,8 @@ def measure(
             )
         )
     else:
-        net = _layer(backbone, layer if layer is not None else stage_options.get("layer"))
+        # The user's stage is already the backbone's; otherwise the stage the options kept.
+        net = backbone if layer is not None else _layer(backbone, stage_options.get("layer"))
         extra = [
             xs(
                 features(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import secrets
 import stat
@@ -33,6 +34,7 @@ __all__ = [
     "create_temp_beside",
     "plain_timm",
     "read_config",
+    "read_history_csv",
     "read_run",
     "write_history_csv",
     "write_json",
@@ -127,6 +129,31 @@ def write_history_csv(path: Path, history: Sequence[Mapping[str, float]]) -> Non
     for row in history:
         writer.writerow({k: row.get(k) for k in fields})
     atomic_write(path, buf.getvalue().encode())
+
+
+def read_history_csv(path: Path) -> list[dict[str, float]]:
+    """``history.csv`` as :func:`write_history_csv` wrote it: a row per epoch, ``epoch`` an int.
+
+    An empty cell (no validation split) becomes NaN, a gap in a plot. A damaged line (edited by
+    hand, cut short) is skipped and the rest kept: the history is what a person looks at, and a
+    model loads and a report draws without a line of it. An unreadable file reads as no history.
+    """
+    if not path.is_file():
+        return []
+    rows: list[dict[str, float]] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for raw in csv.DictReader(f):
+                try:
+                    row = {k: float(v) if v else math.nan for k, v in raw.items() if k is not None}
+                except (TypeError, ValueError):
+                    continue
+                epoch = row.get("epoch", math.nan)
+                if math.isfinite(epoch):
+                    rows.append({**row, "epoch": int(epoch)})
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return rows
 
 
 def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:

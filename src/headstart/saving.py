@@ -13,8 +13,6 @@ record that ``fit`` produced, so a loaded classifier is the fitted one.
 
 from __future__ import annotations
 
-import csv
-import math
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +31,7 @@ from headstart.runs import (
     FORMAT_VERSION,
     WEIGHTS_NAME,
     plain_timm,
+    read_history_csv,
     read_run,
     write_history_csv,
     write_json,
@@ -160,7 +159,7 @@ def load_run(folder: str | Path) -> FittedModel:
         preprocess=preprocess,
         backbone_id=backbone.weights_id,
         settings=settings,
-        history=_read_history(Path(folder) / HISTORY_NAME),
+        history=read_history_csv(Path(folder) / HISTORY_NAME),
         best_epoch=int(training.get("best_epoch", 0)),
         monitor=str(training.get("monitor", "val_loss")),
         interrupted=bool(training.get("interrupted", False)),
@@ -192,27 +191,6 @@ def _head_keys(head: torch.nn.Module, hs: Mapping[str, Any]) -> dict[str, str]:
     classifier, _ = plain_timm(hs)
     prefix = f"{classifier}." if classifier is not None else HEAD_PREFIX
     return {f"{prefix}{name}": name for name in head.state_dict()}
-
-
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    """history.csv as ``fit`` had it (its saved columns); an empty cell becomes NaN, a gap in a
-    plot, as the report reads it."""
-    if not path.is_file():
-        return []
-    rows: list[dict[str, Any]] = []
-    try:
-        with path.open(newline="") as f:
-            for raw in csv.DictReader(f):
-                row: dict[str, Any] = {}
-                for key, value in raw.items():
-                    if key is None:
-                        continue
-                    number = float(value) if value else math.nan  # empty: not measured
-                    row[key] = int(number) if key == "epoch" and math.isfinite(number) else number
-                rows.append(row)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
-        return []  # what a person looks at, damaged: the model itself loads without it
-    return rows
 
 
 def _reason(model: FittedModel) -> str:

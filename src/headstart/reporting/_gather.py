@@ -9,8 +9,6 @@ without a forward pass.
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from headstart.errors import HeadstartError, ImageDecodeError
 from headstart.reporting._images import jpeg_uri
+from headstart.runs import read_history_csv
 
 if TYPE_CHECKING:
     from headstart.data import CsvColumns
@@ -61,20 +60,8 @@ class RunRecord:
 
 
 def read_history(folder: Path) -> list[dict[str, float]]:
-    """history.csv as numbers; an empty cell (no validation split) becomes NaN, a gap in a plot."""
-    path = folder / "history.csv"
-    if not path.is_file():
-        return []
-    rows: list[dict[str, float]] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                rows.append(
-                    {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
-                )
-            except ValueError:
-                continue  # a hand-edited line: the rest of the curve is still worth drawing
-    return [r for r in rows if not math.isnan(r.get("epoch", math.nan))]
+    """The run's ``history.csv`` (:func:`headstart.runs.read_history_csv`)."""
+    return read_history_csv(folder / "history.csv")
 
 
 def resolve_data(hs: Mapping[str, Any], data: str | Path | None) -> tuple[Path | None, str]:

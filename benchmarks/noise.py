@@ -34,44 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _tiny_data import digit_images, tiny_features
 
 from headstart.doctor._noise import MIN_ACCURACY, check_label_noise
 
 Features = tuple[np.ndarray, np.ndarray]
-
-
-def _digit_images(root: Path, colour: bool) -> tuple[list[Path], np.ndarray]:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    out = root / ("digits-colour" if colour else "digits")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
-        ink = (pixels / 16.0)[..., None]
-        paper, pen = rng.integers(0, 256, (2, 3)) if colour else ([255] * 3, [0] * 3)
-        rgb = (np.array(paper) * (1 - ink) + np.array(pen) * ink).clip(0, 255).astype(np.uint8)
-        path = out / f"digit_{label}" / f"{i:04d}.png"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rgb).resize((64, 64), Image.Resampling.BICUBIC).save(path)
-        paths.append(path)
-    return paths, digits.target.astype(np.int64)
-
-
-def _tiny_features(paths: list[Path], cache: Path) -> np.ndarray:
-    from headstart import EMBEDDED_MODEL
-    from headstart.backbones import create_backbone
-    from headstart.features.extract import extract_cached
-
-    backbone = create_backbone(EMBEDDED_MODEL)
-    result = extract_cached(
-        backbone, paths, use_cache=True, cache_dir=cache, desc="features", quiet=True
-    )
-    if list(result.paths) != paths:
-        raise RuntimeError("an image could not be read")
-    return np.asarray(result.features, np.float32)
 
 
 def _per_class(x: np.ndarray, y: np.ndarray, n: int) -> Features:
@@ -84,8 +51,8 @@ def _per_class(x: np.ndarray, y: np.ndarray, n: int) -> Features:
 
 
 def _digits_tiny(root: Path, colour: bool = False, n: int | None = None) -> Features:
-    paths, y = _digit_images(root, colour)
-    x = _tiny_features(paths, root / "cache")
+    paths, y = digit_images(root, colour)
+    x = tiny_features(paths, root / "cache")
     return (x, y) if n is None else _per_class(x, y, n)
 
 
@@ -112,7 +79,7 @@ def _demo_tiny(root: Path) -> Features:
 
     dataset = load_dataset(make_demo_dataset(root / "demo"), val_fraction=0.0, test_fraction=0.0)
     samples = [s for split in dataset.splits.values() for s in split]
-    x = _tiny_features([s.path for s in samples], root / "cache")
+    x = tiny_features([s.path for s in samples], root / "cache")
     return x, np.array([s.label for s in samples], np.int64)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _openset_data import load_all
+from _tiny_data import load_all
 from sklearn.metrics import roc_auc_score
 
 from headstart.heads.logistic import fit_linear

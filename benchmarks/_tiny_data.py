@@ -1,4 +1,5 @@
-"""Images and their ``headstart-tiny`` features for ``benchmarks/openset.py``."""
+"""Images and their ``headstart-tiny`` features for the benchmarks that score heads on them
+(``benchmarks/openset.py``, ``benchmarks/noise.py``)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ from pathlib import Path
 import numpy as np
 
 
-def digit_images(root: Path) -> tuple[list[Path], np.ndarray]:
-    """scikit-learn's 1,797 handwritten digits (8x8 scans) upscaled to 64 px as RGB, black ink
-    on white paper: real images of one domain, ten classes."""
+def digit_images(root: Path, colour: bool = False) -> tuple[list[Path], np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits (8x8 scans) upscaled to 64 px as RGB: real
+    images of one domain, ten classes. Black ink on white paper, or with ``colour`` a seeded
+    random pen and paper per image (the same digits, harder features)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    out = root / "digits"
+    out = root / ("digits-colour" if colour else "digits")
+    rng = np.random.default_rng(0)
     paths = []
     for i, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         ink = (pixels / 16.0)[..., None]
-        rgb = (255.0 * (1 - ink) * np.ones(3)).clip(0, 255).astype(np.uint8)
+        paper, pen = rng.integers(0, 256, (2, 3)) if colour else ([255] * 3, [0] * 3)
+        rgb = (np.array(paper) * (1 - ink) + np.array(pen) * ink).clip(0, 255).astype(np.uint8)
         path = out / f"digit_{label}" / f"{i:04d}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

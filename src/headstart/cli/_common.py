@@ -221,6 +221,21 @@ def csv_columns(args: argparse.Namespace) -> CsvColumns:
     return columns
 
 
+def data_argument(
+    args: argparse.Namespace, *, val_fraction: float, test_fraction: float, seed: int
+) -> Any:
+    """DATA as given, or read here when CSV columns are named: the estimator takes a path or a
+    ``Dataset``, and the columns travel with the dataset (and into the run, for evaluation)."""
+    columns = csv_columns(args)
+    if not columns:
+        return args.data
+    from headstart.data import load_dataset
+
+    return load_dataset(
+        args.data, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, **columns
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -> None:
     """Where and how a command runs; ``no_cache=False`` for a command whose point is to fill
     the cache."""

@@ -9,7 +9,7 @@ from headstart.cli._common import (
     add_csv_options,
     add_model_options,
     add_run_options,
-    csv_columns,
+    data_argument,
     preprocess_overrides,
     print_json,
 )
@@ -50,20 +50,10 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet or args.json,
         class_weight=args.class_weight,
     )
-    columns = csv_columns(args)
-    if columns:  # the estimator reads a path with the CSV's own column names
-        from headstart.data import load_dataset
-
-        data = load_dataset(
-            args.data,
-            val_fraction=clf.val_fraction,
-            test_fraction=clf.test_fraction,
-            seed=args.seed,
-            **columns,
-        )
-        advice = clf.advise(data)
-    else:
-        advice = clf.advise(args.data)
+    data = data_argument(
+        args, val_fraction=clf.val_fraction, test_fraction=clf.test_fraction, seed=args.seed
+    )
+    advice = clf.advise(data)
     if args.json:
         print_json(advice.to_dict())
     else:

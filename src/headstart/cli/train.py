@@ -30,7 +30,7 @@ from headstart.cli._common import (
     add_split_options,
     add_training_options,
     augment_values,
-    csv_columns,
+    data_argument,
     preprocess_overrides,
 )
 
@@ -100,7 +100,14 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     before = _stamp(index)
     try:
         clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
-        clf.fit(_training_data(args))
+        clf.fit(
+            data_argument(
+                args,
+                val_fraction=args.val_fraction,
+                test_fraction=args.test_fraction,
+                seed=args.seed,
+            )
+        )
     except Exception:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
@@ -235,23 +242,6 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _training_data(args: argparse.Namespace) -> Any:
-    """DATA as given, or read here when CSV columns are named: the estimator takes a path or a
-    ``Dataset``, and the columns travel with the dataset (and into the run, for evaluation)."""
-    columns = csv_columns(args)
-    if not columns:
-        return args.data
-    from headstart.data import load_dataset
-
-    return load_dataset(
-        args.data,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        **columns,
-    )
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:

@@ -279,11 +279,13 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        # Runs started before these options existed stored no value for them.
-        C=getattr(args, "C", None),
-        refit=getattr(args, "refit", "trainval") != "none",
-        calibrate=getattr(args, "calibrate", "temperature"),
-        class_weight=getattr(args, "class_weight", None),
+        # A resumed run's stored arguments are merged over the parser's defaults, so runs
+        # started before these options existed have them too; a plain read keeps a renamed or
+        # dropped flag an error instead of a silent default.
+        C=args.C,
+        refit=args.refit != "none",
+        calibrate=args.calibrate,
+        class_weight=args.class_weight,
     )
 
 

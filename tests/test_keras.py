@@ -153,6 +153,34 @@ def test_resize_squash_is_keras_load_img_and_changes_the_fingerprint_only_when_u
     assert squash(img).shape == plain(img).shape == (3, 224, 224)
 
 
+@pytest.mark.parametrize(
+    ("size", "suffix"), [((300, 90), ".png"), ((150, 400), ".jpg"), ((1000, 700), ".jpg")]
+)
+def test_preprocess_resize_squash_gives_keras_load_img_arrays_exactly(
+    size, suffix, tmp_path, capsys
+) -> None:
+    """Checked against Keras itself, not against headstart: ``headstart preprocess --resize
+    squash`` of a photograph (wide, tall, and a JPEG over twice the input size) equals
+    ``preprocess_input(img_to_array(load_img(path, target_size=..., interpolation="bilinear")))``
+    to the last bit. Proven by mutation: with squash resizing by NEAREST, every case failed."""
+    from keras.applications import resnet50
+    from sklearn.datasets import load_sample_image
+
+    from headstart.cli.main import main
+
+    path = tmp_path / f"photo{suffix}"
+    Image.fromarray(load_sample_image("china.jpg")).resize(size).save(path)
+    saved = tmp_path / "x.npy"
+
+    args = ["preprocess", "--model", "keras:ResNet50", "--resize", "squash", str(path)]
+    assert main([*args, "--save", str(saved)]) == 0
+
+    assert "warning: preprocessing override resize='squash'" in capsys.readouterr().err
+    loaded = keras.utils.load_img(path, target_size=(224, 224), interpolation="bilinear")
+    expected = resnet50.preprocess_input(keras.utils.img_to_array(loaded)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(np.load(saved), expected)
+
+
 def test_without_keras_a_keras_name_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)  # import keras raises ImportError
     with pytest.raises(BackboneNotFoundError, match=r"pip install 'headstart\[keras\]'"):

@@ -6,9 +6,12 @@ the way extraction does (:func:`headstart.features.batches.iter_batches`, decodi
 per core) with each decode mode, interleaved and repeated, and prints the medians. It also prints
 how far each mode's tensor is from timm's eval transform of the same file (``create_transform``
 from ``resolve_data_config``), in grey levels (0..255) before normalisation, for grain from none
-to near pure noise.
+to near pure noise, and for real photographs (scikit-learn's two sample photos resized to camera
+sizes, with and without grain, at JPEG qualities 50, 75 and 95 and each chroma subsampling; see
+``tests/_images.write_sample_photo_jpeg``), summarised per subsampling and size.
 
     .venv/bin/python benchmarks/decode.py [--images 24] [--repeats 3]
+    .venv/bin/python benchmarks/decode.py --smoke   # seconds: tiny sizes, one of each, for tests
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ from headstart.features.batches import iter_batches
 from headstart.preprocess import Preprocess, resolve_preprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests._images import write_large_photo_jpeg  # noqa: E402
+from tests._images import SUBSAMPLING, write_large_photo_jpeg, write_sample_photo_jpeg  # noqa: E402
 
 MODEL = "resnet50.a1_in1k"  # 224 px input, resize 235: JPEGs over 470 px are draft-decoded
 SIZES = ((2000, 1500), (4000, 3000))
 GRAIN = (0.0, 10.0, 25.0, 60.0, 120.0)
+PHOTOS = ("china.jpg", "flower.jpg")
+PHOTO_SIZES = ((2000, 1500), (1500, 2000), (4000, 3000))
+PHOTO_GRAIN = (0.0, 8.0)
+QUALITIES = (50, 75, 95)
 
 
 def _rate(pre: Preprocess, paths: list[Path]) -> float:
@@ -52,11 +59,18 @@ def _distance(pre: Preprocess, cfg: dict, path: Path) -> tuple[float, float]:
     return float(grey.max()), float(grey.mean())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="a seconds-long run of every code path (for tests)"
+    )
+    args = parser.parse_args(argv)
+    sizes, grains, photo_sizes, qualities = SIZES, GRAIN, PHOTO_SIZES, QUALITIES
+    if args.smoke:
+        args.images, args.repeats = 2, 1
+        sizes, grains, photo_sizes, qualities = ((1000, 750),), (25.0,), ((1000, 750),), (75,)
     torch.set_num_threads(1)
     cfg = get_pretrained_cfg(MODEL).to_dict()
     modes = {m: resolve_preprocess(cfg, overrides={"decode": m}) for m in ("exact", "fast")}
@@ -65,7 +79,7 @@ def main() -> None:
         print(f"speed ({MODEL}: {modes['fast'].describe().splitlines()[1].strip()})")
         print("| JPEG size | exact img/s | fast img/s | speed-up |")
         print("|---|---|---|---|")
-        for width, height in SIZES:
+        for width, height in sizes:
             paths = [
                 write_large_photo_jpeg(folder / f"{width}_{i}.jpg", (width, height), seed=i)
                 for i in range(args.images)
@@ -79,8 +93,8 @@ def main() -> None:
         print("\ndistance from timm's eval transform, grey levels (max / mean)")
         print("| grain std | JPEG size | exact | fast |")
         print("|---|---|---|---|")
-        for grain in GRAIN:
-            for width, height in SIZES:
+        for grain in grains:
+            for width, height in sizes:
                 path = write_large_photo_jpeg(
                     folder / f"grain_{grain:g}_{width}.jpg", (width, height), noise=grain, seed=3
                 )
@@ -89,6 +103,27 @@ def main() -> None:
                     most, mean = _distance(pre, cfg, path)
                     cells.append(f"{most:.0f} / {mean:.2f}")
                 print(f"| {grain:g} | {width}x{height} | {cells[0]} | {cells[1]} |")
+        print("\nreal photographs, fast decode, grey levels: worst max / worst mean over")
+        print(f"{len(PHOTOS)} photos x grain {PHOTO_GRAIN} x quality {qualities}")
+        print("| subsampling | JPEG size | fast |")
+        print("|---|---|---|")
+        for subsampling in SUBSAMPLING:
+            for width, height in photo_sizes:
+                worst = (0.0, 0.0)
+                for photo in PHOTOS:
+                    for grain in PHOTO_GRAIN:
+                        for quality in qualities:
+                            path = write_sample_photo_jpeg(
+                                folder / "photo.jpg",
+                                photo,
+                                (width, height),
+                                quality=quality,
+                                subsampling=subsampling,
+                                grain=grain,
+                            )
+                            most, mean = _distance(modes["fast"], cfg, path)
+                            worst = (max(worst[0], most), max(worst[1], mean))
+                print(f"| {subsampling} | {width}x{height} | {worst[0]:.0f} / {worst[1]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ __all__ = [
     "write_image",
     "write_large_photo_jpeg",
     "write_palette_with_transparency",
+    "write_sample_photo_jpeg",
     "write_truncated",
 ]
 
@@ -118,4 +119,37 @@ def write_large_photo_jpeg(
     img[(x // 37 + y // 29) % 2 == 0] += 30
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, format="JPEG", quality=90)
+    return path
+
+
+# PIL's JPEG chroma subsampling codes: what cameras and phones write varies (phones 4:2:0, many
+# cameras 4:2:2), and DCT-scaled decoding upsamples chroma differently for each.
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def write_sample_photo_jpeg(
+    path: Path,
+    photo: str,
+    size: tuple[int, int],
+    *,
+    quality: int = 90,
+    subsampling: str = "4:2:0",
+    grain: float = 0.0,
+    seed: int = 0,
+) -> Path:
+    """A real photograph (scikit-learn's bundled ``china.jpg`` or ``flower.jpg``, 640x427)
+    resized to a camera size, with optional sensor-like grain, re-encoded as a JPEG at the
+    given quality and chroma subsampling: real content, where generated waves may be kinder."""
+    from sklearn.datasets import load_sample_image
+
+    pixels = np.asarray(
+        Image.fromarray(load_sample_image(photo)).resize(size, Image.Resampling.BICUBIC),
+        dtype=np.float32,
+    )
+    if grain:
+        pixels = pixels + np.random.default_rng(seed).normal(0.0, grain, pixels.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+        path, format="JPEG", quality=quality, subsampling=SUBSAMPLING[subsampling]
+    )
     return path

@@ -227,3 +227,102 @@ def test_weights_for_a_folder_model_go_through_the_safe_loader(tmp_path):
     save_file({"x": torch.ones(1)}, tmp_path / "wrong.safetensors")
     with pytest.raises(WeightsError, match="do not fit"):
         create_backbone(f"local-dir:{folder}", weights=tmp_path / "wrong.safetensors")
+
+
+# ------------------------------------------------------------ tampered default weights in caches
+TV_MODEL = "tv:squeezenet1_1"
+
+
+def _torchvision_cache_file(monkeypatch, tmp_path: Path) -> Path:
+    """Where `tv:squeezenet1_1`'s default weights are cached, under a private TORCH_HOME."""
+    from torchvision.models import SqueezeNet1_1_Weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder / Path(SqueezeNet1_1_Weights.IMAGENET1K_V1.url).name
+
+
+def _timm_hub_snapshot(monkeypatch, tmp_path: Path) -> Path:
+    """The snapshot folder the Hugging Face cache would hold for `TIMM_TEST`'s default weights."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "models--timm--test_resnet.r160_in1k"
+    revision = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+@pytest.mark.parametrize("kind", ["raw pickle", "torch.save zip"])
+def test_a_malicious_cached_torchvision_default_is_refused_unopened(
+    kind, monkeypatch, tmp_path
+) -> None:
+    marker = tmp_path / "PWNED"
+    cached = _torchvision_cache_file(monkeypatch, tmp_path)
+    if kind == "raw pickle":
+        _write_raw_pickle(cached, _Payload(marker))
+    else:
+        torch.save({"w": _Payload(marker)}, cached)
+
+    with pytest.raises(WeightsError, match="do not match the hash in their name"):
+        create_backbone(TV_MODEL)
+    assert not marker.exists()
+
+
+def test_a_substituted_cached_torchvision_default_is_not_loaded_as_the_official_weights(
+    monkeypatch, tmp_path
+) -> None:
+    """Tensors of the right shapes, but not the published ones: before the name's hash was
+    checked this loaded silently and the run recorded `tv:SqueezeNet1_1_Weights.IMAGENET1K_V1`."""
+    import torchvision
+
+    cached = _torchvision_cache_file(monkeypatch, tmp_path)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), cached)
+
+    with pytest.raises(WeightsError, match=r"changed or damaged after download\. Delete it"):
+        create_backbone(TV_MODEL)
+
+
+@pytest.mark.parametrize("kind", ["raw pickle", "torch.save zip"])
+def test_a_malicious_cached_timm_default_is_refused_in_one_line_and_never_runs(
+    kind, monkeypatch, tmp_path
+) -> None:
+    """timm itself loads a cached pytorch_model.bin with weights_only=True; headstart turns its
+    refusal (a RuntimeError, a traceback at the CLI) into UnsafeWeightsError."""
+    marker = tmp_path / "PWNED"
+    cached = _timm_hub_snapshot(monkeypatch, tmp_path) / "pytorch_model.bin"
+    if kind == "raw pickle":
+        _write_raw_pickle(cached, _Payload(marker))
+    else:
+        torch.save({"w": _Payload(marker)}, cached)
+
+    with pytest.raises(UnsafeWeightsError, match="Refusing to unpickle the cached weights") as info:
+        create_backbone(TIMM_TEST)
+    assert not marker.exists()
+    assert "\n" not in str(info.value) and "models--timm--test_resnet.r160_in1k" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......", "deserializing header"),
+        ({"conv1.0.weight": torch.zeros(3)}, "loading state_dict"),
+    ],
+    ids=["damaged", "other tensors"],
+)
+def test_a_tampered_cached_timm_safetensors_default_raises_weights_error(
+    content, reason, monkeypatch, tmp_path
+) -> None:
+    cached = _timm_hub_snapshot(monkeypatch, tmp_path) / "model.safetensors"
+    if isinstance(content, bytes):
+        cached.write_bytes(content)
+    else:
+        save_file(content, cached)
+
+    with pytest.raises(WeightsError, match=f"cannot be loaded \\(.*{reason}") as info:
+        create_backbone(TIMM_TEST)
+    assert "\n" not in str(info.value)

@@ -20,6 +20,7 @@ from headstart.backbones._classifier import (
     spec_classifier_names,
 )
 from headstart.backbones._weights import (
+    cached_weights_error,
     file_sha256,
     hf_cache_only,
     load_backbone_state,
@@ -157,6 +158,11 @@ def create(
                 module = timm.create_model(full, pretrained=True, num_classes=0)
         except OSError as exc:  # hub, urllib and cache misses are all OSErrors
             raise BackboneNotFoundError(offline_message(f"'{full}'", exc)) from None
+        except Exception as exc:  # a cached file timm refused or could not load
+            error = cached_weights_error(f"'{full}'", _cache_location(cfg), exc)
+            if error is None:
+                raise
+            raise error from None
         weights_id = f"timm:{full}"
     else:
         module = build_feature_model(arch, safe_cfg, {}, seeded=True)
@@ -179,6 +185,20 @@ def create(
         "pretrained_cfg": safe_cfg,
     }
     return Backbone(module.eval(), preprocess, feature_width(module), spec)
+
+
+def _cache_location(cfg: Mapping[str, Any]) -> str:
+    """Where timm keeps these default weights: the Hugging Face cache's folder of the repo, or
+    torch.hub's checkpoints folder for weights given by URL."""
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        from huggingface_hub import constants
+
+        repo = str(hub_id).split("@")[0].replace("/", "--")
+        return f"{Path(constants.HF_HUB_CACHE) / f'models--{repo}'}"
+    import torch.hub
+
+    return str(Path(torch.hub.get_dir()) / "checkpoints")
 
 
 def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:

@@ -24,6 +24,7 @@ from headstart.backbones._classifier import (
     spec_classifier_names,
 )
 from headstart.backbones._weights import (
+    check_named_hash,
     file_sha256,
     load_backbone_state,
     load_state_dict_file,
@@ -195,6 +196,7 @@ def _download(member: WeightsEnum, label: str) -> Path:
     filename = Path(urlparse(url).path).name
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
+        check_named_hash(cached, label)
         return cached
     if offline(urlparse(url).hostname or ""):
         raise BackboneNotFoundError(offline_message(label))

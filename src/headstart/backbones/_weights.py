@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WEIGHT_SUFFIXES",
+    "cached_weights_error",
+    "check_named_hash",
     "file_sha256",
     "hf_cache_only",
     "load_backbone_state",
@@ -279,6 +281,58 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+# ---------------------------------------------------------------------- cached defaults
+def check_named_hash(path: Path, what: str) -> None:
+    """Refuse a cached checkpoint whose content no longer matches the hash in its file name.
+
+    torch.hub names a download ``NAME-<first hex digits of its sha256>.pth`` and checks that hash
+    only while downloading; later the cached file is trusted as it is. A file replaced in the
+    cache (by another program, a shared home directory, a tampered image) would otherwise load
+    silently under the name of the official weights, and the run would record their id. Hashing
+    costs a fraction of a second against the seconds of building the network.
+
+    Raises:
+        WeightsError: The content's sha256 does not start with the hash in the name.
+    """
+    import torch.hub
+
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None:
+        return
+    expected = match.group(1)
+    actual = file_sha256(path)
+    if not actual.startswith(expected):
+        raise WeightsError(
+            f"The cached weights of {what} ('{path}') do not match the hash in their name "
+            f"(sha256 {actual[:12]}..., expected {expected}...): the file was changed or damaged "
+            "after download. Delete it and run again to download a fresh copy."
+        )
+
+
+def cached_weights_error(what: str, where: str, exc: BaseException) -> WeightsError | None:
+    """The one-line error for a library's default weights that failed to load from its cache,
+    or None when ``exc`` is not about the weights file (a bug, which keeps its traceback).
+
+    timm loads its cached default weights itself, with safetensors or ``weights_only=True``, so
+    nothing in them runs; but what it raises (RuntimeError, SafetensorError) would reach the user
+    as a traceback. A file that needs unpickling is refused as :func:`load_state_dict_file`
+    refuses one; a damaged file or one of other tensors is named with the fix."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return UnsafeWeightsError(
+            f"Refusing to unpickle the cached weights of {what} ({where}): they need objects "
+            f"other than tensors ({_pickle_reason(exc)}), and loading them could run code; the "
+            "cache was tampered with. Delete it and run again to download a fresh copy."
+        )
+    if type(exc).__name__ == "SafetensorError" or "loading state_dict" in text:
+        return WeightsError(
+            f"The cached weights of {what} ({where}) cannot be loaded ({_first_line(exc)}): "
+            "they were changed or damaged after download. Delete them and run again to "
+            "download a fresh copy."
+        )
+    return None
 
 
 # ---------------------------------------------------------------------- hub access

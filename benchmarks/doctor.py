@@ -6,6 +6,7 @@ them: one SHA-256, one full decode and one perceptual hash per image, plus the a
 near-duplicate search. Prints images per second, total seconds, and what was found.
 
     .venv/bin/python benchmarks/doctor.py [--images 10000] [--workers N] [--keep DIR]
+    .venv/bin/python benchmarks/doctor.py --smoke   # 80 images of 32 px (tests run it)
 """
 
 from __future__ import annotations
@@ -49,13 +50,18 @@ def make_dataset(root: Path, n: int, size: int) -> None:
     marker.touch()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes")
     parser.add_argument("--keep", type=Path, help="write the images here and reuse them")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.size = 4 * _PLANTED, 32
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "data"

@@ -7,6 +7,7 @@ speedup
 of a cached re-run over the cold one.
 
     .venv/bin/python benchmarks/extract.py [--images 256] [--batch-size 32] [--workers N]
+    .venv/bin/python benchmarks/extract.py --smoke   # 8 images, once (tests run it)
         [--repeats 3]
 """
 
@@ -49,14 +50,19 @@ def pure_forward_rate(backbone, tensors: torch.Tensor, batch_size: int) -> float
         return len(tensors) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing pairs")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.batch_size, args.repeats = 8, 4, 1
 
     backbone = create_backbone(args.model, weights="none")
     workers = default_num_threads() if args.workers is None else args.workers

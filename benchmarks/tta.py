@@ -8,6 +8,7 @@ accuracy, log loss, wall and CPU seconds (all threads), and the cost relative to
 seconds, which a busy machine distorts less than wall time.
 
     .venv/bin/python benchmarks/tta.py [--keep DIR]
+    .venv/bin/python benchmarks/tta.py --smoke   # one tiny task, seconds (tests run it)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from headstart import ImageClassifier
 from headstart.synthetic import make_demo_dataset
@@ -24,20 +26,25 @@ TASKS = {
     "demo (60/class)": {"seed": 0, "n_per_class": (60, 20, 40)},
     "few (20/class)": {"seed": 1, "n_per_class": (20, 20, 40)},
 }
+SMOKE_TASKS = {"smoke (4/class)": {"seed": 0, "n_per_class": (4, 2, 2), "size": 64}}
 MODES = ("none", "flip", "crops")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="write the datasets here and reuse them")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    tasks: dict[str, dict[str, Any]] = SMOKE_TASKS if args.smoke else TASKS
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         print(
             f"{'task':<17} {'tta':<6} {'accuracy':>8} {'log loss':>8} {'wall s':>7} "
             f"{'CPU s':>7} {'cost':>5}"
         )
-        for task, params in TASKS.items():
+        for task, params in tasks.items():
             data = make_demo_dataset(root / task.split()[0], **params)
             run = root / f"run-{task.split()[0]}"
             ImageClassifier(

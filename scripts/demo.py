@@ -8,12 +8,14 @@
    table what the pretraining buys.
 
     .venv/bin/python scripts/demo.py [--data demo-data] [--out runs/demo]
+    .venv/bin/python scripts/demo.py --smoke   # 4 images a class, temp folders, seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,27 +25,36 @@ from headstart.reporting import write_report
 from headstart.synthetic import make_demo_dataset
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="demo-data", help="where the demo dataset lives")
     parser.add_argument("--out", default="runs/demo", help="run folder to write")
     parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    started = time.monotonic()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data in a temporary folder (for tests)"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            return demo(Path(tmp) / "data", Path(tmp) / "run", quiet=True, counts=(4, 2, 2))
+    return demo(Path(args.data), Path(args.out), quiet=args.quiet)
 
-    data = Path(args.data)
+
+def demo(data: Path, out: Path, *, quiet: bool, counts: tuple[int, int, int] = (60, 20, 40)) -> int:
+    """The three steps; ``counts`` (train, val, test images a class) shrink only for --smoke."""
+    started = time.monotonic()
     print(f"[1/3] demo dataset in {data}/ (generated once, seeded)")
-    make_demo_dataset(data)
+    make_demo_dataset(data, n_per_class=counts)
 
     print(f"[2/3] training on {EMBEDDED_MODEL} (--strategy auto)")
-    clf = ImageClassifier(EMBEDDED_MODEL, quiet=args.quiet).fit(data)
-    run = clf.save(args.out)
+    clf = ImageClassifier(EMBEDDED_MODEL, quiet=quiet).fit(data)
+    run = clf.save(out)
     report = write_report(run, data=data, clf=clf)
     print(clf.preprocess_.describe())
 
     print("[3/3] the same head on random-init features of the same architecture")
     baseline = ImageClassifier(
-        EMBEDDED_MODEL, weights="none", strategy=clf.settings_.strategy, quiet=args.quiet
+        EMBEDDED_MODEL, weights="none", strategy=clf.settings_.strategy, quiet=quiet
     ).fit(data)
 
     rows = [("pretrained (headstart-tiny)", clf), ("random init, same architecture", baseline)]

@@ -287,3 +287,25 @@ def test_export_accepts_a_typicality_step_that_float_rounding_of_the_score_expla
     result = export_classifier(clf, tmp_path / "m.onnx", sample_images=paths)
 
     assert result.typicality_max_abs_diff > 100 * TYPICALITY_TOLERANCE  # stepped, accepted
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_the_graphs_typicality_module_scores_as_typicality_does_nan_included(score) -> None:
+    from headstart.heads.typicality import fit_typicality
+    from headstart.heads.typicality_module import TypicalityModule
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 8)) + 3 * y[:, None]).astype(np.float32)
+    head_logits = (x @ rng.normal(size=(8, 3))).astype(np.float32)
+    typicality = fit_typicality(x, y, score=score, heldout_logits=head_logits.astype(np.float64))
+    features = np.r_[x[:5] + 0.3, rng.normal(size=(3, 8)) * 10, np.full((1, 8), np.nan)]
+    logits = np.r_[head_logits[:5], rng.normal(size=(3, 3)) * 10, np.full((1, 3), np.nan)]
+    features, logits = features.astype(np.float32), logits.astype(np.float32)
+
+    with torch.no_grad():
+        got = TypicalityModule(typicality)(torch.from_numpy(features), torch.from_numpy(logits))
+
+    expected = typicality.typicality(features, logits)
+    np.testing.assert_allclose(got.numpy(), expected, atol=TYPICALITY_TOLERANCE, rtol=0)
+    assert got[-1] == 0.0  # a NaN score is below every held-out one

@@ -288,10 +288,13 @@ def _typicality_unexplained(
 
     Typicality is a step function of the raw score: it moves by ``1/n`` each time the raw score
     crosses one of the ``n`` held-out scores. A float32 graph moves the raw score a little, and
-    where a held-out score lies that close to it, the typicality steps: with 5,000 held-out
-    images about one sample image in twenty does. So each image's typicality may lie anywhere
-    between that of ``raw`` less and plus the tolerance (``raw`` from headstart's own scoring
-    of the eager features), and not beyond.
+    where a held-out score lies that close to it, the typicality steps by ``1/n``, more than
+    :data:`TYPICALITY_TOLERANCE` for any ``n`` under 100,000; the more held-out images, the more
+    often (the chance grows with ``n`` times the relative error). Refusing such an export would
+    be a false alarm, so each image's typicality may lie anywhere between that of ``raw`` less
+    and plus the tolerance (``raw`` from headstart's own scoring of the eager features), and not
+    beyond. On the demo data (640 held-out images, 320 test images, every score) no image
+    stepped: ONNX Runtime matched ``predict`` to 2.4e-8.
     """
     knowns = np.asarray(typicality.knowns, np.float64)
     n = len(knowns)

@@ -293,8 +293,8 @@ def _typicality_unexplained(
     often (the chance grows with ``n`` times the relative error). Refusing such an export would
     be a false alarm, so each image's typicality may lie anywhere between that of ``raw`` less
     and plus the tolerance (``raw`` from headstart's own scoring of the eager features), and not
-    beyond. On the demo data (640 held-out images, 320 test images, every score) no image
-    stepped: ONNX Runtime matched ``predict`` to 2.4e-8.
+    beyond. On the demo data (640 held-out images, 320 test images; Mahalanobis, relative
+    Mahalanobis, kNN and energy) no image stepped: ONNX Runtime matched ``predict`` to 2.4e-8.
     """
     knowns = np.asarray(typicality.knowns, np.float64)
     n = len(knowns)

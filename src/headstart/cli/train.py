@@ -42,7 +42,7 @@ CHECKPOINT_FOLDER = "checkpoint"
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
 _NOT_STORED = ("func", "resume", "overwrite")
 # The files a run's save writes only sometimes: a replaced run's own would outlive it.
-_SOMETIMES_WRITTEN = ("curves.png", "metrics.json")
+_SOMETIMES_WRITTEN = ("curves.png", "metrics.json", "typicality.safetensors")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -286,6 +286,8 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         refit=args.refit != "none",
         calibrate=args.calibrate,
         class_weight=args.class_weight,
+        unknown_score=args.unknown_score,
+        unknown_threshold=args.unknown_threshold,
     )
 
 

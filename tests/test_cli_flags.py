@@ -57,6 +57,11 @@ CASES = [
         id="C",
     ),
     pytest.param(
+        [*FEATURES, "--unknown-score", "knn", "--unknown-threshold", "0.1"],
+        {"unknowns.score": "knn", "unknowns.threshold": 0.1},
+        id="unknown-score-threshold",
+    ),
+    pytest.param(
         [*FEATURES, "--resize", "squash"],
         {"preprocess.crop_mode": "squash", "preprocess.resize": [160, 160]},
         id="resize",

@@ -197,3 +197,24 @@ def test_out_of_fold_fit_from_the_subtracted_product_equals_a_fit_on_the_rows() 
         from_gram = _fit_params(name, x[keep], y[keep], 0, gram)
         for key, value in direct.items():
             np.testing.assert_allclose(from_gram[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_handful_of_near_identical_feature_rows_still_fit_a_mahalanobis_score(tmp_path) -> None:
+    """Random-init features of four images a class are nearly identical: the covariance made of
+    summed products came out slightly indefinite and its Cholesky factorisation raised (a
+    LinAlgError traceback from `headstart train`, found by `scripts/demo.py --smoke`)."""
+    from headstart import ImageClassifier
+    from headstart.synthetic import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "demo", n_per_class=(4, 2, 2))
+    clf = ImageClassifier(
+        "headstart-tiny",
+        weights="none",
+        strategy="features",
+        aug_views=4,
+        num_workers=0,
+        quiet=True,
+        cache_dir=tmp_path / "c",
+    ).fit(data)
+
+    assert clf.config()["headstart"]["unknowns"]["score"] == "mahalanobis"

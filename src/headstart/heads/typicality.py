@@ -168,7 +168,15 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
     delta = (frobenius - 2.0 * mu * trace + d * mu**2) / d
     shrinkage = 0.0 if beta == 0 or delta <= 0 else min(beta, delta) / delta
     shrunk = torch.from_numpy((1.0 - shrinkage) * cov + shrinkage * mu * np.eye(d))
-    lower = torch.linalg.cholesky(shrunk)
+    lower, info = torch.linalg.cholesky_ex(shrunk)
+    if int(info):
+        # ``cov`` came from differences of summed products; with a few rows of near-identical
+        # features (random-init features of a handful of images) rounding leaves it slightly
+        # indefinite, and the shrinkage too small to cover that. The rows' own product is
+        # positive semi-definite; a jitter of 1e-9 of the mean variance covers its rounding.
+        exact = rows.T @ rows / n
+        shrunk = torch.from_numpy((1.0 - shrinkage) * exact + (shrinkage + 1e-9) * mu * np.eye(d))
+        lower = torch.linalg.cholesky(shrunk)
     return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
 
 

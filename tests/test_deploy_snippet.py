@@ -34,8 +34,8 @@ def _snippet() -> str:
     return found[0]
 
 
-def _run_snippet(sidecar: Path, model: Path, image: Path) -> np.ndarray:
-    """Execute the snippet with its example paths replaced; return its ``probs``."""
+def _run_snippet(sidecar: Path, model: Path, image: Path) -> dict[str, object]:
+    """Execute the snippet with its example paths replaced; return its variables."""
     code = _snippet()
     for example, real in [
         ("runs/shapes/model.onnx.json", sidecar),
@@ -46,7 +46,7 @@ def _run_snippet(sidecar: Path, model: Path, image: Path) -> np.ndarray:
         code = code.replace(f'"{example}"', repr(str(real)))
     namespace: dict[str, object] = {}
     exec(compile(code, str(DEPLOY), "exec"), namespace)
-    return np.asarray(namespace["probs"])
+    return namespace
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -88,5 +88,12 @@ def test_the_deploy_snippet_gives_predicts_probabilities_from_the_sidecar_alone(
 
     for photo in photos:
         got = _run_snippet(result.sidecar, result.path, photo)
-        want = clf.predict_proba([photo])[0]
-        np.testing.assert_allclose(np.log(got), np.log(want), atol=1e-4, err_msg=photo.name)
+        [want] = clf.predict_files([photo])
+        probs = np.asarray(got["probs"])[0]
+        np.testing.assert_allclose(
+            np.log(probs), np.log(clf.predict_proba([photo])[0]), atol=1e-4, err_msg=photo.name
+        )
+        if want.typicality is not None:  # a run with a typicality score: the graph's, too
+            typicality = float(np.asarray(got["typicality"])[0])
+            assert typicality == pytest.approx(want.typicality, abs=1e-5), photo.name
+            assert got["label"] == ("unknown" if want.unknown else want.label), photo.name

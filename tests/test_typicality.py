@@ -218,3 +218,16 @@ def test_a_handful_of_near_identical_feature_rows_still_fit_a_mahalanobis_score(
     ).fit(data)
 
     assert clf.config()["headstart"]["unknowns"]["score"] == "mahalanobis"
+
+
+def test_folds_whose_classes_hold_one_image_each_still_fit_a_mahalanobis_score() -> None:
+    """Two images a class: a training fold keeps one of each, so the rows have no spread within
+    a class while the covariance made of summed products said otherwise; its shrinkage came out
+    negative and the Cholesky factorisation raised."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 2)
+    x = (rng.normal(0, 1, (10, 192))[y] * 5 + rng.normal(0, 1, (20, 192))).astype(np.float32)
+
+    typ = fit_typicality(x, y, score="mahalanobis")
+
+    assert np.all(np.isfinite(typ.raw(x)))

@@ -158,26 +158,37 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
     scikit-learn takes an eigendecomposition.
     """
     n, d = rows.shape
+    shrunk = _shrunk(cov, rows)
+    if shrunk is None:  # every row identical: no spread to measure distances by
+        return np.eye(d)  # the identity is its own inverse and its own Cholesky factor
+    lower, info = torch.linalg.cholesky_ex(shrunk)
+    if int(info):
+        # ``cov`` came from differences of summed products. With a few rows (a fold whose
+        # classes hold one or two images each, near-identical random-init features) it can
+        # come out indefinite, or not match the rows at all, and the shrinkage computed from it
+        # does not make it definite. The rows' own product cannot be indefinite beyond rounding,
+        # which a jitter of 1e-9 of the mean variance covers.
+        shrunk = _shrunk(rows.T @ rows / n, rows, jitter=1e-9)
+        if shrunk is None:
+            return np.eye(d)
+        lower = torch.linalg.cholesky(shrunk)
+    return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
+
+
+def _shrunk(cov: np.ndarray, rows: np.ndarray, *, jitter: float = 0.0) -> torch.Tensor | None:
+    """The Ledoit-Wolf shrunk covariance (shrinkage clipped to [0, 1]), or None when there is
+    no spread at all."""
+    n, d = rows.shape
     trace = float(np.trace(cov))
     mu = trace / d
-    if mu <= 0.0:  # every row identical: no spread to measure distances by
-        return np.eye(d)  # the identity is its own inverse and its own Cholesky factor
+    if mu <= 0.0:
+        return None
     fourth = float(np.sum(np.einsum("ij,ij->i", rows, rows) ** 2))
     frobenius = float(np.sum(cov * cov))
     beta = (fourth / n - frobenius) / (d * n)
     delta = (frobenius - 2.0 * mu * trace + d * mu**2) / d
-    shrinkage = 0.0 if beta == 0 or delta <= 0 else min(beta, delta) / delta
-    shrunk = torch.from_numpy((1.0 - shrinkage) * cov + shrinkage * mu * np.eye(d))
-    lower, info = torch.linalg.cholesky_ex(shrunk)
-    if int(info):
-        # ``cov`` came from differences of summed products; with a few rows of near-identical
-        # features (random-init features of a handful of images) rounding leaves it slightly
-        # indefinite, and the shrinkage too small to cover that. The rows' own product is
-        # positive semi-definite; a jitter of 1e-9 of the mean variance covers its rounding.
-        exact = rows.T @ rows / n
-        shrunk = torch.from_numpy((1.0 - shrinkage) * exact + (shrinkage + 1e-9) * mu * np.eye(d))
-        lower = torch.linalg.cholesky(shrunk)
-    return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
+    shrinkage = 0.0 if beta <= 0 or delta <= 0 else min(beta, delta) / delta
+    return torch.from_numpy((1.0 - shrinkage) * cov + (shrinkage + jitter) * mu * np.eye(d))
 
 
 def _distances(

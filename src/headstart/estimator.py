@@ -485,20 +485,58 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 ordered.setdefault(path, found[path])
         files = [p for p, reason in ordered.items() if reason is None]
         extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
-        row_of = {p: i for i, p in enumerate(extracted.paths)}
-        k = max(1, min(top_k, len(self.classes_)))
+        answered = dict(
+            zip(
+                extracted.paths,
+                self._predictions(extracted.paths, extracted.features, top_k=top_k, proba=proba),
+                strict=True,
+            )
+        )
         results: list[Prediction] = []
         for path, skip_reason in ordered.items():
             if skip_reason is not None:
                 results.append(Prediction(path, error=skip_reason))
-            elif path in extracted.failures or path not in row_of:
+            elif path in extracted.failures or path not in answered:
                 reason = extracted.failures.get(path, "could not be read")
                 results.append(Prediction(path, error=reason))
             else:
-                row = proba[row_of[path]]
-                order = np.argsort(-row, kind="stable")[:k]
-                top = tuple((self.classes_[i], float(row[i])) for i in order)
-                results.append(Prediction(path, top[0][0], top[0][1], top))
+                results.append(answered[path])
+        return results
+
+    def predict_features(
+        self, features: np.ndarray, paths: Sequence[str | Path], *, top_k: int = 5
+    ) -> list[Prediction]:
+        """What ``predict_files`` says about images whose pooled features a caller computed
+        itself, a row of ``features`` per image named in ``paths``.
+
+        For a caller that runs ``backbone_`` over images that never were files, such as a
+        server batching the uploads of several requests into one forward pass
+        (:mod:`headstart.inference`): the answers are built by the same code as
+        ``predict_files``' answers, so they hold the same fields and numbers.
+        """
+        self._check_fitted()
+        return self._predictions([Path(p) for p in paths], features, top_k=top_k)
+
+    def _predictions(
+        self,
+        paths: Sequence[Path],
+        features: np.ndarray,
+        *,
+        top_k: int,
+        proba: np.ndarray | None = None,
+    ) -> list[Prediction]:
+        """One answer per row of ``features``: the one place a :class:`Prediction` is made.
+
+        ``proba``: the probabilities when they are not the head's on ``features`` alone (the
+        average over test-time augmented views).
+        """
+        proba = self._proba(features) if proba is None else proba
+        k = max(1, min(top_k, len(self.classes_)))
+        results: list[Prediction] = []
+        for path, row in zip(paths, proba, strict=True):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = tuple((self.classes_[i], float(row[i])) for i in order)
+            results.append(Prediction(path, top[0][0], top[0][1], top))
         return results
 
     def predict_proba(self, paths: Paths, *, tta: str = "none") -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -131,7 +131,9 @@ def create_app(runs: Sequence[str | Path], settings: ServeSettings | None = None
     return _Server(models, settings).app
 
 
-def _batch_function(predictor: ImagePredictor) -> Any:
+def _batch_function(predictor: ImagePredictor) -> Callable[[Sequence[_Job]], list[Prediction]]:
+    """One forward pass over the jobs of several requests, each answer cut to its own top-k."""
+
     def run(jobs: Sequence[_Job]) -> list[Prediction]:
         tensors, names, ks = zip(*jobs, strict=True)
         answers = predictor.predict(tensors, names, top_k=max(ks))
@@ -223,10 +225,11 @@ class _Server:
         self._authorize(request)
         model = self._model(request)
         top_k = _top_k(request)
-        uploads = await read_uploads(
-            request, self.settings.limits, raw_name=request.query_params.get("filename", "-")
-        )
-        prepared = await self._each(uploads, model.predictor.prepare)
+        with model.batcher.coming():
+            uploads = await read_uploads(
+                request, self.settings.limits, raw_name=request.query_params.get("filename", "-")
+            )
+            prepared = await self._each(uploads, model.predictor.prepare)
         answers = await model.batcher.submit_many(
             [(x, u.name, top_k) for x, u in zip(prepared, uploads, strict=True)]
         )

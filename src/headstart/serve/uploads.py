@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import anyio
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 __all__ = ["ApiError", "Limits", "Upload", "read_uploads"]
 
@@ -95,6 +95,8 @@ async def read_uploads(request: Request, limits: Limits, *, raw_name: str = "-")
         raise ApiError(
             408, f"The request body did not arrive within {limits.read_timeout:g} s."
         ) from None
+    except ClientDisconnect:  # nobody is left to answer; not a server error to log
+        raise ApiError(400, "The client went away before its request arrived.") from None
     raise ApiError(
         415,
         f"Content type {kind or 'none'!r} is not accepted; send images as a multipart form "

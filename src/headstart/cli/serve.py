@@ -59,7 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="largest request body, all images together (default 20MB)",
     )
     parser.add_argument(
-        "--max-files", type=int, default=16, metavar="N", help="most images in one request"
+        "--max-files",
+        type=int,
+        default=16,
+        metavar="N",
+        help="most images in one request (default 16)",
     )
     parser.add_argument(
         "--max-batch",

@@ -69,6 +69,9 @@ def _assert_same_answers(served: list[dict[str, Any]], printed: list[dict[str, A
         assert got["path"] == Path(want["path"]).name
         assert got["label"] == want["label"]
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-6)
+        if "typicality" in want:
+            assert got["typicality"] == pytest.approx(want["typicality"], abs=1e-6)
+            assert got["unknown"] == want["unknown"]
         assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]
         np.testing.assert_allclose(
             [t["probability"] for t in got["top_k"]],
@@ -82,6 +85,7 @@ def test_predict_answers_what_predict_json_prints_for_the_same_files(
 ) -> None:
     paths = _images(colour_data, 4)  # PNGs and JPEGs of all three classes
     printed = _predict_json(trained_run, paths, capsys, "--top-k", "3")
+    assert {"typicality", "unknown"} <= set(printed[0])  # the run has a typicality score
     response = client.post("/predict?top_k=3", files=_files(paths))
     assert response.status_code == 200
     _assert_same_answers(response.json(), printed)

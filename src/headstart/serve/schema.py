@@ -218,6 +218,15 @@ def openapi_schema(models: list[str]) -> dict[str, Any]:
                         "path": {"type": "string"},
                         "label": {"type": "string"},
                         "probability": {"type": "number"},
+                        "typicality": {
+                            "type": "number",
+                            "description": "share of held-out known images less typical than "
+                            "this one (runs with a typicality score only)",
+                        },
+                        "unknown": {
+                            "type": "boolean",
+                            "description": "typicality below the run's threshold",
+                        },
                         "top_k": {
                             "type": "array",
                             "items": {

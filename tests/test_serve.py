@@ -173,6 +173,12 @@ def _bad_requests(
         ),
         ("empty body", {"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty"),
         ("bad top_k", {"params": {"top_k": "0"}, "files": _files_of(png)}, 400, "top_k"),
+        (
+            "bad unknown_threshold",
+            {"params": {"unknown_threshold": "2"}, "files": _files_of(png)},
+            400,
+            "within [0, 1]",
+        ),
         ("unknown model", {"url": "/models/nope/predict", "files": _files_of(png)}, 404, "nope"),
         ("unknown route", {"url": "/nowhere"}, 404, "Not Found"),
     ]
@@ -244,6 +250,46 @@ def test_concurrent_requests_share_a_forward_pass_unless_batching_is_off(
     assert [r.status_code for r in answers] == [200] * 4
     assert [r.json()[0]["path"] for r in answers] == [p.name for p in images]
     assert sizes == expected
+
+
+def test_requests_with_their_own_unknown_threshold_share_a_batch_and_get_their_own_flags(
+    trained_run, colour_data, capsys
+) -> None:
+    path = _images(colour_data, 1)[0]
+    thresholds = ["0", "0.5", "1"]
+    printed = [
+        _predict_json(trained_run, [path], capsys, "--unknown-threshold", t)[0] for t in thresholds
+    ]
+    app = create_app([trained_run], ServeSettings(max_batch=3, max_wait=30.0))
+    sizes = _backbone_calls(app)
+
+    async def concurrently() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app), _async_client(app) as http:
+            return await asyncio.gather(
+                *(
+                    http.post("/predict", params={"unknown_threshold": t}, files=_files([path]))
+                    for t in thresholds
+                )
+            )
+
+    served = [r.json()[0] for r in asyncio.run(concurrently())]
+    assert sizes == [3]
+    for got, want in zip(served, printed, strict=True):
+        _assert_same_answers([got], [want])
+    assert served[0]["unknown"] is False  # nothing is less typical than 0
+
+
+def test_a_threshold_for_a_run_without_typicality_is_refused(colour_data, tmp_path) -> None:
+    run = tmp_path / "plain"
+    assert (
+        main(["train", str(colour_data), "--out", str(run), *FAST, "--unknown-score", "none"]) == 0
+    )
+    with TestClient(create_app([run])) as client:
+        files = _files(_images(colour_data, 1))
+        plain = client.post("/predict", files=files)
+        assert plain.status_code == 200 and "unknown" not in plain.json()[0]
+        refused = client.post("/predict?unknown_threshold=0.1", files=files)
+        assert refused.status_code == 400 and "has none" in refused.json()["error"]
 
 
 def test_info_is_what_info_json_prints(client, trained_run, capsys) -> None:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from headstart.data import decode_image_bytes
@@ -87,8 +88,24 @@ class ImagePredictor:
         """
         return self._preprocess(self.decode(data, name))
 
+    def features(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        """Pooled backbone features of prepared images, one forward pass, a row per image:
+        what ``ImageClassifier.predict_features`` answers from."""
+        batch = stack_images(images)
+        with self.lock, torch.inference_mode():
+            x = batch.to(self._device, non_blocking=True)
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._probe.step(len(x)):
+                return np.asarray(self._module(x).float().cpu().numpy())
+
     def predict(
-        self, images: Sequence[torch.Tensor], names: Sequence[str], *, top_k: int = 5
+        self,
+        images: Sequence[torch.Tensor],
+        names: Sequence[str],
+        *,
+        top_k: int = 5,
+        unknown_threshold: float | None = None,
     ) -> list[Prediction]:
         """Predictions of prepared images, run through the backbone as one batch.
 
@@ -96,14 +113,10 @@ class ImagePredictor:
             images: Outputs of :meth:`prepare`.
             names: What each answer's ``path`` says (an uploaded file's name).
             top_k: How many classes each answer lists.
+            unknown_threshold: As for ``predict_files`` (default: the run's).
         """
         if not images:
             return []
-        batch = stack_images(images)
-        with self.lock, torch.inference_mode():
-            x = batch.to(self._device, non_blocking=True)
-            if self._channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self._probe.step(len(x)):
-                features = self._module(x).float().cpu().numpy()
-        return self.classifier.predict_features(features, names, top_k=top_k)
+        return self.classifier.predict_features(
+            self.features(images), names, top_k=top_k, unknown_threshold=unknown_threshold
+        )

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,8 @@ from headstart.serve.uploads import ApiError, Limits, Upload, read_uploads
 __all__ = ["ServeSettings", "ServedModel", "create_app", "model_names"]
 
 _ASSETS = {"page.css": "text/css", "page.js": "text/javascript"}
-# (prepared image, name, top-k): what a request puts on its model's batching queue.
-_Job = tuple[torch.Tensor, str, int]
+# (prepared image, name, top-k, unknown threshold): what a request puts on its model's queue.
+_Job = tuple[torch.Tensor, str, int, float | None]
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,23 @@ def create_app(runs: Sequence[str | Path], settings: ServeSettings | None = None
 
 
 def _batch_function(predictor: ImagePredictor) -> Callable[[Sequence[_Job]], list[Prediction]]:
-    """One forward pass over the jobs of several requests, each answer cut to its own top-k."""
+    """One forward pass over the jobs of several requests; each request's answers as it asked
+    for them (its top-k and unknown threshold), by ``predict_features`` per kind of request."""
 
     def run(jobs: Sequence[_Job]) -> list[Prediction]:
-        tensors, names, ks = zip(*jobs, strict=True)
-        answers = predictor.predict(tensors, names, top_k=max(ks))
-        return [replace(p, top_k=p.top_k[:k]) for p, k in zip(answers, ks, strict=True)]
+        features = predictor.features([job[0] for job in jobs])
+        rows: dict[tuple[int, float | None], list[int]] = {}
+        for row, (_, _, top_k, threshold) in enumerate(jobs):
+            rows.setdefault((top_k, threshold), []).append(row)
+        answers: list[Prediction | None] = [None] * len(jobs)
+        for (top_k, threshold), group in rows.items():
+            names = [jobs[row][1] for row in group]
+            answered = predictor.classifier.predict_features(
+                features[group], names, top_k=top_k, unknown_threshold=threshold
+            )
+            for row, answer in zip(group, answered, strict=True):
+                answers[row] = answer
+        return [answer for answer in answers if answer is not None]
 
     return run
 
@@ -225,13 +237,14 @@ class _Server:
         self._authorize(request)
         model = self._model(request)
         top_k = _top_k(request)
+        threshold = _unknown_threshold(request, model)
         with model.batcher.coming():
             uploads = await read_uploads(
                 request, self.settings.limits, raw_name=request.query_params.get("filename", "-")
             )
             prepared = await self._each(uploads, model.predictor.prepare)
         answers = await model.batcher.submit_many(
-            [(x, u.name, top_k) for x, u in zip(prepared, uploads, strict=True)]
+            [(x, u.name, top_k, threshold) for x, u in zip(prepared, uploads, strict=True)]
         )
         return JSONResponse([p.to_dict() for p in answers])
 
@@ -339,6 +352,31 @@ def _top_k(request: Request) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ApiError(400, f"top_k must be a whole number of at least 1, got {text!r}.")
     return int(text)
+
+
+def _unknown_threshold(request: Request, model: ServedModel) -> float | None:
+    """The ``unknown_threshold`` parameter (``predict --unknown-threshold``), checked here: a
+    bad value must be refused for its own request, not fail the batch it would join."""
+    text = request.query_params.get("unknown_threshold")
+    if text is None:
+        return None
+    if model.predictor.classifier.typicality_ is None:
+        raise ApiError(
+            400,
+            f"unknown_threshold needs a run with a typicality score, and {model.name!r} has none; "
+            "retrain it with this headstart.",
+        )
+    try:
+        threshold = float(text)
+    except ValueError:
+        threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:
+        raise ApiError(
+            400,
+            f"unknown_threshold must be a number within [0, 1], got {text!r} (0.05: about "
+            "95% of known images accepted).",
+        )
+    return threshold
 
 
 def _asset_text(name: str) -> str:

@@ -61,6 +61,14 @@ def _predict(model_param: bool) -> dict[str, Any]:
             "description": "how many classes each answer lists (default 1)",
             "schema": {"type": "integer", "minimum": 1},
         },
+        {
+            "name": "unknown_threshold",
+            "in": "query",
+            "required": False,
+            "description": "typicality below which an image is flagged unknown (default: the "
+            "run's), as `predict --unknown-threshold`",
+            "schema": {"type": "number", "minimum": 0, "maximum": 1},
+        },
         _NAME_PARAM,
     ]
     return {

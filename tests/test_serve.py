@@ -292,6 +292,54 @@ def test_a_threshold_for_a_run_without_typicality_is_refused(colour_data, tmp_pa
         assert refused.status_code == 400 and "has none" in refused.json()["error"]
 
 
+def test_images_are_decoded_off_the_event_loop(trained_run, colour_data) -> None:
+    import threading
+
+    app = create_app([trained_run])
+    (model,) = app.state.models.values()
+    threads: list[threading.Thread] = []
+    prepare = model.predictor.prepare
+
+    def spy(data: bytes, name: str) -> Any:
+        threads.append(threading.current_thread())
+        return prepare(data, name)
+
+    model.predictor.prepare = spy  # type: ignore[method-assign]
+
+    async def post() -> tuple[httpx.Response, threading.Thread]:
+        async with app.router.lifespan_context(app), _async_client(app) as http:
+            files = _files(_images(colour_data, 2))
+            return await http.post("/predict", files=files), threading.current_thread()
+
+    response, loop_thread = asyncio.run(post())
+    assert response.status_code == 200
+    assert len(threads) == 2 and loop_thread not in threads
+
+
+def test_a_failure_inside_is_a_json_500_without_a_traceback_and_serving_goes_on(
+    trained_run, colour_data
+) -> None:
+    app = create_app([trained_run])
+    (model,) = app.state.models.values()
+    features = model.predictor.features
+    broken = {"now": True}
+
+    def failing(images: Any) -> Any:
+        if broken["now"]:
+            raise RuntimeError("secret internals")
+        return features(images)
+
+    model.predictor.features = failing  # type: ignore[method-assign]
+    files = _files(_images(colour_data, 1))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/predict", files=files)
+        assert response.status_code == 500
+        assert set(response.json()) == {"error"}
+        assert "secret" not in response.text and "Traceback" not in response.text
+        broken["now"] = False
+        assert client.post("/predict", files=files).status_code == 200
+
+
 def test_info_is_what_info_json_prints(client, trained_run, capsys) -> None:
     capsys.readouterr()
     assert main(["info", str(trained_run), "--json"]) == 0

@@ -152,8 +152,12 @@ def create(
                 f"timm model '{full}' has no pretrained weights; pass --weights none (random "
                 "init), --weights PATH.safetensors, or pick a tagged name (`headstart backbones`)."
             )
+        no_network = offline(_HF_HOST)
+        if no_network and not _maybe_cached(cfg):
+            # Said before the model is built: building a large one only to fail took seconds.
+            raise BackboneNotFoundError(offline_message(f"'{full}'"))
         try:
-            with hf_cache_only(offline(_HF_HOST)):
+            with hf_cache_only(no_network):
                 module = timm.create_model(full, pretrained=True, num_classes=0)
         except OSError as exc:  # hub, urllib and cache misses are all OSErrors
             raise BackboneNotFoundError(offline_message(f"'{full}'", exc)) from None
@@ -179,6 +183,20 @@ def create(
         "pretrained_cfg": safe_cfg,
     }
     return Backbone(module.eval(), preprocess, feature_width(module), spec)
+
+
+def _maybe_cached(cfg: Mapping[str, Any]) -> bool:
+    """False only when the weights are surely not in the local Hugging Face cache: a hub id
+    with none of the files timm would load from it (its ``hf_hub_filename``, else
+    ``model.safetensors`` or ``pytorch_model.bin``). Weights behind a URL may be elsewhere:
+    True, and timm finds out."""
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(str(repo), name), str) for name in names if name)
 
 
 def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:

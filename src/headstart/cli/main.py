@@ -32,6 +32,7 @@ COMMANDS = (
     "explain",
     "info",
     "advise",
+    "compare",
     "report",
     "features",
     "data",

@@ -206,3 +206,27 @@ def test_missing_data_exits_2_with_one_line(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path / "nope"), "--model", EMBEDDED_MODEL]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def test_train_with_several_models_trains_on_the_recommended_one_and_records_the_comparison(
+    colour_data, stubs, tmp_path, capsys
+) -> None:
+    sharp, blurry = stubs
+    out = tmp_path / "run"
+    args = ["train", str(colour_data), "--model", f"{sharp},{blurry}", "--out", str(out)]
+    assert main([*args, "--strategy", "features", "--workers", "0", "-q"]) == 0
+    recorded = json.loads((out / "compare.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["headstart"]["backbone"]["model"] == recorded["recommended"]
+    assert recorded["recommended"] in (sharp, blurry)
+    assert (out / "compare.png").is_file()
+    report = (out / "report.html").read_text()
+    assert "Which backbone" in report and "(trained on)" in report
+
+
+def test_train_with_one_model_compares_nothing(colour_data, stubs, tmp_path) -> None:
+    out = tmp_path / "run"
+    args = ["train", str(colour_data), "--model", stubs[0], "--out", str(out), "-q"]
+    assert main([*args, "--strategy", "features", "--workers", "0"]) == 0
+    assert not (out / "compare.json").exists()
+    assert "Which backbone" not in (out / "report.html").read_text()

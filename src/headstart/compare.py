@@ -52,6 +52,7 @@ __all__ = [
     "Comparison",
     "compare_backbones",
     "expand_models",
+    "wants_comparison",
     "write_comparison",
 ]
 
@@ -232,6 +233,13 @@ def _count(n: int | None) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.1f}M"
     return f"{n / 1e3:.0f}k" if n >= 1000 else str(n)
+
+
+def wants_comparison(model: str) -> bool:
+    """Whether a ``--model`` value names several backbones (``A,B``) or ``auto``: compare them
+    and train on the recommended one."""
+    parts = [p.strip() for p in model.split(",") if p.strip()]
+    return len(parts) > 1 or parts == ["auto"]
 
 
 def expand_models(models: Sequence[str]) -> tuple[list[str], bool]:

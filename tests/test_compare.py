@@ -130,7 +130,10 @@ def test_auto_skips_and_names_the_backbones_not_to_be_had_offline(
 ) -> None:
     from huggingface_hub import constants
 
+    import headstart.compare as compare
+
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(compare, "list_cached_backbones", lambda: [])  # nor anywhere else
     rate = dict.fromkeys(AUTO_MODELS, 100.0)
     result, fake = _compare(dataset, ["auto"], dict.fromkeys(AUTO_MODELS, 0.3), rate)
     assert result.recommended == EMBEDDED_MODEL
@@ -157,9 +160,11 @@ def test_a_named_backbone_not_to_be_had_offline_is_an_error(dataset, monkeypatch
 
 
 def test_models_are_split_on_commas_and_auto_expands() -> None:
-    assert expand_models(["a,b", "c"]) == (["a", "b", "c"], False)
-    names, auto = expand_models(["auto", EMBEDDED_MODEL])
-    assert auto and names[: len(AUTO_MODELS)] == list(AUTO_MODELS)
+    assert expand_models(["a,b", "c"]) == (["a", "b", "c"], set())
+    names, added = expand_models(["auto", "local-dir:x"])
+    assert names[: len(AUTO_MODELS)] == list(AUTO_MODELS) and names[-1] == "local-dir:x"
+    assert set(AUTO_MODELS) <= added  # what auto added is skipped when not to be had, not refused
+    assert "local-dir:x" not in added
     with pytest.raises(InvalidParameterError, match="twice"):
         expand_models(["a", "a"])
     with pytest.raises(InvalidParameterError, match="--model"):
@@ -230,3 +235,65 @@ def test_train_with_one_model_compares_nothing(colour_data, stubs, tmp_path) -> 
     assert main([*args, "--strategy", "features", "--workers", "0"]) == 0
     assert not (out / "compare.json").exists()
     assert "Which backbone" not in (out / "report.html").read_text()
+
+
+def _fake_hf_cache(root: Path, repo: str) -> Path:
+    """A Hugging Face cache folder holding ``repo``'s model.safetensors, in the hub's layout."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("abc")
+    (folder / "blobs").mkdir()
+    (folder / "blobs" / "deadbeef").write_bytes(b"x")
+    (folder / "snapshots" / "abc").mkdir(parents=True)
+    (folder / "snapshots" / "abc" / "model.safetensors").symlink_to("../../blobs/deadbeef")
+    return root
+
+
+def test_backbones_whose_weights_are_on_this_machine_are_listed_for_auto(
+    monkeypatch, tmp_path
+) -> None:
+    from huggingface_hub import constants
+
+    from headstart.backbones import list_cached_backbones
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(_fake_hf_cache(tmp_path / "hf", "timm/x.y")))
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    notop = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    (tmp_path / "keras" / "models" / notop).write_bytes(b"x")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"x")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = list_cached_backbones()
+    assert {EMBEDDED_MODEL, "x.y", "keras:VGG16", "tv:resnet18.IMAGENET1K_V1"} <= set(cached)
+    names, added = expand_models(["auto"])
+    assert {"x.y", "keras:VGG16", "tv:resnet18.IMAGENET1K_V1"} <= added <= set(names)
+
+
+def test_auto_scores_a_stratified_sample_of_large_data(dataset, monkeypatch) -> None:
+    import headstart.compare as compare
+
+    monkeypatch.setattr(compare, "AUTO_MODELS", (EMBEDDED_MODEL,))
+    monkeypatch.setattr(compare, "list_cached_backbones", lambda: [])
+    monkeypatch.setattr(compare, "AUTO_SAMPLE_IMAGES", 18)
+    result, fake = _compare(dataset, ["auto"], {EMBEDDED_MODEL: 0.3}, {EMBEDDED_MODEL: 50.0})
+    assert result.scored == {"train": 12, "val": 6}  # 24 + 12 images scaled to 18, per class
+    assert fake.calls[1] == (EMBEDDED_MODEL, 18, True)  # after the timing probe
+    assert result.images == 48  # the budget still counts the whole dataset
+
+
+def test_auto_leaves_out_a_backbone_that_would_take_it_past_its_time(
+    dataset, stubs, monkeypatch
+) -> None:
+    import headstart.compare as compare
+
+    sharp, blurry = stubs
+    monkeypatch.setattr(compare, "AUTO_MODELS", (sharp, blurry))
+    monkeypatch.setattr(compare, "list_cached_backbones", lambda: [])
+    monkeypatch.setattr(compare, "AUTO_SECONDS", 10.0)
+    result, fake = _compare(dataset, ["auto"], {sharp: 0.3, blurry: 0.3}, {sharp: 100, blurry: 1})
+    assert result.recommended == sharp
+    assert {model for model, _, cache in fake.calls if cache} == {sharp}
+    slow = next(s for s in result.scores if s.model == blurry)
+    assert not slow.measured and "past its 10 s" in slow.note
+    assert blurry in result.table()

@@ -37,6 +37,7 @@ from headstart.backbones import (
     EMBEDDED_MODEL,
     Backbone,
     create_backbone,
+    list_cached_backbones,
     resolve_model_preprocess,
 )
 from headstart.data import Dataset
@@ -242,10 +243,11 @@ def wants_comparison(model: str) -> bool:
     return len(parts) > 1 or parts == ["auto"]
 
 
-def expand_models(models: Sequence[str]) -> tuple[list[str], bool]:
-    """The models to compare: ``auto`` becomes :data:`AUTO_MODELS` plus the timm weights in the
-    local Hugging Face cache (they work offline), beside any others named. Returns (names,
-    whether ``auto`` was among them).
+def expand_models(models: Sequence[str]) -> tuple[list[str], set[str]]:
+    """The models to compare, and those ``auto`` added (skipped, not refused, when they cannot
+    be had). ``auto`` is :data:`AUTO_MODELS` plus every backbone whose weights are on this
+    machine already (:func:`headstart.backbones.list_cached_backbones`: the Hugging Face, torch
+    hub and Keras caches), beside any others named; names may also be given as ``A,B``.
 
     Raises:
         InvalidParameterError: no model, or one named twice.
@@ -256,32 +258,19 @@ def expand_models(models: Sequence[str]) -> tuple[list[str], bool]:
             "Give the backbones to compare, e.g. --model headstart-tiny resnet18.a1_in1k, "
             "or --model auto."
         )
-    auto = "auto" in names
     twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if twice is not None:
         raise InvalidParameterError(f"--model names {twice!r} twice; give it once.")
     expanded: list[str] = []
+    added: set[str] = set()
     for name in names:
-        for model in (*AUTO_MODELS, *_cached_timm_models()) if name == "auto" else (name,):
+        auto = name == "auto"
+        for model in (*AUTO_MODELS, *list_cached_backbones()) if auto else (name,):
             if model not in expanded:
                 expanded.append(model)
-    return expanded, auto
-
-
-def _cached_timm_models() -> list[str]:
-    """timm weights already in the local Hugging Face cache: usable offline, so ``auto`` tries
-    them too. Reading the cache folder is all this does; nothing is downloaded."""
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        repos = scan_cache_dir().repos
-    except Exception:  # no cache folder yet, or one the hub cannot read: nothing cached
-        return []
-    return sorted(
-        r.repo_id.split("/", 1)[1]
-        for r in repos
-        if r.repo_type == "model" and r.repo_id.startswith("timm/")
-    )
+                if auto and model not in names:
+                    added.add(model)
+    return expanded, added
 
 
 def compare_backbones(
@@ -320,7 +309,8 @@ def compare_backbones(
     started = clock()
     if budget is not None and not budget > 0:
         raise InvalidParameterError(f"--budget is in seconds and must be positive, got {budget}.")
-    names, auto = expand_models(models)
+    names, added = expand_models(models)
+    auto = any(part.strip() == "auto" for m in models for part in m.split(","))
     train = list(dataset.splits.get("train", []))
     val = list(dataset.splits.get("val", []))
     if not train:
@@ -330,7 +320,7 @@ def compare_backbones(
     images = sum(len(s) for s in dataset.splits.values())
     paths = [s.path for s in (*train, *val)]
     for name in names:  # a typo in the last name fails now, not after the others' extraction
-        if not auto or name not in AUTO_MODELS:
+        if name not in added:
             resolve_model_preprocess(name, weights, preprocess)
     measured: dict[str, dict[Path, np.ndarray]] = {}
     scores: dict[str, BackboneScore] = {}
@@ -339,12 +329,12 @@ def compare_backbones(
         try:
             backbone = create_backbone(name, weights=weights, preprocess_overrides=preprocess)
         except BackboneNotFoundError as exc:
-            if not auto or name not in AUTO_MODELS:
+            if name not in added:
                 raise
             scores[name] = BackboneScore(name, note=_skip_note(exc))
             continue
         row = _describe(name, backbone)
-        if auto:
+        if name in added:
             rate = _probe(backbone, paths, extract, clock)
             cost = len(paths) / rate
             if spent + cost > AUTO_SECONDS:

@@ -38,6 +38,7 @@ __all__ = [
     "classifier_names",
     "classifier_spec",
     "create",
+    "list_cached",
     "list_weights",
     "preprocess_for",
     "pretrained_classifier",
@@ -364,3 +365,22 @@ def list_weights(glob: str) -> list[tuple[str, str]]:
             size = "x".join(str(v) for v in cfg.input_size[1:]) if cfg else "?"
             rows.append((name, f"timm pretrained weights, {size} input"))
     return rows
+
+
+def list_cached() -> list[str]:
+    """timm weights in the local Hugging Face cache (``timm/NAME`` repositories holding a
+    weights file): the timm models that work offline. Reads the cache folder only."""
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+
+        repos = scan_cache_dir(constants.HF_HUB_CACHE).repos  # the hub's setting when called
+    except Exception:  # no cache folder yet, or one the hub cannot read: nothing is cached
+        return []
+    names = []
+    for repo in repos:
+        if repo.repo_type != "model" or not repo.repo_id.startswith("timm/"):
+            continue
+        files = {f.file_name for revision in repo.revisions for f in revision.files}
+        if files & {"model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"}:
+            names.append(repo.repo_id.split("/", 1)[1])
+    return sorted(names)

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from headstart.preprocess import Preprocess
     from headstart.reporting.summary import (
         describe_strategy,
+        describe_unknowns,
         format_settings,
         solved_by_lbfgs,
     )
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if calibration.get("test"):
             print(f"            {calibration['test']}")
+    print(f"unknowns:   {describe_unknowns(hs)}")
     counts = data.get("counts", {})
     for split, per_class in counts.items():
         print(f"data {split + ':':<6} {sum(per_class.values())} images")

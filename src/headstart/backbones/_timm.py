@@ -94,6 +94,14 @@ _FORBIDDEN_ARGS = frozenset(
 )
 _FORBIDDEN_ARG_SUFFIXES = ("_path", "_url", "_uri", "_file", "_dir", "_hub_id")
 _HF_HOST = "huggingface.co"
+# The files timm loads a hub checkpoint from: the safetensors file or its pickle, and open_clip's
+# two names (timm.models._hub: load_state_dict_from_hf and its safe alternatives).
+_HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
 
 
 def resolve_name(name: str) -> tuple[str, str, dict[str, Any]]:
@@ -188,15 +196,14 @@ def create(
 
 def _maybe_cached(cfg: Mapping[str, Any]) -> bool:
     """False only when the weights are surely not in the local Hugging Face cache: a hub id
-    with none of the files timm would load from it (its ``hf_hub_filename``, else
-    ``model.safetensors`` or ``pytorch_model.bin``). Weights behind a URL may be elsewhere:
-    True, and timm finds out."""
+    with none of the files timm would load from it (its ``hf_hub_filename``, or one of
+    :data:`_HF_WEIGHT_FILES`). Weights behind a URL may be elsewhere: True, and timm finds out."""
     repo = cfg.get("hf_hub_id")
     if not repo:
         return True
     from huggingface_hub import try_to_load_from_cache
 
-    names = [cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin"]
+    names = [cfg.get("hf_hub_filename"), *_HF_WEIGHT_FILES]
     return any(isinstance(try_to_load_from_cache(str(repo), name), str) for name in names if name)
 
 
@@ -381,6 +388,6 @@ def list_cached() -> list[str]:
         if repo.repo_type != "model" or not repo.repo_id.startswith("timm/"):
             continue
         files = {f.file_name for revision in repo.revisions for f in revision.files}
-        if files & {"model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"}:
+        if files & set(_HF_WEIGHT_FILES):
             names.append(repo.repo_id.split("/", 1)[1])
     return sorted(names)

@@ -82,7 +82,11 @@ class Undo:
 
 
 def add_model_options(
-    parser: argparse.ArgumentParser, *, model_help: str | None = None, many: bool = False
+    parser: argparse.ArgumentParser,
+    *,
+    model_help: str | None = None,
+    many: bool = False,
+    compared: bool = False,
 ) -> None:
     """--model, --weights and the preprocessing overrides.
 
@@ -90,6 +94,7 @@ def add_model_options(
         model_help: for a command where the model is optional (``doctor``): this help text, and
             no default model.
         many: ``--model`` takes one or more names, and is required (``compare``).
+        compared: ``--model`` may also be ``A,B,C`` or ``auto``, compared first (``train``).
     """
     from headstart.backbones import DEFAULT_MODEL, EMBEDDED_MODEL
 
@@ -110,7 +115,13 @@ def add_model_options(
             or f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
             f"local-dir:PATH, tv:NAME for torchvision, keras:NAME (Keras applications) or "
             f"keras:PATH.keras, or {EMBEDDED_MODEL} (shipped, offline). "
-            "See `headstart backbones`.",
+            "See `headstart backbones`."
+            + (
+                " Several, as A,B,C, or auto: compared first and the recommended one trained "
+                "(see `headstart compare`)."
+                if compared
+                else ""
+            ),
         )
     parser.add_argument(
         "--weights",

@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="RUN",
         help="continue the interrupted run in RUN with its own arguments (RUN/train_args.json)",
     )
-    add_model_options(parser)
+    add_model_options(parser, compared=True)
     add_training_options(parser)
     add_augment_options(parser)
     add_split_options(parser, seed=False)  # --seed is a training option: it seeds both

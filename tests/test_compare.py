@@ -297,3 +297,11 @@ def test_auto_leaves_out_a_backbone_that_would_take_it_past_its_time(
     slow = next(s for s in result.scores if s.model == blurry)
     assert not slow.measured and "past its 10 s" in slow.note
     assert blurry in result.table()
+
+
+def test_a_budget_nothing_fits_recommends_the_fastest_and_says_so(dataset, stubs) -> None:
+    sharp, blurry = stubs
+    noise, rate = {sharp: 0.2, blurry: 3.0}, {sharp: 1.0, blurry: 2.0}
+    result, _ = _compare(dataset, [sharp, blurry], noise, rate, budget=1)
+    assert result.recommended == blurry
+    assert "none extracts the whole dataset within 1 s" in result.reason

@@ -42,7 +42,16 @@ from headstart.evaluation.calibration import CALIBRATIONS
 from headstart.features.cache import decoded_in, default_cache_dir
 from headstart.features.extract import extract_cached
 from headstart.fit_warnings import warn_on_leakage, warn_on_pretrained_view, warn_on_small_classes
-from headstart.fitted import FittedModel, LearnedAttributes, finish_fit, fitted_names, head_proba
+from headstart.fitted import (
+    FittedModel,
+    LearnedAttributes,
+    SplitScores,
+    finish_fit,
+    fitted_names,
+    head_logits,
+    head_proba,
+)
+from headstart.heads.typicality import DEFAULT_SCORE, DEFAULT_THRESHOLD, check_unknown_options
 from headstart.params import Parameters
 from headstart.predictions import Prediction, SplitPrediction
 from headstart.saving import load_run, run_config, save_run
@@ -128,6 +137,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
             ``"balanced"`` (``n / (k * n_c)``, scikit-learn's), a dict of class name to weight,
             or ``"none"``. None (default): unweighted, except that ``auto`` measures
             ``"balanced"`` on imbalanced data and keeps it when held-out macro-F1 improves.
+        unknown_score: how typical of the training classes an image is
+            (:mod:`headstart.heads.typicality`): ``"mahalanobis"`` (default, measured best
+            across tasks), another of its scores, ``"auto"`` (chosen by holding out each known
+            class in turn), or ``"none"``: predictions then carry no typicality.
+        unknown_threshold: typicality below which a prediction is flagged ``unknown``: the share
+            of held-out known images that would be (default 0.05: about 95% accepted).
 
 
     Under torchrun (a ``torch.distributed`` process group initialised before ``fit``), every
@@ -143,7 +158,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
 
     # This process's training data and its held-out probabilities (never saved): see ``fit``.
     _fit_dataset: Dataset | None
-    _fit_proba: dict[str, np.ndarray]
+    _fit_proba: dict[str, SplitScores]
 
     def __init__(
         self,
@@ -187,6 +202,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
         refit: bool = True,
         calibrate: str = "temperature",
         class_weight: str | Mapping[str, float] | None = None,
+        unknown_score: str = DEFAULT_SCORE,
+        unknown_threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         self.model = model
         self.weights = weights
@@ -227,6 +244,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
         self.refit = refit
         self.calibrate = calibrate
         self.class_weight = class_weight
+        self.unknown_score = unknown_score
+        self.unknown_threshold = unknown_threshold
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Paths | Dataset, y: Sequence[str] | None = None) -> ImageClassifier:
@@ -256,6 +275,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 f"Unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}."
             )
         refuse_C_without_linear_head(self.C, self.head)  # before auto measures
+        check_unknown_options(self.unknown_score, self.unknown_threshold)
         main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
         quiet = self.quiet or not main
         if main:
@@ -317,6 +337,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
             fitted,
             resolved,
             calibration=self.calibrate,
+            unknown_score=self.unknown_score,
+            unknown_threshold=self.unknown_threshold,
             extract=partial(self._extract, fitted.backbone, desc="evaluating"),
             advice=advice,
             started=started,
@@ -445,13 +467,25 @@ class ImageClassifier(Parameters, LearnedAttributes):
         """Class probabilities: the softmax of the head's (calibrated) logits."""
         return head_proba(self.head_, features)
 
-    def _tta_proba(self, files: Sequence[Path], *, tta: str, desc: str) -> tuple[Any, np.ndarray]:
-        """(extraction of the plain view, probabilities averaged over the ``tta`` views)."""
+    def _typicality(self, features: np.ndarray) -> np.ndarray | None:
+        """Typicality of pooled features (None for a run without one)."""
+        score = self.typicality_
+        if score is None:
+            return None
+        logits = head_logits(self.head_, features) if score.needs_logits else None
+        return score.typicality(features, logits)
+
+    def _tta_proba(
+        self, files: Sequence[Path], *, tta: str, desc: str
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """(extraction of the plain view, probabilities averaged over the ``tta`` views, the
+        plain view's typicality): typicality is of the image as it is, not of its flips."""
         from headstart.tta import tta_views
 
         views = tta_views(tta, self.preprocess_)
         extracted = self._extract(self.backbone_, files, desc=desc)
         proba = self._proba(extracted.features)
+        typicality = self._typicality(extracted.features)
         for view in views[1:]:
             name = view.name if view is not None else "plain"
             other = self._extract(
@@ -461,18 +495,28 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 path = next(iter(other.failures), extracted.paths[0])
                 raise ImageDecodeError(path, other.failures.get(path, "changed while reading"))
             proba = proba + self._proba(other.features)
-        return extracted, proba / len(views)
+        return extracted, proba / len(views), typicality
 
-    def predict_files(self, paths: Paths, *, top_k: int = 5, tta: str = "none") -> list[Prediction]:
+    def predict_files(
+        self,
+        paths: Paths,
+        *,
+        top_k: int = 5,
+        tta: str = "none",
+        unknown_threshold: float | None = None,
+    ) -> list[Prediction]:
         """Predict every image among files and folders; unreadable ones get an ``error``.
 
         One result per file, in the order the paths were given (a folder's files sorted, in its
-        place), so the output lines up with the input.
+        place), so the output lines up with the input. With a typicality (runs trained with
+        it), each result says how typical of the training classes the image is and whether it
+        is ``unknown``: less typical than ``unknown_threshold`` (default: the run's).
 
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """
         self._check_fitted()
+        cut = self._unknown_threshold(unknown_threshold)
         # Results come in the order the paths were given, each folder's files sorted in its
         # place, skipped files included: one path at a time, as collect_image_paths returns the
         # skipped apart from the images. Each file is predicted once, where it first appears.
@@ -484,7 +528,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             for path in sorted(found, key=str):  # a folder's files come sorted by str
                 ordered.setdefault(path, found[path])
         files = [p for p, reason in ordered.items() if reason is None]
-        extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
+        extracted, proba, typicality = self._tta_proba(files, tta=tta, desc="predicting")
         row_of = {p: i for i, p in enumerate(extracted.paths)}
         k = max(1, min(top_k, len(self.classes_)))
         results: list[Prediction] = []
@@ -498,8 +542,46 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 row = proba[row_of[path]]
                 order = np.argsort(-row, kind="stable")[:k]
                 top = tuple((self.classes_[i], float(row[i])) for i in order)
-                results.append(Prediction(path, top[0][0], top[0][1], top))
+                typical = None if typicality is None else float(typicality[row_of[path]])
+                unknown = None if typical is None or cut is None else typical < cut
+                results.append(Prediction(path, top[0][0], top[0][1], top, typical, unknown))
         return results
+
+    def _unknown_threshold(self, given: float | None) -> float | None:
+        """The threshold predictions use: ``given`` (checked), else the run's; None without a
+        typicality."""
+        if self.typicality_ is None:
+            return None
+        if given is None:
+            return self.typicality_.threshold
+        check_unknown_options(self.typicality_.score, given)
+        return float(given)
+
+    def predict_typicality(self, paths: Paths) -> np.ndarray:
+        """How typical of the training classes each image file in ``paths`` is, in [0, 1]: the
+        share of held-out known images less typical than it (so known images spread evenly
+        over [0, 1]; below ``typicality_.threshold``: flagged unknown).
+
+        Raises:
+            NotFittedError: the classifier has no typicality (trained with ``unknown_score=
+                "none"``, or saved before headstart had it).
+            ImageDecodeError: a file could not be read; ``predict_files`` gives the others.
+        """
+        self._check_fitted()
+        if self.typicality_ is None:
+            raise NotFittedError(
+                "This classifier has no typicality score: "
+                + str(self.unknowns_.get("reason") or "it was saved before headstart had one")
+                + "; retrain it to get one."
+            )
+        files = [Path(p) for p in _as_list(paths)]
+        extracted = self._extract(self.backbone_, files, desc="predicting")
+        if extracted.failures:
+            path, reason = next(iter(extracted.failures.items()))
+            raise ImageDecodeError(path, reason)
+        typicality = self._typicality(extracted.features)
+        assert typicality is not None
+        return typicality
 
     def predict_proba(self, paths: Paths, *, tta: str = "none") -> np.ndarray:
         """Class probabilities, one row per image file in ``paths`` (columns: ``classes_``); one
@@ -513,7 +595,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         """
         self._check_fitted()
         files = [Path(p) for p in _as_list(paths)]
-        extracted, proba = self._tta_proba(files, tta=tta, desc="predicting")
+        extracted, proba, _ = self._tta_proba(files, tta=tta, desc="predicting")
         if extracted.failures:
             path, reason = next(iter(extracted.failures.items()))
             raise ImageDecodeError(path, reason)
@@ -526,16 +608,30 @@ class ImageClassifier(Parameters, LearnedAttributes):
         return [self.classes_[i] for i in proba.argmax(1)]
 
     def evaluate(
-        self, data: str | Path | Dataset, *, split: str | None = None, tta: str = "none"
+        self,
+        data: str | Path | Dataset,
+        *,
+        split: str | None = None,
+        tta: str = "none",
+        unknown: Paths | None = None,
     ) -> dict[str, Any]:
-        """Metrics on labelled data: accuracy, loss, per-class P/R/F1, confusion matrix.
+        """Metrics on labelled data: accuracy, loss, per-class P/R/F1, confusion matrix, and
+        for a run with a typicality score the share of these known images flagged unknown.
 
         The split evaluated is ``split`` if given, else test, else val, else all of ``data``;
         ``tta`` averages the probabilities of several views of each image (:mod:`headstart.tta`).
         A plain class-folder dataset that is the one the model was trained on is split again with
         the recorded seed and fractions, so its test split is the same images as at training time.
+        ``unknown``: images of none of the classes (files or folders); adds ``unknowns``, how
+        well typicality tells them from the known ones (:func:`~headstart.evaluation.openset.
+        unknown_metrics`).
         """
         self._check_fitted()
+        if unknown is not None and self.typicality_ is None:
+            raise InvalidParameterError(
+                "Evaluating on images of no class needs a run with a typicality score, and "
+                "this one has none; retrain it with this headstart."
+            )
         dataset = data if isinstance(data, Dataset) else self.evaluation_dataset(data)
         chosen = split or next(
             (s for s in ("test", "val", "train") if dataset.splits.get(s)), "train"
@@ -553,7 +649,33 @@ class ImageClassifier(Parameters, LearnedAttributes):
         metrics["paths"] = [str(s.path) for s in kept]
         metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
         metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in predicted.failures.items()]
+        if predicted.typicality is not None and self.typicality_ is not None:
+            threshold = self.typicality_.threshold
+            metrics["unknown_threshold"] = threshold
+            metrics["unknown_share"] = float(np.mean(predicted.typicality < threshold))
+            if unknown is not None:
+                metrics["unknowns"] = self._unknown_metrics(unknown, predicted.typicality)
         return metrics
+
+    def _unknown_metrics(self, unknown: Paths, known: np.ndarray) -> dict[str, Any]:
+        """Open-set measures of the images of no class in ``unknown`` against ``known``."""
+        from headstart.evaluation.openset import unknown_metrics
+
+        assert self.typicality_ is not None
+        images, skipped = collect_image_paths(_as_list(unknown))
+        if not images:
+            raise DataError(
+                f"No images found in {_as_list(unknown)}; pass images of none of the classes."
+            )
+        extracted = self._extract(self.backbone_, images, desc="scoring images of no class")
+        typicality = self._typicality(extracted.features)
+        assert typicality is not None
+        found = unknown_metrics(known, typicality, self.typicality_.threshold)
+        found["skipped"] = [
+            *({"path": str(s.path), "reason": s.reason} for s in skipped),
+            *({"path": str(p), "reason": r} for p, r in extracted.failures.items()),
+        ]
+        return found
 
     def predict_split(self, dataset: Dataset, split: str, *, tta: str = "none") -> SplitPrediction:
         """Probabilities of one split of a labelled dataset, a row per sample that could be read.
@@ -575,19 +697,21 @@ class ImageClassifier(Parameters, LearnedAttributes):
         samples = list(dataset.splits[split])
         held = self._fit_proba.get(split)
         if tta == "none" and held is not None and dataset is self._fit_dataset:
-            return SplitPrediction(samples, held, {})
-        extracted, all_proba = self._tta_proba(
+            return SplitPrediction(samples, held.proba, {}, held.typicality)
+        extracted, all_proba, all_typicality = self._tta_proba(
             [s.path for s in samples], tta=tta, desc="evaluating"
         )
         row = {p: i for i, p in enumerate(extracted.paths)}
         kept = [s for s in samples if s.path in row]
-        proba = all_proba[[row[s.path] for s in kept]].reshape(len(kept), len(self.classes_))
+        rows = [row[s.path] for s in kept]
+        proba = all_proba[rows].reshape(len(kept), len(self.classes_))
+        typicality = None if all_typicality is None else all_typicality[rows]
         failures = {
             s.path: extracted.failures.get(s.path, "could not be read")
             for s in samples
             if s.path not in row
         }
-        return SplitPrediction(kept, proba, failures)
+        return SplitPrediction(kept, proba, failures, typicality)
 
     def evaluation_dataset(self, data: str | Path, *, columns: CsvColumns | None = None) -> Dataset:
         """``data`` as ``evaluate`` and the report read it.

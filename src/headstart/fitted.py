@@ -25,8 +25,10 @@ from torch.nn import functional as F
 
 from headstart.backbones import Backbone
 from headstart.data import Dataset
+from headstart.errors import DataError
 from headstart.evaluation.metrics import classification_metrics
 from headstart.heads.modules import fold_temperature
+from headstart.heads.typicality import Typicality, fit_typicality
 from headstart.preprocess import Preprocess
 from headstart.strategies import Fitted, ResolvedSettings, TrainSettings, xy
 from headstart.strategies.auto import Advice
@@ -35,10 +37,14 @@ __all__ = [
     "FittedModel",
     "LearnedAttributes",
     "calibrate",
+    "SplitScores",
     "finish_fit",
+    "fit_unknowns",
     "fitted_metrics",
     "fitted_names",
+    "head_logits",
     "head_proba",
+    "split_features",
 ]
 
 
@@ -67,6 +73,11 @@ class FittedModel:
         advice: What ``auto`` measured and chose (None when the user named the strategy).
         not_used: Options the user gave that the strategy ``auto`` chose does not use, and why
             (empty when every option given was used).
+        typicality: How typical of the training classes an image's features are, fitted on
+            train + val (:mod:`headstart.heads.typicality`); None when it was turned off or could
+            not be fitted (why: ``unknowns``), and for runs saved before it existed.
+        unknowns: What was done about images of none of the classes: the score, the threshold,
+            or why there is none.
     """
 
     backbone: Backbone
@@ -91,6 +102,8 @@ class FittedModel:
     dataset: dict[str, Any] = field(default_factory=dict)
     advice: Advice | None = None
     not_used: dict[str, Any] = field(default_factory=dict)
+    typicality: Typicality | None = None
+    unknowns: dict[str, Any] = field(default_factory=dict)
 
 
 class LearnedAttributes:
@@ -119,6 +132,8 @@ class LearnedAttributes:
     dataset_: dict[str, Any]
     advice_: Advice | None
     not_used_: dict[str, Any]
+    typicality_: Typicality | None
+    unknowns_: dict[str, Any]
 
 
 def fitted_names() -> tuple[str, ...]:
@@ -131,26 +146,41 @@ def finish_fit(
     resolved: ResolvedSettings,
     *,
     calibration: str,
+    unknown_score: str,
+    unknown_threshold: float,
     extract: Callable[[Sequence[Path]], Any],
     advice: Advice | None,
     started: float,
-) -> tuple[FittedModel, Dataset, dict[str, np.ndarray]]:
-    """A strategy's result made the fitted state: calibrated, then measured on held-out splits.
+) -> tuple[FittedModel, Dataset, dict[str, SplitScores]]:
+    """A strategy's result made the fitted state: calibrated, its typicality fitted, then
+    measured on held-out splits.
 
     Args:
         fitted: What the strategy returned.
         resolved: The settings it trained with, and the options given that they left unused.
         calibration: ``"temperature"`` or ``"none"`` (:func:`calibrate`).
+        unknown_score, unknown_threshold: The typicality score (``"none"``: no typicality) and
+            the typicality below which an image is flagged unknown (:func:`fit_unknowns`).
         extract: Plain features of ``fitted.backbone`` for splits it has none of.
         advice: What ``auto`` measured and chose, if it chose.
         started: ``time.monotonic()`` when the fit started.
 
     Returns:
         The record, the dataset as trained on (unreadable images skipped), and each held-out
-        split's probabilities (:func:`fitted_metrics`).
+        split's probabilities and typicality (:func:`fitted_metrics`).
     """
     record, temperature = calibrate(fitted.head, fitted, calibration)
-    dataset, metrics, proba = fitted_metrics(fitted, extract)
+    wanted = ("train", "val", "test") if unknown_score != "none" else ("val", "test")
+    dataset, split_xy = split_features(fitted, extract, wanted)
+    typicality, unknowns = fit_unknowns(
+        fitted,
+        split_xy,
+        score=unknown_score,
+        threshold=unknown_threshold,
+        temperature=temperature,
+        seed=resolved.settings.seed,
+    )
+    metrics, proba = fitted_metrics(fitted, dataset, split_xy, typicality)
     not_used = {"options": resolved.not_used, "reason": resolved.note} if resolved.not_used else {}
     state = FittedModel(
         backbone=fitted.backbone,
@@ -175,6 +205,8 @@ def finish_fit(
         dataset=dataset.summary(),
         advice=advice,
         not_used=not_used,
+        typicality=typicality,
+        unknowns=unknowns,
     )
     return state, dataset, proba
 
@@ -230,29 +262,19 @@ def calibrate(head: nn.Module, fitted: Fitted, method: str) -> tuple[dict[str, A
     return record, fit.temperature
 
 
-def fitted_metrics(
-    fitted: Fitted, extract: Callable[[Sequence[Path]], Any]
-) -> tuple[Dataset, dict[str, Any], dict[str, np.ndarray]]:
-    """Validation and test metrics, from the features the strategy has, else extracted, and
-    the probabilities they came from (each split's, when it has a row per sample).
+def split_features(
+    fitted: Fitted, extract: Callable[[Sequence[Path]], Any], names: Sequence[str]
+) -> tuple[Dataset, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Features and labels of the named splits for ``fitted.backbone``: the strategy's where it
+    has them (still valid for the backbone it returned), the others extracted in one pass.
 
-    A model refitted on train + val gets no "val" metrics: those images trained it. The
-    held-out figures of its selection step are in ``selection``, named as what they are.
-
-    Args:
-        fitted: The strategy's result, calibrated (:func:`calibrate`).
-        extract: ``extract(paths)``: plain features of ``fitted.backbone`` for the splits the
-            strategy has none of.
+    Returns:
+        The dataset (less any image that could not be read now) and ``split -> (x, y)`` for
+        each named split that has images.
     """
     dataset = fitted.dataset
-    classes = list(dataset.classes)
-    skip = {"train", "val"} if fitted.trained_on_val else {"train"}
-    split_xy = {k: v for k, v in fitted.features.items() if k not in skip}
-    missing = [
-        name
-        for name, samples in dataset.splits.items()
-        if name not in skip and samples and name not in split_xy
-    ]
+    split_xy = {k: v for k, v in fitted.features.items() if k in names}
+    missing = [name for name in names if dataset.splits.get(name) and name not in split_xy]
     if missing:
         extracted = extract([s.path for name in missing for s in dataset.splits[name]])
         if extracted.failures:
@@ -260,21 +282,101 @@ def fitted_metrics(
         by_path = dict(zip(extracted.paths, extracted.features, strict=True))
         for name in missing:
             split_xy[name] = xy(dataset.splits.get(name, []), by_path, fitted.backbone.num_features)
+    return dataset, split_xy
+
+
+def fit_unknowns(
+    fitted: Fitted,
+    split_xy: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    score: str,
+    threshold: float,
+    temperature: float,
+    seed: int,
+) -> tuple[Typicality | None, dict[str, Any]]:
+    """The run's typicality, fitted on the final model's train + val features (never test), and
+    the record of what was done.
+
+    Validation images join the fit and the out-of-fold scale whether or not the head was refitted
+    on them: they are labelled known images like the training ones, and the scale needs held-out
+    known images, which the folds provide. A logit score's scale comes from the selection step's
+    held-out logits, divided by the temperature folded into the head (the head predicts with it).
+    """
+    if score == "none":
+        return None, {"score": "none", "reason": "turned off (--unknown-score none)"}
+    train_x, train_y = split_xy.get("train", (None, None))
+    val_x, val_y = split_xy.get("val", (None, None))
+    if train_x is None or train_y is None:
+        return None, {"score": "none", "reason": "no training features"}
+    logits = fitted.heldout_logits
+    try:
+        typicality = fit_typicality(
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            score=score,  # type: ignore[arg-type]  # checked by the estimator
+            heldout_logits=None if logits is None else logits / temperature,
+            threshold=threshold,
+            seed=seed,
+        )
+    except DataError as exc:
+        return None, {"score": "none", "reason": str(exc)}
+    return typicality, {
+        "score": typicality.score,
+        "threshold": typicality.threshold,
+        "folds": typicality.folds,
+        "heldout_images": int(len(typicality.knowns)),
+        "measured": dict(typicality.measured),
+    }
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """A held-out split's probabilities, and its typicality when the run has one."""
+
+    proba: np.ndarray
+    typicality: np.ndarray | None = None
+
+
+def fitted_metrics(
+    fitted: Fitted,
+    dataset: Dataset,
+    split_xy: dict[str, tuple[np.ndarray, np.ndarray]],
+    typicality: Typicality | None,
+) -> tuple[dict[str, Any], dict[str, SplitScores]]:
+    """Validation and test metrics, and the scores they came from (each split's, when it has a
+    row per sample); with a typicality, the share of each split's images flagged unknown.
+
+    A model refitted on train + val gets no "val" metrics: those images trained it. The
+    held-out figures of its selection step are in ``selection``, named as what they are.
+    """
+    classes = list(dataset.classes)
+    skip = {"train", "val"} if fitted.trained_on_val else {"train"}
     metrics: dict[str, Any] = {}
-    probabilities: dict[str, np.ndarray] = {}
+    scores: dict[str, SplitScores] = {}
     for name, (x, y) in split_xy.items():
-        if not len(y):
+        if name in skip or not len(y):
             continue
-        proba = head_proba(fitted.head, x)
+        logits = head_logits(fitted.head, x)
+        proba = F.softmax(torch.from_numpy(logits), dim=1).numpy()
         metrics[name] = classification_metrics(y, proba, classes)
+        typical = None
+        if typicality is not None:
+            typical = typicality.typicality(x, logits)
+            metrics[name]["unknown_share"] = float(np.mean(typical < typicality.threshold))
         if np.array_equal(y, [s.label for s in dataset.splits.get(name, [])]):
-            probabilities[name] = proba  # a row per sample of the split, in its order
-    return dataset, metrics, probabilities
+            scores[name] = SplitScores(proba, typical)  # a row per sample, in the split's order
+    return metrics, scores
+
+
+def head_logits(head: nn.Module, features: np.ndarray) -> np.ndarray:
+    """The head's (calibrated) logits of pooled features."""
+    head.eval()
+    with torch.no_grad():
+        return head(torch.from_numpy(np.ascontiguousarray(features, np.float32))).numpy()
 
 
 def head_proba(head: nn.Module, features: np.ndarray) -> np.ndarray:
     """Class probabilities: the softmax of the head's (calibrated) logits."""
-    head.eval()
-    with torch.no_grad():
-        logits = head(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
-        return F.softmax(logits, dim=1).numpy()
+    return F.softmax(torch.from_numpy(head_logits(head, features)), dim=1).numpy()

@@ -43,6 +43,9 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+TYPICALITY_NAME = "typicality.safetensors"
+"""The typicality score's tensors, apart from the model's: plain timm loads model.safetensors
+strictly, so keys it does not know would stop it."""
 FORMAT_VERSION = 1
 
 
@@ -248,11 +251,19 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
             f"{config_path} has format_version {version!r}; this headstart reads "
             f"{FORMAT_VERSION}. Upgrade headstart or retrain."
         )
+    return config, read_tensors(weights_path)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, on the CPU (data only: nothing is unpickled).
+
+    Raises:
+        RunFolderError: the file is missing or not safetensors.
+    """
     try:
-        tensors = load_file(str(weights_path), device="cpu")
+        return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise RunFolderError(f"Cannot read {weights_path} as safetensors: {exc}.") from exc
-    return config, tensors
+        raise RunFolderError(f"Cannot read {path} as safetensors: {exc}.") from exc
 
 
 def plain_timm(hs: Mapping[str, Any]) -> tuple[str | None, str]:

@@ -25,14 +25,17 @@ from headstart.backbones import rebuild_backbone
 from headstart.errors import HeadstartError, RunFolderError
 from headstart.fitted import FittedModel
 from headstart.heads.modules import head_config, head_from_config
+from headstart.heads.typicality import Typicality
 from headstart.preprocess import Preprocess
 from headstart.runs import (
     CONFIG_NAME,
     FORMAT_VERSION,
+    TYPICALITY_NAME,
     WEIGHTS_NAME,
     plain_timm,
     read_history_csv,
     read_run,
+    read_tensors,
     write_history_csv,
     write_json,
     write_skipped_csv,
@@ -72,6 +75,7 @@ def run_config(model: FittedModel) -> dict[str, Any]:
             "not_used": model.not_used,
         },
         "calibration": model.calibration,
+        "unknowns": _unknowns_config(model),
         "data": model.dataset,
         "metrics": model.metrics,
         "versions": _versions(),
@@ -103,6 +107,9 @@ def save_run(model: FittedModel, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config = run_config(model)
     write_weights(folder / WEIGHTS_NAME, _state_tensors(model, config), {"format": "pt"})
+    if model.typicality is not None:
+        tensors, _ = model.typicality.to_state()
+        write_weights(folder / TYPICALITY_NAME, tensors, {"format": "pt"})
     write_history_csv(folder / HISTORY_NAME, model.history)
     if model.history:
         plot_curves(model.history, model.best_epoch, folder / "curves.png")
@@ -152,6 +159,7 @@ def load_run(folder: str | Path) -> FittedModel:
     for param in backbone.module.parameters():
         param.requires_grad_(False)
     calibration = hs.get("calibration") or {}
+    unknowns = dict(hs.get("unknowns") or {})
     return FittedModel(
         backbone=backbone,
         head=head,
@@ -173,7 +181,28 @@ def load_run(folder: str | Path) -> FittedModel:
         dataset=hs.get("data", {}),
         advice=advice,
         not_used=dict(training.get("not_used") or {}),
+        typicality=_load_typicality(Path(folder), unknowns),
+        unknowns=unknowns,
     )
+
+
+def _unknowns_config(model: FittedModel) -> dict[str, Any]:
+    """What config.json says about unknowns: the record, and where the score's state is."""
+    if model.typicality is None:
+        return dict(model.unknowns)
+    _, state = model.typicality.to_state()
+    return {**model.unknowns, **state, "file": TYPICALITY_NAME}
+
+
+def _load_typicality(folder: Path, unknowns: Mapping[str, Any]) -> Typicality | None:
+    """The run's typicality score; None for a run without one (saved before headstart had it,
+    or trained with it off)."""
+    if not unknowns.get("file"):
+        return None
+    try:
+        return Typicality.from_state(read_tensors(folder / TYPICALITY_NAME), unknowns)
+    except (KeyError, TypeError, ValueError, HeadstartError) as exc:
+        raise _run_error(folder, f"bad typicality state ({exc})") from exc
 
 
 def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -283,6 +283,19 @@ def add_tta_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_unknown_threshold_option(parser: argparse.ArgumentParser, *, at: str) -> None:
+    """--unknown-threshold, for train (the run's) and the commands that predict (an override)."""
+    parser.add_argument(
+        "--unknown-threshold",
+        type=float,
+        metavar="T",
+        default=0.05 if at == "train" else None,
+        help="flag an image unknown (of none of the classes) when its typicality is below T: "
+        "the share of held-out known images that are flagged (default "
+        + ("0.05: about 95%% of known images accepted)" if at == "train" else "the run's)"),
+    )
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -341,6 +354,24 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="fit a temperature on held-out logits so probabilities match accuracy (default), "
         "or keep the raw softmax (none)",
     )
+    parser.add_argument(
+        "--unknown-score",
+        choices=(
+            "mahalanobis",
+            "relative_mahalanobis",
+            "knn",
+            "max_softmax",
+            "max_logit",
+            "energy",
+            "auto",
+            "none",
+        ),
+        default="mahalanobis",
+        help="how typicality (whether an image is of any class at all) is scored on the "
+        "features: mahalanobis (default, measured best across tasks), another score, auto "
+        "(measured on your data by holding out each class in turn) or none",
+    )
+    add_unknown_threshold_option(parser, at="train")
     group = parser.add_argument_group(
         "training (unset values take the strategy's defaults, recorded in the run)"
     )

@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("data", help="labelled image folder or CSV")
     parser.add_argument("--split", choices=("train", "val", "test"), help="split to evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--unknown",
+        metavar="DIR",
+        nargs="+",
+        help="images of none of the classes (folders or files): adds how well the run tells "
+        "them from the known images (AUROC, false-accept rates)",
+    )
     add_tta_option(parser)
     add_csv_options(parser)
     add_run_options(parser)
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     clf = load_run(args, quiet=args.quiet or args.json, others=[args.data])
     columns = csv_columns(args)
     data = clf.evaluation_dataset(args.data, columns=columns) if columns else args.data
-    metrics = clf.evaluate(data, split=args.split, tta=args.tta)
+    metrics = clf.evaluate(data, split=args.split, tta=args.tta, unknown=args.unknown)
     if args.json:
         print_json({k: v for k, v in metrics.items() if k not in ("paths", "predicted")})
     else:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from headstart.cli._common import add_run_options, add_tta_option, load_run, print_json
+from headstart.cli._common import (
+    add_run_options,
+    add_tta_option,
+    add_unknown_threshold_option,
+    load_run,
+    print_json,
+)
+
+if TYPE_CHECKING:  # the CLI's help must not import torch
+    from headstart.predictions import Prediction
 
 __all__ = ["register", "run"]
 
@@ -22,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--top-k", type=int, default=1, help="how many classes to list")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     add_tta_option(parser)
+    add_unknown_threshold_option(parser, at="predict")
+    parser.add_argument(
+        "--reject",
+        action="store_true",
+        help="print 'unknown' as the label of images flagged unknown (of none of the classes)",
+    )
     add_run_options(parser)
     parser.set_defaults(func=run)
 
@@ -32,21 +48,46 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InvalidParameterError(f"--top-k must be at least 1, got {args.top_k}.")
     clf = load_run(args, quiet=args.quiet or args.json, others=args.paths)
-    predictions = clf.predict_files(args.paths, top_k=args.top_k, tta=args.tta)
+    if clf.typicality_ is None and (args.reject or args.unknown_threshold is not None):
+        given = "--reject" if args.reject else "--unknown-threshold"
+        why = clf.unknowns_.get("reason") or "it was saved before headstart had one"
+        raise InvalidParameterError(
+            f"{given} needs a run with a typicality score, and {args.run} has none ({why}); "
+            "retrain it with this headstart."
+        )
+    predictions = clf.predict_files(
+        args.paths, top_k=args.top_k, tta=args.tta, unknown_threshold=args.unknown_threshold
+    )
     if not predictions:  # only empty folders: most likely the wrong ones
         given = ", ".join(repr(p) for p in args.paths)
         raise HeadstartError(
             f"No files found in {given}; pass image files or folders that hold them."
         )
     if args.json:
-        print_json([p.to_dict() for p in predictions])
+        print_json([_as_json(p, args.reject) for p in predictions])
     else:
         for p in predictions:
-            if p.error is not None:
-                print(f"{p.path}\terror: {p.error}")
-            elif args.top_k > 1:
-                tops = ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)
-                print(f"{p.path}\t{tops}")
-            else:
-                print(f"{p.path}\t{p.label}\t{p.probability:.3f}")
+            print(_as_line(p, args.top_k, args.reject))
     return 1 if any(p.error is not None for p in predictions) else 0
+
+
+def _as_json(p: Prediction, reject: bool) -> dict[str, object]:
+    out = p.to_dict()
+    if reject and p.unknown:
+        out["label"] = "unknown"
+    return out
+
+
+def _as_line(p: Prediction, top_k: int, reject: bool) -> str:
+    """One tab-separated line: the path, the class (or classes) and, for a run with a
+    typicality score, how typical the image is, marked UNKNOWN below the threshold."""
+    if p.error is not None:
+        return f"{p.path}\terror: {p.error}"
+    if top_k > 1:
+        line = f"{p.path}\t" + ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)
+    else:
+        label = "unknown" if reject and p.unknown else p.label
+        line = f"{p.path}\t{label}\t{p.probability:.3f}"
+    if p.typicality is not None:
+        line += f"\ttypicality {p.typicality:.3f}" + ("\tUNKNOWN" if p.unknown else "")
+    return line

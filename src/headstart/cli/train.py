@@ -42,7 +42,7 @@ CHECKPOINT_FOLDER = "checkpoint"
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
 _NOT_STORED = ("func", "resume", "overwrite")
 # The files a run's save writes only sometimes: a replaced run's own would outlive it.
-_SOMETIMES_WRITTEN = ("curves.png", "metrics.json")
+_SOMETIMES_WRITTEN = ("curves.png", "metrics.json", "typicality.safetensors")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -284,6 +284,8 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         refit=getattr(args, "refit", "trainval") != "none",
         calibrate=getattr(args, "calibrate", "temperature"),
         class_weight=getattr(args, "class_weight", None),
+        unknown_score=getattr(args, "unknown_score", "mahalanobis"),
+        unknown_threshold=getattr(args, "unknown_threshold", 0.05),
     )
 
 

@@ -115,11 +115,14 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         return "no images evaluated"
     classes = metrics["classes"]
     width = max(8, *(len(c) for c in classes))
+    from headstart.evaluation.openset import format_unknown_metrics
+
     lines = [
         f"accuracy {metrics['accuracy']:.4f}   loss {metrics['loss']:.4f}   "
         + (f"ece {metrics['ece']:.4f}   " if metrics.get("ece") is not None else "")
         + f"n {metrics['n']}",
         *_balanced_line(metrics),
+        *format_unknown_metrics(metrics),
         "",
         f"{'class':<{width}}  precision  recall     f1  support",
     ]

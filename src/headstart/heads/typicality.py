@@ -74,6 +74,7 @@ __all__ = [
     "SCORES",
     "ScoreName",
     "Typicality",
+    "check_unknown_options",
     "choose_score",
     "fit_typicality",
     "logit_score",
@@ -102,6 +103,26 @@ the final fit on all of them (5 and 20 folds accepted the same shares of known t
 their noise, in ``benchmarks/openset.py``)."""
 _FORMAT = 1
 _PREFIX = "typicality."
+
+
+def check_unknown_options(score: str, threshold: float) -> None:
+    """Refuse a score name or threshold that :func:`fit_typicality` could not use, before any
+    training: ``score`` one of :data:`SCORES`, ``"auto"`` or ``"none"``; ``threshold`` in [0, 1].
+    """
+    names = (*SCORES, "auto", "none")
+    if score not in names:
+        raise InvalidParameterError(
+            f"Unknown typicality score {score!r}; choose one of {', '.join(names)}."
+        )
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0.0 <= threshold <= 1.0
+    ):
+        raise InvalidParameterError(
+            f"The unknown threshold must be a number within [0, 1], got {threshold!r} "
+            "(0.05: about 95% of known images accepted)."
+        )
 
 
 def logit_score(name: str, logits: np.ndarray) -> np.ndarray:

@@ -35,7 +35,6 @@ __all__ = [
     "Job",
     "SplitFeatures",
     "extract_splits",
-    "plain_features",
     "trained_backbone",
     "xy",
 ]
@@ -143,7 +142,7 @@ class Fitted:
         best_epoch: The epoch whose weights were kept (an index into ``history``, 1-based).
         monitor: "val_loss", or "loss" without validation data.
         dataset: The dataset with unreadable images moved to ``skipped``.
-        features: Plain features by split (val, test) still valid for ``backbone``.
+        features: Plain features by split (train, val, test) still valid for ``backbone``.
         extraction: Images whose features were computed and read from the cache.
         interrupted: Ctrl-C ended training; the best weights so far were kept.
         cost: The estimate printed before training (CPU only), if any.
@@ -239,7 +238,3 @@ def trained_backbone(backbone: Backbone) -> Backbone:
         "trained_from": backbone.spec.get("trained_from") or backbone.weights_id,
     }
     return replace(backbone, spec=spec)
-
-
-def plain_features(split_xy: SplitFeatures) -> SplitFeatures:
-    return {name: value for name, value in split_xy.items() if name != "train"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from headstart import distributed
 from headstart.heads.training import finalize_head
-from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
+from headstart.strategies._common import Fitted, Job, extract_splits
 from headstart.strategies._end_to_end import loss_weights, run_network, train_images
 from headstart.strategies._head_start import best_features_head
 from headstart.strategies._loop import LoopStart, clone_state, features_validator
@@ -69,7 +69,7 @@ def fit(job: Job) -> Fitted:
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
         dataset=dataset,
-        features=plain_features(split_xy),
+        features=split_xy,
         extraction=extraction,
         interrupted=outcome.interrupted,
         cost=cost,

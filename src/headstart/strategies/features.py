@@ -21,7 +21,7 @@ from headstart import distributed
 from headstart.augment import AugmentedView
 from headstart.heads import HeadTrainingConfig, fit_head
 from headstart.heads.weights import weight_vector
-from headstart.strategies._common import Fitted, Job, extract_splits, plain_features
+from headstart.strategies._common import Fitted, Job, extract_splits
 from headstart.strategies._network import select_layer
 
 __all__ = ["fit"]
@@ -82,7 +82,7 @@ def fit(job: Job) -> Fitted:
         best_epoch=trained.best_epoch,
         monitor=trained.monitor,
         dataset=dataset,
-        features=plain_features(split_xy),
+        features=split_xy,
         extraction=extraction,
         interrupted=trained.interrupted,
         epoch_seconds=trained.epoch_seconds,

@@ -28,7 +28,6 @@ from headstart.strategies._common import (
     Fitted,
     Job,
     extract_splits,
-    plain_features,
     trained_backbone,
 )
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
@@ -94,7 +93,7 @@ def fit(job: Job) -> Fitted:
             best_epoch=phase1.best_epoch or 1,
             monitor=phase1.monitor,
             dataset=dataset,
-            features=plain_features(split_xy),
+            features=split_xy,
             extraction=extraction,
             interrupted=True,
         )
@@ -139,7 +138,7 @@ def fit(job: Job) -> Fitted:
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
         dataset=dataset,
-        features={} if changed else plain_features(split_xy),
+        features={} if changed else split_xy,
         extraction=extraction,
         interrupted=outcome.interrupted,
         cost=cost,

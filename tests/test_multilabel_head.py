@@ -72,3 +72,49 @@ def test_best_threshold_never_splits_equal_probabilities() -> None:
     proba = np.array([0.7, 0.7, 0.7, 0.1])
     truth = np.array([1, 0, 0, 0])
     assert best_threshold(proba, truth) == pytest.approx(0.4)
+
+
+def test_multilabel_metrics_match_scikit_learn() -> None:
+    from sklearn.metrics import average_precision_score, f1_score, hamming_loss
+
+    from headstart.evaluation.multilabel import multilabel_metrics
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((60, 4)) < [0.5, 0.2, 0.1, 0.7]).astype(np.int64)
+    proba = np.round(np.clip(y * 0.4 + rng.random((60, 4)) * 0.6, 0, 1), 1)  # with ties
+    thresholds = [0.5, 0.4, 0.6, 0.5]
+    got = multilabel_metrics(y, proba, thresholds, ["a", "b", "c", "d"])
+    predicted = proba >= thresholds
+    assert got["mAP"] == pytest.approx(average_precision_score(y, proba, average="macro"))
+    assert got["f1_micro"] == pytest.approx(f1_score(y, predicted, average="micro"))
+    assert got["f1_macro"] == pytest.approx(f1_score(y, predicted, average="macro"))
+    assert got["hamming_loss"] == pytest.approx(hamming_loss(y, predicted))
+    assert got["subset_accuracy"] == pytest.approx((predicted == y).all(1).mean())
+    assert got["per_label"]["c"]["ap"] == pytest.approx(
+        average_precision_score(y[:, 2], proba[:, 2])
+    )
+
+
+def test_turning_calibration_off_keeps_every_label_set_and_changes_the_probabilities() -> None:
+    import torch
+
+    from headstart.label_sets import calibrate_labels, label_proba, label_sets
+
+    def head() -> torch.nn.Linear:
+        linear = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor([[3.0, -1.0], [0.5, 2.0]]))
+            linear.bias.copy_(torch.tensor([0.2, -0.4]))
+        return linear
+
+    selection = {"temperatures": [2.0, 1.0], "thresholds": [0.7, 0.4]}
+    x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    calibrated = head()
+    record, on = calibrate_labels(calibrated, selection, "temperature")
+    raw = head()
+    off_record, off = calibrate_labels(raw, selection, "none")
+    assert record["temperatures"] == [2.0, 1.0] and off_record["method"] == "none"
+    names = ["a", "b"]
+    p_on, p_off = label_proba(calibrated, x), label_proba(raw, x)
+    assert not np.allclose(p_on[:, 0], p_off[:, 0])
+    assert label_sets(p_on, on, names) == label_sets(p_off, off, names)

@@ -222,6 +222,7 @@ class _ExportGraph(nn.Module):
         preprocess = clf.preprocess_
         self.backbone = clf.backbone_.module
         self.head = clf.head_
+        self.multi_label = clf.thresholds_ is not None  # a sigmoid a label, not a softmax
         self.uint8 = uint8
         self.bgr = preprocess.channel_order == "BGR"
         divisor = 1.0 / preprocess.scale
@@ -243,6 +244,8 @@ class _ExportGraph(nn.Module):
             x = x / self.divisor if self.divide else x * self.scale
             x = (x - self.mean) / self.std
         logits = self.head(self.backbone(x))
+        if self.multi_label:
+            return torch.sigmoid(logits)  # calibrated: each label's temperature is in the head
         return torch.softmax(logits, dim=1)  # calibrated: the temperature is in the head
 
 
@@ -445,6 +448,26 @@ def _sidecar(
         },
         "calibration": {"temperature": temperature},
         "parity": parity,
+        **(_multi_label_sidecar(clf) if clf.thresholds_ is not None else {}),
+    }
+
+
+def _multi_label_sidecar(clf: ImageClassifier) -> dict[str, Any]:
+    """What differs for a multi-label run: a sigmoid a label, and each label's threshold."""
+    return {
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "shape": ["N", len(clf.classes_)],
+            "description": "sigmoid of each label's calibrated logit (each label's temperature "
+            "is folded into the head), columns in the order of `classes`: the probability that "
+            "the label is on the image, independently of the others",
+        },
+        "multi_label": {
+            "thresholds": list(clf.thresholds_ or []),
+            "description": "an image has every label whose probability is at or above that "
+            "label's threshold (possibly none)",
+        },
     }
 
 

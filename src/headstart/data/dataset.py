@@ -182,7 +182,12 @@ class Dataset:
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
             # Only when named: the summaries (and run folders) of other datasets stay as they were.
             **({} if self.columns is None else {"columns": dict(self.columns)}),
-            **({"multi_label": True} if self.multi_label else {}),
+            # Counts are positives per label there; the images are counted apart.
+            **(
+                {"multi_label": True, "images": {s: len(v) for s, v in self.splits.items()}}
+                if self.multi_label
+                else {}
+            ),
         }
 
 

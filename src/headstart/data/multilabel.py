@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from headstart.data.dataset import SPLIT_NAMES, Dataset, Layout, Sample, Skipped, _describe_skips
 from headstart.data.iterative_split import iterative_split
 from headstart.errors import DataError
@@ -33,6 +35,7 @@ __all__ = [
     "from_labelled_files",
     "has_several_labels",
     "label_facts",
+    "label_matrix",
     "parse_labels",
 ]
 
@@ -292,3 +295,11 @@ def label_facts(dataset: Dataset) -> dict[str, Any]:
         "few_to_validate": few,
         "always_together": together,
     }
+
+
+def label_matrix(samples: Sequence[Sample], num_labels: int) -> np.ndarray:
+    """The 0/1 targets of multi-label samples: a row per sample, a column per label."""
+    out = np.zeros((len(samples), num_labels), np.int64)
+    for row, sample in enumerate(samples):
+        out[row, list(sample.labels or ())] = 1
+    return out

@@ -50,6 +50,8 @@ __all__ = [
     "THRESHOLD_METRICS",
     "MultiLabelFit",
     "best_threshold",
+    "describe_multilabel",
+    "fold_label_temperatures",
     "fit_multilabel",
     "sigmoid",
 ]
@@ -125,6 +127,15 @@ class MultiLabelFit:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Per label, the calibrated probability that it is on the image."""
         return sigmoid(self.logits(features))
+
+
+def fold_label_temperatures(head: nn.Linear, temperatures: Sequence[float]) -> None:
+    """Divide each label's row of ``head`` by its temperature, in place: its logits become the
+    calibrated ones, so whatever runs it (predict, an export) needs no temperatures."""
+    scale = 1.0 / torch.tensor(list(temperatures), dtype=torch.float32)
+    with torch.no_grad():
+        head.weight.mul_(scale[:, None])
+        head.bias.mul_(scale)
 
 
 def fit_multilabel(
@@ -215,6 +226,8 @@ def fit_multilabel(
     selection = {
         "solver": "lbfgs",
         "kind": "multi-label",
+        "thresholds": thresholds.tolist(),
+        "temperatures": temperatures.tolist(),
         "threshold_metric": threshold,
         "calibration": calibrate,
         "labels": labels,
@@ -229,6 +242,24 @@ def fit_multilabel(
         heldout_logits=heldout_logits,
         heldout_y=heldout_y,
     )
+
+
+def describe_multilabel(selection: dict[str, Any]) -> str:
+    """One line: the strengths and thresholds chosen a label, and the held-out loss."""
+    labels = selection.get("labels") or []
+    strengths = [r["C"] for r in labels if r.get("C") is not None]
+    thresholds = [r["threshold"] for r in labels if r.get("threshold") is not None]
+    protocols = sorted({str(r.get("protocol")) for r in labels})
+    text = f"one logistic regression a label ({len(labels)})"
+    if strengths:
+        text += f", C from {min(strengths):.3g} to {max(strengths):.3g}"
+    if thresholds:
+        text += f", thresholds from {min(thresholds):.2f} to {max(thresholds):.2f}"
+    text += f", chosen by {' / '.join(protocols)}"
+    loss = selection.get("val_loss")
+    if loss is not None:
+        text += f" (held-out log-loss {loss:.4f}, mean over labels)"
+    return text
 
 
 def _mean_loss(

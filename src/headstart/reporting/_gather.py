@@ -23,6 +23,7 @@ from headstart.runs import read_history_csv
 if TYPE_CHECKING:
     from headstart.data import CsvColumns
     from headstart.estimator import ImageClassifier
+    from headstart.reporting._label_sets import LabelSetResults
 
 __all__ = [
     "CAM_SIDE",
@@ -103,11 +104,18 @@ class Evaluation:
     skipped: list[dict[str, str]] = field(default_factory=list)
     # path -> (map of the wrong answer, map of the true class, layer), for the top mistakes
     explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
+    # A multi-label run's images and curves (:mod:`headstart.reporting._label_sets`).
+    label_sets: LabelSetResults | None = None
 
 
 def evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None) -> Evaluation:
     """The split ``headstart evaluate`` would pick (test, else val, else all), item by item."""
     from headstart.evaluation.metrics import classification_metrics
+
+    if clf.thresholds_ is not None:
+        from headstart.reporting._label_sets import evaluate_label_sets
+
+        return evaluate_label_sets(clf, data, columns)
 
     dataset = clf.evaluation_dataset(data, columns=columns)
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")

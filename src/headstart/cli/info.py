@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from headstart.preprocess import Preprocess
     from headstart.reporting.summary import (
         describe_strategy,
+        describe_unknowns,
         format_settings,
         solved_by_lbfgs,
     )
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if calibration.get("test"):
             print(f"            {calibration['test']}")
+    print(f"unknowns:   {describe_unknowns(hs)}")
     counts = data.get("counts", {})
     images = data.get("images") or {s: sum(c.values()) for s, c in counts.items()}
     for split, n in images.items():  # "images": multi-label data, whose counts are positives

@@ -229,3 +229,22 @@ def test_train_cli_with_multi_label_flag_trains_a_multi_label_run(
     assert "test mAP" in capsys.readouterr().out
     config = json.loads((tmp_path / "run" / "config.json").read_text())["headstart"]
     assert config["data"]["multi_label"] is True and len(config["multi_label"]["thresholds"]) == 2
+
+
+def test_features_strategy_with_augmented_views_trains_on_multi_label_data(tmp_path: Path) -> None:
+    data = write_patch_csv(tmp_path, n=24)
+    clf = _clf(tmp_path, strategy="features", aug_views=1, augment="light").fit(data)
+    assert clf.selection_ is not None
+    assert clf.selection_["fit_images"]["train"] > 0
+    assert clf.details_["aug_views"] == 1
+    assert clf.thresholds_ is not None
+
+
+def test_calibrate_none_on_multi_label_data_records_it_and_predicts_the_same_labels(
+    fitted, tmp_path: Path
+) -> None:
+    clf, _, data = fitted
+    raw = _clf(tmp_path, strategy="features", calibrate="none").fit(data)
+    assert raw.calibration_ is not None and raw.calibration_["method"] == "none"
+    paths = sorted((data.parent / "images").iterdir())
+    assert raw.predict(paths) == clf.predict(paths)

@@ -662,11 +662,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
             )
         predicted = self.predict_split(dataset, chosen, tta=tta)
         kept, proba = predicted.samples, predicted.proba
+        shown = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
         if self.thresholds_ is not None:
-            return evaluate_label_sets(predicted, self.thresholds_, self.classes_, chosen, tta)
+            return evaluate_label_sets(predicted, self.thresholds_, self.classes_, shown, tta)
         y = np.array([s.label for s in kept], dtype=np.int64)
         metrics = classification_metrics(y, proba, self.classes_)
-        metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
+        metrics["split"] = shown
         metrics["tta"] = tta
         metrics["paths"] = [str(s.path) for s in kept]
         metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []

@@ -84,11 +84,15 @@ def iterative_split(
             want[label, best] -= 1
             left[label] -= 1
 
+    members: list[list[int]] = [[] for _ in range(num_labels)]  # in placing order
+    for i in order:
+        for label in label_sets[i]:
+            members[label].append(int(i))
     while (left > 0).any():
         label = int(np.argmin(np.where(left > 0, left, np.iinfo(np.int64).max)))
-        for i in order:
-            if split_of[i] is None and label in label_sets[i]:
-                place(int(i), want[label])
+        for i in members[label]:
+            if split_of[i] is None:
+                place(i, want[label])
     for i in order:
         if split_of[i] is None:
             place(int(i), want_total)

@@ -141,7 +141,7 @@ def test_cli_evaluate_text_shows_the_per_label_table(fitted, capsys) -> None:
     assert "mAP " in out and "label " in out and "threshold" in out
 
 
-@pytest.mark.parametrize("strategy", ["augment", "finetune", "scratch"])
+@pytest.mark.parametrize("strategy", ["scratch"])
 def test_unsupported_strategy_on_multi_label_data_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str
 ) -> None:
@@ -248,3 +248,34 @@ def test_calibrate_none_on_multi_label_data_records_it_and_predicts_the_same_lab
     assert raw.calibration_ is not None and raw.calibration_["method"] == "none"
     paths = sorted((data.parent / "images").iterdir())
     assert raw.predict(paths) == clf.predict(paths)
+
+
+def test_augment_strategy_trains_multi_label_data_with_binary_cross_entropy(
+    tmp_path: Path,
+) -> None:
+    data = write_patch_csv(tmp_path, n=32)
+    clf = _clf(tmp_path, strategy="augment", epochs=2, batch_size=8).fit(data)
+    assert clf.settings_.strategy == "augment"
+    assert clf.thresholds_ is not None and len(clf.thresholds_) == 3
+    assert clf.selection_ is not None and clf.selection_["kind"] == "multi-label"
+    assert [row["epoch"] for row in clf.history_] == [1, 2, 3]  # the features head, then 2
+    assert 0.0 <= clf.history_[-1]["accuracy"] <= 1.0
+    run = clf.save(tmp_path / "run")
+    loaded = ImageClassifier.load(run, quiet=True, num_workers=0)
+    paths = sorted((data.parent / "images").iterdir())[:4]
+    assert loaded.predict(paths) == clf.predict(paths)
+    assert clf.evaluate(data)["mAP"] is not None
+
+
+def test_finetune_strategy_trains_multi_label_data_and_chooses_thresholds_on_val(
+    tmp_path: Path,
+) -> None:
+    data = write_patch_csv(tmp_path, n=32)
+    clf = _clf(tmp_path, strategy="finetune", epochs=2, batch_size=8).fit(data)
+    assert clf.settings_.strategy == "finetune"
+    assert clf.thresholds_ is not None and len(clf.thresholds_) == 3
+    assert clf.selection_ is not None and clf.selection_["labels"][0]["protocol"] == "validation"
+    assert clf.metrics_["test"]["multi_label"] is True
+    run = clf.save(tmp_path / "run")
+    paths = sorted((data.parent / "images").iterdir())[:4]
+    assert ImageClassifier.load(run, num_workers=0).predict(paths) == clf.predict(paths)

@@ -36,7 +36,7 @@ __all__ = [
     "with_label_set",
 ]
 
-MULTI_LABEL_STRATEGIES: tuple[str, ...] = ("features",)
+MULTI_LABEL_STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune")
 """The strategies that train on multi-label data; ``auto`` picks among them."""
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "best_threshold",
     "describe_multilabel",
     "fold_label_temperatures",
+    "heldout_selection",
     "fit_multilabel",
     "sigmoid",
 ]
@@ -206,13 +207,8 @@ def fit_multilabel(
             if fit.heldout_logits is not None and fit.heldout_y is not None:
                 z = fit.heldout_logits[:, 1] - fit.heldout_logits[:, 0]
                 y = np.asarray(fit.heldout_y, np.int64)
-                if calibrate == "temperature":
-                    two = np.stack([np.zeros_like(z), z], 1)
-                    calibration = calibrate_temperature(two, y)
-                    temperatures[j] = calibration.temperature
-                    record["calibration"] = calibration.describe()
-                if threshold == "f1":
-                    thresholds[j] = best_threshold(sigmoid(z / temperatures[j]), y)
+                temperatures[j], thresholds[j], said = _choose(z, y, calibrate, threshold)
+                record.update(said)
             record["temperature"] = float(temperatures[j])
             record["threshold"] = float(thresholds[j])
             labels.append(record)
@@ -244,13 +240,72 @@ def fit_multilabel(
     )
 
 
+def _choose(
+    z: np.ndarray, y: np.ndarray, calibrate: str, threshold: str
+) -> tuple[float, float, dict[str, Any]]:
+    """A label's temperature and threshold from held-out logits ``z`` and truths ``y``."""
+    temperature, said = 1.0, {}
+    if calibrate == "temperature":
+        calibration = calibrate_temperature(np.stack([np.zeros_like(z), z], 1), y)
+        temperature = calibration.temperature
+        said["calibration"] = calibration.describe()
+    cut = best_threshold(sigmoid(z / temperature), y) if threshold == "f1" else DEFAULT_THRESHOLD
+    return temperature, cut, said
+
+
+def heldout_selection(
+    head: nn.Module,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    *,
+    num_labels: int,
+    n_train: int,
+) -> dict[str, Any]:
+    """The temperatures and thresholds of a head trained end to end, chosen on the final model's
+    validation logits (its epoch was chosen there too; nothing else of it saw them), in the form
+    :func:`fit_multilabel` records them. Without validation images: none, thresholds 0.5."""
+    temperatures = np.ones(num_labels)
+    thresholds = np.full(num_labels, DEFAULT_THRESHOLD)
+    records: list[dict[str, Any]] = [{} for _ in range(num_labels)]
+    logits_of: list[np.ndarray | None] = [None] * num_labels
+    truths: list[np.ndarray | None] = [None] * num_labels
+    if val_x is not None and val_y is not None and len(val_y):
+        head.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(val_x, np.float32))
+            logits = head(x).numpy().astype(np.float64)
+        y = np.asarray(val_y, np.int64)
+        for j in range(num_labels):
+            temperatures[j], thresholds[j], said = _choose(
+                logits[:, j], y[:, j], "temperature", "f1"
+            )
+            records[j] = {"protocol": "validation", **said}
+            logits_of[j], truths[j] = logits[:, j], y[:, j]
+    for j, record in enumerate(records):
+        record.update(temperature=float(temperatures[j]), threshold=float(thresholds[j]))
+    return {
+        "solver": "adamw",
+        "kind": "multi-label",
+        "thresholds": thresholds.tolist(),
+        "temperatures": temperatures.tolist(),
+        "threshold_metric": "f1",
+        "labels": records,
+        "val_loss": _mean_loss(logits_of, truths, temperatures),
+        "fit_images": {"train": n_train},
+    }
+
+
 def describe_multilabel(selection: dict[str, Any]) -> str:
     """One line: the strengths and thresholds chosen a label, and the held-out loss."""
     labels = selection.get("labels") or []
     strengths = [r["C"] for r in labels if r.get("C") is not None]
     thresholds = [r["threshold"] for r in labels if r.get("threshold") is not None]
     protocols = sorted({str(r.get("protocol")) for r in labels})
-    text = f"one logistic regression a label ({len(labels)})"
+    text = (
+        f"a sigmoid a label ({len(labels)}), trained end to end with binary cross-entropy"
+        if selection.get("solver") == "adamw"
+        else f"one logistic regression a label ({len(labels)})"
+    )
     if strengths:
         text += f", C from {min(strengths):.3g} to {max(strengths):.3g}"
     if thresholds:

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,6 +71,9 @@ from headstart.strategies import (
     resolve_train_settings,
 )
 from headstart.strategies.auto import Advice, advise
+
+if TYPE_CHECKING:
+    from headstart.compare import Comparison
 
 __all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
 
@@ -390,6 +393,33 @@ class ImageClassifier(Parameters, LearnedAttributes):
         )
         return self._advise(dataset, backbone)
 
+    def compare(
+        self,
+        X: str | Path | Dataset | Sequence[str | Path],
+        models: Sequence[str],
+        *,
+        y: Sequence[str] | None = None,
+        budget: float | None = None,
+    ) -> Comparison:
+        """Which of ``models`` for this data: each scored by the linear head's held-out
+        protocol on the same images, timed, one recommended (:mod:`headstart.compare`). The
+        features go to the cache, so training on the recommended one extracts nothing again."""
+        from headstart.compare import compare_backbones
+
+        def extract(net: Backbone, paths: Sequence[Path], *, desc: str, cache: bool = True) -> Any:
+            return self._extract(net, paths, desc=desc, use_cache=cache)
+
+        return compare_backbones(
+            self._as_dataset(X, y),
+            models,
+            extract,
+            weights=self.weights,
+            preprocess=self.preprocess,
+            budget=budget,
+            seed=self.seed,
+            quiet=self.quiet,
+        )
+
     def _advise(self, dataset: Dataset, backbone: Backbone) -> Advice:
         def extract(net: Backbone, paths: Sequence[Path], desc: str, view: Any = None) -> Any:
             return self._extract(net, paths, desc=desc, view=view)
@@ -452,11 +482,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
         desc: str,
         view: Any = None,
         digests: Mapping[Path, str] | None = None,
+        use_cache: bool = True,
     ) -> Any:
         return extract_cached(
             backbone,
             paths,
-            use_cache=self.cache,
+            use_cache=self.cache and use_cache,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             desc=desc,
             view=view,
@@ -464,7 +495,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
-            quiet=self.quiet,
+            quiet=self.quiet or not use_cache,  # an uncached pass is a short timing one
         )
 
     # --------------------------------------------------------------- prediction
@@ -544,25 +575,76 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 ordered.setdefault(path, found[path])
         files = [p for p, reason in ordered.items() if reason is None]
         extracted, proba, typicality = self._tta_proba(files, tta=tta, desc="predicting")
-        row_of = {p: i for i, p in enumerate(extracted.paths)}
-        k = max(1, min(top_k, len(self.classes_)))
+        answers = self._predictions(
+            extracted.paths,
+            extracted.features,
+            top_k=top_k,
+            cut=cut,
+            proba=proba,
+            typicality=typicality,
+        )
+        answered = dict(zip(extracted.paths, answers, strict=True))
         results: list[Prediction] = []
         for path, skip_reason in ordered.items():
             if skip_reason is not None:
                 results.append(Prediction(path, error=skip_reason))
-            elif path in extracted.failures or path not in row_of:
+            elif path in extracted.failures or path not in answered:
                 reason = extracted.failures.get(path, "could not be read")
                 results.append(Prediction(path, error=reason))
             else:
-                row = proba[row_of[path]]
-                order = np.argsort(-row, kind="stable")[:k]
-                top = tuple((self.classes_[i], float(row[i])) for i in order)
-                typical = None if typicality is None else float(typicality[row_of[path]])
-                unknown = None if typical is None or cut is None else typical < cut
-                answer = Prediction(path, top[0][0], top[0][1], top, typical, unknown)
-                if self.thresholds_ is not None:
-                    answer = with_label_set(answer, row, self.thresholds_, self.classes_)
-                results.append(answer)
+                results.append(answered[path])
+        return results
+
+    def predict_features(
+        self,
+        features: np.ndarray,
+        paths: Sequence[str | Path],
+        *,
+        top_k: int = 5,
+        unknown_threshold: float | None = None,
+    ) -> list[Prediction]:
+        """What ``predict_files`` says about images whose pooled features a caller computed
+        itself, a row of ``features`` per image named in ``paths``.
+
+        For a caller that runs ``backbone_`` over images that never were files, such as a
+        server batching the uploads of several requests into one forward pass
+        (:mod:`headstart.inference`): the answers are built by the same code as
+        ``predict_files``' answers, so they hold the same fields and numbers (typicality and
+        the unknown flag included, for a run that has them).
+        """
+        self._check_fitted()
+        cut = self._unknown_threshold(unknown_threshold)
+        return self._predictions([Path(p) for p in paths], features, top_k=top_k, cut=cut)
+
+    def _predictions(
+        self,
+        paths: Sequence[Path],
+        features: np.ndarray,
+        *,
+        top_k: int,
+        cut: float | None,
+        proba: np.ndarray | None = None,
+        typicality: np.ndarray | None = None,
+    ) -> list[Prediction]:
+        """One answer per row of ``features``: the one place a :class:`Prediction` is made.
+
+        ``cut``: the unknown threshold. ``proba``, ``typicality``: when the caller has them
+        already (``proba`` averaged over test-time augmented views); else computed from
+        ``features``.
+        """
+        proba = self._proba(features) if proba is None else proba
+        typicality = self._typicality(features) if typicality is None else typicality
+        k = max(1, min(top_k, len(self.classes_)))
+        results: list[Prediction] = []
+        for i, (path, row) in enumerate(zip(paths, proba, strict=True)):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = tuple((self.classes_[c], float(row[c])) for c in order)
+            typical = None if typicality is None else float(typicality[i])
+            unknown = None if typical is None or cut is None else typical < cut
+            answer = Prediction(path, top[0][0], top[0][1], top, typical, unknown)
+            if self.thresholds_ is not None:
+                answer = with_label_set(answer, row, self.thresholds_, self.classes_)
+            results.append(answer)
         return results
 
     def _unknown_threshold(self, given: float | None) -> float | None:

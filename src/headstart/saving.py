@@ -80,6 +80,8 @@ def run_config(model: FittedModel) -> dict[str, Any]:
         "metrics": model.metrics,
         "versions": _versions(),
     }
+    if model.thresholds is not None:  # only then: single-label configs stay as they were
+        hs["multi_label"] = {"output": "sigmoid", "thresholds": model.thresholds}
     classifier, why = plain_timm(hs)
     hs["plain_timm"] = {"loads": classifier is not None, "reason": why}
     config: dict[str, Any] = {}
@@ -183,7 +185,22 @@ def load_run(folder: str | Path) -> FittedModel:
         not_used=dict(training.get("not_used") or {}),
         typicality=_load_typicality(Path(folder), unknowns),
         unknowns=unknowns,
+        thresholds=_load_thresholds(folder, hs, len(classes)),
     )
+
+
+def _load_thresholds(folder: str | Path, hs: Mapping[str, Any], labels: int) -> list[float] | None:
+    """A multi-label run's thresholds, one a label; None for a single-label run."""
+    multi = hs.get("multi_label")
+    if multi is None:
+        return None
+    try:
+        thresholds = [float(t) for t in multi["thresholds"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _run_error(folder, f"bad multi_label thresholds ({exc})") from exc
+    if len(thresholds) != labels:
+        raise _run_error(folder, f"{len(thresholds)} thresholds for {labels} labels")
+    return thresholds
 
 
 def _unknowns_config(model: FittedModel) -> dict[str, Any]:

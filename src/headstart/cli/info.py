@@ -66,12 +66,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"            {calibration['test']}")
     print(f"unknowns:   {describe_unknowns(hs)}")
     counts = data.get("counts", {})
-    for split, per_class in counts.items():
-        print(f"data {split + ':':<6} {sum(per_class.values())} images")
+    images = data.get("images") or {s: sum(c.values()) for s, c in counts.items()}
+    for split, n in images.items():  # "images": multi-label data, whose counts are positives
+        print(f"data {split + ':':<6} {n} images")
     if data.get("skipped"):
         print(f"skipped:    {len(data['skipped'])} file(s)")
     for split, metrics in hs.get("metrics", {}).items():
-        if metrics.get("n"):
+        if metrics.get("n") and metrics.get("multi_label"):
+            print(
+                f"{split + ' mAP:':<11} {metrics['mAP']:.4f} (n={metrics['n']}, "
+                f"micro-F1 {metrics['f1_micro']:.4f})"
+            )
+        elif metrics.get("n"):
             print(
                 f"{split + ' acc:':<11} {metrics['accuracy']:.4f} (n={metrics['n']}, "
                 f"loss {metrics['loss']:.4f})"

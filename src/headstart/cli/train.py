@@ -140,7 +140,9 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         print(f"kept epoch {clf.best_epoch_} of {len(clf.history_)} (lowest {clf.monitor_})")
     for split in ("val", "test"):
         metrics = clf.metrics_.get(split)
-        if metrics:
+        if metrics and metrics.get("multi_label"):
+            print(f"{split} mAP {metrics['mAP']:.4f} (n={metrics['n']})")
+        elif metrics:
             print(f"{split} accuracy {metrics['accuracy']:.4f} (n={metrics['n']})")
     if "test" in clf.metrics_ and not args.quiet:
         print(format_metrics(clf.metrics_["test"]))

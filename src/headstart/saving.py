@@ -138,7 +138,25 @@ def load_run(folder: str | Path) -> FittedModel:
         strategy = str(hs.get("strategy", "features"))
         settings = TrainSettings.from_dict({**training, "strategy": strategy})
         advice = Advice.from_dict(hs["advice"]) if hs.get("advice") else None
-    except (KeyError, TypeError, ValueError, HeadstartError) as exc:
+        calibration = hs.get("calibration") or {}
+        unknowns = dict(hs.get("unknowns") or {})
+        # What the run recorded, read here so that a damaged value is a bad config.json, not
+        # a traceback (tests/test_fuzz_runs.py changes every value of a run's config).
+        recorded = {
+            "best_epoch": int(training.get("best_epoch", 0)),
+            "monitor": str(training.get("monitor", "val_loss")),
+            "interrupted": bool(training.get("interrupted", False)),
+            "epoch_seconds": [float(t) for t in training.get("epoch_seconds") or []],
+            "fit_seconds": float(training.get("seconds") or 0.0),
+            "details": dict(training.get("details") or {}),
+            "selection": training.get("selection"),
+            "calibration": calibration or None,
+            "temperature": float(calibration.get("temperature", 1.0)),
+            "metrics": hs.get("metrics", {}),
+            "dataset": hs.get("data", {}),
+            "not_used": dict(training.get("not_used") or {}),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, HeadstartError) as exc:
         raise _run_error(folder, f"bad config.json ({exc})") from exc
     if spec.get("layer") is not None:
         try:
@@ -158,8 +176,6 @@ def load_run(folder: str | Path) -> FittedModel:
     head.eval()
     for param in backbone.module.parameters():
         param.requires_grad_(False)
-    calibration = hs.get("calibration") or {}
-    unknowns = dict(hs.get("unknowns") or {})
     return FittedModel(
         backbone=backbone,
         head=head,
@@ -168,19 +184,8 @@ def load_run(folder: str | Path) -> FittedModel:
         backbone_id=backbone.weights_id,
         settings=settings,
         history=read_history_csv(Path(folder) / HISTORY_NAME),
-        best_epoch=int(training.get("best_epoch", 0)),
-        monitor=str(training.get("monitor", "val_loss")),
-        interrupted=bool(training.get("interrupted", False)),
-        epoch_seconds=[float(t) for t in training.get("epoch_seconds") or []],
-        fit_seconds=float(training.get("seconds") or 0.0),
-        details=dict(training.get("details") or {}),
-        selection=training.get("selection"),
-        calibration=calibration or None,
-        temperature=float(calibration.get("temperature", 1.0)),
-        metrics=hs.get("metrics", {}),
-        dataset=hs.get("data", {}),
         advice=advice,
-        not_used=dict(training.get("not_used") or {}),
+        **recorded,
         typicality=_load_typicality(Path(folder), unknowns),
         unknowns=unknowns,
     )

@@ -42,3 +42,28 @@ def test_predict_with_a_null_epoch_time_in_the_config_exits_2_with_one_line(
         tmp_path, "mlp_layer", lambda hs: hs["training"]["epoch_seconds"].insert(0, None)
     )
     assert "bad config.json" in _one_error_line(capsys, ["predict", str(run), str(IMAGE)])
+
+
+def test_predict_with_a_negative_head_size_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _damaged(tmp_path, "linear", lambda hs: hs["head"].update(num_classes=-3))
+    assert "positive integer" in _one_error_line(capsys, ["predict", str(run), str(IMAGE)])
+
+
+def test_predict_with_a_huge_head_size_fails_on_the_weights_without_allocating_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _damaged(tmp_path, "mlp_layer", lambda hs: hs["head"].update(hidden=2**40))
+    assert "weights do not fit" in _one_error_line(capsys, ["predict", str(run), str(IMAGE)])
+
+
+def test_predict_with_a_head_that_does_not_fit_the_backbone_layer_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def later_stage(hs: dict[str, Any]) -> None:
+        hs["backbone"]["layer"] = 3  # 192 features; the head takes layer 2's 48
+
+    run = _damaged(tmp_path, "mlp_layer", later_stage)
+    line = _one_error_line(capsys, ["predict", str(run), str(IMAGE)])
+    assert "its head maps 48 features to 3 classes, but its backbone gives 192" in line

@@ -132,7 +132,10 @@ def load_run(folder: str | Path) -> FittedModel:
         preprocess = Preprocess.from_dict(hs["preprocess"])
         spec = hs["backbone"]
         backbone = rebuild_backbone(spec, preprocess)
-        head = head_from_config(hs["head"])
+        with torch.device("meta"):
+            # No memory until the weights arrive: a config whose sizes lie (a head of 2**40
+            # features) fails on the saved tensors' shapes, not by exhausting memory.
+            head = head_from_config(hs["head"])
         classes = [str(c) for c in hs["classes"]]
         training = hs.get("training", {})
         strategy = str(hs.get("strategy", "features"))
@@ -163,12 +166,20 @@ def load_run(folder: str | Path) -> FittedModel:
             backbone = select_layer(backbone, spec["layer"])
         except HeadstartError as exc:
             raise _run_error(folder, str(exc)) from exc
+    shape = head_config(str(hs["head"].get("kind")), head)
+    if shape["in_features"] != backbone.num_features or shape["num_classes"] != len(classes):
+        raise _run_error(
+            folder,
+            f"its head maps {shape['in_features']} features to {shape['num_classes']} classes, "
+            f"but its backbone gives {backbone.num_features} features and it names "
+            f"{len(classes)} classes",
+        )
     head_keys = _head_keys(head, hs)
-    head_state = {head_keys[k]: v for k, v in tensors.items() if k in head_keys}
+    head_state = {head_keys[k]: v.float() for k, v in tensors.items() if k in head_keys}
     backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
     try:
         inner_module(backbone.module).load_state_dict(backbone_state, strict=True)
-        head.load_state_dict(head_state, strict=True)
+        head.load_state_dict(head_state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise _run_error(folder, f"weights do not fit the model ({first})") from exc

@@ -67,3 +67,10 @@ def test_predict_with_a_head_that_does_not_fit_the_backbone_layer_exits_2_with_o
     run = _damaged(tmp_path, "mlp_layer", later_stage)
     line = _one_error_line(capsys, ["predict", str(run), str(IMAGE)])
     assert "its head maps 48 features to 3 classes, but its backbone gives 192" in line
+
+
+def test_info_on_a_config_with_a_damaged_value_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _damaged(tmp_path, "linear", lambda hs: hs["data"].update(counts={"train": 5}))
+    assert "config.json is damaged" in _one_error_line(capsys, ["info", str(run)])

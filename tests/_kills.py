@@ -116,16 +116,17 @@ def assert_same_run(expected: Path, run: Path) -> None:
     assert a["classes"] == b["classes"]
 
 
-def leftovers(*folders: Path) -> list[Path]:
-    """Temporary files left behind (atomic writes' ``.NAME.*.tmp``, a checkpoint folder, SQLite
-    journals of a closed cache), and cache files that fail SQLite's integrity check."""
+def leftovers(*folders: Path, finished: bool = True) -> list[Path]:
+    """Temporary files left behind (atomic writes' ``.NAME.*.tmp``, SQLite journals of a closed
+    cache, the checkpoint folder of a ``finished`` run), and cache files that fail SQLite's
+    integrity check."""
     found: list[Path] = []
     for folder in folders:
         if not folder.exists():
             continue
         for path in folder.rglob("*"):
             name = path.name
-            if name.endswith(".tmp") or name.endswith("-journal") or name == "checkpoint":
+            if name.endswith((".tmp", "-journal")) or (finished and name == "checkpoint"):
                 found.append(path)
             elif name.endswith(".sqlite"):
                 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,13 @@ from headstart import ImageClassifier
 from headstart.cli.main import main
 from headstart.data import load_image
 from headstart.errors import ExportError, MissingDependencyError
-from headstart.export import PARITY_TOLERANCE, export_classifier, export_run
+from headstart.export import (
+    PARITY_TOLERANCE,
+    TYPICALITY_TOLERANCE,
+    export_classifier,
+    export_run,
+)
+from headstart.heads.typicality import SCORES
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -35,9 +42,14 @@ def _test_images(data: Path) -> list[Path]:
     return sorted((data / "test").rglob("*.*"))[::2]
 
 
-def _run_onnx(path: Path, batch: np.ndarray) -> np.ndarray:
+def _run_onnx(path: Path, batch: np.ndarray, output: str = "probabilities") -> np.ndarray:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["probabilities"], {"images": batch})[0]
+    return session.run([output], {"images": batch})[0]
+
+
+def _onnx_outputs(path: Path) -> list[str]:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [o.name for o in session.get_outputs()]
 
 
 def _float_batch(clf: ImageClassifier, paths: list[Path]) -> np.ndarray:
@@ -101,8 +113,11 @@ def test_export_matches_predict_for_every_backbone_family(
     if fmt == "onnx":
         got = _run_onnx(out, batch)
     else:
-        got = torch.jit.load(str(out))(torch.from_numpy(batch)).detach().numpy()
+        got = torch.jit.load(str(out))(torch.from_numpy(batch))[0].detach().numpy()
     np.testing.assert_allclose(got, clf.predict_proba(paths), atol=PARITY_TOLERANCE, rtol=0)
+    # Every family's pooled features carry the run's typicality out too (end-to-end included).
+    assert result.typicality_max_abs_diff is not None
+    assert result.typicality_max_abs_diff <= TYPICALITY_TOLERANCE
 
 
 def test_export_bakes_the_calibration_temperature_into_the_graph(colour_data, tmp_path) -> None:
@@ -159,3 +174,138 @@ def test_onnx_export_without_onnxruntime_says_which_extra_to_install(
     assert main(["export", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'headstart[onnx]'" in err[0]
+
+
+# ----------------------------------------------------------------------------- typicality
+@pytest.mark.parametrize("score", SCORES)
+def test_exported_onnx_gives_predicts_typicality_for_every_score(
+    colour_data, tmp_path, score
+) -> None:
+    clf = _fit(tmp_path, colour_data, "headstart-tiny", unknown_score=score)
+    paths = _test_images(colour_data)
+
+    result = export_classifier(clf, tmp_path / "m.onnx")
+
+    got = _run_onnx(result.path, _float_batch(clf, paths), "typicality")
+    expected = [p.typicality for p in clf.predict_files(paths)]
+    assert got.shape == (len(paths),) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=TYPICALITY_TOLERANCE, rtol=0)
+    assert result.typicality_max_abs_diff <= TYPICALITY_TOLERANCE
+    # A deployment flags unknown images from the sidecar alone, as predict does.
+    typicality = json.loads(result.sidecar.read_text())["typicality"]
+    assert typicality["score"] == score and typicality["threshold"] == clf.typicality_.threshold
+    flagged = got < typicality["threshold"]
+    assert flagged.tolist() == [p.unknown for p in clf.predict_files(paths)]
+
+
+def test_exported_torchscript_gives_predicts_typicality_of_noise_images(
+    colour_data, tmp_path
+) -> None:
+    from PIL import Image
+
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    rng = np.random.default_rng(0)
+    noise = []
+    for i in range(3):
+        noise.append(tmp_path / f"noise{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(noise[-1])
+    paths = _test_images(colour_data)[:3] + noise
+
+    result = export_classifier(clf, tmp_path / "m.pt", format="torchscript", input="uint8")
+
+    with torch.no_grad():
+        probabilities, typicality = torch.jit.load(str(result.path))(
+            torch.from_numpy(_uint8_batch(clf, paths))
+        )
+    predicted = clf.predict_files(paths)
+    np.testing.assert_allclose(
+        typicality.numpy(), [p.typicality for p in predicted], atol=TYPICALITY_TOLERANCE, rtol=0
+    )
+    assert [p.unknown for p in predicted][3:] == [True, True, True]
+    np.testing.assert_allclose(
+        probabilities.numpy(), clf.predict_proba(paths), atol=PARITY_TOLERANCE, rtol=0
+    )
+
+
+def test_export_has_a_typicality_output_exactly_when_the_run_has_a_typicality(
+    colour_data, tmp_path, capsys
+) -> None:
+    with_score, without = tmp_path / "with", tmp_path / "without"
+    _fit(tmp_path, colour_data, "headstart-tiny").save(with_score)
+    _fit(tmp_path, colour_data, "headstart-tiny", unknown_score="none").save(without)
+
+    assert main(["export", str(with_score), "--quiet"]) == 0
+    with_out = capsys.readouterr().out
+    assert main(["export", str(without), "--quiet"]) == 0
+    without_out = capsys.readouterr().out
+
+    assert _onnx_outputs(with_score / "model.onnx") == ["probabilities", "typicality"]
+    assert "max |typicality - predict|" in with_out
+    assert _onnx_outputs(without / "model.onnx") == ["probabilities"]
+    assert "max |typicality" not in without_out
+    sidecar = json.loads((without / "model.onnx.json").read_text())
+    assert "typicality" not in sidecar and "typicality_max_abs_diff" not in sidecar["parity"]
+
+
+def test_export_refuses_a_typicality_that_differs_from_predict(
+    colour_data, tmp_path, monkeypatch
+) -> None:
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    honest = clf.predict_typicality
+    monkeypatch.setattr(clf, "predict_typicality", lambda paths: np.abs(honest(paths) - 0.2))
+    out = tmp_path / "out" / "model.onnx"
+
+    with pytest.raises(ExportError, match=r"by up to 0\.2 in a typicality"):
+        export_classifier(clf, out)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_export_accepts_a_typicality_step_that_float_rounding_of_the_score_explains(
+    colour_data, tmp_path, monkeypatch
+) -> None:
+    # Held-out scores packed around a sample image's own raw score: a difference of 1e-8 in
+    # that score, float32's doing, steps its typicality across hundreds of them.
+    clf = _fit(tmp_path, colour_data, "headstart-tiny")
+    paths = _test_images(colour_data)[:2]
+    x = torch.from_numpy(_float_batch(clf, paths))
+    with torch.no_grad():
+        raw = clf.typicality_.raw(clf.backbone_.module(x).double().numpy())
+    packed = raw[0] + np.abs(raw[0]) * np.linspace(-1e-7, 1e-7, 1001)
+    score = dataclasses.replace(
+        clf.typicality_, knowns=np.sort(np.r_[clf.typicality_.knowns, packed])
+    )
+    monkeypatch.setattr(clf, "typicality_", score)
+    honest = clf.predict_typicality
+
+    def rounded(files):  # predict's score of the first image 1e-8 lower
+        shifted = raw[0] - 1e-8 * np.abs(raw[0])
+        out = honest(files)
+        out[0] = np.searchsorted(score.knowns, shifted) / len(score.knowns)
+        return out
+
+    monkeypatch.setattr(clf, "predict_typicality", rounded)
+    result = export_classifier(clf, tmp_path / "m.onnx", sample_images=paths)
+
+    assert result.typicality_max_abs_diff > 100 * TYPICALITY_TOLERANCE  # stepped, accepted
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_the_graphs_typicality_module_scores_as_typicality_does_nan_included(score) -> None:
+    from headstart.heads.typicality import fit_typicality
+    from headstart.heads.typicality_module import TypicalityModule
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(60, 8)) + 3 * y[:, None]).astype(np.float32)
+    head_logits = (x @ rng.normal(size=(8, 3))).astype(np.float32)
+    typicality = fit_typicality(x, y, score=score, heldout_logits=head_logits.astype(np.float64))
+    features = np.r_[x[:5] + 0.3, rng.normal(size=(3, 8)) * 10, np.full((1, 8), np.nan)]
+    logits = np.r_[head_logits[:5], rng.normal(size=(3, 3)) * 10, np.full((1, 3), np.nan)]
+    features, logits = features.astype(np.float32), logits.astype(np.float32)
+
+    with torch.no_grad():
+        got = TypicalityModule(typicality)(torch.from_numpy(features), torch.from_numpy(logits))
+
+    expected = typicality.typicality(features, logits)
+    np.testing.assert_allclose(got.numpy(), expected, atol=TYPICALITY_TOLERANCE, rtol=0)
+    assert got[-1] == 0.0  # a NaN score is below every held-out one

@@ -443,3 +443,86 @@ def test_confusion_matrix_of_12_classes_never_runs_into_the_per_class_table(
         apart = table[0] >= right or table[2] <= left or table[1] >= bottom or table[3] <= top
         assert apart, (shown, table)
     assert scroller[2] <= matrix[2] <= card[2] and table[2] <= card[2]
+
+
+# ----------------------------------------------------------------------------- unknowns
+RUNS_V1 = Path(__file__).parent / "data" / "runs_v1"
+
+
+@pytest.fixture(scope="module")
+def noisy(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The trained run's report on its data with three noise images among the test ones."""
+    run, data, clf = trained
+    root = tmp_path_factory.mktemp("noisy")
+    copy = Path(shutil.copytree(data, root / "data"))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(copy / "test" / "blue" / f"noise_{i}.png")
+    page = write_report(shutil.copytree(run, root / "run"), data=copy, clf=clf)
+    return copy, page.read_text(encoding="utf-8")
+
+
+def _tile_typicalities(page: str) -> list[float]:
+    return [float(t) for t in re.findall(r'class="tile unknown" data-typicality="([0-9.]+)"', page)]
+
+
+def test_report_shows_the_test_images_flagged_unknown_most_unusual_first(trained, noisy) -> None:
+    _, _, clf = trained
+    data, page = noisy
+    paths = sorted((data / "test").rglob("*.*"))
+    predicted = {p.path: p for p in clf.predict_files(paths)}
+    flagged = sorted(p.typicality for p in predicted.values() if p.unknown)
+    assert len(flagged) >= 3  # the noise, at least
+
+    shown = _tile_typicalities(page)
+
+    assert 'id="unknowns"' in page and "Images of none of the classes" in page
+    assert f"<b>{len(flagged)} of {len(paths)}</b> test images" in page
+    assert shown == pytest.approx(flagged[:GRID_LIMIT], abs=1e-6)  # lowest typicality first
+    for i in range(3):  # each with its predicted class
+        tile = re.search(rf'data-typicality="[^"]*" title="[^"]*noise_{i}.png".*?</figure>', page)
+        assert tile and f"<b>{predicted[data / 'test' / 'blue' / f'noise_{i}.png'].label}</b>" in (
+            tile.group(0)
+        )
+
+
+def test_report_shows_a_histogram_of_typicality_with_the_threshold(trained, noisy) -> None:
+    import base64
+    import io
+
+    _, page = noisy
+    found = re.search(r'<img class="plot" src="data:image/png;base64,([^"]+)" alt="histogram', page)
+    assert found
+    with Image.open(io.BytesIO(base64.b64decode(found.group(1)))) as picture:
+        assert picture.size[0] > 300
+    assert "below the threshold <b>0.05</b>" in page
+    assert '<a href="#unknowns">' in page
+
+
+def test_report_without_the_data_shows_the_share_flagged_unknown_at_training_time(
+    trained, tmp_path
+) -> None:
+    run, _, clf = trained
+    copy = Path(shutil.copytree(run, tmp_path / "moved-run"))
+    config = json.loads((copy / "config.json").read_text())
+    config["headstart"]["data"]["root"] = str(tmp_path / "gone")
+    (copy / "config.json").write_text(json.dumps(config))
+
+    page = write_report(copy).read_text(encoding="utf-8")
+
+    share = clf.metrics_["test"]["unknown_share"]
+    assert f"Recorded at training time: <b>{100 * share:.1f}%</b> of the" in page
+    assert 'id="unknowns"' in page and "histogram" not in page
+
+
+def test_report_of_a_run_without_typicality_has_no_unknowns_section(
+    noisy, colour_data, tmp_path
+) -> None:
+    run = Path(shutil.copytree(RUNS_V1 / "linear", tmp_path / "linear"))  # saved before it
+
+    page = write_report(run, data=colour_data).read_text(encoding="utf-8")
+
+    assert 'id="mistakes"' in page and 'class="tile' in page  # the rest as before
+    assert 'id="unknowns"' not in page and "#unknowns" not in page
+    assert 'id="unknowns"' in noisy[1]  # as a run with typicality has

@@ -131,3 +131,22 @@ def test_applied_settings_of_end_to_end_training_include_its_stages() -> None:
 )
 def test_numbers_print_to_three_significant_digits(value, shown) -> None:
     assert format_number(value) == shown
+
+
+def test_info_shows_the_typicality_score_and_threshold_in_one_line(auto_run, capsys) -> None:
+    assert _line(_info(auto_run, capsys), "unknowns") == (
+        "unknowns:   mahalanobis score, threshold 0.05 (scale from 36 held-out images)"
+    )
+
+
+def test_info_of_a_run_without_typicality_says_why(auto_run, tmp_path, capsys) -> None:
+    def turned_off(hs: dict) -> None:
+        hs["unknowns"] = {"score": "none", "reason": "turned off (--unknown-score none)"}
+
+    off = _edited(auto_run, tmp_path, turned_off)
+    old = Path(__file__).parent / "data" / "runs_v1" / "linear"
+
+    assert _line(_info(off, capsys), "unknowns") == (
+        "unknowns:   none: turned off (--unknown-score none)"
+    )
+    assert _line(_info(old, capsys), "unknowns").startswith("unknowns:   none: saved before")

@@ -260,3 +260,15 @@ def test_evaluate_with_unknown_images_on_a_run_without_typicality_is_one_line(
 
     assert code == 2
     assert "needs a run with a typicality score" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy", ["augment", "finetune"])
+def test_end_to_end_strategies_fit_typicality_on_the_final_models_features(
+    colour_data, tmp_path, strategy
+) -> None:
+    clf = _clf(tmp_path, strategy=strategy, epochs=1, batch_size=8).fit(colour_data)
+
+    assert clf.typicality_ is not None
+    assert len(clf.typicality_.knowns) == 36  # 3 classes x (8 train + 4 val)
+    typical = clf.predict_typicality(sorted((colour_data / "test").rglob("*.*")))
+    assert typical.shape == (12,) and np.all((typical >= 0) & (typical <= 1))

@@ -72,4 +72,9 @@ def run(args: argparse.Namespace) -> int:
         f"parity: max |probability - predict| = {result.max_abs_diff:.2e} on "
         f"{result.images_checked} sample images"
     )
+    if result.typicality_max_abs_diff is not None:
+        print(
+            f"parity: max |typicality - predict| = {result.typicality_max_abs_diff:.2e} "
+            "(second output `typicality`; the sidecar holds its threshold)"
+        )
     return 0

@@ -49,6 +49,7 @@ def _describe(run: str, hs: dict[str, Any]) -> list[str]:
     from headstart.preprocess import Preprocess
     from headstart.reporting.summary import (
         describe_strategy,
+        describe_unknowns,
         format_settings,
         solved_by_lbfgs,
     )
@@ -87,6 +88,7 @@ def _describe(run: str, hs: dict[str, Any]) -> list[str]:
         )
         if calibration.get("test"):
             lines.append(f"            {calibration['test']}")
+    lines.append(f"unknowns:   {describe_unknowns(hs)}")
     counts = data.get("counts", {})
     for split, per_class in counts.items():
         lines.append(f"data {split + ':':<6} {sum(per_class.values())} images")

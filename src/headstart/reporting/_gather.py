@@ -90,6 +90,7 @@ class Item:
     true: int
     predicted: int
     probability: float  # of the predicted class
+    typicality: float | None = None  # for a run with a typicality score
 
 
 @dataclass
@@ -103,6 +104,8 @@ class Evaluation:
     skipped: list[dict[str, str]] = field(default_factory=list)
     # path -> (map of the wrong answer, map of the true class, layer), for the top mistakes
     explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
+    # the run's typicality threshold, when it has a score and every item has a typicality
+    unknown_threshold: float | None = None
 
 
 def evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None) -> Evaluation:
@@ -118,15 +121,34 @@ def evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None
     skipped += [{"path": str(p), "reason": r} for p, r in predicted.failures.items()]
     proba = predicted.proba
     guesses = proba.argmax(1)
+    typical = predicted.typicality
     items = [
-        Item(sample.path, sample.label, int(guess), float(proba[row, guess]))
+        Item(
+            sample.path,
+            sample.label,
+            int(guess),
+            float(proba[row, guess]),
+            None if typical is None else float(typical[row]),
+        )
         for row, (sample, guess) in enumerate(zip(predicted.samples, guesses, strict=True))
     ]
     y = np.array([i.true for i in items])
     metrics = classification_metrics(y, proba, list(clf.classes_))
     metrics["reliability"] = _reliability(proba, y, clf)
+    threshold = None
+    if typical is not None and clf.typicality_ is not None:
+        threshold = float(clf.typicality_.threshold)
+        metrics["unknown_share"] = float(np.mean(typical < threshold)) if len(typical) else None
     shown_split = split if (split != "train" or dataset.split_spec is None) else "all"
-    return Evaluation(data, shown_split, metrics, items, skipped, _explain_mistakes(clf, items))
+    return Evaluation(
+        data,
+        shown_split,
+        metrics,
+        items,
+        skipped,
+        _explain_mistakes(clf, items),
+        unknown_threshold=threshold,
+    )
 
 
 def _reliability(proba: np.ndarray, y: np.ndarray, clf: ImageClassifier) -> dict[str, Any]:

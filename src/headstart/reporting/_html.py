@@ -212,17 +212,40 @@ def grid(
     kind: str,
     explanations: Mapping[Path, tuple[str, str, str]] | None = None,
 ) -> str:
+    """Thumbnails of ``items`` (the first :data:`GRID_LIMIT`) with what the model said of each.
+
+    ``kind``: ``"wrong"`` (true and predicted class, the probability), ``"right"`` (the class,
+    the probability) or ``"unknown"`` (the predicted class and its probability, the true class,
+    and the typicality in the corner, where the others show the probability).
+    """
     tiles = []
     for item in items[:GRID_LIMIT]:
         thumb = thumbnail(item.path, THUMB_SIDE)
         if thumb is None:
             continue
         true, predicted = classes[item.true], classes[item.predicted]
-        verdict = (
-            f'<span class="lbl">true</span> {esc(true)}<br><span class="lbl">predicted</span> '
-            f'<b class="bad">{esc(predicted)}</b>'
-            if kind == "wrong"
-            else f'<span class="lbl">class</span> <b class="good">{esc(true)}</b>'
+        if kind == "wrong":
+            verdict = (
+                f'<span class="lbl">true</span> {esc(true)}<br><span class="lbl">predicted</span> '
+                f'<b class="bad">{esc(predicted)}</b>'
+            )
+        elif kind == "unknown":
+            verdict = (
+                f'<span class="lbl">predicted</span> <b>{esc(predicted)}</b> '
+                f"{100 * item.probability:.1f}%<br>"
+                f'<span class="lbl">true</span> {esc(true)}'
+            )
+        else:
+            verdict = f'<span class="lbl">class</span> <b class="good">{esc(true)}</b>'
+        corner = (
+            f'<span class="p" title="typicality">{num(item.typicality)}</span>'
+            if kind == "unknown"
+            else f'<span class="p">{100 * item.probability:.1f}%</span>'
+        )
+        data = (
+            f'data-typicality="{item.typicality:.6f}"'
+            if kind == "unknown" and item.typicality is not None
+            else f'data-probability="{item.probability:.6f}"'
         )
         cams = (explanations or {}).get(item.path)
         maps = (
@@ -235,10 +258,10 @@ def grid(
             else ""
         )
         tiles.append(
-            f'<figure class="tile {kind}" data-probability="{item.probability:.6f}" '
+            f'<figure class="tile {kind}" {data} '
             f'title="{esc(item.path)}"><img src="{jpeg_uri(thumb)}" alt="{esc(item.path.name)}" '
             f'width="{thumb.width}" height="{thumb.height}">{maps}<figcaption>{verdict}'
-            f'<span class="p">{100 * item.probability:.1f}%</span>'
+            f"{corner}"
             f'<span class="file">{esc(item.path.name)}</span></figcaption></figure>'
         )
     return f'<div class="grid">{"".join(tiles)}</div>'

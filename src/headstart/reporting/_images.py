@@ -34,6 +34,7 @@ __all__ = [
     "preprocess_preview",
     "tensor_to_image",
     "thumbnail",
+    "typicality_uri",
 ]
 
 THUMB_SIDE = 128
@@ -140,4 +141,14 @@ def curves_uri(
     epochs = {int(row["epoch"]) for row in history}
     with tempfile.TemporaryDirectory(prefix="headstart-report-") as tmp:
         out = plot_curves(history, best_epoch if best_epoch in epochs else 0, Path(tmp) / "c.png")
+        return data_uri(out.read_bytes(), "image/png")
+
+
+def typicality_uri(typicality: Sequence[float], threshold: float) -> str:
+    """The histogram of typicality with the threshold marked
+    (:func:`~headstart.evaluation.plots.plot_typicality`), as a PNG ``data:`` URI."""
+    from headstart.evaluation.plots import plot_typicality
+
+    with tempfile.TemporaryDirectory(prefix="headstart-report-") as tmp:
+        out = plot_typicality(typicality, threshold, Path(tmp) / "t.png")
         return data_uri(out.read_bytes(), "image/png")

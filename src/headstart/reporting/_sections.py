@@ -29,11 +29,12 @@ from headstart.reporting._html import (
     section,
     stat,
 )
-from headstart.reporting._images import curves_uri, preprocess_preview
+from headstart.reporting._images import curves_uri, preprocess_preview, typicality_uri
 from headstart.reporting.summary import (
     describe_strategy,
     format_number,
     format_settings,
+    has_typicality,
     solved_by_lbfgs,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "preprocessing_html",
     "results_html",
     "skipped_html",
+    "unknowns_html",
 ]
 
 SKIPPED_LIMIT = 200
@@ -366,3 +368,62 @@ def skipped_html(run: RunRecord, evaluation: Evaluation | None) -> tuple[str, st
         '<table class="skipped"><thead><tr><th>file</th><th>reason</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>{more}"
     )
+
+
+def unknowns_html(run: RunRecord, evaluation: Evaluation | None, data_note: str) -> str:
+    """ "Images of none of the classes": how many test images the run's typicality flags, how
+    typicality spreads over them, and the flagged ones, most unusual first; "" for a run without
+    a typicality score, whose page stays as it was.
+
+    Known images spread evenly over [0, 1] by construction, so the histogram says at a glance
+    whether the evaluated images look like the ones the scale was set on; the flagged images are
+    where to look for another domain, a broken file or a class nobody labelled.
+    """
+    if not has_typicality(run.hs):
+        return ""
+    unknowns = run.section("unknowns")
+    recorded = float(unknowns.get("threshold", 0.05))
+    intro = (
+        "<p>Typicality: the share of held-out images of the classes (train and validation, "
+        f"never test; {esc(unknowns.get('heldout_images', '?'))} images) that are less typical "
+        f"than an image, by the <code>{esc(unknowns.get('score', '?'))}</code> score. Images "
+        "like the training ones spread evenly over [0, 1]; below the threshold "
+        f"<b>{recorded:g}</b> an image is flagged <code>unknown</code>, which about "
+        f"{pct(recorded)} of images like the training ones are too.</p>"
+    )
+    title = "Images of none of the classes"
+    threshold = evaluation.unknown_threshold if evaluation is not None else None
+    if evaluation is None or threshold is None:
+        test = run.section("metrics").get("test") or {}
+        share = test.get("unknown_share")
+        known = (
+            f"<p>Recorded at training time: <b>{pct(share)}</b> of the {test.get('n', '?')} test "
+            "images flagged unknown.</p>"
+            if isinstance(share, (int, float))
+            else ""
+        )
+        return section(title, f'{intro}{known}<p class="note">{note(data_note)}</p>', "unknowns")
+    scored = [(i.typicality, i) for i in evaluation.items if i.typicality is not None]
+    items = [i for _, i in scored]
+    flagged = [i for t, i in sorted(scored, key=lambda pair: pair[0]) if t < threshold]
+    where = f"{evaluation.split} images"
+    shown = f"all {len(flagged)}" if len(flagged) <= GRID_LIMIT else f"the first {GRID_LIMIT}"
+    histogram = (
+        f'<img class="plot" src="{typicality_uri([t for t, _ in scored], threshold)}" '
+        f'alt="histogram of the typicality of the {esc(where)}">'
+        if items
+        else ""
+    )
+    grid_body = (
+        f'<p class="note">Showing {shown} of them, most unusual (lowest typicality) first, with '
+        "the class the model predicts for each and its probability; the number in the corner "
+        f"is the typicality.</p>{grid(flagged, run.classes, 'unknown')}"
+        if flagged
+        else f'<p class="note">None of the {esc(where)} is flagged.</p>'
+    )
+    body = (
+        f"{intro}<p><b>{len(flagged)} of {len(items)}</b> {esc(where)} "
+        f"({pct(len(flagged) / len(items) if items else None)}) are flagged unknown at the "
+        f"threshold {threshold:g}.</p>{histogram}{grid_body}"
+    )
+    return section(f"{title} ({len(flagged)} flagged)", body, "unknowns")

@@ -31,6 +31,7 @@ from headstart.reporting._sections import (
     preprocessing_html,
     results_html,
     skipped_html,
+    unknowns_html,
 )
 from headstart.runs import atomic_write, read_config
 
@@ -117,25 +118,26 @@ def _render(
     run = RunRecord(folder, hs)
     results_title, results_body = results_html(run, evaluation, data_note)
     skipped_title, skipped_body = skipped_html(run, evaluation)
+    unknowns = unknowns_html(run, evaluation, data_note)  # "" for a run without typicality
     sections = [
         section("The run at a glance", glance_html(run), "glance"),
         section("Preprocessing", preprocessing_html(run, evaluation, data_note), "preprocessing"),
         section("Training: how the head was chosen", curves_html(run, history), "curves"),
         section(results_title, results_body, "results"),
         grids_html(run, evaluation, data_note),
+        *([unknowns] if unknowns else []),
         section(skipped_title, skipped_body, "skipped"),
     ]
-    nav = "".join(
-        f'<a href="#{anchor}">{label}</a>'
-        for anchor, label in (
-            ("glance", "At a glance"),
-            ("preprocessing", "Preprocessing"),
-            ("curves", "Curves"),
-            ("results", "Results"),
-            ("mistakes", "Mistakes"),
-            ("skipped", "Skipped"),
-        )
-    )
+    links = [
+        ("glance", "At a glance"),
+        ("preprocessing", "Preprocessing"),
+        ("curves", "Curves"),
+        ("results", "Results"),
+        ("mistakes", "Mistakes"),
+        *([("unknowns", "Unknowns")] if unknowns else []),
+        ("skipped", "Skipped"),
+    ]
+    nav = "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links)
     return Template(_asset("report.html")).substitute(
         title=esc(f"headstart report: {folder.resolve().name}"),
         css=_asset("report.css"),

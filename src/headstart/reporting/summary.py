@@ -15,7 +15,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["applied_settings", "describe_strategy", "format_number", "format_settings"]
+__all__ = [
+    "applied_settings",
+    "describe_strategy",
+    "describe_unknowns",
+    "format_number",
+    "format_settings",
+    "has_typicality",
+]
 
 # Settings an epoch-based training reads (the MLP head on features, and every end-to-end strategy).
 _EPOCH_SETTINGS = ("epochs", "lr", "weight_decay", "batch_size", "patience")
@@ -111,3 +118,26 @@ def describe_strategy(hs: Mapping[str, Any]) -> str:
     if kind:
         parts.append(f"{'MLP' if kind == 'mlp' else kind} head")
     return ", ".join(parts)
+
+
+def has_typicality(hs: Mapping[str, Any]) -> bool:
+    """Whether the run saved a typicality score (``config.json``'s ``unknowns`` names one)."""
+    unknowns = hs.get("unknowns")
+    return isinstance(unknowns, Mapping) and unknowns.get("score") not in (None, "none")
+
+
+def describe_unknowns(hs: Mapping[str, Any]) -> str:
+    """The run's typicality score in one line: ``mahalanobis score, threshold 0.05 (scale from
+    45 held-out images)``, or ``none: <why>``.
+
+    A run saved before headstart had the score records nothing about it; saying so (and that a
+    retrain gives one) beats a silent gap, since predict then prints no typicality either.
+    """
+    unknowns = hs.get("unknowns")
+    if not isinstance(unknowns, Mapping) or not unknowns:
+        return "none: saved before headstart had a typicality score; retrain to get one"
+    if not has_typicality(hs):
+        return f"none: {unknowns.get('reason') or 'no typicality score was fitted'}"
+    held = unknowns.get("heldout_images")
+    scale = f" (scale from {held} held-out images)" if held is not None else ""
+    return f"{unknowns['score']} score, threshold {format_number(unknowns.get('threshold'))}{scale}"

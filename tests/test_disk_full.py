@@ -12,15 +12,18 @@ run that never failed.
 from __future__ import annotations
 
 import resource
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from headstart import ImageClassifier
 from headstart.cli.main import main
 from headstart.errors import StorageError
+from headstart.features.cache import FeatureCache
 from tests._backbones import write_bn_backbone
 from tests._kills import assert_same_run, leftovers
 from tests.conftest import write_colour_dataset
@@ -61,6 +64,7 @@ STRATEGIES = {
 @pytest.mark.parametrize(
     ("strategy", "limit", "fails"),
     [
+        ("features", 48 * 1024, "features.sqlite"),  # the cache's first batch of vectors
         ("features", 512 * 1024, "model.safetensors"),  # the model, once trained
     ],
 )
@@ -110,3 +114,22 @@ def test_saving_over_a_run_on_a_full_disk_leaves_the_earlier_run_as_it_was(
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     images = sorted((data / "val" / "red").iterdir())
     assert ImageClassifier.load(run).predict(images) == clf.predict(images)
+
+
+def test_feature_cache_on_a_full_disk_raises_storage_error_and_keeps_what_it_held(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    held = {f"{i:064x}": rng.normal(size=64).astype(np.float32) for i in range(20)}
+    more = {f"{i + 100:064x}": rng.normal(size=512).astype(np.float32) for i in range(2000)}
+    with FeatureCache(tmp_path) as cache:
+        cache.put_many("ns", held)
+        size = max(p.stat().st_size for p in tmp_path.iterdir())
+        with disk_full_past(size), pytest.raises(StorageError, match="features.sqlite"):
+            cache.put_many("ns", more)
+        read = cache.get_many("ns", [*held, *more])
+    assert read.keys() == held.keys()
+    assert all(np.array_equal(read[k], v) for k, v in held.items())
+    db = sqlite3.connect(tmp_path / "features.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()

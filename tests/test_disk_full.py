@@ -66,6 +66,7 @@ STRATEGIES = {
     [
         ("features", 48 * 1024, "features.sqlite"),  # the cache's first batch of vectors
         ("features", 512 * 1024, "model.safetensors"),  # the model, once trained
+        ("finetune", 2 * 1024**2, "checkpoint"),  # a checkpoint's weights and optimizer
     ],
 )
 def test_train_on_a_full_disk_exits_2_with_one_line_and_the_next_run_with_space_works(

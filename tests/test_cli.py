@@ -170,6 +170,7 @@ def test_every_command_says_the_same_for_a_missing_run(tmp_path, capsys) -> None
         ["export", run],
         ["explain", run, image, "--out", str(tmp_path / "cam.png")],
         ["report", run],
+        ["serve", run],
     ]
     errors = set()
     for command in commands:

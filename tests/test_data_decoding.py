@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headstart.data import IMAGE_FORMATS, load_image, sniff_format
+from headstart.data import (
+    IMAGE_FORMATS,
+    decode_image,
+    decode_image_bytes,
+    load_image,
+    sniff_format,
+)
 from headstart.data.decoding import image_problem
 from headstart.errors import DataError, ImageDecodeError
 from tests._images import (
@@ -210,3 +216,21 @@ def test_discovery_names_a_pipe_a_folder_and_a_dangling_link_without_blocking(
     assert image_problem(tmp_path / "pipe.jpg") == "not a regular file"
     assert image_problem(tmp_path / "folder.jpg") == "not a regular file"
     assert image_problem(tmp_path / "link.jpg") == "file not found"
+
+
+def test_bytes_decode_to_the_pixels_and_header_of_the_same_file(tmp_path: Path) -> None:
+    photo = write_exif_rotated_jpeg(tmp_path / "rotated.jpg")
+    image, header = decode_image(photo, draft_size=(8, 8))
+    from_bytes, header_of_bytes = decode_image_bytes(photo.read_bytes(), draft_size=(8, 8))
+    assert header_of_bytes == header
+    assert np.array_equal(np.asarray(from_bytes), np.asarray(image))
+
+
+def test_bad_bytes_raise_the_reason_a_file_would_get_under_the_given_name(tmp_path) -> None:
+    cut = write_truncated(tmp_path / "cut.png", "PNG")
+    with pytest.raises(ImageDecodeError) as raised:
+        decode_image_bytes(cut.read_bytes(), name="upload.png")
+    assert raised.value.path == Path("upload.png")
+    assert raised.value.reason == image_problem(cut, verify=True)
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        decode_image_bytes(b"hello")

@@ -529,22 +529,73 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 ordered.setdefault(path, found[path])
         files = [p for p, reason in ordered.items() if reason is None]
         extracted, proba, typicality = self._tta_proba(files, tta=tta, desc="predicting")
-        row_of = {p: i for i, p in enumerate(extracted.paths)}
-        k = max(1, min(top_k, len(self.classes_)))
+        answers = self._predictions(
+            extracted.paths,
+            extracted.features,
+            top_k=top_k,
+            cut=cut,
+            proba=proba,
+            typicality=typicality,
+        )
+        answered = dict(zip(extracted.paths, answers, strict=True))
         results: list[Prediction] = []
         for path, skip_reason in ordered.items():
             if skip_reason is not None:
                 results.append(Prediction(path, error=skip_reason))
-            elif path in extracted.failures or path not in row_of:
+            elif path in extracted.failures or path not in answered:
                 reason = extracted.failures.get(path, "could not be read")
                 results.append(Prediction(path, error=reason))
             else:
-                row = proba[row_of[path]]
-                order = np.argsort(-row, kind="stable")[:k]
-                top = tuple((self.classes_[i], float(row[i])) for i in order)
-                typical = None if typicality is None else float(typicality[row_of[path]])
-                unknown = None if typical is None or cut is None else typical < cut
-                results.append(Prediction(path, top[0][0], top[0][1], top, typical, unknown))
+                results.append(answered[path])
+        return results
+
+    def predict_features(
+        self,
+        features: np.ndarray,
+        paths: Sequence[str | Path],
+        *,
+        top_k: int = 5,
+        unknown_threshold: float | None = None,
+    ) -> list[Prediction]:
+        """What ``predict_files`` says about images whose pooled features a caller computed
+        itself, a row of ``features`` per image named in ``paths``.
+
+        For a caller that runs ``backbone_`` over images that never were files, such as a
+        server batching the uploads of several requests into one forward pass
+        (:mod:`headstart.inference`): the answers are built by the same code as
+        ``predict_files``' answers, so they hold the same fields and numbers (typicality and
+        the unknown flag included, for a run that has them).
+        """
+        self._check_fitted()
+        cut = self._unknown_threshold(unknown_threshold)
+        return self._predictions([Path(p) for p in paths], features, top_k=top_k, cut=cut)
+
+    def _predictions(
+        self,
+        paths: Sequence[Path],
+        features: np.ndarray,
+        *,
+        top_k: int,
+        cut: float | None,
+        proba: np.ndarray | None = None,
+        typicality: np.ndarray | None = None,
+    ) -> list[Prediction]:
+        """One answer per row of ``features``: the one place a :class:`Prediction` is made.
+
+        ``cut``: the unknown threshold. ``proba``, ``typicality``: when the caller has them
+        already (``proba`` averaged over test-time augmented views); else computed from
+        ``features``.
+        """
+        proba = self._proba(features) if proba is None else proba
+        typicality = self._typicality(features) if typicality is None else typicality
+        k = max(1, min(top_k, len(self.classes_)))
+        results: list[Prediction] = []
+        for i, (path, row) in enumerate(zip(paths, proba, strict=True)):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = tuple((self.classes_[c], float(row[c])) for c in order)
+            typical = None if typicality is None else float(typicality[i])
+            unknown = None if typical is None or cut is None else typical < cut
+            results.append(Prediction(path, top[0][0], top[0][1], top, typical, unknown))
         return results
 
     def _unknown_threshold(self, given: float | None) -> float | None:

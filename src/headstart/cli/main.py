@@ -28,6 +28,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "predict",
+    "serve",
     "export",
     "explain",
     "info",

@@ -9,6 +9,7 @@ from headstart.data.decoding import (
     IMAGE_FORMATS,
     ImageHeader,
     decode_image,
+    decode_image_bytes,
     load_image,
     sniff_format,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ImageHeader",
     "collect_image_paths",
     "decode_image",
+    "decode_image_bytes",
     "dataset_from_lists",
     "load_dataset",
     "load_image",

@@ -10,6 +10,7 @@ downloaded from strangers and are never reached.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -26,6 +27,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "ImageHeader",
     "decode_image",
+    "decode_image_bytes",
     "image_problem",
     "load_image",
     "sniff_format",
@@ -248,33 +250,65 @@ def decode_image(
             than ``PIL.Image.MAX_IMAGE_PIXELS``). Callers skip and list such files.
     """
     path = Path(path)
+    _check_draft_size(draft_size)
+    with _open_regular(path) as fh:
+        return _decode(fh, path, draft_size)
+
+
+def decode_image_bytes(
+    data: bytes, *, name: str = "<bytes>", draft_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, ImageHeader]:
+    """:func:`decode_image` for an image that never was a file: an upload to ``headstart serve``.
+
+    The same checks and conversions as a file gets (format by content, the same formats only,
+    the decompression-bomb limit, EXIF rotation, RGB), so a served model sees the pixels
+    ``predict`` would see for the same bytes on disk.
+
+    Args:
+        data: The encoded image.
+        name: What errors call it (an uploaded file's name).
+        draft_size: As for :func:`decode_image`.
+
+    Raises:
+        ImageDecodeError: As for :func:`decode_image`; its ``path`` is ``name``.
+    """
+    _check_draft_size(draft_size)
+    return _decode(io.BytesIO(data), Path(name), draft_size)
+
+
+def _check_draft_size(draft_size: tuple[int, int] | None) -> None:
     if draft_size is not None and (draft_size[0] < 1 or draft_size[1] < 1):
         raise ValueError(f"draft_size must be two positive integers, got {draft_size!r}")
-    with _open_regular(path) as fh:
-        fmt = _check_head(path, fh.read(_HEAD_BYTES))
-        fh.seek(0)
-        try:
-            img = Image.open(fh, formats=list(IMAGE_FORMATS))
-            # A decompression bomb is refused, not merely warned about as Pillow does below
-            # twice its limit. Checked here rather than by turning Pillow's warning into an
-            # error: warning filters are process-wide, and images decode in threads.
-            _refuse_bomb(path, img.size)
-            (width, height), mode = img.size, img.mode
-            if draft_size is not None and img.format in ("JPEG", "MPO"):  # MPO: camera JPEGs
-                img.draft("RGB", draft_size)
-            img.load()
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageDecodeError(path, _bomb_reason(exc)) from None
-        except Image.UnidentifiedImageError:
-            raise ImageDecodeError(path, f"truncated or corrupt {fmt}: cannot identify") from None
-        except Exception as exc:  # Pillow's plugins raise many types on bad data
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            raise ImageDecodeError(path, f"truncated or corrupt {fmt}: {message}") from None
-        orientation = _orientation(img)
-        if orientation in (5, 6, 7, 8):  # a quarter turn: displayed sideways from how stored
-            width, height = height, width
-        header = ImageHeader(fmt, width, height, mode)
-        return _to_rgb(_apply_orientation(img, orientation), path), header
+
+
+def _decode(
+    fh: BinaryIO, path: Path, draft_size: tuple[int, int] | None
+) -> tuple[Image.Image, ImageHeader]:
+    """Decode the open image ``fh`` (named ``path`` in errors): :func:`decode_image`'s work."""
+    fmt = _check_head(path, fh.read(_HEAD_BYTES))
+    fh.seek(0)
+    try:
+        img = Image.open(fh, formats=list(IMAGE_FORMATS))
+        # A decompression bomb is refused, not merely warned about as Pillow does below
+        # twice its limit. Checked here rather than by turning Pillow's warning into an
+        # error: warning filters are process-wide, and images decode in threads.
+        _refuse_bomb(path, img.size)
+        (width, height), mode = img.size, img.mode
+        if draft_size is not None and img.format in ("JPEG", "MPO"):  # MPO: camera JPEGs
+            img.draft("RGB", draft_size)
+        img.load()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(path, _bomb_reason(exc)) from None
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(path, f"truncated or corrupt {fmt}: cannot identify") from None
+    except Exception as exc:  # Pillow's plugins raise many types on bad data
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageDecodeError(path, f"truncated or corrupt {fmt}: {message}") from None
+    orientation = _orientation(img)
+    if orientation in (5, 6, 7, 8):  # a quarter turn: displayed sideways from how stored
+        width, height = height, width
+    header = ImageHeader(fmt, width, height, mode)
+    return _to_rgb(_apply_orientation(img, orientation), path), header
 
 
 def _refuse_bomb(path: Path, size: tuple[int, int]) -> None:

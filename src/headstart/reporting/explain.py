@@ -70,13 +70,17 @@ class Explanation:
 
 
 def explain_image(
-    clf: ImageClassifier, path: str | Path, *, classes: Sequence[str | int] | None = None
+    clf: ImageClassifier,
+    path: str | Path | Image.Image,
+    *,
+    classes: Sequence[str | int] | None = None,
 ) -> list[Explanation]:
     """Grad-CAM maps of one image, for each of ``classes`` (default: the predicted class).
 
     Args:
         clf: A fitted classifier.
-        path: The image file.
+        path: The image file, or an image already decoded the way the run decodes (an upload
+            to ``headstart serve``, through ``ImagePredictor.decode``).
         classes: Class names or indices to explain; one forward pass serves them all.
 
     Raises:
@@ -94,7 +98,11 @@ def explain_image(
             "ImageClassifier.load(RUN) first."
         )
     preprocess = clf.preprocess_
-    img = load_image(path, draft_size=preprocess.draft_size)
+    img = (
+        load_image(path, draft_size=preprocess.draft_size)
+        if isinstance(path, (str, Path))
+        else path
+    )
     seen = preprocess.resize_and_crop(img)
     network = clf.backbone_.module.eval()
     head = clf.head_.eval()

@@ -251,3 +251,10 @@ def test_weights_file_with_damaged_pickle_opcodes_is_one_weights_error(
             dst.writestr(info, pickle_bytes if info.filename.endswith("data.pkl") else data)
     with pytest.raises(WeightsError, match="damaged or not a PyTorch checkpoint"):
         load_state_dict_file(damaged)
+
+
+def test_weights_file_of_one_byte_is_one_weights_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.bin"
+    path.write_bytes(b"j")  # a legacy (non-zip) torch file cut after its first byte
+    with pytest.raises(WeightsError, match="damaged or not a PyTorch checkpoint"):
+        load_state_dict_file(path)

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +64,9 @@ from headstart.strategies import (
     resolve_train_settings,
 )
 from headstart.strategies.auto import Advice, advise
+
+if TYPE_CHECKING:
+    from headstart.compare import Comparison
 
 __all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
 
@@ -378,6 +381,33 @@ class ImageClassifier(Parameters, LearnedAttributes):
         )
         return self._advise(dataset, backbone)
 
+    def compare(
+        self,
+        X: str | Path | Dataset | Sequence[str | Path],
+        models: Sequence[str],
+        *,
+        y: Sequence[str] | None = None,
+        budget: float | None = None,
+    ) -> Comparison:
+        """Which of ``models`` for this data: each scored by the linear head's held-out
+        protocol on the same images, timed, one recommended (:mod:`headstart.compare`). The
+        features go to the cache, so training on the recommended one extracts nothing again."""
+        from headstart.compare import compare_backbones
+
+        def extract(net: Backbone, paths: Sequence[Path], *, desc: str, cache: bool = True) -> Any:
+            return self._extract(net, paths, desc=desc, use_cache=cache)
+
+        return compare_backbones(
+            self._as_dataset(X, y),
+            models,
+            extract,
+            weights=self.weights,
+            preprocess=self.preprocess,
+            budget=budget,
+            seed=self.seed,
+            quiet=self.quiet,
+        )
+
     def _advise(self, dataset: Dataset, backbone: Backbone) -> Advice:
         def extract(net: Backbone, paths: Sequence[Path], desc: str, view: Any = None) -> Any:
             return self._extract(net, paths, desc=desc, view=view)
@@ -440,11 +470,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
         desc: str,
         view: Any = None,
         digests: Mapping[Path, str] | None = None,
+        use_cache: bool = True,
     ) -> Any:
         return extract_cached(
             backbone,
             paths,
-            use_cache=self.cache,
+            use_cache=self.cache and use_cache,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             desc=desc,
             view=view,
@@ -452,7 +483,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
-            quiet=self.quiet,
+            quiet=self.quiet or not use_cache,  # an uncached pass is a short timing one
         )
 
     # --------------------------------------------------------------- prediction

@@ -12,6 +12,7 @@ from headstart.backbones._weights import load_state_dict_file, state_dict_sha256
 from headstart.backbones.registry import (
     create_backbone,
     list_backbones,
+    list_cached_backbones,
     load_pretrained_classifier,
     rebuild_backbone,
     resolve_model_preprocess,
@@ -24,6 +25,7 @@ __all__ = [
     "PretrainedClassifier",
     "create_backbone",
     "list_backbones",
+    "list_cached_backbones",
     "load_pretrained_classifier",
     "load_state_dict_file",
     "parse_model_name",

@@ -61,6 +61,7 @@ __all__ = [
     "check_config",
     "create",
     "import_keras",
+    "list_cached",
     "list_weights",
     "preprocess_for",
     "pretrained_classifier",
@@ -977,3 +978,16 @@ def pretrained_classifier(
 def list_weights(glob: str) -> list[tuple[str, str]]:
     """Nothing: ``headstart backbones PATTERN`` searches timm's and torchvision's registries."""
     return []
+
+
+def list_cached() -> list[str]:
+    """Keras applications whose ImageNet ``include_top=False`` weights are in Keras' cache
+    (``keras:NAME``): the ones that work offline. Looks where Keras keeps them (``KERAS_HOME``,
+    else ``~/.keras``, else ``/tmp/.keras`` as Keras falls back to) without importing Keras."""
+    homes = [os.environ.get("KERAS_HOME"), str(Path("~/.keras").expanduser()), "/tmp/.keras"]
+    folders = [Path(h) / "models" for h in homes if h]
+    return [
+        f"keras:{name}"
+        for name, family in FAMILIES.items()
+        if any((folder / family.notop).is_file() for folder in folders)
+    ]

@@ -61,6 +61,7 @@ __all__ = [
     "EMBEDDED_DIR",
     "create",
     "folder_for",
+    "list_cached",
     "list_weights",
     "preprocess_for",
     "pretrained_classifier",
@@ -351,6 +352,11 @@ def pretrained_classifier(
     names = spec_classifier_names(backbone.spec.get("classifier"))
     label = f"{backbone.spec.get('model')} pretraining classifier"
     return from_state(backbone, state, [*names, "fc"], labels, label)
+
+
+def list_cached() -> list[str]:
+    """The shipped backbone: the one folder always at hand (other folders are named by path)."""
+    return [EMBEDDED_MODEL]
 
 
 def list_weights(glob: str) -> list[tuple[str, str]]:

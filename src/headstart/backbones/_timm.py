@@ -38,6 +38,7 @@ __all__ = [
     "classifier_names",
     "classifier_spec",
     "create",
+    "list_cached",
     "list_weights",
     "preprocess_for",
     "pretrained_classifier",
@@ -93,6 +94,14 @@ _FORBIDDEN_ARGS = frozenset(
 )
 _FORBIDDEN_ARG_SUFFIXES = ("_path", "_url", "_uri", "_file", "_dir", "_hub_id")
 _HF_HOST = "huggingface.co"
+# The files timm loads a hub checkpoint from: the safetensors file or its pickle, and open_clip's
+# two names (timm.models._hub: load_state_dict_from_hf and its safe alternatives).
+_HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
 
 
 def resolve_name(name: str) -> tuple[str, str, dict[str, Any]]:
@@ -152,8 +161,12 @@ def create(
                 f"timm model '{full}' has no pretrained weights; pass --weights none (random "
                 "init), --weights PATH.safetensors, or pick a tagged name (`headstart backbones`)."
             )
+        no_network = offline(_HF_HOST)
+        if no_network and not _maybe_cached(cfg):
+            # Said before the model is built: building a large one only to fail took seconds.
+            raise BackboneNotFoundError(offline_message(f"'{full}'"))
         try:
-            with hf_cache_only(offline(_HF_HOST)):
+            with hf_cache_only(no_network):
                 module = timm.create_model(full, pretrained=True, num_classes=0)
         except OSError as exc:  # hub, urllib and cache misses are all OSErrors
             raise BackboneNotFoundError(offline_message(f"'{full}'", exc)) from None
@@ -179,6 +192,19 @@ def create(
         "pretrained_cfg": safe_cfg,
     }
     return Backbone(module.eval(), preprocess, feature_width(module), spec)
+
+
+def _maybe_cached(cfg: Mapping[str, Any]) -> bool:
+    """False only when the weights are surely not in the local Hugging Face cache: a hub id
+    with none of the files timm would load from it (its ``hf_hub_filename``, or one of
+    :data:`_HF_WEIGHT_FILES`). Weights behind a URL may be elsewhere: True, and timm finds out."""
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [cfg.get("hf_hub_filename"), *_HF_WEIGHT_FILES]
+    return any(isinstance(try_to_load_from_cache(str(repo), name), str) for name in names if name)
 
 
 def rebuild(spec: Mapping[str, Any], preprocess: Preprocess) -> Backbone:
@@ -346,3 +372,22 @@ def list_weights(glob: str) -> list[tuple[str, str]]:
             size = "x".join(str(v) for v in cfg.input_size[1:]) if cfg else "?"
             rows.append((name, f"timm pretrained weights, {size} input"))
     return rows
+
+
+def list_cached() -> list[str]:
+    """timm weights in the local Hugging Face cache (``timm/NAME`` repositories holding a
+    weights file): the timm models that work offline. Reads the cache folder only."""
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+
+        repos = scan_cache_dir(constants.HF_HUB_CACHE).repos  # the hub's setting when called
+    except Exception:  # no cache folder yet, or one the hub cannot read: nothing is cached
+        return []
+    names = []
+    for repo in repos:
+        if repo.repo_type != "model" or not repo.repo_id.startswith("timm/"):
+            continue
+        files = {f.file_name for revision in repo.revisions for f in revision.files}
+        if files & set(_HF_WEIGHT_FILES):
+            names.append(repo.repo_id.split("/", 1)[1])
+    return sorted(names)

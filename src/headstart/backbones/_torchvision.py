@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create",
+    "list_cached",
     "list_weights",
     "preprocess_for",
     "pretrained_classifier",
@@ -257,6 +258,27 @@ def pretrained_classifier(
     labels = member.meta.get("categories")
     names = spec_classifier_names(backbone.spec.get("classifier"))
     return from_state(backbone, state, names, labels, f"torchvision {arch}.{member.name} head")
+
+
+def list_cached() -> list[str]:
+    """torchvision weights whose checkpoint is in torch's hub cache (``tv:ARCH.WEIGHTS``): the
+    torchvision models that work offline. Reads the cache folder and the weights enums only."""
+    from urllib.parse import urlparse
+
+    import torch.hub
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    if not present:
+        return []  # without importing torchvision's model zoo: seconds on a busy machine
+    from torchvision import models
+
+    return [
+        f"tv:{arch}.{member.name}"
+        for arch in models.list_models(module=models)
+        for member in models.get_model_weights(arch)
+        if Path(urlparse(member.url).path).name in present
+    ]
 
 
 def list_weights(glob: str) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ __all__ = [
     "Family",
     "create_backbone",
     "list_backbones",
+    "list_cached_backbones",
     "load_pretrained_classifier",
     "rebuild_backbone",
     "resolve_model_preprocess",
@@ -78,6 +79,9 @@ class Family(Protocol):
 
     def list_weights(self, glob: str) -> list[tuple[str, str]]:
         """(name, description) of the family's known weights matching a shell pattern."""
+
+    def list_cached(self) -> list[str]:
+        """Model names whose pretrained weights are already on this machine (work offline)."""
 
 
 _FAMILIES: dict[str, str] = {
@@ -204,6 +208,13 @@ def list_backbones(pattern: str | None = None) -> list[tuple[str, str]]:
         return list(_RECOMMENDED)
     glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
     return [row for family in _FAMILIES for row in _family(family).list_weights(glob)]
+
+
+def list_cached_backbones() -> list[str]:
+    """Model names whose pretrained weights are on this machine already, for every family: the
+    shipped backbone, timm weights in the Hugging Face cache, torchvision's in torch's hub cache,
+    Keras applications' in Keras' cache. What works without a network; nothing is downloaded."""
+    return [name for family in _FAMILIES for name in _family(family).list_cached()]
 
 
 def load_pretrained_classifier(backbone: Backbone) -> PretrainedClassifier | None:

@@ -81,24 +81,48 @@ class Undo:
                 break
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    *,
+    model_help: str | None = None,
+    many: bool = False,
+    compared: bool = False,
+) -> None:
     """--model, --weights and the preprocessing overrides.
 
     Args:
         model_help: for a command where the model is optional (``doctor``): this help text, and
             no default model.
+        many: ``--model`` takes one or more names, and is required (``compare``).
+        compared: ``--model`` may also be ``A,B,C`` or ``auto``, compared first (``train``).
     """
     from headstart.backbones import DEFAULT_MODEL, EMBEDDED_MODEL
 
-    parser.add_argument(
-        "--model",
-        default=None if model_help else DEFAULT_MODEL,
-        help=model_help
-        or f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
-        f"local-dir:PATH, tv:NAME for torchvision, keras:NAME (Keras applications) or "
-        f"keras:PATH.keras, or {EMBEDDED_MODEL} (shipped, offline). "
-        "See `headstart backbones`.",
-    )
+    if many:
+        parser.add_argument(
+            "--model",
+            nargs="+",
+            required=True,
+            metavar="MODEL",
+            help="the backbones to compare (names as for train), or auto: a curated list from "
+            f"small to large ({EMBEDDED_MODEL} first), skipping those not to be had offline",
+        )
+    else:
+        parser.add_argument(
+            "--model",
+            default=None if model_help else DEFAULT_MODEL,
+            help=model_help
+            or f"backbone: a timm name (default {DEFAULT_MODEL}), hf-hub:ORG/REPO, "
+            f"local-dir:PATH, tv:NAME for torchvision, keras:NAME (Keras applications) or "
+            f"keras:PATH.keras, or {EMBEDDED_MODEL} (shipped, offline). "
+            "See `headstart backbones`."
+            + (
+                " Several, as A,B,C, or auto: compared first and the recommended one trained "
+                "(see `headstart compare`)."
+                if compared
+                else ""
+            ),
+        )
     parser.add_argument(
         "--weights",
         default="default",

@@ -33,6 +33,7 @@ COMMANDS = (
     "explain",
     "info",
     "advise",
+    "compare",
     "report",
     "features",
     "data",

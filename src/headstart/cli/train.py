@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="RUN",
         help="continue the interrupted run in RUN with its own arguments (RUN/train_args.json)",
     )
-    add_model_options(parser)
+    add_model_options(parser, compared=True)
     add_training_options(parser)
     add_augment_options(parser)
     add_split_options(parser, seed=False)  # --seed is a training option: it seeds both
@@ -101,14 +101,11 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     before = _stamp(index)
     try:
         clf = _classifier(args, out / CHECKPOINT_FOLDER, resume)
-        clf.fit(
-            data_argument(
-                args,
-                val_fraction=args.val_fraction,
-                test_fraction=args.test_fraction,
-                seed=args.seed,
-            )
+        data = data_argument(
+            args, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
         )
+        comparison = _compare_first(clf, data, quiet=args.quiet)
+        clf.fit(data)
     except Exception:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
         # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
@@ -126,6 +123,10 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     if getattr(args, "overwrite", False) and (out / CONFIG_NAME).is_file():
         _remove_previous_run(out)
     clf.save(out)
+    if comparison is not None:
+        from headstart.compare import write_comparison
+
+        write_comparison(comparison, out)  # before the report, which shows it
     report = write_report(out, data=args.data, clf=clf, quiet=args.quiet)
     if not clf.interrupted_:
         remove_checkpoint(out / CHECKPOINT_FOLDER)
@@ -247,6 +248,26 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _compare_first(clf: Any, data: Any, *, quiet: bool) -> Any:
+    """``--model A,B,C`` (or ``auto``): compare the backbones on the data first
+    (:mod:`headstart.compare`) and train on the recommended one, whose features the comparison
+    has just cached. None for one model. A run holds one backbone, so a concatenation that
+    scores better is reported, never trained on."""
+    from headstart import distributed
+    from headstart.compare import wants_comparison
+
+    if not wants_comparison(clf.model):
+        return None
+    comparison = clf.compare(data, [clf.model])
+    # Every rank trains the same backbone: rank 0's choice (timings may differ between ranks).
+    chosen = distributed.broadcast(comparison.recommended)
+    if distributed.is_main() and not quiet:
+        print(comparison.table())
+        print(f"training on {chosen}")
+    clf.set_params(model=chosen)
+    return comparison
 
 
 def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) -> Any:

@@ -1,14 +1,16 @@
 """The run's pictures drawn with matplotlib: curves.png (accuracy and loss, train vs validation,
-with the kept epoch marked) and the report's histogram of typicality."""
+with the kept epoch marked), the report's histogram of typicality, and compare.png (backbones'
+held-out accuracy against their speed)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["TYPICALITY_BINS", "plot_curves", "plot_typicality"]
+__all__ = ["TYPICALITY_BINS", "plot_comparison", "plot_curves", "plot_typicality"]
 
 TYPICALITY_BINS = 20
 """Bins of width 0.05 over [0, 1]: the default threshold is the first bin's edge."""
@@ -104,4 +106,53 @@ def plot_typicality(typicality: Sequence[float], threshold: float, out: Path) ->
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(out)
+    return out
+
+
+def plot_comparison(points: Sequence[dict[str, object]], recommended: str, out: Path) -> Path:
+    """compare.png: held-out accuracy against extraction images per second, one point a backbone.
+
+    The trade-off a user chooses on is speed against accuracy, so those are the axes (speed on a
+    log scale: backbones differ by orders of magnitude); the recommended one is ringed. Each point
+    is ``{"model", "accuracy", "images_per_second", "pair"}``; unmeasured ones are left out.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from headstart.runs import atomic_write
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for p in points:
+        rate, accuracy = p.get("images_per_second"), p.get("accuracy")
+        if not isinstance(rate, (int, float)) or not isinstance(accuracy, (int, float)):
+            continue
+        pair = bool(p.get("pair"))
+        ax.plot([rate], [accuracy], "s" if pair else "o", color="tab:grey" if pair else "tab:blue")
+        ax.annotate(
+            str(p["model"]), (rate, accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8
+        )
+        if p["model"] == recommended:
+            ring: dict[str, Any] = {
+                "markerfacecolor": "none",
+                "markeredgecolor": "tab:red",
+                "markeredgewidth": 2,
+            }
+            ax.plot(
+                [rate], [accuracy], "o", markersize=16, label=f"recommended: {recommended}", **ring
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("extraction, images per second (this machine)")
+    ax.set_ylabel("held-out accuracy (linear head)")
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write(out, buf.getvalue())
     return out

@@ -29,7 +29,12 @@ from headstart.reporting._html import (
     section,
     stat,
 )
-from headstart.reporting._images import curves_uri, preprocess_preview, typicality_uri
+from headstart.reporting._images import (
+    curves_uri,
+    data_uri,
+    preprocess_preview,
+    typicality_uri,
+)
 from headstart.reporting.summary import (
     describe_strategy,
     format_number,
@@ -39,6 +44,7 @@ from headstart.reporting.summary import (
 )
 
 __all__ = [
+    "comparison_html",
     "curves_html",
     "glance_html",
     "grids_html",
@@ -427,3 +433,68 @@ def unknowns_html(run: RunRecord, evaluation: Evaluation | None, data_note: str)
         f"threshold {threshold:g}.</p>{histogram}{grid_body}"
     )
     return section(f"{title} ({len(flagged)} flagged)", body, "unknowns")
+
+
+def comparison_html(run: RunRecord) -> str | None:
+    """The backbones ``train --model A,B,C`` compared before training (``compare.json``): the
+    table, the accuracy-against-speed picture, and which one was trained on; None without one
+    (or with one that cannot be read: a report never fails on it)."""
+    import json
+
+    try:
+        record = json.loads((run.folder / "compare.json").read_text())
+        scores = [*record["scores"], *([record["pair"]] if record.get("pair") else [])]
+        recommended = str(record["recommended"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    rows = []
+    skipped = []
+    for s in scores:
+        if not isinstance(s, Mapping):
+            continue
+        if str(s.get("note", "")).startswith("skipped"):
+            skipped.append(f"{s.get('model')} ({s.get('note')})")
+            continue
+        size = s.get("input_size")
+        cells = [
+            f"<code>{esc(s.get('model'))}</code>",
+            pct(s.get("accuracy")),
+            num(s.get("log_loss"), 4),
+            num(s.get("images_per_second"), 1),
+            esc(s.get("features", "–")),
+            f"{s['parameters'] / 1e6:.1f}M" if isinstance(s.get("parameters"), int) else "–",
+            f"{size[0]}x{size[1]}" if isinstance(size, list) and len(size) == 2 else "–",
+        ]
+        if s.get("model") == recommended:
+            cells[0] = f"<b>{cells[0]}</b> (trained on)"
+        rows.append(f"<tr><th>{cells[0]}</th>{''.join(f'<td>{c}</td>' for c in cells[1:])}</tr>")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "backbone",
+            "held-out accuracy",
+            "log-loss",
+            "images/s",
+            "features",
+            "params",
+            "input",
+        )
+    )
+    picture = run.folder / "compare.png"
+    img = (
+        f'<img class="plot" src="{data_uri(picture.read_bytes(), "image/png")}" '
+        'alt="held-out accuracy against extraction images per second">'
+        if picture.is_file()
+        else ""
+    )
+    text = (
+        f"Trained on <code>{esc(recommended)}</code>: {esc(record.get('reason', ''))}. Held-out "
+        f"figures of the linear head by {esc(record.get('protocol', '?'))}; images per second of "
+        "extraction on the machine that trained."
+    )
+    if skipped:
+        text += " Not measured: " + esc("; ".join(skipped)) + "."
+    return (
+        f'<p class="note">{text}</p><table class="num"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>{img}"
+    )

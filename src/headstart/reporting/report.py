@@ -25,6 +25,7 @@ from headstart.errors import DataError
 from headstart.reporting._gather import Evaluation, RunRecord, evaluate, read_history, resolve_data
 from headstart.reporting._html import esc, section
 from headstart.reporting._sections import (
+    comparison_html,
     curves_html,
     glance_html,
     grids_html,
@@ -118,9 +119,11 @@ def _render(
     run = RunRecord(folder, hs)
     results_title, results_body = results_html(run, evaluation, data_note)
     skipped_title, skipped_body = skipped_html(run, evaluation)
+    compared = comparison_html(run)  # None for a run trained on one named backbone
     unknowns = unknowns_html(run, evaluation, data_note)  # "" for a run without typicality
     sections = [
         section("The run at a glance", glance_html(run), "glance"),
+        *([section("Which backbone", compared, "compare")] if compared else []),
         section("Preprocessing", preprocessing_html(run, evaluation, data_note), "preprocessing"),
         section("Training: how the head was chosen", curves_html(run, history), "curves"),
         section(results_title, results_body, "results"),
@@ -130,6 +133,7 @@ def _render(
     ]
     links = [
         ("glance", "At a glance"),
+        *([("compare", "Backbones")] if compared else []),
         ("preprocessing", "Preprocessing"),
         ("curves", "Curves"),
         ("results", "Results"),

@@ -263,7 +263,8 @@ def test_keras_run_saves_as_safetensors_and_loads_with_the_same_outputs(
 ):
     clf = strategy_fits["MobileNetV2"][strategy]
     run = clf.save(tmp_path / "run")
-    assert sorted(p.name for p in run.glob("*.safetensors")) == ["model.safetensors"]
+    saved = sorted(p.name for p in run.glob("*.safetensors"))
+    assert saved == ["model.safetensors", "typicality.safetensors"]
     loaded = ImageClassifier.load(run, cache=False, num_workers=0, quiet=True, device="cpu")
     images = sorted((colours / "test").rglob("*.*"))
     clf.cache = False

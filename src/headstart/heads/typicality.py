@@ -105,7 +105,7 @@ SCALE_FOLD_IMAGES = 100_000
 """Above ``SCALE_FOLD_IMAGES / SCALE_FOLDS`` images, fewer folds (at least 3): each fold's fit
 costs passes over all the images, and with many images a fit on 2/3 of them is as close to the
 final one as a fit on 9/10 of a few thousand is (about constant time from 10,000 images up)."""
-_GRAM_ROWS = 8192
+
 _FORMAT = 1
 _PREFIX = "typicality."
 
@@ -168,7 +168,13 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
     delta = (frobenius - 2.0 * mu * trace + d * mu**2) / d
     shrinkage = 0.0 if beta == 0 or delta <= 0 else min(beta, delta) / delta
     shrunk = torch.from_numpy((1.0 - shrinkage) * cov + shrinkage * mu * np.eye(d))
-    lower = torch.linalg.cholesky(shrunk)
+    lower, info = torch.linalg.cholesky_ex(shrunk)
+    jitter = 1e-10
+    while int(info) != 0 and jitter <= 1.0:  # indefinite by rounding: nudge towards the identity
+        lower, info = torch.linalg.cholesky_ex(
+            shrunk + jitter * mu * torch.eye(d, dtype=shrunk.dtype)
+        )
+        jitter *= 100.0
     return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
 
 
@@ -412,15 +418,12 @@ def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
 
 
 def _gram(rows: np.ndarray) -> np.ndarray:
-    """``rows.T @ rows`` in float64, from float32 products of row blocks: BLAS's float32
-    product runs about twice as fast, and summing blocks of 8,192 rows in float64 keeps the
-    rounding of a covariance-sized sum at float32's relative precision per block."""
-    d = rows.shape[1]
-    out = np.zeros((d, d))
-    for start in range(0, len(rows), _GRAM_ROWS):
-        block = torch.from_numpy(np.ascontiguousarray(rows[start : start + _GRAM_ROWS], np.float32))
-        out += (block.T @ block).double().numpy()
-    return out
+    """``rows.T @ rows`` in float64. Not float32: the within-class covariance is this product
+    less the class means' own, and on features whose class means are large against their
+    spread (ReLU features) float32's rounding left it indefinite after standardisation (a
+    Keras ResNet50's 2,048-d features on 36 images)."""
+    block = torch.from_numpy(np.ascontiguousarray(rows, np.float64))
+    return (block.T @ block).numpy()
 
 
 def _scale_folds(y: np.ndarray) -> int:

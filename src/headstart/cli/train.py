@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from datetime import datetime
 from functools import partial
@@ -106,8 +107,12 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         comparison = _compare_first(clf, data, quiet=args.quiet)
         clf.fit(data)
     except Exception:
-        # Nothing to resume unless a checkpoint was written: leave the folder as it was.
+        # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
+        # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
+        # would make the folder refuse the same command again.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
+            if before is None:
+                shutil.rmtree(out / CHECKPOINT_FOLDER, ignore_errors=True)
             undo.undo()
         raise
     # An error above ends this rank; torchrun then stops the others.

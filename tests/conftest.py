@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 # No test may reach a hub: a download attempt fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The fuzz tests' budgets (tests/test_fuzz_*.py). "ci", the default, runs a fixed, derandomized
+# set of cases, so a failure in CI reproduces on any machine and the whole set stays well under
+# two minutes; "fuzz" is what scripts/fuzz.py runs for as long as it is given, new cases each
+# seed, remembering failures in .hypothesis/. A deadline flags a case that is slow, the tests'
+# own alarm (tests/_fuzz.py) one that hangs; both are far above a case's normal cost, so load on
+# the machine does not fail them.
+_FUZZ_HEALTH = [
+    HealthCheck.too_slow,
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.data_too_large,
+]
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    derandomize=True,
+    deadline=timedelta(seconds=20),
+    database=None,
+    suppress_health_check=_FUZZ_HEALTH,
+    print_blob=True,
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("HEADSTART_FUZZ_EXAMPLES", "2000")),
+    derandomize=False,
+    deadline=timedelta(seconds=20),
+    suppress_health_check=_FUZZ_HEALTH,
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HEADSTART_FUZZ_PROFILE", "ci"))
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 

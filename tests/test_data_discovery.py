@@ -620,3 +620,12 @@ def test_data_package_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_csv_path_holding_a_nul_byte_is_skipped_as_not_found(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cat": 1, "dog": 1})
+    (tmp_path / "l.csv").write_text(
+        "path,label\ncat/img_000.png,cat\ndog/img_000.png,dog\ncat/img_000.png\x00.txt,dog\n"
+    )
+    ds = load_dataset(tmp_path / "l.csv", val_fraction=0.0, test_fraction=0.0)
+    assert [s.reason for s in ds.skipped] == ["file not found (its name holds a NUL byte)"]

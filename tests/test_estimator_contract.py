@@ -166,7 +166,15 @@ CLI_TO_PARAM = {
     },
 }
 # `headstart train` options about the data (read by fit) or the run folder, not the classifier.
-CLI_ONLY = {"data", "help", "overwrite", "path_column", "label_column", "split_column"}
+CLI_ONLY = {
+    "data",
+    "help",
+    "overwrite",
+    "path_column",
+    "label_column",
+    "split_column",
+    "multi_label",
+}
 
 
 def _train_options() -> set[str]:

@@ -156,16 +156,3 @@ def test_a_disabled_thread_probe_leaves_the_count_alone(two_threads: None) -> No
     probe = ThreadProbe(enabled=False, clock=clock)
 
     assert {clock.run(probe, 4) for _ in range(10)} == {2}
-
-
-def test_one_image_calls_in_a_loop_learn_the_faster_count_through_the_shared_probe(
-    two_threads: None,
-) -> None:
-    clock = _Clock({2: 5.0, 1: 1.0})  # a busy machine: the team is slow
-
-    # Each call gets the model's probe anew and runs one step of one image, as predict does.
-    counts = [clock.run(ThreadProbe.shared(424242, clock=clock), 1) for _ in range(12)]
-
-    assert counts[0] == 2 and counts[1 + ThreadProbe.PROBES :] == [1] * (11 - ThreadProbe.PROBES)
-    assert ThreadProbe.shared(515151) is not ThreadProbe.shared(424242)
-    assert ThreadProbe.shared(424242, enabled=False).counts == ()

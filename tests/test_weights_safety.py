@@ -326,3 +326,34 @@ def test_a_tampered_cached_timm_safetensors_default_raises_weights_error(
     with pytest.raises(WeightsError, match=f"cannot be loaded \\(.*{reason}") as info:
         create_backbone(TIMM_TEST)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pickle_bytes",
+    [
+        b"\x80\x02Q.",  # a storage record from an empty stack: "pop from empty list"
+        b"\x80\x02h\x05.",  # a memo entry never stored: KeyError
+        b"\x80\x02K\x01Q.",  # a storage record that is an int: torch's AssertionError
+    ],
+)
+def test_weights_file_with_damaged_pickle_opcodes_is_one_weights_error(
+    tmp_path: Path, pickle_bytes: bytes
+) -> None:
+    import zipfile
+
+    good = tmp_path / "good.pth"
+    torch.save({"w": torch.ones(2)}, good)
+    damaged = tmp_path / "damaged.pth"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, pickle_bytes if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(WeightsError, match="damaged or not a PyTorch checkpoint"):
+        load_state_dict_file(damaged)
+
+
+def test_weights_file_of_one_byte_is_one_weights_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.bin"
+    path.write_bytes(b"j")  # a legacy (non-zip) torch file cut after its first byte
+    with pytest.raises(WeightsError, match="damaged or not a PyTorch checkpoint"):
+        load_state_dict_file(path)

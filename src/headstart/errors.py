@@ -24,6 +24,7 @@ __all__ = [
     "PreprocessOverrideWarning",
     "PretrainedViewWarning",
     "RunFolderError",
+    "StorageError",
     "UnsafeWeightsError",
     "WeightsError",
 ]
@@ -70,6 +71,11 @@ class NotFittedError(HeadstartError, AttributeError):
 
 class RunFolderError(HeadstartError, ValueError):
     """A run folder is missing, incomplete, or was not written by headstart."""
+
+
+class StorageError(HeadstartError, OSError):
+    """A file cannot be written: the disk is full, a quota or size limit is reached, or the
+    device failed. What was there before is left as it was (writes are atomic)."""
 
 
 class ExportError(HeadstartError, RuntimeError):

@@ -52,6 +52,13 @@ from headstart.fitted import (
     head_proba,
 )
 from headstart.heads.typicality import DEFAULT_SCORE, DEFAULT_THRESHOLD, check_unknown_options
+from headstart.label_sets import (
+    check_multi_label_params,
+    evaluate_label_sets,
+    label_proba,
+    label_sets,
+    with_label_set,
+)
 from headstart.params import Parameters
 from headstart.predictions import Prediction, SplitPrediction
 from headstart.saving import load_run, run_config, save_run
@@ -251,8 +258,11 @@ class ImageClassifier(Parameters, LearnedAttributes):
         self.unknown_threshold = unknown_threshold
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Paths | Dataset, y: Sequence[str] | None = None) -> ImageClassifier:
+    def fit(self, X: Paths | Dataset, y: Sequence[Any] | None = None) -> ImageClassifier:
         """Train on a folder, a CSV, a ``Dataset``, or a list of image paths with labels ``y``.
+
+        Several labels an image (a CSV cell ``dog;ball``, or a list of labels each in ``y``)
+        trains a multi-label classifier (:mod:`headstart.label_sets`).
 
         Ctrl-C during an end-to-end strategy stops training cleanly: the best weights so far are
         kept, ``interrupted_`` is True, and the classifier can be saved as it is.
@@ -261,11 +271,13 @@ class ImageClassifier(Parameters, LearnedAttributes):
         started = time.monotonic()
         vouched: dict[Path, str] = {}  # digests of the files discovery found in the cache
         dataset = self._as_dataset(X, y, vouched)
+        if dataset.multi_label:
+            params = check_multi_label_params(params)
         n_train = len(dataset.splits.get("train", []))
         # Resolved once per fit: a named strategy's now, before the backbone is built (a bad
         # option fails before any extraction); auto's once its measurements are in.
         resolved = None
-        if self.strategy != "auto":
+        if params["strategy"] != "auto":
             resolved = resolve_train_settings(params, n_train=n_train)
         settings = resolved.settings if resolved is not None else None
         backbone = create_backbone(
@@ -419,7 +431,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
     def _as_dataset(
         self,
         X: str | Path | Dataset | Sequence[str | Path],
-        y: Sequence[str] | None,
+        y: Sequence[Any] | None,
         vouched: dict[Path, str] | None = None,
     ) -> Dataset:
         if isinstance(X, Dataset):
@@ -438,7 +450,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             raise DataError("A list of image paths needs labels: fit(paths, labels).")
         return dataset_from_lists(
             list(X),
-            [str(label) for label in y],
+            list(y),  # a label each, or a list of labels each (several labels an image)
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
             seed=self.seed,
@@ -495,7 +507,10 @@ class ImageClassifier(Parameters, LearnedAttributes):
             )
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities: the softmax of the head's (calibrated) logits."""
+        """Class probabilities: the softmax of the head's (calibrated) logits; for a multi-label
+        run, each label's probability (a sigmoid each)."""
+        if self.thresholds_ is not None:
+            return label_proba(self.head_, features)
         return head_proba(self.head_, features)
 
     def _typicality(self, features: np.ndarray) -> np.ndarray | None:
@@ -626,7 +641,10 @@ class ImageClassifier(Parameters, LearnedAttributes):
             top = tuple((self.classes_[c], float(row[c])) for c in order)
             typical = None if typicality is None else float(typicality[i])
             unknown = None if typical is None or cut is None else typical < cut
-            results.append(Prediction(path, top[0][0], top[0][1], top, typical, unknown))
+            answer = Prediction(path, top[0][0], top[0][1], top, typical, unknown)
+            if self.thresholds_ is not None:
+                answer = with_label_set(answer, row, self.thresholds_, self.classes_)
+            results.append(answer)
         return results
 
     def _unknown_threshold(self, given: float | None) -> float | None:
@@ -683,10 +701,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
             raise ImageDecodeError(path, reason)
         return proba
 
-    def predict(self, paths: Paths, *, tta: str = "none") -> list[str]:
+    def predict(self, paths: Paths, *, tta: str = "none") -> list[Any]:
         """The most probable class name for each image file in ``paths`` (one path: a list of
-        one name)."""
+        one name); for a multi-label run, each image's list of labels (possibly empty)."""
         proba = self.predict_proba(paths, tta=tta)
+        if self.thresholds_ is not None:
+            return label_sets(proba, self.thresholds_, self.classes_)
         return [self.classes_[i] for i in proba.argmax(1)]
 
     def evaluate(
@@ -724,9 +744,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
             )
         predicted = self.predict_split(dataset, chosen, tta=tta)
         kept, proba = predicted.samples, predicted.proba
+        shown = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
+        if self.thresholds_ is not None:
+            return evaluate_label_sets(predicted, self.thresholds_, self.classes_, shown, tta)
         y = np.array([s.label for s in kept], dtype=np.int64)
         metrics = classification_metrics(y, proba, self.classes_)
-        metrics["split"] = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
+        metrics["split"] = shown
         metrics["tta"] = tta
         metrics["paths"] = [str(s.path) for s in kept]
         metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
@@ -823,6 +846,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 seed=int(spec["seed"]),
                 classes=self.classes_,
                 vouch=self._vouch(),
+                multi_label=self.thresholds_ is not None,
                 **(columns or {}),
             )
         return load_dataset(
@@ -831,6 +855,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             test_fraction=0.0,
             classes=self.classes_,
             vouch=self._vouch(),
+            multi_label=self.thresholds_ is not None,
             **(columns or {}),
         )
 

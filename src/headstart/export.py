@@ -320,6 +320,7 @@ class _ExportGraph(nn.Module):
         preprocess = clf.preprocess_
         self.backbone = clf.backbone_.module
         self.head = clf.head_
+        self.multi_label = clf.thresholds_ is not None  # a sigmoid a label, not a softmax
         self.uint8 = uint8
         self.bgr = preprocess.channel_order == "BGR"
         divisor = 1.0 / preprocess.scale
@@ -348,7 +349,10 @@ class _ExportGraph(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         features = self.backbone(self.prepare(images))
         logits = self.head(features)
-        probabilities = torch.softmax(logits, dim=1)  # calibrated: the temperature is in the head
+        if self.multi_label:  # calibrated: each label's temperature is in the head
+            probabilities = torch.sigmoid(logits)
+        else:
+            probabilities = torch.softmax(logits, dim=1)  # calibrated: the temperature is in it
         if self.typicality is None:
             return probabilities
         return probabilities, self.typicality(features, logits)
@@ -564,6 +568,26 @@ def _sidecar(
         "calibration": {"temperature": temperature},
         **_typicality_sidecar(clf),
         "parity": parity,
+        **(_multi_label_sidecar(clf) if clf.thresholds_ is not None else {}),
+    }
+
+
+def _multi_label_sidecar(clf: ImageClassifier) -> dict[str, Any]:
+    """What differs for a multi-label run: a sigmoid a label, and each label's threshold."""
+    return {
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "shape": ["N", len(clf.classes_)],
+            "description": "sigmoid of each label's calibrated logit (each label's temperature "
+            "is folded into the head), columns in the order of `classes`: the probability that "
+            "the label is on the image, independently of the others",
+        },
+        "multi_label": {
+            "thresholds": list(clf.thresholds_ or []),
+            "description": "an image has every label whose probability is at or above that "
+            "label's threshold (possibly none)",
+        },
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from headstart.backbones import Backbone
 from headstart.bulk import bulk
-from headstart.data import Dataset
+from headstart.data import Dataset, Sample
 from headstart.errors import DataWarning
 
 __all__ = ["warn_on_leakage", "warn_on_pretrained_view", "warn_on_small_classes"]
@@ -24,12 +24,12 @@ __all__ = ["warn_on_leakage", "warn_on_pretrained_view", "warn_on_small_classes"
 
 def warn_on_small_classes(dataset: Dataset) -> None:
     """One line per class that a split it needs is missing: it cannot be validated or tested."""
-    totals = Counter(s.label for split in dataset.splits.values() for s in split)
+    totals = Counter(i for split in dataset.splits.values() for s in split for i in _indices(s))
     for name in ("val", "test"):
         samples = dataset.splits.get(name)
         if not samples:
             continue
-        present = {s.label for s in samples}
+        present = {i for s in samples for i in _indices(s)}
         for index, cls in enumerate(dataset.classes):
             if index in present:
                 continue
@@ -43,6 +43,11 @@ def warn_on_small_classes(dataset: Dataset) -> None:
                 DataWarning,
                 stacklevel=3,
             )
+
+
+def _indices(sample: Sample) -> tuple[int, ...]:
+    """The class of a sample, or the labels of a multi-label one."""
+    return (sample.label,) if sample.labels is None else sample.labels
 
 
 def warn_on_leakage(
@@ -102,5 +107,8 @@ def warn_on_pretrained_view(
     """
     from headstart.doctor import warn_on_pretrained_view as warn
 
-    samples = [(s.path, dataset.classes[s.label]) for s in dataset.splits.get("train", [])]
+    samples = [
+        (s.path, ";".join(dataset.classes[i] for i in _indices(s)))
+        for s in dataset.splits.get("train", [])
+    ]
     warn(backbone, samples, extract, model=model, seed=seed)

@@ -29,6 +29,7 @@ from headstart.errors import DataError
 from headstart.evaluation.metrics import classification_metrics
 from headstart.heads.modules import fold_temperature
 from headstart.heads.typicality import Typicality, fit_typicality
+from headstart.label_sets import calibrate_labels, split_metrics, thresholds_of
 from headstart.preprocess import Preprocess
 from headstart.strategies import Fitted, ResolvedSettings, TrainSettings, xy
 from headstart.strategies.auto import Advice
@@ -78,6 +79,8 @@ class FittedModel:
             not be fitted (why: ``unknowns``), and for runs saved before it existed.
         unknowns: What was done about images of none of the classes: the score, the threshold,
             or why there is none.
+        thresholds: Multi-label runs only: per label (``classes``), the probability from which
+            an image has it (:mod:`headstart.label_sets`); None for one class an image.
     """
 
     backbone: Backbone
@@ -104,6 +107,7 @@ class FittedModel:
     not_used: dict[str, Any] = field(default_factory=dict)
     typicality: Typicality | None = None
     unknowns: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[float] | None = None
 
 
 class LearnedAttributes:
@@ -134,6 +138,7 @@ class LearnedAttributes:
     not_used_: dict[str, Any]
     typicality_: Typicality | None
     unknowns_: dict[str, Any]
+    thresholds_: list[float] | None
 
 
 def fitted_names() -> tuple[str, ...]:
@@ -169,7 +174,13 @@ def finish_fit(
         The record, the dataset as trained on (unreadable images skipped), and each held-out
         split's probabilities and typicality (:func:`fitted_metrics`).
     """
-    record, temperature = calibrate(fitted.head, fitted, calibration)
+    thresholds = thresholds_of(fitted.details.get("selection"))
+    temperature = 1.0
+    if thresholds is None:
+        record, temperature = calibrate(fitted.head, fitted, calibration)
+    else:  # several labels an image: a temperature a label
+        record, thresholds = calibrate_labels(fitted.head, fitted.details["selection"], calibration)
+    unknown_score = unknown_score if thresholds is None else "none"
     wanted = ("train", "val", "test") if unknown_score != "none" else ("val", "test")
     dataset, split_xy = split_features(fitted, extract, wanted)
     typicality, unknowns = fit_unknowns(
@@ -180,7 +191,7 @@ def finish_fit(
         temperature=temperature,
         seed=resolved.settings.seed,
     )
-    metrics, proba = fitted_metrics(fitted, dataset, split_xy, typicality)
+    metrics, proba = fitted_metrics(fitted, dataset, split_xy, typicality, thresholds)
     not_used = {"options": resolved.not_used, "reason": resolved.note} if resolved.not_used else {}
     state = FittedModel(
         backbone=fitted.backbone,
@@ -207,6 +218,7 @@ def finish_fit(
         not_used=not_used,
         typicality=typicality,
         unknowns=unknowns,
+        thresholds=thresholds,
     )
     return state, dataset, proba
 
@@ -280,8 +292,10 @@ def split_features(
         if extracted.failures:
             dataset = dataset.without(extracted.failures)
         by_path = dict(zip(extracted.paths, extracted.features, strict=True))
+        labels = len(dataset.classes) if dataset.multi_label else None
         for name in missing:
-            split_xy[name] = xy(dataset.splits.get(name, []), by_path, fitted.backbone.num_features)
+            samples = dataset.splits.get(name, [])
+            split_xy[name] = xy(samples, by_path, fitted.backbone.num_features, num_labels=labels)
     return dataset, split_xy
 
 
@@ -302,6 +316,9 @@ def fit_unknowns(
     known images, which the folds provide. A logit score's scale comes from the selection step's
     held-out logits, divided by the temperature folded into the head (the head predicts with it).
     """
+    if fitted.dataset.multi_label:
+        reason = "not fitted for multi-label data: an image of no label is a valid answer there"
+        return None, {"score": "none", "reason": reason}
     if score == "none":
         return None, {"score": "none", "reason": "turned off (--unknown-score none)"}
     train_x, train_y = split_xy.get("train", (None, None))
@@ -344,15 +361,22 @@ def fitted_metrics(
     dataset: Dataset,
     split_xy: dict[str, tuple[np.ndarray, np.ndarray]],
     typicality: Typicality | None,
+    thresholds: Sequence[float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, SplitScores]]:
     """Validation and test metrics, and the scores they came from (each split's, when it has a
     row per sample); with a typicality, the share of each split's images flagged unknown.
 
     A model refitted on train + val gets no "val" metrics: those images trained it. The
     held-out figures of its selection step are in ``selection``, named as what they are.
+    A multi-label run (``thresholds``, one a label) is measured by
+    :func:`headstart.label_sets.split_metrics`.
     """
     classes = list(dataset.classes)
     skip = {"train", "val"} if fitted.trained_on_val else {"train"}
+    if thresholds is not None:
+        found, probas = split_metrics(fitted.head, split_xy, thresholds, classes, skip)
+        sizes = {name: len(dataset.splits.get(name, [])) for name in probas}
+        return found, {n: SplitScores(p) for n, p in probas.items() if len(p) == sizes[n]}
     metrics: dict[str, Any] = {}
     scores: dict[str, SplitScores] = {}
     for name, (x, y) in split_xy.items():

@@ -69,7 +69,7 @@ class ImagePredictor:
         self._preprocess = backbone.preprocess
         # On a CPU, the whole OpenMP team or one thread, whichever runs batches faster now: on a
         # busy machine a team's barriers cost more than a second core gains (issue 22).
-        self._probe = ThreadProbe.shared(id(module), enabled=self._device.type == "cpu")
+        self._probe = ThreadProbe(enabled=self._device.type == "cpu")
 
     def decode(self, data: bytes, name: str) -> Image.Image:
         """The image in ``data`` as the run decodes files (JPEGs draft-decoded as it does).

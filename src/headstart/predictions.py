@@ -43,6 +43,10 @@ class Prediction:
     and ``unknown`` (typicality below the threshold) are None for a run without a typicality
     score, and then absent from :meth:`to_dict`. ``label`` stays the most probable class either
     way: rejecting is the caller's choice (``headstart predict --reject``).
+
+    A multi-label run also sets ``labels`` (every label at or above its threshold, possibly
+    none) and ``probabilities`` (every label's, in the run's label order); ``label`` is then the
+    most probable label, whether or not it reaches its threshold.
     """
 
     path: Path
@@ -52,6 +56,8 @@ class Prediction:
     typicality: float | None = None
     unknown: bool | None = None
     error: str | None = None
+    labels: tuple[str, ...] | None = None
+    probabilities: tuple[tuple[str, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
@@ -65,4 +71,7 @@ class Prediction:
         if self.typicality is not None:
             out["typicality"] = self.typicality
             out["unknown"] = bool(self.unknown)
+        if self.labels is not None and self.probabilities is not None:
+            out["labels"] = list(self.labels)
+            out["probabilities"] = dict(self.probabilities)
         return out

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 
-from headstart.errors import BackboneNotFoundError, RunFolderError
+from headstart.errors import BackboneNotFoundError, RunFolderError, StorageError
 
 __all__ = [
     "CONFIG_NAME",
@@ -54,19 +54,37 @@ def atomic_write(path: Path, data: bytes) -> None:
 
     The file gets the permissions ``open(path, "wb")`` would give it (see
     :func:`create_temp_beside`), so a run folder is as readable as anything else its owner writes.
+
+    Raises:
+        StorageError: the file cannot be written (full disk, I/O error, read-only folder); no
+            temporary file is left and ``path`` is as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = create_temp_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = create_temp_beside(path)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _cannot_write(path: Path, exc: OSError) -> StorageError:
+    """A full disk, a quota, a size limit, a failing device or a read-only folder: said in one
+    line, since the file it was to replace is intact and the fix is the user's."""
+    return StorageError(
+        f"cannot write {path} ({exc.strerror or exc}); the file it would replace, if any, is "
+        "intact: free some space (or write elsewhere) and run the command again"
+    )
 
 
 def create_temp_beside(path: Path) -> Path:

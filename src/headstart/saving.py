@@ -80,6 +80,8 @@ def run_config(model: FittedModel) -> dict[str, Any]:
         "metrics": model.metrics,
         "versions": _versions(),
     }
+    if model.thresholds is not None:  # only then: single-label configs stay as they were
+        hs["multi_label"] = {"output": "sigmoid", "thresholds": model.thresholds}
     classifier, why = plain_timm(hs)
     hs["plain_timm"] = {"loads": classifier is not None, "reason": why}
     config: dict[str, Any] = {}
@@ -132,25 +134,54 @@ def load_run(folder: str | Path) -> FittedModel:
         preprocess = Preprocess.from_dict(hs["preprocess"])
         spec = hs["backbone"]
         backbone = rebuild_backbone(spec, preprocess)
-        head = head_from_config(hs["head"])
+        with torch.device("meta"):
+            # No memory until the weights arrive: a config whose sizes lie (a head of 2**40
+            # features) fails on the saved tensors' shapes, not by exhausting memory.
+            head = head_from_config(hs["head"])
         classes = [str(c) for c in hs["classes"]]
         training = hs.get("training", {})
         strategy = str(hs.get("strategy", "features"))
         settings = TrainSettings.from_dict({**training, "strategy": strategy})
         advice = Advice.from_dict(hs["advice"]) if hs.get("advice") else None
-    except (KeyError, TypeError, ValueError, HeadstartError) as exc:
+        calibration = hs.get("calibration") or {}
+        unknowns = dict(hs.get("unknowns") or {})
+        # What the run recorded, read here so that a damaged value is a bad config.json, not
+        # a traceback (tests/test_fuzz_runs.py changes every value of a run's config).
+        recorded = {
+            "best_epoch": int(training.get("best_epoch", 0)),
+            "monitor": str(training.get("monitor", "val_loss")),
+            "interrupted": bool(training.get("interrupted", False)),
+            "epoch_seconds": [float(t) for t in training.get("epoch_seconds") or []],
+            "fit_seconds": float(training.get("seconds") or 0.0),
+            "details": dict(training.get("details") or {}),
+            "selection": training.get("selection"),
+            "calibration": calibration or None,
+            "temperature": float(calibration.get("temperature", 1.0)),
+            "metrics": hs.get("metrics", {}),
+            "dataset": hs.get("data", {}),
+            "not_used": dict(training.get("not_used") or {}),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, HeadstartError) as exc:
         raise _run_error(folder, f"bad config.json ({exc})") from exc
     if spec.get("layer") is not None:
         try:
             backbone = select_layer(backbone, spec["layer"])
         except HeadstartError as exc:
             raise _run_error(folder, str(exc)) from exc
+    shape = head_config(str(hs["head"].get("kind")), head)
+    if shape["in_features"] != backbone.num_features or shape["num_classes"] != len(classes):
+        raise _run_error(
+            folder,
+            f"its head maps {shape['in_features']} features to {shape['num_classes']} classes, "
+            f"but its backbone gives {backbone.num_features} features and it names "
+            f"{len(classes)} classes",
+        )
     head_keys = _head_keys(head, hs)
-    head_state = {head_keys[k]: v for k, v in tensors.items() if k in head_keys}
+    head_state = {head_keys[k]: v.float() for k, v in tensors.items() if k in head_keys}
     backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
     try:
         inner_module(backbone.module).load_state_dict(backbone_state, strict=True)
-        head.load_state_dict(head_state, strict=True)
+        head.load_state_dict(head_state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise _run_error(folder, f"weights do not fit the model ({first})") from exc
@@ -158,8 +189,6 @@ def load_run(folder: str | Path) -> FittedModel:
     head.eval()
     for param in backbone.module.parameters():
         param.requires_grad_(False)
-    calibration = hs.get("calibration") or {}
-    unknowns = dict(hs.get("unknowns") or {})
     return FittedModel(
         backbone=backbone,
         head=head,
@@ -168,22 +197,26 @@ def load_run(folder: str | Path) -> FittedModel:
         backbone_id=backbone.weights_id,
         settings=settings,
         history=read_history_csv(Path(folder) / HISTORY_NAME),
-        best_epoch=int(training.get("best_epoch", 0)),
-        monitor=str(training.get("monitor", "val_loss")),
-        interrupted=bool(training.get("interrupted", False)),
-        epoch_seconds=[float(t) for t in training.get("epoch_seconds") or []],
-        fit_seconds=float(training.get("seconds") or 0.0),
-        details=dict(training.get("details") or {}),
-        selection=training.get("selection"),
-        calibration=calibration or None,
-        temperature=float(calibration.get("temperature", 1.0)),
-        metrics=hs.get("metrics", {}),
-        dataset=hs.get("data", {}),
         advice=advice,
-        not_used=dict(training.get("not_used") or {}),
+        **recorded,
         typicality=_load_typicality(Path(folder), unknowns),
         unknowns=unknowns,
+        thresholds=_load_thresholds(folder, hs, len(classes)),
     )
+
+
+def _load_thresholds(folder: str | Path, hs: Mapping[str, Any], labels: int) -> list[float] | None:
+    """A multi-label run's thresholds, one a label; None for a single-label run."""
+    multi = hs.get("multi_label")
+    if multi is None:
+        return None
+    try:
+        thresholds = [float(t) for t in multi["thresholds"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _run_error(folder, f"bad multi_label thresholds ({exc})") from exc
+    if len(thresholds) != labels:
+        raise _run_error(folder, f"{len(thresholds)} thresholds for {labels} labels")
+    return thresholds
 
 
 def _unknowns_config(model: FittedModel) -> dict[str, Any]:

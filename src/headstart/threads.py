@@ -47,7 +47,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import ClassVar
 
 import torch
 
@@ -111,26 +110,6 @@ class ThreadProbe:
 
     PROBES = 4
     EVERY = 64
-    _SHARED: ClassVar[dict[tuple[int, int], ThreadProbe]] = {}
-    _SHARED_MAX = 8
-
-    @classmethod
-    def shared(
-        cls, key: int, enabled: bool = True, clock: Callable[[], float] = time.perf_counter
-    ) -> ThreadProbe:
-        """The process's probe for the steps of one model (``key``: e.g. ``id(module)``), kept
-        from call to call: a loop that predicts one image a call runs one step a call, and a
-        probe made per call would run every one of them on the untested team, the slow count
-        on a busy machine (4 images/s against 60 at load 8, in ``benchmarks/serve.py``)."""
-        if not enabled:
-            return cls(enabled=False)
-        team = torch.get_num_threads()
-        probe = cls._SHARED.get((key, team))
-        if probe is None:
-            if len(cls._SHARED) >= cls._SHARED_MAX:
-                cls._SHARED.pop(next(iter(cls._SHARED)))
-            probe = cls._SHARED[(key, team)] = cls(clock=clock)
-        return probe
 
     def __init__(self, enabled: bool = True, clock: Callable[[], float] = time.perf_counter):
         team = torch.get_num_threads()

@@ -231,6 +231,12 @@ def add_csv_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the column of train/val/test (default: split, if the CSV has one)",
     )
+    group.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="read the label column as sets of labels separated by ';' (dog;ball; empty: none) "
+        "even if every row holds one; a row with other than one label makes it so anyway",
+    )
 
 
 def csv_columns(args: argparse.Namespace) -> CsvColumns:
@@ -248,15 +254,22 @@ def csv_columns(args: argparse.Namespace) -> CsvColumns:
 def data_argument(
     args: argparse.Namespace, *, val_fraction: float, test_fraction: float, seed: int
 ) -> Any:
-    """DATA as given, or read here when CSV columns are named: the estimator takes a path or a
-    ``Dataset``, and the columns travel with the dataset (and into the run, for evaluation)."""
+    """DATA as given, or read here when CSV columns are named or ``--multi-label`` is given: the
+    estimator takes a path or a ``Dataset``, and the columns (and the multi-label reading) travel
+    with the dataset (and into the run, for evaluation)."""
     columns = csv_columns(args)
-    if not columns:
+    multi_label = getattr(args, "multi_label", False)
+    if not columns and not multi_label:
         return args.data
     from headstart.data import load_dataset
 
     return load_dataset(
-        args.data, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, **columns
+        args.data,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        multi_label=multi_label,
+        **columns,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from headstart.cli._common import (
     add_cache_options,
@@ -21,7 +22,12 @@ from headstart.cli._common import (
     print_json,
 )
 
+if TYPE_CHECKING:
+    from headstart.data import Dataset
+
 __all__ = ["register", "run"]
+
+NO_LABEL = "(no label)"
 
 # Skipped files listed in full before the rest is summarised as "... N more".
 _MAX_SKIPPED_SHOWN = 20
@@ -63,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from headstart.data import load_dataset, verify_dataset
+    from headstart.data.multilabel import label_facts
 
     vouched: dict[Path, str] = {}
     dataset = load_dataset(
@@ -71,14 +78,16 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         seed=args.seed,
         vouch=None if args.verify or args.no_cache else _voucher(args.cache_dir, vouched),
+        multi_label=args.multi_label,
         **csv_columns(args),
     )
     if not args.quick:
         dataset = verify_dataset(
             dataset, known=vouched, workers=args.workers, quiet=args.quiet or args.json
         )
+    facts = label_facts(dataset) if dataset.multi_label else None
     if args.json:
-        print_json(dataset.summary())
+        print_json(dataset.summary() | ({} if facts is None else {"label_facts": facts}))
         return 0
 
     print(f"dataset:  {dataset.root}")
@@ -94,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
             f"split:    made by headstart (val_fraction {spec['val_fraction']}, "
             f"test_fraction {spec['test_fraction']}, seed {spec['seed']})"
         )
-    print(f"classes:  {len(dataset.classes)}")
-    print()
-    for line in _table(dataset.classes, dataset.counts()):
-        print(line)
+    if facts is None:
+        print(f"classes:  {len(dataset.classes)}")
+        print()
+        for line in _table(dataset.classes, dataset.counts()):
+            print(line)
+    else:
+        print(f"labels:   {len(dataset.classes)}, several an image (positive images per split)")
+        print()
+        for line in _multi_label_lines(dataset, facts):
+            print(line)
 
     skipped = dataset.skipped
     if skipped:
@@ -110,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
+def _table(
+    classes: list[str], counts: dict[str, dict[str, int]], heading: str = "class"
+) -> list[str]:
     """Class rows with one right-aligned column per split, a total column and a total row."""
     splits = list(counts)
-    cells = [["class", *splits, "total"]]
+    cells = [[heading, *splits, "total"]]
     for name in classes:
         values = [counts[split][name] for split in splits]
         cells.append([name, *map(str, values), str(sum(values))])
@@ -127,6 +144,27 @@ def _table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
         return "  ".join([first, *rest])
 
     return [fmt(row) for row in cells]
+
+
+def _multi_label_lines(dataset: Dataset, facts: dict[str, Any]) -> list[str]:
+    """Positive images per label and split, images with no label, then what to look at."""
+    from headstart.data.multilabel import MIN_VAL_POSITIVES
+
+    counts = {
+        split: {**per_label, NO_LABEL: facts["unlabelled"][split]}
+        for split, per_label in facts["positives"].items()
+    }
+    lines = _table([*dataset.classes, NO_LABEL], counts, "label")[:-1]  # positives do not add up
+    images = ", ".join(f"{len(samples)} {split}" for split, samples in dataset.splits.items())
+    lines += ["", f"images: {images}"]
+    if facts["few_to_validate"]:
+        lines.append(
+            f"too few validation positives (< {MIN_VAL_POSITIVES}) to choose a threshold on: "
+            + ", ".join(facts["few_to_validate"])
+        )
+    for a, b in facts["always_together"]:
+        lines.append(f"{a!r} and {b!r} are on exactly the same images: nothing can tell them apart")
+    return lines
 
 
 def _voucher(

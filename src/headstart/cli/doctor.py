@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         quiet=args.quiet,
         columns=csv_columns(args) or None,
+        multi_label=args.multi_label,
     )
     if args.json:
         print_json(report.to_dict())

@@ -80,9 +80,16 @@ def _as_json(p: Prediction, reject: bool) -> dict[str, object]:
 
 def _as_line(p: Prediction, top_k: int, reject: bool) -> str:
     """One tab-separated line: the path, the class (or classes) and, for a run with a
-    typicality score, how typical the image is, marked UNKNOWN below the threshold."""
+    typicality score, how typical the image is, marked UNKNOWN below the threshold. For a
+    multi-label run: the path, the image's labels ("(none)" for none) and their probabilities."""
     if p.error is not None:
         return f"{p.path}\terror: {p.error}"
+    if p.labels is not None and p.probabilities is not None:  # a multi-label run
+        proba = dict(p.probabilities)
+        found = ", ".join(f"{name} {proba[name]:.3f}" for name in p.labels)
+        return f"{p.path}\t{', '.join(p.labels) or '(none)'}\t" + (
+            found or f"most probable {p.label} {p.probability:.3f}"
+        )
     if top_k > 1:
         line = f"{p.path}\t" + ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from datetime import datetime
 from functools import partial
@@ -106,8 +107,12 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         comparison = _compare_first(clf, data, quiet=args.quiet)
         clf.fit(data)
     except Exception:
-        # Nothing to resume unless a checkpoint was written: leave the folder as it was.
+        # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
+        # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
+        # would make the folder refuse the same command again.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
+            if before is None:
+                shutil.rmtree(out / CHECKPOINT_FOLDER, ignore_errors=True)
             undo.undo()
         raise
     # An error above ends this rank; torchrun then stops the others.
@@ -140,7 +145,9 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         print(f"kept epoch {clf.best_epoch_} of {len(clf.history_)} (lowest {clf.monitor_})")
     for split in ("val", "test"):
         metrics = clf.metrics_.get(split)
-        if metrics:
+        if metrics and metrics.get("multi_label"):
+            print(f"{split} mAP {metrics['mAP']:.4f} (n={metrics['n']})")
+        elif metrics:
             print(f"{split} accuracy {metrics['accuracy']:.4f} (n={metrics['n']})")
     if "test" in clf.metrics_ and not args.quiet:
         print(format_metrics(clf.metrics_["test"]))

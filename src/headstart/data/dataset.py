@@ -38,11 +38,15 @@ class Sample:
 
     Attributes:
         path: Absolute path of the file (symlinks kept as named, not resolved).
-        label: Index into :attr:`Dataset.classes`.
+        label: Index into :attr:`Dataset.classes`; -1 in a multi-label dataset, where no one
+            label is the image's (an index there would be silently wrong wherever it is read).
+        labels: Multi-label datasets only: the image's label indices, sorted (empty: none of the
+            labels); None in a single-label dataset.
     """
 
     path: Path
     label: int
+    labels: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Dataset:
         columns: The CSV columns named by the caller (``{"path_column": "filename", ...}``),
             else None (``path,label[,split]``); recorded in the run, so that evaluating on the
             same CSV later reads it the same way.
+        multi_label: Each image has a set of labels (:attr:`Sample.labels`), possibly empty,
+            rather than one class (:mod:`headstart.data.multilabel`).
     """
 
     root: Path
@@ -85,16 +91,21 @@ class Dataset:
     skipped: list[Skipped]
     split_spec: dict[str, float | int] | None = None
     columns: CsvColumns | None = None
+    multi_label: bool = False
     # True when read against known classes (evaluation data): some classes may have no images.
     _relaxed: bool = field(default=False, init=False, repr=False, compare=False)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Images per split and class; every class is listed, so an absent class shows as 0."""
+        """Images per split and class; every class is listed, so an absent class shows as 0.
+
+        In a multi-label dataset, a label's positive images (an image counts once per label).
+        """
         out: dict[str, dict[str, int]] = {}
         for split, samples in self.splits.items():
             per_class = dict.fromkeys(self.classes, 0)
             for sample in samples:
-                per_class[self.classes[sample.label]] += 1
+                for label in (sample.label,) if sample.labels is None else sample.labels:
+                    per_class[self.classes[label]] += 1
             out[split] = per_class
         return out
 
@@ -135,18 +146,21 @@ class Dataset:
             skipped=sorted([*self.skipped, *removed], key=lambda s: str(s.path)),
             split_spec=None if self.split_spec is None else dict(self.split_spec),
             columns=None if self.columns is None else CsvColumns(**self.columns),
+            multi_label=self.multi_label,
         )
         result._relaxed = self._relaxed
         if not removed:
             return result
         if not self._relaxed:
-            train_labels = {s.path: s.label for s in self.splits.get("train", [])}
-            after = {s.label for s in splits.get("train", [])}
-            for label in sorted(set(train_labels.values()) - after):
+            train_labels = {s.path: _labels_of(s) for s in self.splits.get("train", [])}
+            before = set().union(*train_labels.values())
+            after = set().union(*(_labels_of(s) for s in splits.get("train", [])))
+            for label in sorted(before - after):
                 name = self.classes[label]
-                lost = [r for r in removed if train_labels.get(r.path) == label]
+                lost = [r for r in removed if label in train_labels.get(r.path, ())]
+                noun = "label" if self.multi_label else "class"
                 raise DataError(
-                    f"class {name!r} has no usable training images left "
+                    f"{noun} {name!r} has no usable training images left "
                     f"({_describe_skips(lost)} when decoding); replace those files or remove "
                     "the class"
                 )
@@ -168,7 +182,17 @@ class Dataset:
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
             # Only when named: the summaries (and run folders) of other datasets stay as they were.
             **({} if self.columns is None else {"columns": dict(self.columns)}),
+            # Counts are positives per label there; the images are counted apart.
+            **(
+                {"multi_label": True, "images": {s: len(v) for s, v in self.splits.items()}}
+                if self.multi_label
+                else {}
+            ),
         }
+
+
+def _labels_of(sample: Sample) -> tuple[int, ...]:
+    return (sample.label,) if sample.labels is None else sample.labels
 
 
 def _describe_skips(skips: Sequence[Skipped]) -> str:

@@ -123,6 +123,8 @@ def _open_descriptor(path: Path) -> int:
         raise ImageDecodeError(path, "file not found") from None
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte (a CSV cell can hold one): no file has such a name
+        raise ImageDecodeError(path, "file not found (its name holds a NUL byte)") from None
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError as exc:

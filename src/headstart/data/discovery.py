@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headstart.bulk import bulk
 from headstart.data.dataset import (
@@ -29,6 +30,12 @@ from headstart.data.dataset import (
     _describe_skips,
 )
 from headstart.data.decoding import image_problem
+from headstart.data.multilabel import (
+    LabelledFile,
+    from_labelled_files,
+    has_several_labels,
+    parse_labels,
+)
 from headstart.data.splits import stratified_split, validate_split_args
 from headstart.errors import DataError
 from headstart.progress import Progress
@@ -445,7 +452,7 @@ def _load_class_folders(
 @dataclass(frozen=True)
 class _Entry:
     path: Path
-    label: str
+    label: str | tuple[str, ...]  # a tuple: several labels given as a list (multi-label only)
     split: str | None  # None: headstart chooses
     origin: str  # where it was given, for messages ("row 7", "paths[3]")
 
@@ -483,14 +490,35 @@ def _from_entries(
     seed: int,
     known: list[str] | None,
     check: _Check,
+    multi_label: bool = False,
 ) -> Dataset:
     """Check, split and assemble labelled files (the CSV and list layouts).
 
     Entries with ``split=None`` are split by headstart with the fractions. If entries name
     their splits and none is "val", validation is held out of train, as for split folders.
+    Multi-label data (``multi_label``, or any entry with other than one label) is assembled by
+    :mod:`headstart.data.multilabel` instead.
     """
+    if multi_label or any(has_several_labels(e.label) for e in entries):
+        files = [
+            LabelledFile(
+                e.path, parse_labels(e.label, f"{e.origin} of {source}"), e.split, e.origin
+            )
+            for e in entries
+        ]
+        return from_labelled_files(
+            files,
+            root=root,
+            layout=layout,
+            source=source,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            known=known,
+            problems=check.problems,
+        )
     entries = _dedupe(entries, source)
-    labels = sorted({e.label for e in entries})
+    labels = sorted({str(e.label) for e in entries})
     if known is None:
         classes = labels
         _require_two_classes(classes, source, "label")
@@ -517,15 +545,16 @@ def _from_entries(
     skipped: list[Skipped] = []
     class_skips: dict[str, list[Skipped]] = {}
     for entry, reason in zip(entries, check.problems([e.path for e in entries]), strict=True):
+        label = str(entry.label)  # one label each: a single-label dataset
         if reason is not None:
             skip = Skipped(entry.path, reason)
             skipped.append(skip)
             if entry.split in (None, "train"):
-                class_skips.setdefault(entry.label, []).append(skip)
+                class_skips.setdefault(label, []).append(skip)
         elif entry.split is None:
-            pool.setdefault(entry.label, []).append(entry.path)
+            pool.setdefault(label, []).append(entry.path)
         else:
-            fixed.setdefault(entry.split, {}).setdefault(entry.label, []).append(entry.path)
+            fixed.setdefault(entry.split, {}).setdefault(label, []).append(entry.path)
 
     split_spec: dict[str, float | int] | None = None
     by_split: _BySplit = {name: dict(fixed.get(name, {})) for name in SPLIT_NAMES}
@@ -628,10 +657,9 @@ def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
         if not any(row):
             continue
         path_text, label = row[path_col], row[label_col]
-        if not path_text or not label:
-            raise DataError(
-                f"row {number} of {csv_path} has an empty path or label; every row needs both"
-            )
+        if not path_text:
+            # An empty label is an image with no label: a multi-label negative.
+            raise DataError(f"row {number} of {csv_path} has an empty path; every row needs one")
         split = None
         if split_col is not None:
             value = row[split_col]
@@ -664,6 +692,7 @@ def load_dataset(
     path_column: str | None = None,
     label_column: str | None = None,
     split_column: str | None = None,
+    multi_label: bool = False,
 ) -> Dataset:
     """Read a labelled dataset from a folder or a CSV file.
 
@@ -701,6 +730,9 @@ def load_dataset(
         label_column: The CSV column holding the labels (default "label").
         split_column: The CSV column holding train/val/test (default "split", used if present);
             once named, it must exist.
+        multi_label: Read the CSV's labels as sets (``dog;ball``, or empty for none) even if
+            every row holds one label; a CSV with a row of other than one label is read so
+            anyway (:mod:`headstart.data.multilabel`). CSV files only.
 
     Returns:
         The dataset, with every unusable file listed in ``skipped``.
@@ -727,6 +759,11 @@ def load_dataset(
             f"{options} names a column of a CSV file, but {str(source)!r} is not a CSV file; "
             "pass the CSV, or leave the option out for a folder"
         )
+    if multi_label and not (root.is_file() and root.suffix.lower() == ".csv"):
+        raise DataError(
+            f"multi-label data is read from a CSV file, but {str(source)!r} is not one; list the "
+            f"images in a CSV with path,label columns, labels separated by ';' (dog;ball)"
+        )
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DataError(
@@ -743,6 +780,7 @@ def load_dataset(
             seed=seed,
             known=known,
             check=check,
+            multi_label=multi_label,
         )
         dataset.columns = named
         return dataset
@@ -774,20 +812,23 @@ def load_dataset(
 @bulk
 def dataset_from_lists(
     paths: Sequence[str | Path],
-    labels: Sequence[str],
+    labels: Sequence[Any],
     *,
     val_paths: Sequence[str | Path] | None = None,
-    val_labels: Sequence[str] | None = None,
+    val_labels: Sequence[Any] | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
     seed: int = 0,
     vouch: Vouch | None = None,
+    multi_label: bool = False,
 ) -> Dataset:
     """A dataset from parallel lists of image paths and labels (``ImageClassifier.fit``).
 
     Args:
         paths: Training images (relative paths are taken from the current directory).
-        labels: One label per path; non-string labels (e.g. integers) become their ``str``.
+        labels: One label per path; non-string labels (e.g. integers) become their ``str``. For
+            several labels an image, a list (or set) of labels, or a string ``"dog;ball"``; an
+            empty list or string is an image with none of the labels.
         val_paths: A validation set of your own. When given, ``val_fraction`` is not used and
             only ``test_fraction`` is held out of ``paths``.
         val_labels: One label per validation path.
@@ -795,6 +836,8 @@ def dataset_from_lists(
         test_fraction: Share of each class held out for test.
         seed: Makes the split reproducible.
         vouch: As for :func:`load_dataset`: files known to be images, not opened again.
+        multi_label: Read every label as a set even if each holds one (see
+            :func:`load_dataset`).
 
     Returns:
         The dataset, layout "lists", rooted at the deepest folder common to all paths.
@@ -811,7 +854,7 @@ def dataset_from_lists(
     if not paths:
         raise DataError("no training images given; pass at least one path per class")
     entries = [
-        _Entry(Path(p).absolute(), str(label), None, f"paths[{i}]")
+        _Entry(Path(p).absolute(), _list_label(label), None, f"paths[{i}]")
         for i, (p, label) in enumerate(zip(paths, labels, strict=True))
     ]
     if val_paths is not None and val_labels is not None:
@@ -821,7 +864,7 @@ def dataset_from_lists(
                 "label per path"
             )
         entries += [
-            _Entry(Path(p).absolute(), str(label), "val", f"val_paths[{i}]")
+            _Entry(Path(p).absolute(), _list_label(label), "val", f"val_paths[{i}]")
             for i, (p, label) in enumerate(zip(val_paths, val_labels, strict=True))
         ]
     try:
@@ -838,7 +881,15 @@ def dataset_from_lists(
         seed=seed,
         known=None,
         check=_Check(vouch=vouch),
+        multi_label=multi_label,
     )
+
+
+def _list_label(label: object) -> str | tuple[str, ...]:
+    """A list entry's label: its ``str``, or the labels of a collection (multi-label)."""
+    if isinstance(label, (list, tuple, set, frozenset)):
+        return tuple(str(part) for part in label)
+    return str(label)
 
 
 @bulk

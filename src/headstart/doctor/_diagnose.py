@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from headstart.bulk import bulk
 from headstart.data import CsvColumns, Dataset, load_dataset
 from headstart.data.facts import FACTS_VERSION, content_problem
+from headstart.data.multilabel import SEPARATOR, label_facts
 from headstart.doctor._checks import (
     TINY_SIDE,
     class_findings,
@@ -31,6 +32,7 @@ from headstart.doctor._duplicates import (
 )
 from headstart.doctor._findings import Finding, Report, sort_findings
 from headstart.doctor._inspect import cached_facts
+from headstart.doctor._labels import label_findings
 from headstart.doctor._samples import Labelled, labelled_samples
 from headstart.errors import DataError, PreprocessOverrideWarning
 
@@ -71,8 +73,9 @@ def _class_names(root: Path, label_column: str = "label") -> list[str] | None:
                 rows = list(csv.reader(fh))
             header = [cell.strip().lower() for cell in rows[0]]
             col = header.index(label_column.strip().lower())
-            labels = {row[col].strip() for row in rows[1:] if len(row) > col and row[col].strip()}
-            return sorted(labels) or None
+            cells = [row[col] for row in rows[1:] if len(row) > col]
+            labels = {name.strip() for cell in cells for name in cell.split(SEPARATOR)}
+            return sorted(labels - {""}) or None
         if not root.is_dir():
             return None
         dirs = _visible_dirs(root)
@@ -98,6 +101,7 @@ def _load(
     test_fraction: float,
     seed: int,
     columns: CsvColumns | None = None,
+    multi_label: bool = False,
 ) -> Dataset:
     """Read the dataset as training would, except that an empty class is not an error.
 
@@ -119,12 +123,18 @@ def _load(
                 test_fraction=test_fraction,
                 seed=seed,
                 classes=names,
+                multi_label=multi_label,
                 **columns,
             )
         except DataError:
             pass  # the strict load below raises the accurate message
     return load_dataset(
-        root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, **columns
+        root,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        multi_label=multi_label,
+        **columns,
     )
 
 
@@ -186,6 +196,7 @@ def diagnose(
     device: str = "auto",
     quiet: bool = False,
     columns: CsvColumns | None = None,
+    multi_label: bool = False,
 ) -> Report:
     """Check a dataset before anyone trains on it.
 
@@ -220,6 +231,9 @@ def diagnose(
         quiet: No progress output.
         columns: The columns of a CSV ``source`` (``load_dataset``'s ``path_column``,
             ``label_column``, ``split_column``), for a CSV made for something else.
+        multi_label: Read a CSV's labels as sets even if every row holds one (as training's
+            ``--multi-label``); label checks then replace the class checks, and label noise,
+            which needs one class an image, is not checked.
 
     Returns:
         The report; ``report.has_errors`` says whether anything serious was found.
@@ -255,6 +269,7 @@ def diagnose(
             test_fraction=test_fraction,
             seed=seed,
             columns=columns,
+            multi_label=multi_label,
         )
     root = dataset.root
     samples = labelled_samples(dataset)
@@ -266,7 +281,7 @@ def diagnose(
         )
     }
     findings += file_findings(dataset.skipped, samples, facts, root)
-    findings += class_findings(dataset)
+    findings += label_findings(dataset) if dataset.multi_label else class_findings(dataset)
     duplicates, duplicate_stats = duplicate_findings(
         samples,
         facts,
@@ -290,8 +305,17 @@ def diagnose(
         "split_spec": dataset.split_spec,
         **image_stats(samples, facts),
         "duplicates": duplicate_stats,
+        **({"label_facts": label_facts(dataset)} if dataset.multi_label else {}),
     }
-    if backbone is not None:
+    if backbone is not None and dataset.multi_label:
+        findings.append(
+            Finding(
+                "info",
+                "label-noise-skipped",
+                "label noise not checked: its cross-validation needs one class an image",
+            )
+        )
+    elif backbone is not None:
         from headstart.doctor._noise import label_noise_findings
 
         noise, stats["label_noise"] = label_noise_findings(

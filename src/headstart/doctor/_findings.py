@@ -83,6 +83,8 @@ class Finding:
 _CODE_ORDER = (
     "too-few-classes",
     "empty-class",
+    "empty-label",
+    "label-everywhere",
     "conflicting-labels",
     "conflicting-labels-near",
     "leak-exact",
@@ -98,6 +100,8 @@ _CODE_ORDER = (
     "small-class",
     "no-val-split",
     "no-val-images",
+    "few-val-positives",
+    "labels-always-together",
     "grayscale-split",
     "grayscale-class",
     "tiny-image",

@@ -16,7 +16,7 @@ __all__ = ["Labelled", "display_path", "labelled_samples", "split_order"]
 # but not frozen is unhashable, code that tried would fail loudly, not silently).
 @dataclass(slots=True)
 class Labelled:
-    """One sample as the checks need it: file, class name and split."""
+    """One sample as the checks need it: file, class name (or label set) and split."""
 
     path: Path
     label: str
@@ -24,7 +24,15 @@ class Labelled:
 
 
 def labelled_samples(dataset: Dataset) -> list[Labelled]:
-    """Every sample of every split, in split order then path order."""
+    """Every sample of every split, in split order then path order; a multi-label sample's
+    label is its label names joined by ``;`` (empty for none)."""
+    if dataset.multi_label:
+        # The label set as one name: copies with different sets are conflicting labels.
+        return [
+            Labelled(s.path, ";".join(dataset.classes[i] for i in s.labels or ()), split)
+            for split, samples in dataset.splits.items()
+            for s in samples
+        ]
     return [
         Labelled(s.path, dataset.classes[s.label], split)
         for split, samples in dataset.splits.items()

@@ -111,6 +111,10 @@ def classification_metrics(
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text table a person can read in a terminal."""
+    if metrics.get("multi_label"):
+        from headstart.evaluation.multilabel import format_multilabel_metrics
+
+        return format_multilabel_metrics(metrics)
     if not metrics.get("n"):
         return "no images evaluated"
     classes = metrics["classes"]

@@ -48,7 +48,7 @@ import platformdirs
 
 from headstart.bulk import bulk
 from headstart.data.facts import FACTS_VERSION, ImageContent
-from headstart.errors import CacheWarning
+from headstart.errors import CacheWarning, StorageError
 from headstart.progress import Progress
 
 __all__ = ["FeatureCache", "cache_size", "decoded_in", "default_cache_dir", "file_digest"]
@@ -131,6 +131,18 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
 _DAMAGED = (11, 26)
+
+
+# SQLITE_IOERR and SQLITE_FULL: the disk failed or filled up while writing.
+_UNWRITABLE = (10, 13)
+
+
+def _cannot_write(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _UNWRITABLE
+    text = str(exc)
+    return "disk is full" in text or "disk I/O error" in text
 
 
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
@@ -267,7 +279,15 @@ class FeatureCache:
         _SEEN.pop(str(self.path.resolve()), None)
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
-        """After an error: a damaged file is set aside and replaced; anything else is raised."""
+        """After an error: a damaged file is set aside and replaced; a full or failing disk is
+        one line (the transaction was rolled back: the cache is as it was); anything else is
+        raised."""
+        if _cannot_write(exc):
+            raise StorageError(
+                f"cannot write the feature cache {self.path} ({exc}); it is as it was before "
+                "this batch: free some space, or point --cache-dir (HEADSTART_CACHE_DIR) at "
+                "another disk, or pass --no-cache"
+            ) from exc
         if not _is_corrupt(exc):
             raise exc
         self._set_aside(exc)
@@ -686,6 +706,13 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open
+                    self._db.execute("ROLLBACK")
+                raise
+        elif self._db.in_transaction:
+            # SQLite rolls back by itself after some errors (a full disk): a second ROLLBACK
+            # would raise "no transaction is active" over the error that matters.
             self._db.execute("ROLLBACK")

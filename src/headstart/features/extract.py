@@ -413,9 +413,8 @@ class _Forward:
             keys=None if view is None else [digests[p] for p in todo],
             on_content=contents.__setitem__ if keep_facts else None,
         )
-        # On a CPU, one thread or the whole team, whichever the machine runs faster now; the
-        # probe of this model outlives the call, so one-image calls in a loop learn it too.
-        probe = ThreadProbe.shared(id(self.module), enabled=self.device.type == "cpu")
+        # On a CPU, one thread or the whole team, whichever the machine runs faster now.
+        probe = ThreadProbe(enabled=self.device.type == "cpu")
         with torch.inference_mode():
             for batch, indices, bad in loader:
                 for index, reason in bad:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from headstart.heads.logistic import fit_linear
+from headstart.heads.multilabel import describe_multilabel, fit_multilabel
 from headstart.heads.training import HeadTrainingConfig, train_head
 from headstart.heads.weights import ClassWeight, class_weights
 
@@ -31,6 +32,8 @@ def describe_selection(selection: dict[str, Any]) -> str:
     """One line: what was chosen, on what, its held-out figures, and what the final fit used."""
     fit = selection.get("fit_images") or {}
     used = " + ".join(f"{n} {split}" for split, n in fit.items())
+    if selection.get("kind") == "multi-label":
+        return describe_multilabel(selection) + f"; final fit on {used} images"
     if selection.get("solver") == "lbfgs":
         chosen = f"linear head, C={selection.get('C'):.3g}"
         final = selection.get("final_C")
@@ -98,10 +101,16 @@ def fit_head(
         C: Linear head only: a fixed inverse L2 strength (None: chosen).
         refit: Refit on train + val after the choice (False: the final fit sees train only).
         train_views: Features of augmented views of the training images (same order).
+        train_y: Class indices, or a 0/1 matrix with a column per label for multi-label data:
+            then one logistic regression a label (:mod:`headstart.heads.multilabel`), whose
+            temperatures and thresholds are in ``selection``;
+            ``kind`` must be "linear" and ``C`` and ``class_weight`` are not used.
         class_weight: Weight each image's loss by its class: ``"balanced"`` or one weight per
             class index (:mod:`headstart.heads.weights`); None: unweighted.
     """
     config = config or HeadTrainingConfig()
+    if np.ndim(train_y) == 2:  # a 0/1 matrix: several labels an image
+        return _fit_multilabel(train_x, train_y, val_x, val_y, config, refit, quiet, train_views)
     if kind == "linear":
         lf = fit_linear(
             train_x,
@@ -221,6 +230,31 @@ def _fit_mlp(
     result.head = again.head
     selection["fit_images"] = {"train": len(train_y), "val": len(val_y)}
     return result
+
+
+def _fit_multilabel(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    config: HeadTrainingConfig,
+    refit: bool,
+    quiet: bool,
+    train_views: Sequence[np.ndarray],
+) -> HeadFit:
+    fit = fit_multilabel(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        refit=refit,
+        seed=config.seed,
+        train_extra=train_views,
+        quiet=quiet,
+    )
+    # The temperatures are folded in by the fitted state, as the single-label one is
+    # (:func:`headstart.label_sets.calibrate_labels`): calibration can be turned off.
+    return HeadFit(head=fit.head, monitor="val_loss", selection=fit.selection)
 
 
 def _recorded(class_weight: ClassWeight, y: np.ndarray, num_classes: int) -> list[float] | None:

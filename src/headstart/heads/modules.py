@@ -76,11 +76,22 @@ def head_config(kind: str, head: nn.Module) -> dict[str, Any]:
 
 
 def head_from_config(cfg: dict[str, Any]) -> nn.Module:
+    """The head a run's config describes, its weights still to be loaded.
+
+    Raises:
+        ValueError: a size is not a positive integer (a damaged config; torch would say only
+            "negative dimension").
+    """
+    sizes = {key: int(cfg[key]) for key in ("in_features", "num_classes")}
+    sizes["hidden"] = int(cfg.get("hidden", 512))
+    for key, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"head {key} must be a positive integer, got {value}")
     return create_head(
         str(cfg["kind"]),
-        int(cfg["in_features"]),
-        int(cfg["num_classes"]),
-        hidden=int(cfg.get("hidden", 512)),
+        sizes["in_features"],
+        sizes["num_classes"],
+        hidden=sizes["hidden"],
         dropout=float(cfg.get("dropout", 0.2)),
     )
 

@@ -41,6 +41,7 @@ __all__ = [
     "ClassWeight",
     "class_weights",
     "weight_vector",
+    "correct",
     "weighted_cross_entropy",
 ]
 
@@ -120,6 +121,14 @@ def class_weights(
     return torch.tensor([float(w) for w in class_weight], dtype=torch.float32)
 
 
+def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How many images are right: the arg-max is the class; with several labels an image, the
+    share of its labels right at a logit of 0 (probability 0.5), summed over images."""
+    if y.dim() == 2:
+        return ((logits > 0) == (y > 0)).float().mean(1).sum()
+    return (logits.argmax(1) == y).sum()
+
+
 def weighted_cross_entropy(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -133,7 +142,15 @@ def weighted_cross_entropy(
     Not ``F.cross_entropy(weight=...)``'s mean, which divides by the batch's sum of weights: a
     batch with one image of a small class would give that image nearly the whole batch's say.
     Without weights, exactly ``F.cross_entropy``.
+
+    With a 0/1 matrix ``y`` (several labels an image), binary cross-entropy with logits, each
+    image's the mean over its labels (the loss of one logistic regression a label); no class
+    weights there.
     """
+    if y.dim() == 2:
+        per_image = F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none")
+        summed = per_image.mean(1).sum()
+        return summed if reduction == "sum" else summed / max(1, len(y))
     if weights is None:
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
     per_image = F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)

@@ -23,6 +23,7 @@ from headstart.runs import read_history_csv
 if TYPE_CHECKING:
     from headstart.data import CsvColumns
     from headstart.estimator import ImageClassifier
+    from headstart.reporting._label_sets import LabelSetResults
 
 __all__ = [
     "CAM_SIDE",
@@ -106,11 +107,18 @@ class Evaluation:
     explanations: dict[Path, tuple[str, str, str]] = field(default_factory=dict)
     # the run's typicality threshold, when it has a score and every item has a typicality
     unknown_threshold: float | None = None
+    # A multi-label run's images and curves (:mod:`headstart.reporting._label_sets`).
+    label_sets: LabelSetResults | None = None
 
 
 def evaluate(clf: ImageClassifier, data: Path, columns: CsvColumns | None = None) -> Evaluation:
     """The split ``headstart evaluate`` would pick (test, else val, else all), item by item."""
     from headstart.evaluation.metrics import classification_metrics
+
+    if clf.thresholds_ is not None:
+        from headstart.reporting._label_sets import evaluate_label_sets
+
+        return evaluate_label_sets(clf, data, columns)
 
     dataset = clf.evaluation_dataset(data, columns=columns)
     split = next((s for s in ("test", "val", "train") if dataset.splits.get(s)), "train")

@@ -35,6 +35,7 @@ from headstart.reporting._images import (
     preprocess_preview,
     typicality_uri,
 )
+from headstart.reporting._label_sets import label_grids_html, label_results_html
 from headstart.reporting.summary import (
     describe_strategy,
     format_number,
@@ -101,9 +102,13 @@ def glance_html(run: RunRecord) -> str:
     recorded = run.section("metrics")
     counts = data.get("counts") or {}
     test, val = recorded.get("test") or {}, recorded.get("val") or {}
-    n_images = sum(sum(int(v) for v in c.values()) for c in counts.values())
+    # Multi-label data records its images apart: its counts are positives per label.
+    images = data.get("images") or {s: sum(int(v) for v in c.values()) for s, c in counts.items()}
+    n_images = sum(images.values())
     stats = [
-        stat("test accuracy", pct(test.get("accuracy")), f"{test['n']} images")
+        stat("test mAP", num(test.get("mAP")), f"{test['n']} images")
+        if test.get("n") and test.get("multi_label")
+        else stat("test accuracy", pct(test.get("accuracy")), f"{test['n']} images")
         if test.get("n")
         else "",
         stat("validation accuracy", pct(val.get("accuracy")), f"{val['n']} images")
@@ -111,9 +116,7 @@ def glance_html(run: RunRecord) -> str:
         else "",
         balanced_stat(test if test.get("n") else val),
         stat("classes", str(len(run.classes))),
-        stat(
-            "images", str(n_images), " / ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
-        ),
+        stat("images", str(n_images), " / ".join(f"{s} {n}" for s, n in images.items())),
         ""
         if solved_by_lbfgs(run.hs)  # no epochs: one L-BFGS solve per setting of C
         else stat(
@@ -288,6 +291,8 @@ def results_html(run: RunRecord, evaluation: Evaluation | None, data_note: str) 
     title = f"How it did ({split})"
     if not metrics.get("n"):
         return title, f'<p class="note">No evaluated images. {note(data_note)}</p>'
+    if metrics.get("multi_label"):
+        return title, label_results_html(metrics, source, evaluation)
     recorded_table = recorded_metrics_table(recorded)
     if recorded_table and evaluation is not None:
         recorded_table = f"<h3>Recorded at training time</h3>{recorded_table}"
@@ -315,6 +320,8 @@ def grids_html(run: RunRecord, evaluation: Evaluation | None, data_note: str) ->
     is really two, a shortcut the model learned. The least confident right answers show where
     the classes meet.
     """
+    if run.hs.get("multi_label"):
+        return label_grids_html(evaluation, data_note)
     if evaluation is None:
         return section("Mistakes", f'<p class="note">{note(data_note)}</p>', "mistakes")
     classes = run.classes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from headstart.strategies._common import Fitted, Job, xy
+from headstart.strategies._common import Fitted, Job, targets, xy
 from headstart.strategies._cost import CostEstimate
 from headstart.strategies._network import Network, backbone_stages, inner_module, select_layer
 from headstart.strategies._settings import (
@@ -51,6 +51,7 @@ __all__ = [
     "resolve_settings",
     "resolve_train_settings",
     "select_layer",
+    "targets",
     "xy",
 ]
 

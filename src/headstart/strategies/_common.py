@@ -24,6 +24,7 @@ from torch import nn
 
 from headstart.backbones import Backbone, state_dict_sha256
 from headstart.data import Dataset
+from headstart.data.multilabel import label_matrix
 from headstart.device import prepare_device
 from headstart.features.extract import ExtractResult, FeatureView, extract_cached
 from headstart.strategies._cost import CostEstimate
@@ -35,6 +36,7 @@ __all__ = [
     "Job",
     "SplitFeatures",
     "extract_splits",
+    "targets",
     "trained_backbone",
     "xy",
 ]
@@ -121,7 +123,9 @@ class Job:
             "preprocess": backbone.preprocess.fingerprint(),
             "classes": dataset.classes,
             "splits": {
-                name: [[str(s.path), s.label] for s in samples]
+                name: [
+                    [str(s.path), s.label if s.labels is None else list(s.labels)] for s in samples
+                ]
                 for name, samples in dataset.splits.items()
                 if name in ("train", "val")
             },
@@ -176,15 +180,29 @@ class Fitted:
 
 
 def xy(
-    samples: Sequence[Any], by_path: Mapping[Path, np.ndarray], dim: int
+    samples: Sequence[Any],
+    by_path: Mapping[Path, np.ndarray],
+    dim: int,
+    *,
+    num_labels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix and labels of the samples that have features, in the samples' order."""
+    """Feature matrix and labels of the samples that have features, in the samples' order.
+
+    With ``num_labels`` (multi-label data), the labels are a 0/1 matrix with that many columns.
+    """
     kept = [s for s in samples if s.path in by_path]
     if not kept:
-        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+        empty = np.zeros(0 if num_labels is None else (0, num_labels), np.int64)
+        return np.zeros((0, dim), np.float32), empty
     x = np.stack([by_path[s.path] for s in kept]).astype(np.float32, copy=False)
-    y = np.array([s.label for s in kept], dtype=np.int64)
-    return x, y
+    return x, targets(kept, num_labels)
+
+
+def targets(samples: Sequence[Any], num_labels: int | None = None) -> np.ndarray:
+    """Class indices of samples, or with ``num_labels`` their 0/1 label matrix (multi-label)."""
+    if num_labels is not None:
+        return label_matrix(samples, num_labels)
+    return np.array([s.label for s in samples], dtype=np.int64)
 
 
 def extract_splits(
@@ -215,7 +233,7 @@ def _split_rows(dataset: Dataset, extracted: ExtractResult) -> SplitFeatures:
     for name, samples in dataset.splits.items():
         kept = [s for s in samples if s.path in row]
         rows = np.fromiter((row[s.path] for s in kept), dtype=np.int64, count=len(kept))
-        y = np.array([s.label for s in kept], dtype=np.int64)
+        y = targets(kept, len(dataset.classes) if dataset.multi_label else None)
         if len(rows) and (rows == np.arange(rows[0], rows[0] + len(rows))).all():
             x = extracted.features[rows[0] : rows[0] + len(rows)]
         else:

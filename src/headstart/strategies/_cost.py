@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from headstart._text import format_duration
+from headstart.heads.weights import weighted_cross_entropy
 from headstart.strategies._data import TrainImages
 from headstart.strategies._network import Network
 from headstart.threads import work_threads
@@ -169,7 +170,7 @@ def estimate_cost(
 
         def step() -> None:
             model.train()
-            loss = F.cross_entropy(model(x), y)
+            loss = weighted_cross_entropy(model(x), y, None)  # or several labels an image
             if backward or loss.requires_grad:
                 loss.backward()
 

@@ -19,7 +19,7 @@ from headstart.backbones import Backbone
 from headstart.data import Dataset
 from headstart.errors import InvalidParameterError
 from headstart.heads.weights import class_weights, weight_vector
-from headstart.strategies._common import Job
+from headstart.strategies._common import Job, targets
 from headstart.strategies._cost import CostEstimate, estimate_cost
 from headstart.strategies._data import TrainImages
 from headstart.strategies._loop import (
@@ -56,7 +56,7 @@ def train_images(
         )
     return TrainImages(
         list(paths),
-        [int(y) for y in labels],
+        [int(y) if np.ndim(y) == 0 else np.asarray(y).tolist() for y in labels],  # 0/1 a label
         backbone.preprocess,
         settings.augment,
         seed=settings.seed,
@@ -82,9 +82,10 @@ def validation_images(
     samples = dataset.splits.get("val")
     if not samples:
         return None
+    labels = targets(samples, len(dataset.classes) if dataset.multi_label else None)
     return images_validator(
         [s.path for s in samples],
-        [s.label for s in samples],
+        labels.tolist(),  # a class each, or 0/1 a label each
         backbone.preprocess,
         batch_size=job.extract_batch_size,
         num_workers=job.num_workers,

@@ -20,7 +20,7 @@ from torch import nn
 
 from headstart.heads import HeadFit, HeadTrainingConfig, fit_head
 from headstart.heads.training import standardized_from
-from headstart.heads.weights import weight_vector, weighted_cross_entropy
+from headstart.heads.weights import correct, weight_vector, weighted_cross_entropy
 from headstart.strategies._common import Job, SplitFeatures
 from headstart.strategies._end_to_end import loss_weights
 from headstart.strategies._settings import STRATEGY_DEFAULTS
@@ -93,5 +93,5 @@ def _score(
         logits = head(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
         target = torch.from_numpy(np.asarray(y, np.int64))
         loss = float(weighted_cross_entropy(logits, target, weights))
-        accuracy = float((logits.argmax(1) == target).float().mean())
+        accuracy = float(correct(logits, target) / max(1, len(target)))
     return loss, accuracy

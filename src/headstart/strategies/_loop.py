@@ -62,7 +62,7 @@ from headstart.checkpoint import (
 from headstart.errors import HeadstartError, InvalidParameterError, RunFolderError
 from headstart.features.batches import iter_batches
 from headstart.heads.training import lr_factor
-from headstart.heads.weights import weighted_cross_entropy
+from headstart.heads.weights import correct, weighted_cross_entropy
 from headstart.preprocess import Preprocess
 from headstart.progress import Progress
 from headstart.strategies._data import TrainImages
@@ -165,7 +165,7 @@ def features_validator(
         with torch.inference_mode():
             logits = network.head(xv).float()
             return float(weighted_cross_entropy(logits, yv, weights)), float(
-                (logits.argmax(1) == yv).float().mean()
+                correct(logits, yv) / max(1, len(yv))
             )
 
     return validate
@@ -194,7 +194,7 @@ def images_validator(
 
     def validate(network: Network) -> tuple[float, float]:
         network.eval()
-        total_loss, correct, n = 0.0, 0.0, 0.0
+        total_loss, right, n = 0.0, 0.0, 0.0
         loader = iter_batches(
             my_paths,
             preprocess,
@@ -214,12 +214,12 @@ def images_validator(
                     logits = network(x)
                 logits = logits.float()
                 total_loss += float(weighted_cross_entropy(logits, y, weights, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
+                right += float(correct(logits, y))
                 n += len(y)
-        total_loss, correct, n = distributed.sum_across([total_loss, correct, n])
+        total_loss, right, n = distributed.sum_across([total_loss, right, n])
         if n == 0:
             raise HeadstartError("No validation image could be read.")
-        return total_loss / n, correct / n
+        return total_loss / n, right / n
 
     return validate
 
@@ -407,7 +407,7 @@ def _train(
             rank = () if world.size == 1 else ("rank", world.rank)
             torch.manual_seed(sample_seed("epoch", settings.seed, epoch, *rank))
             network.train()
-            total_loss, correct, n = 0.0, 0.0, 0.0
+            total_loss, right, n = 0.0, 0.0, 0.0
             batch_n: float
             desc = f"{label} epoch {before + epoch}/{last}"
             with Progress(len(train), desc, unit="img", quiet=quiet) as progress:
@@ -459,14 +459,14 @@ def _train(
                         optimizer.step()
                     step += 1
                     total_loss += batch_loss
-                    correct += int((logits.detach().argmax(1) == y).sum())
+                    right += float(correct(logits.detach(), y))
                     n += len(y)
                     progress.update(int(batch_n))
             if world.size > 1:
-                total_loss, correct, n = distributed.sum_across([total_loss, correct, n])
+                total_loss, right, n = distributed.sum_across([total_loss, right, n])
             if n == 0:
                 raise HeadstartError("No training image could be read in this epoch.")
-            train_loss, train_acc = total_loss / n, correct / n
+            train_loss, train_acc = total_loss / n, right / n
             val_loss, val_acc = validate(network) if validate else (train_loss, train_acc)
             history.append(
                 {

@@ -13,6 +13,7 @@ images only. The head starts from the best head on cached features, counted as t
 from __future__ import annotations
 
 from headstart import distributed
+from headstart.heads.multilabel import heldout_selection
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits
 from headstart.strategies._end_to_end import loss_weights, run_network, train_images
@@ -62,9 +63,20 @@ def fit(job: Job) -> Fitted:
         uncached_images=0,
         start=start,
     )
+    head = finalize_head(network.head).eval()
+    details = {
+        "augment": settings.augment.describe(),
+        "head_start": start_head.fit.selection,
+        "kept_head_start": outcome.best_epoch == 1,
+    }
+    if dataset.multi_label:  # the final head's thresholds, on the validation features
+        val_x, val_y = val if has_val and val is not None else (None, None)
+        details["selection"] = heldout_selection(
+            head, val_x, val_y, num_labels=len(dataset.classes), n_train=len(train_y)
+        )
     return Fitted(
         backbone=backbone,
-        head=finalize_head(network.head).eval(),
+        head=head,
         history=outcome.history,
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
@@ -74,9 +86,5 @@ def fit(job: Job) -> Fitted:
         interrupted=outcome.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
-        details={
-            "augment": settings.augment.describe(),
-            "head_start": start_head.fit.selection,
-            "kept_head_start": outcome.best_epoch == 1,
-        },
+        details=details,
     )

@@ -18,11 +18,15 @@ never beats the head alone, the result is the head on the untouched backbone.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from headstart import distributed
+from headstart.data import Dataset
 from headstart.errors import HeadstartWarning
+from headstart.heads.multilabel import heldout_selection
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import (
     Fitted,
@@ -131,23 +135,40 @@ def fit(job: Job) -> Fitted:
     final = trained_backbone(backbone) if changed else backbone
     for param in final.module.parameters():
         param.requires_grad_(False)
+    head = finalize_head(network.head).eval()
+    features = {} if changed else split_xy
+    details: dict[str, Any] = {
+        "stages": len(stages),
+        "unfrozen_stages": len(chosen),
+        "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
+        "backbone_changed": changed,
+        "head_start": phase1.selection,
+    }
+    if dataset.multi_label:  # the final model's thresholds, on its validation features
+        if changed and has_val:
+            _, features, _ = extract_splits(
+                replace(job, dataset=_only_val(dataset), plain=None), final, desc="validation"
+            )
+        val_x, val_y = features.get("val", (None, None))
+        details["selection"] = heldout_selection(
+            head, val_x, val_y, num_labels=len(dataset.classes), n_train=len(train_y)
+        )
     return Fitted(
         backbone=final,
-        head=finalize_head(network.head).eval(),
+        head=head,
         history=outcome.history,
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
         dataset=dataset,
-        features={} if changed else split_xy,
+        features=features,
         extraction=extraction,
         interrupted=outcome.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
-        details={
-            "stages": len(stages),
-            "unfrozen_stages": len(chosen),
-            "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
-            "backbone_changed": changed,
-            "head_start": phase1.selection,
-        },
+        details=details,
     )
+
+
+def _only_val(dataset: Dataset) -> Dataset:
+    """The dataset with its validation split alone (to extract it through a trained backbone)."""
+    return dataclasses.replace(dataset, splits={"val": dataset.splits["val"]})

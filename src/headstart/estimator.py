@@ -732,7 +732,9 @@ class ImageClassifier(Parameters, LearnedAttributes):
         if unknown is not None and self.typicality_ is None:
             raise InvalidParameterError(
                 "Evaluating on images of no class needs a run with a typicality score, and "
-                "this one has none; retrain it with this headstart."
+                "this one has none ("
+                + str(self.unknowns_.get("reason") or "saved before headstart had one; retrain it")
+                + ")."
             )
         dataset = data if isinstance(data, Dataset) else self.evaluation_dataset(data)
         chosen = split or next(

@@ -141,19 +141,19 @@ def test_cli_evaluate_text_shows_the_per_label_table(fitted, capsys) -> None:
     assert "mAP " in out and "label " in out and "threshold" in out
 
 
-@pytest.mark.parametrize("strategy", ["scratch"])
-def test_unsupported_strategy_on_multi_label_data_exits_2_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str
+def test_scratch_strategy_trains_multi_label_data_and_chooses_thresholds_on_val(
+    tmp_path: Path,
 ) -> None:
-    data = write_patch_csv(tmp_path, n=16)
-    code = main(
-        ["train", str(data), "--model", MODEL, "--weights", "none", "--strategy", strategy]
-        + ["--out", str(tmp_path / "run"), "--quiet"]
-    )
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith(f"error: strategy {strategy!r} does not train on multi-label data")
+    data = write_patch_csv(tmp_path, n=32)
+    clf = _clf(tmp_path, strategy="scratch", epochs=2, batch_size=16).fit(data)
+
+    assert clf.settings_.strategy == "scratch"
+    assert clf.thresholds_ is not None and len(clf.thresholds_) == 3
+    assert clf.selection_ is not None and clf.selection_["kind"] == "multi-label"
+    assert clf.metrics_["test"]["multi_label"] is True
+    run = clf.save(tmp_path / "run")
+    paths = sorted((data.parent / "images").iterdir())[:4]
+    assert ImageClassifier.load(run, num_workers=0).predict(paths) == clf.predict(paths)
 
 
 def test_mlp_head_on_multi_label_data_raises_invalid_parameter(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ __all__ = [
     "with_label_set",
 ]
 
-MULTI_LABEL_STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune")
+MULTI_LABEL_STRATEGIES: tuple[str, ...] = ("features", "augment", "finetune", "scratch")
 """The strategies that train on multi-label data. ``auto`` trains it with the first: its
 measurements (the options it scores on held-out log-loss) are of single-label heads so far."""
 

@@ -48,7 +48,7 @@ from headstart.strategies._network import (
     unfrozen_stages,
 )
 
-__all__ = ["fit", "warn_small_batchnorm_batches"]
+__all__ = ["fit", "only_val", "warn_small_batchnorm_batches"]
 
 _MIN_BN_BATCH = 16
 
@@ -147,7 +147,7 @@ def fit(job: Job) -> Fitted:
     if dataset.multi_label:  # the final model's thresholds, on its validation features
         if changed and has_val:
             _, features, _ = extract_splits(
-                replace(job, dataset=_only_val(dataset), plain=None), final, desc="validation"
+                replace(job, dataset=only_val(dataset), plain=None), final, desc="validation"
             )
         val_x, val_y = features.get("val", (None, None))
         details["selection"] = heldout_selection(
@@ -169,6 +169,6 @@ def fit(job: Job) -> Fitted:
     )
 
 
-def _only_val(dataset: Dataset) -> Dataset:
+def only_val(dataset: Dataset) -> Dataset:
     """The dataset with its validation split alone (to extract it through a trained backbone)."""
     return dataclasses.replace(dataset, splits={"val": dataset.splits["val"]})

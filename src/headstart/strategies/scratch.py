@@ -8,12 +8,23 @@ weights' own, so the comparison with the pretrained strategies changes one thing
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from headstart import distributed
 from headstart.heads import create_head
-from headstart.strategies._common import Fitted, Job, trained_backbone
+from headstart.heads.multilabel import heldout_selection
+from headstart.strategies._common import (
+    Fitted,
+    Job,
+    SplitFeatures,
+    extract_splits,
+    targets,
+    trained_backbone,
+)
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
 from headstart.strategies._network import Network, param_groups
-from headstart.strategies.finetune import warn_small_batchnorm_batches
+from headstart.strategies.finetune import only_val, warn_small_batchnorm_batches
 
 __all__ = ["fit"]
 
@@ -40,9 +51,8 @@ def fit(job: Job) -> Fitted:
     network = Network(backbone.module, head, trainable=names, bn=settings.bn)
     groups = param_groups(network, [names], weight_decay=settings.weight_decay, layer_decay=1.0)
     train_samples = dataset.splits["train"]
-    train = train_images(
-        job, backbone, [s.path for s in train_samples], [s.label for s in train_samples]
-    )
+    labels = targets(train_samples, len(dataset.classes) if dataset.multi_label else None)
+    train = train_images(job, backbone, [s.path for s in train_samples], labels)
     outcome, cost = run_network(
         job,
         network,
@@ -64,9 +74,22 @@ def fit(job: Job) -> Fitted:
     }
     if failures:
         dataset = dataset.without(failures)
+    final = trained_backbone(backbone)
+    head = network.head.eval()
+    details: dict[str, Any] = {}
+    features: SplitFeatures = {}
+    if dataset.multi_label:  # the final model's thresholds, on its validation features
+        if dataset.splits.get("val"):
+            _, features, _ = extract_splits(
+                replace(job, dataset=only_val(dataset), plain=None), final, desc="validation"
+            )
+        val_x, val_y = features.get("val", (None, None))
+        details["selection"] = heldout_selection(
+            head, val_x, val_y, num_labels=len(dataset.classes), n_train=len(train_samples)
+        )
     return Fitted(
-        backbone=trained_backbone(backbone),
-        head=network.head.eval(),
+        backbone=final,
+        head=head,
         history=outcome.history,
         best_epoch=outcome.best_epoch,
         monitor=outcome.monitor,
@@ -75,4 +98,6 @@ def fit(job: Job) -> Fitted:
         interrupted=outcome.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
+        features=features,
+        details=details,
     )

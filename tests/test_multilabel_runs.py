@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +280,29 @@ def test_finetune_strategy_trains_multi_label_data_and_chooses_thresholds_on_val
     run = clf.save(tmp_path / "run")
     paths = sorted((data.parent / "images").iterdir())[:4]
     assert ImageClassifier.load(run, num_workers=0).predict(paths) == clf.predict(paths)
+
+
+def test_a_killed_multi_label_finetune_resumes_to_the_same_model(tmp_path: Path) -> None:
+    from tests._backbones import write_bn_backbone
+    from tests._kills import assert_same_run, leftovers, run_to_the_end, train_command
+
+    data = write_patch_csv(tmp_path, n=24)
+    args = [
+        *("--model", write_bn_backbone(tmp_path / "backbone"), "--strategy", "finetune"),
+        *("--unfreeze", "1", "--epochs", "3", "--patience", "100", "--batch-size", "4"),
+        *("--workers", "0", "-q"),
+    ]
+    begun = time.monotonic()
+    expected = tmp_path / "uninterrupted"
+    cache = ["--cache-dir", str(tmp_path / "cache-uninterrupted")]
+    assert main(["train", str(data), "--out", str(expected), *args, *cache]) == 0
+    work = time.monotonic() - begun
+
+    run, cache_dir = tmp_path / "killed", tmp_path / "cache"
+    command = train_command(data, run, [*args, "--cache-dir", str(cache_dir)])
+    report = run_to_the_end(command, run, kills=2, seed=1, work=work)
+
+    assert report.kills >= 1, report
+    assert_same_run(expected, run)
+    assert leftovers(run, cache_dir) == [], report
+    assert json.loads((run / "config.json").read_text())["headstart"]["multi_label"]

@@ -50,6 +50,7 @@ from headstart.fitted import (
     fitted_names,
     head_logits,
     head_proba,
+    missing_typicality,
 )
 from headstart.heads.typicality import DEFAULT_SCORE, DEFAULT_THRESHOLD, check_unknown_options
 from headstart.label_sets import (
@@ -670,9 +671,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         self._check_fitted()
         if self.typicality_ is None:
             raise NotFittedError(
-                "This classifier has no typicality score: "
-                + str(self.unknowns_.get("reason") or "it was saved before headstart had one")
-                + "; retrain it to get one."
+                f"This classifier has no typicality score: {missing_typicality(self.unknowns_)}."
             )
         files = [Path(p) for p in _as_list(paths)]
         extracted = self._extract(self.backbone_, files, desc="predicting")
@@ -732,9 +731,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         if unknown is not None and self.typicality_ is None:
             raise InvalidParameterError(
                 "Evaluating on images of no class needs a run with a typicality score, and "
-                "this one has none ("
-                + str(self.unknowns_.get("reason") or "saved before headstart had one; retrain it")
-                + ")."
+                f"this one has none ({missing_typicality(self.unknowns_)})."
             )
         dataset = data if isinstance(data, Dataset) else self.evaluation_dataset(data)
         chosen = split or next(

@@ -13,7 +13,7 @@ into the fitted state: the temperature is folded into the head before anything p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "fitted_names",
     "head_logits",
     "head_proba",
+    "missing_typicality",
     "split_features",
 ]
 
@@ -297,6 +298,16 @@ def split_features(
             samples = dataset.splits.get(name, [])
             split_xy[name] = xy(samples, by_path, fitted.backbone.num_features, num_labels=labels)
     return dataset, split_xy
+
+
+def missing_typicality(unknowns: Mapping[str, Any]) -> str:
+    """Why a run has no typicality score, from its ``unknowns`` record, for every message that
+    refuses an unknowns option on it: turned off, multi-label, or saved before headstart had one
+    (an empty record)."""
+    reason = unknowns.get("reason")
+    if reason:
+        return str(reason)
+    return "it was saved before headstart had one; retrain it to get one"
 
 
 def fit_unknowns(

@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     clf = load_run(args, quiet=args.quiet or args.json, others=args.paths)
     if clf.typicality_ is None and (args.reject or args.unknown_threshold is not None):
         given = "--reject" if args.reject else "--unknown-threshold"
-        why = clf.unknowns_.get("reason") or "it was saved before headstart had one"
+        from headstart.fitted import missing_typicality
+
         raise InvalidParameterError(
-            f"{given} needs a run with a typicality score, and {args.run} has none ({why}); "
-            "retrain it with this headstart."
+            f"{given} needs a run with a typicality score, and {args.run} has none "
+            f"({missing_typicality(clf.unknowns_)})."
         )
     predictions = clf.predict_files(
         args.paths, top_k=args.top_k, tta=args.tta, unknown_threshold=args.unknown_threshold

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from headstart.errors import HeadstartError, ImageDecodeError, InvalidParameterError
 from headstart.estimator import ImageClassifier
 from headstart.features.batches import default_num_threads
+from headstart.fitted import missing_typicality
 from headstart.inference import ImagePredictor
 from headstart.predictions import Prediction
 from headstart.runs import read_config
@@ -363,8 +364,8 @@ def _unknown_threshold(request: Request, model: ServedModel) -> float | None:
     if model.predictor.classifier.typicality_ is None:
         raise ApiError(
             400,
-            f"unknown_threshold needs a run with a typicality score, and {model.name!r} has none; "
-            "retrain it with this headstart.",
+            f"unknown_threshold needs a run with a typicality score, and {model.name!r} has none "
+            f"({missing_typicality(model.predictor.classifier.unknowns_)}).",
         )
     try:
         threshold = float(text)

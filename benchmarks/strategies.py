@@ -5,10 +5,13 @@ Each strategy runs in its own process (so its peak memory is its own) with a fre
 which repeats `features` on the cache the first run filled: what a second experiment costs.
 
     .venv/bin/python benchmarks/strategies.py [DATA] [--model M] [--epochs N] [--only S ...]
-        [--seeds N] [--train-per-class N]
+        [--seeds N] [--train-per-class N] [--val-per-class N] [--refit]
 
 DATA defaults to the demo dataset (generated into demo-data/ when missing; with
---train-per-class N, a demo dataset with N training images per class, same val and test sizes);
+--train-per-class N, a demo dataset with N training images per class, same val and test sizes;
+--val-per-class N sets the validation images a class too). With --refit the rows are augment and
+finetune each with and without their refit on train + val (``--refit none``), and the table
+adds the test log-loss and how many end-to-end epochs the refit ran;
 the model defaults to the shipped headstart-tiny when present, else timm's test_resnet with random
 weights (a smoke run). With --seeds N every row runs with seeds 0..N-1 and shows the mean (the
 test accuracy also its standard deviation): on a test split of a few hundred images, one seed's
@@ -35,6 +38,14 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("scratch", "scratch", {}),
     ("auto", "auto", {}),
 )
+# --refit: the end-to-end strategies with their refit on train + val (the default on small data)
+# and without it.
+REFIT_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("augment --refit none", "augment", {"refit": False}),
+    ("augment", "augment", {}),
+    ("finetune --refit none", "finetune", {"refit": False}),
+    ("finetune", "finetune", {}),
+)
 
 
 def _default_model() -> tuple[str, str]:
@@ -45,17 +56,18 @@ def _default_model() -> tuple[str, str]:
     return "test_resnet", "none"
 
 
-def _default_data(folder: Path, train_per_class: int | None) -> Path:
+def _default_data(
+    folder: Path, train_per_class: int | None, val_per_class: int | None = None
+) -> Path:
     try:
         from headstart.synthetic import make_demo_dataset
     except ImportError:  # pragma: no cover - synthetic ships with headstart
         return _colour_shapes(folder)
-    if train_per_class is None:
+    if train_per_class is None and val_per_class is None:
         return make_demo_dataset(folder)
-    return make_demo_dataset(
-        folder.with_name(f"{folder.name}-train{train_per_class}"),
-        n_per_class=(train_per_class, 20, 40),
-    )
+    train, val = train_per_class or 60, val_per_class or 20
+    name = f"{folder.name}-train{train}" + (f"-val{val}" if val_per_class else "")
+    return make_demo_dataset(folder.with_name(name), n_per_class=(train, val, 40))
 
 
 def _colour_shapes(folder: Path) -> Path:
@@ -94,10 +106,13 @@ def _run(
     clf.fit(data)
     wall = time.monotonic() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    refit = (clf.details_ or {}).get("refit") or {}
     queue.put(
         {
             "val": clf.metrics_.get("val", {}).get("accuracy"),
             "test": clf.metrics_.get("test", {}).get("accuracy"),
+            "test_loss": clf.metrics_.get("test", {}).get("log_loss"),
+            "refit_epochs": refit.get("epochs") if refit.get("done") else None,
             "wall": wall,
             "epochs": len(clf.history_),
             "epoch_seconds": clf.epoch_seconds_,
@@ -112,12 +127,14 @@ def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
     row = dict(runs[0])
-    for key in ("val", "test", "wall", "peak_mb"):
+    for key in ("val", "test", "test_loss", "wall", "peak_mb"):
         values = [r[key] for r in runs if r.get(key) is not None]
         row[key] = float(np.mean(values)) if values else None
     tests = [r["test"] for r in runs if r.get("test") is not None]
     row["test_std"] = float(np.std(tests)) if len(tests) > 1 else None
     row["epochs"] = round(float(np.mean([r["epochs"] for r in runs])))
+    refits = [r["refit_epochs"] for r in runs if r.get("refit_epochs") is not None]
+    row["refit_epochs"] = float(np.mean(refits)) if refits else None
     row["epoch_seconds"] = [t for r in runs for t in r["epoch_seconds"]]
     return row
 
@@ -178,24 +195,38 @@ def main() -> None:
     parser.add_argument(
         "--train-per-class", type=int, help="demo dataset with this many training images a class"
     )
+    parser.add_argument(
+        "--val-per-class", type=int, help="demo dataset with this many validation images a class"
+    )
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="augment and finetune with and without their refit on train + val",
+    )
     args = parser.parse_args()
 
     model, weights = _default_model()
     model, weights = args.model or model, args.weights or (weights if not args.model else "default")
-    if args.data and args.train_per_class:
-        parser.error("--train-per-class sizes the demo dataset; it does not apply to DATA")
-    data = Path(args.data) if args.data else _default_data(Path("demo-data"), args.train_per_class)
+    if args.data and (args.train_per_class or args.val_per_class):
+        parser.error("--train/val-per-class size the demo dataset; they do not apply to DATA")
+    data = (
+        Path(args.data)
+        if args.data
+        else _default_data(Path("demo-data"), args.train_per_class, args.val_per_class)
+    )
     extra: dict[str, Any] = {}
     if args.epochs:
         extra["epochs"] = args.epochs
     if args.workers is not None:
         extra["num_workers"] = args.workers
-    rows = [r for r in ROWS if not args.only or r[0].split()[0] in args.only or r[0] in args.only]
+    table = REFIT_ROWS if args.refit else ROWS
+    rows = [r for r in table if not args.only or r[0].split()[0] in args.only or r[0] in args.only]
 
     context = mp.get_context("spawn")  # a clean process per strategy: its own peak memory
     print(f"model {model} (weights {weights}), data {data}, seeds 0..{args.seeds - 1}")
     header = f"{'strategy':<24} {'val acc':>8} {'test acc':>15} {'wall s':>8} {'epochs':>7}"
-    print(f"{header} {'s/epoch':>8} {'peak MB':>8}")
+    refit_header = f" {'test loss':>9} {'refit ep':>8}" if args.refit else ""
+    print(f"{header} {'s/epoch':>8} {'peak MB':>8}{refit_header}")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, strategy, options in rows:
@@ -217,10 +248,15 @@ def main() -> None:
                 sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) if r["epoch_seconds"] else None
             )
             spread = f" ±{r['test_std']:.3f}" if r["test_std"] is not None else ""
+            refit_cells = (
+                f" {_fmt(r['test_loss'], '9.4f')} {_fmt(r['refit_epochs'], '8.1f')}"
+                if args.refit
+                else ""
+            )
             print(
                 f"{label:<24} {_fmt(r['val'], '8.3f')} {_fmt(r['test'], '9.3f')}{spread:>6} "
                 f"{r['wall']:8.1f} {r['epochs']:7d} {_fmt(per_epoch, '8.3f')} "
-                f"{r['peak_mb']:8.0f}"
+                f"{r['peak_mb']:8.0f}{refit_cells}"
             )
             if r["chosen"]:
                 print(f"{'':<24} auto chose {r['chosen']}")

@@ -272,7 +272,8 @@ def test_finetune_strategy_trains_multi_label_data_and_chooses_thresholds_on_val
     tmp_path: Path,
 ) -> None:
     data = write_patch_csv(tmp_path, n=32)
-    clf = _clf(tmp_path, strategy="finetune", epochs=2, batch_size=8).fit(data)
+    # refit=False: the chosen run's own model, whose thresholds are chosen on val.
+    clf = _clf(tmp_path, strategy="finetune", epochs=2, batch_size=8, refit=False).fit(data)
     assert clf.settings_.strategy == "finetune"
     assert clf.thresholds_ is not None and len(clf.thresholds_) == 3
     assert clf.selection_ is not None and clf.selection_["labels"][0]["protocol"] == "validation"

@@ -54,6 +54,7 @@ def fitted(bn_model: str, colours: Path, tmp_path_factory: pytest.TempPathFactor
             tmp,
             bn_model,
             strategy="augment",
+            refit=False,  # val keeps its own metrics, compared with the features head's
             augment="none",
             epochs=15,
             batch_size=2,
@@ -61,7 +62,7 @@ def fitted(bn_model: str, colours: Path, tmp_path_factory: pytest.TempPathFactor
             warmup_epochs=0,
         ).fit(colours),
         "finetune": _clf(
-            tmp, bn_model, strategy="finetune", unfreeze=1, epochs=2, batch_size=2
+            tmp, bn_model, strategy="finetune", unfreeze=1, epochs=2, batch_size=2, refit=False
         ).fit(colours),
     }
 

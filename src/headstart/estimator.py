@@ -139,8 +139,11 @@ class ImageClassifier(Parameters, LearnedAttributes):
         C: the linear head's inverse L2 strength (scikit-learn's ``C``); None (default) chooses
             it on the validation split, or by cross-validation over train + val when that split
             is small.
-        refit: ``features``: after choosing, refit the head on train + val (default); False
-            keeps the final fit on the training images only.
+        refit: after choosing on validation, train again on train + val (True) or keep the
+            final fit on the training images only (False). None (default): ``features``
+            refits its head; ``augment``, ``finetune`` and ``scratch`` repeat their run for the
+            epochs chosen when the training images are few enough for it to pay (at most
+            2000, :func:`headstart.strategies.refit_by_default`).
         calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
             selection step so that predicted probabilities match accuracy; ``"none"``: raw
             softmax probabilities.
@@ -210,7 +213,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         resume: bool = False,
         check_data: bool = True,
         C: float | None = None,
-        refit: bool = True,
+        refit: bool | None = None,
         calibrate: str = "temperature",
         class_weight: str | Mapping[str, float] | None = None,
         unknown_score: str = DEFAULT_SCORE,

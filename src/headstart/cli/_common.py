@@ -366,9 +366,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refit",
         choices=("trainval", "none"),
-        default="trainval",
-        help="features: after choosing, refit the head on train + val (default) or keep the "
-        "fit on train only (none)",
+        help="after choosing on validation, train again on train + val (trainval) or keep the "
+        "fit on train only (none). Default: features always refits its head; augment, "
+        "finetune and scratch repeat their run for the epochs chosen up to 2000 training "
+        "images",
     )
     add_class_weight_option(parser)
     parser.add_argument(

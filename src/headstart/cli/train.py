@@ -311,7 +311,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         # started before these options existed have them too; a plain read keeps a renamed or
         # dropped flag an error instead of a silent default.
         C=args.C,
-        refit=args.refit != "none",
+        refit=None if args.refit is None else args.refit == "trainval",
         calibrate=args.calibrate,
         class_weight=args.class_weight,
         unknown_score=args.unknown_score,

@@ -248,7 +248,12 @@ def _selection_html(selection: Mapping[str, Any]) -> str:
             + "</p>"
         )
     elif selection.get("epochs"):
-        lines.append(f"<p>Epochs chosen: {int(selection['epochs'])}.</p>")
+        again = (
+            "; the run was then repeated from the same start on train + val for as many"
+            if selection.get("end_to_end") and refit
+            else ""
+        )
+        lines.append(f"<p>Epochs chosen: {int(selection['epochs'])}{again}.</p>")
     return "".join(lines)
 
 

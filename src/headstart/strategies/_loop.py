@@ -122,9 +122,13 @@ def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
 
 
 def clear_checkpoint(folder: Path) -> None:
-    """Remove a previous run's checkpoint files from ``folder`` (a fresh, non-resumed run)."""
+    """Remove a previous run's checkpoint files from ``folder`` (a fresh, non-resumed run), and
+    those of its stages in sub-folders (a refit's), which a resumed run would otherwise read."""
     if not folder.is_dir():
         return
+    for sub in folder.iterdir():
+        if sub.is_dir():
+            clear_checkpoint(sub)
     for path in [
         folder / CHECKPOINT_INDEX,
         *folder.glob("state-*.safetensors"),
@@ -251,6 +255,7 @@ def train_network(
     quiet: bool = False,
     stream: IO[str] | None = None,
     class_weight: torch.Tensor | None = None,
+    keep_last: bool = False,
 ) -> LoopOutcome:
     """Train ``network`` end to end; on return it holds the best weights.
 
@@ -269,6 +274,9 @@ def train_network(
         quiet: No progress output.
         stream: Where the per-epoch lines go (stderr by default).
         class_weight: One loss weight per class index (None: unweighted).
+        keep_last: Run every epoch and keep the last weights, with no early stopping: a refit
+            for a number of epochs already chosen (:mod:`._refit`). Ctrl-C then re-raises, as
+            no weights of this run are worth keeping before its last epoch.
 
     Returns:
         History (one row per epoch, after ``start.history``), best epoch, monitor, and whether
@@ -294,6 +302,7 @@ def train_network(
             quiet=quiet,
             stream=stream if stream is not None else sys.stderr,
             class_weight=class_weight,
+            keep_last=keep_last,
         )
 
 
@@ -313,6 +322,7 @@ def _train(
     quiet: bool,
     stream: IO[str],
     class_weight: torch.Tensor | None = None,
+    keep_last: bool = False,
 ) -> LoopOutcome:
     network.to(device)
     if _channels_last(device):
@@ -401,7 +411,7 @@ def _train(
     epoch = first_epoch - 1
     try:
         for epoch in range(first_epoch, settings.epochs + 1):
-            if waited >= settings.patience:
+            if waited >= settings.patience and not keep_last:
                 break
             began = time.monotonic()
             rank = () if world.size == 1 else ("rank", world.rank)
@@ -479,7 +489,9 @@ def _train(
                     "phase": label,
                 }
             )
-            if val_loss < best_loss:
+            if keep_last:  # the weights kept are the last ones, in the network itself
+                best_loss, best_epoch = val_loss, len(history)
+            elif val_loss < best_loss:
                 best_loss, best_epoch, waited = val_loss, len(history), 0
                 best_state, best_dirty = clone_state(network), True
             else:
@@ -487,7 +499,8 @@ def _train(
             seconds.append(time.monotonic() - began)
             save(len(history))
             if not quiet:
-                _report(stream, label, len(history), last, history[-1], seconds)
+                shown = history[-1] if validate else {**history[-1], "val_loss": None}
+                _report(stream, label, len(history), last, shown, seconds)
     except KeyboardInterrupt:
         if best_state is None:
             raise
@@ -504,6 +517,8 @@ def _train(
         network.load_state_dict(best_state)
     network.eval()
     if not interrupted:
+        if keep_last:  # a finished checkpoint keeps only the weights kept: the last ones
+            best_state, best_dirty = clone_state(network), True
         save(len(history), finished=True)
     return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
 

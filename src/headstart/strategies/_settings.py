@@ -34,7 +34,9 @@ __all__ = [
     "TrainSettings",
     "augment_choice",
     "backbone_weights",
+    "REFIT_MAX_TRAIN",
     "plain_class_weight",
+    "refit_by_default",
     "refuse_C_without_linear_head",
     "resolve_settings",
     "resolve_train_settings",
@@ -132,8 +134,10 @@ class TrainSettings:
         amp: Mixed precision on CUDA (None: on when CUDA is used). Never used on CPU or MPS.
         C: The linear head's inverse L2 strength (scikit-learn's ``C``); None chooses it on
             held-out data (:mod:`headstart.heads.logistic`).
-        refit: ``features``: after the choice, refit the head on train + val. End-to-end
-            strategies keep val held out for choosing their epoch, so it is False for them.
+        refit: After the choice, train again on train + val. ``features``: the head, refitted
+            with its chosen setting. End-to-end strategies: the whole run again from the same
+            start for the number of epochs validation chose (:mod:`._refit`); on by default
+            up to :data:`REFIT_MAX_TRAIN` training images (:func:`refit_by_default`).
         class_weight: Weight each image's loss by its class, every head and strategy alike:
             ``"balanced"`` (scikit-learn's), a dict of class name to weight, or None/``"none"``
             (unweighted) (:mod:`headstart.heads.weights`).
@@ -312,8 +316,9 @@ def resolve_settings(
     unfreeze = merged.get("unfreeze")
     if isinstance(unfreeze, str) and unfreeze.isdigit():
         merged["unfreeze"] = int(unfreeze)
-    if strategy != "features":
-        merged["refit"] = False  # val stays held out: it chooses the end-to-end epoch
+    if strategy != "features" and "refit" not in given:
+        # Without the data's size, no end-to-end refit; resolve_train_settings knows the size.
+        merged["refit"] = False
     return TrainSettings(strategy=strategy, **merged)
 
 
@@ -369,6 +374,24 @@ def scale_to_data(
             if not patience_given:
                 changes["patience"] = max(settings.patience, epochs // 4)
     return replace(settings, **changes) if changes else settings
+
+
+# End-to-end runs refit on train + val by default up to this many training images
+# (benchmarks/strategies.py --refit, BENCHMARKS.md "Refit on train + val, end to end").
+REFIT_MAX_TRAIN = 2000
+
+
+def refit_by_default(n_train: int) -> bool:
+    """Whether an end-to-end run refits on train + val when the user did not say.
+
+    The refit is one more training run (the epochs validation chose, over train + val), so it
+    costs about as much again whatever the data's size, while what the validation images add
+    shrinks as the training images grow: on the demo data it was worth several test points at
+    10 and 20 images a class and less at 60 (BENCHMARKS.md). Past ``REFIT_MAX_TRAIN`` training
+    images an end-to-end epoch on a CPU takes minutes, and a second run of them is a cost a user
+    should choose (``refit=True``, ``--refit trainval``) rather than get.
+    """
+    return 0 < n_train <= REFIT_MAX_TRAIN
 
 
 # Options of the AdamW loop, which the linear head on cached features does not run: it is solved
@@ -510,6 +533,8 @@ def resolve_train_settings(
         lr_given=params.get("lr") is not None,
         patience_given=params.get("patience") is not None,
     )
+    if settings.end_to_end and params.get("refit") is None:
+        settings = replace(settings, refit=refit_by_default(n_train))
     return ResolvedSettings(settings, not_used, _not_used_note(not_used, strategy))
 
 

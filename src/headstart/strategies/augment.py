@@ -7,7 +7,8 @@ weights and BatchNorm statistics end bit for bit as they started, and with augme
 head learns exactly what it would learn on cached features. Because the backbone does not change,
 validation uses cached plain features, and each epoch costs one forward pass over the training
 images only. The head starts from the best head on cached features, counted as the first epoch
-(:mod:`._head_start`).
+(:mod:`._head_start`). Once validation has chosen the epoch, the run is repeated on train + val
+for that many epochs (:mod:`._refit`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from headstart.heads.multilabel import heldout_selection
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits
 from headstart.strategies._end_to_end import loss_weights, run_network, train_images
-from headstart.strategies._head_start import best_features_head
+from headstart.strategies._head_start import best_features_head, refit_features_head
 from headstart.strategies._loop import LoopStart, clone_state, features_validator
 from headstart.strategies._network import Network, param_groups, select_layer
+from headstart.strategies._refit import refit_run, wants_refit
 
 __all__ = ["fit"]
 
@@ -48,6 +50,8 @@ def fit(job: Job) -> Fitted:
     if start_head.val_loss is not None:
         start.best_loss, start.best_epoch = start_head.val_loss, 1
         start.best_state = clone_state(network)
+    initial = start.best_state if wants_refit(job, has_val) else None
+    fresh_groups = [dict(g) for g in groups]
     outcome, cost = run_network(
         job,
         network,
@@ -63,13 +67,33 @@ def fit(job: Job) -> Fitted:
         uncached_images=0,
         start=start,
     )
-    head = finalize_head(network.head).eval()
+    refit = refit_run(
+        job,
+        network,
+        fresh_groups,
+        initial,
+        outcome,
+        before=len(start.history),
+        label="augment",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        val_features=lambda: split_xy["val"],
+        head_refit=lambda: distributed.run_on_main(
+            lambda: refit_features_head(job, split_xy, len(dataset.classes))
+        ),
+    )
+    head = refit.head if refit.head is not None else finalize_head(network.head).eval()
     details = {
         "augment": settings.augment.describe(),
         "head_start": start_head.fit.selection,
         "kept_head_start": outcome.best_epoch == 1,
+        "refit": refit.record,
     }
-    if dataset.multi_label:  # the final head's thresholds, on the validation features
+    if refit.selection is not None:
+        details["selection"] = refit.selection
+    elif dataset.multi_label:  # the final head's thresholds, on the validation features
         val_x, val_y = val if has_val and val is not None else (None, None)
         details["selection"] = heldout_selection(
             head, val_x, val_y, num_labels=len(dataset.classes), n_train=len(train_y)
@@ -83,8 +107,10 @@ def fit(job: Job) -> Fitted:
         dataset=dataset,
         features=split_xy,
         extraction=extraction,
-        interrupted=outcome.interrupted,
+        interrupted=outcome.interrupted or refit.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
         details=details,
+        heldout_logits=refit.heldout_logits,
+        heldout_y=refit.heldout_y,
     )

@@ -13,7 +13,9 @@ later layer's input at once. ``train`` uses batch statistics in the trainable st
 when the batch is smaller than 16 images.
 
 The weights kept are those with the lowest validation loss over both phases: if fine-tuning
-never beats the head alone, the result is the head on the untouched backbone.
+never beats the head alone, the result is the head on the untouched backbone. Then, as for
+``augment``, the chosen run is repeated on train + val for the epochs validation chose
+(:mod:`._refit`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from headstart.strategies._common import (
     trained_backbone,
 )
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
-from headstart.strategies._head_start import best_features_head
+from headstart.strategies._head_start import best_features_head, refit_features_head
 from headstart.strategies._loop import (
     LoopStart,
     clone_state,
@@ -47,6 +49,7 @@ from headstart.strategies._network import (
     param_groups,
     unfrozen_stages,
 )
+from headstart.strategies._refit import refit_run, val_features_through, wants_refit
 
 __all__ = ["fit", "only_val", "warn_small_batchnorm_batches"]
 
@@ -116,6 +119,8 @@ def fit(job: Job) -> Fitted:
         start.best_loss = start_head.val_loss
         start.best_epoch = phase1.best_epoch or 1
         start.best_state = clone_state(network)
+    initial = start.best_state if wants_refit(job, has_val) else None
+    fresh_groups = [dict(g) for g in groups]
     outcome, cost = run_network(
         job,
         network,
@@ -132,10 +137,27 @@ def fit(job: Job) -> Fitted:
         start=start,
     )
     changed = outcome.best_epoch > len(head_history)
+    refit = refit_run(
+        job,
+        network,
+        fresh_groups,
+        initial,
+        outcome,
+        before=len(head_history),
+        label="finetune",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
+        head_refit=lambda: distributed.run_on_main(
+            lambda: refit_features_head(job, split_xy, len(dataset.classes))
+        ),
+    )
     final = trained_backbone(backbone) if changed else backbone
     for param in final.module.parameters():
         param.requires_grad_(False)
-    head = finalize_head(network.head).eval()
+    head = refit.head if refit.head is not None else finalize_head(network.head).eval()
     features = {} if changed else split_xy
     details: dict[str, Any] = {
         "stages": len(stages),
@@ -143,8 +165,11 @@ def fit(job: Job) -> Fitted:
         "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
         "backbone_changed": changed,
         "head_start": phase1.selection,
+        "refit": refit.record,
     }
-    if dataset.multi_label:  # the final model's thresholds, on its validation features
+    if refit.selection is not None:
+        details["selection"] = refit.selection
+    elif dataset.multi_label:  # the final model's thresholds, on its validation features
         if changed and has_val:
             _, features, _ = extract_splits(
                 replace(job, dataset=only_val(dataset), plain=None), final, desc="validation"
@@ -162,10 +187,12 @@ def fit(job: Job) -> Fitted:
         dataset=dataset,
         features=features,
         extraction=extraction,
-        interrupted=outcome.interrupted,
+        interrupted=outcome.interrupted or refit.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
         details=details,
+        heldout_logits=refit.heldout_logits,
+        heldout_y=refit.heldout_y,
     )
 
 

@@ -3,7 +3,9 @@
 What transfer learning is measured against. It uses the settings that suit training from
 scratch: a high learning rate with a one-cycle schedule, weight decay, augmentation, every layer
 trainable and BatchNorm learning its statistics from the data. The preprocessing stays the
-weights' own, so the comparison with the pretrained strategies changes one thing only.
+weights' own, so the comparison with the pretrained strategies changes one thing only. As for
+the other end-to-end strategies, the chosen run is repeated on train + val from the same random
+initialisation for the epochs validation chose (:mod:`._refit`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from headstart.strategies._common import (
     trained_backbone,
 )
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
+from headstart.strategies._loop import clone_state
 from headstart.strategies._network import Network, param_groups
+from headstart.strategies._refit import refit_run, val_features_through, wants_refit
 from headstart.strategies.finetune import only_val, warn_small_batchnorm_batches
 
 __all__ = ["fit"]
@@ -53,6 +57,9 @@ def fit(job: Job) -> Fitted:
     train_samples = dataset.splits["train"]
     labels = targets(train_samples, len(dataset.classes) if dataset.multi_label else None)
     train = train_images(job, backbone, [s.path for s in train_samples], labels)
+    has_val = bool(dataset.splits.get("val"))
+    initial = clone_state(network) if wants_refit(job, has_val) else None
+    fresh_groups = [dict(g) for g in groups]
     outcome, cost = run_network(
         job,
         network,
@@ -67,6 +74,20 @@ def fit(job: Job) -> Fitted:
         val_images=len(dataset.splits.get("val", [])),
         uncached_images=sum(len(s) for s in dataset.splits.values()),
     )
+    refit = refit_run(
+        job,
+        network,
+        fresh_groups,
+        initial,
+        outcome,
+        before=0,
+        label="scratch",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
+    )
     for param in backbone.module.parameters():
         param.requires_grad_(False)
     failures = {
@@ -76,9 +97,11 @@ def fit(job: Job) -> Fitted:
         dataset = dataset.without(failures)
     final = trained_backbone(backbone)
     head = network.head.eval()
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"refit": refit.record}
     features: SplitFeatures = {}
-    if dataset.multi_label:  # the final model's thresholds, on its validation features
+    if refit.selection is not None:
+        details["selection"] = refit.selection
+    elif dataset.multi_label:  # the final model's thresholds, on its validation features
         if dataset.splits.get("val"):
             _, features, _ = extract_splits(
                 replace(job, dataset=only_val(dataset), plain=None), final, desc="validation"
@@ -95,9 +118,11 @@ def fit(job: Job) -> Fitted:
         monitor=outcome.monitor,
         dataset=dataset,
         extraction={"computed": 0, "cached": 0},
-        interrupted=outcome.interrupted,
+        interrupted=outcome.interrupted or refit.interrupted,
         cost=cost,
         epoch_seconds=outcome.epoch_seconds,
         features=features,
         details=details,
+        heldout_logits=refit.heldout_logits,
+        heldout_y=refit.heldout_y,
     )

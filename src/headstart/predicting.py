@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from headstart.data import collect_image_paths
 from headstart.errors import DataError, ImageDecodeError
 from headstart.evaluation import classification_metrics
-from headstart.fitted import head_logits, head_proba
+from headstart.fitted import head_logits
+from headstart.heads.multilabel import sigmoid
 from headstart.heads.typicality import Typicality, check_unknown_options
-from headstart.label_sets import label_proba, label_sets, with_label_set
+from headstart.label_sets import label_sets, with_label_set
 from headstart.predictions import Prediction, SplitPrediction
 
 __all__ = ["Answers", "Paths", "as_list", "in_given_order"]
@@ -51,17 +54,26 @@ class Answers:
     def proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities: the softmax of the head's (calibrated) logits; for a multi-label
         run, each label's probability (a sigmoid each)."""
-        if self.thresholds is not None:
-            return label_proba(self.head, features)
-        return head_proba(self.head, features)
+        return self._proba_of(head_logits(self.head, features))
 
     def typicality_of(self, features: np.ndarray) -> np.ndarray | None:
         """Typicality of pooled features (None for a run without one)."""
+        return self.scores(features)[1]
+
+    def scores(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, typicality) of pooled features, the head run once for both: a logit
+        score (``max_logit``, ``energy``, ...) reads the same logits the probabilities come from."""
+        logits = head_logits(self.head, features)
         score = self.typicality
-        if score is None:
-            return None
-        logits = head_logits(self.head, features) if score.needs_logits else None
-        return score.typicality(features, logits)
+        typicality = None
+        if score is not None:
+            typicality = score.typicality(features, logits if score.needs_logits else None)
+        return self._proba_of(logits), typicality
+
+    def _proba_of(self, logits: np.ndarray) -> np.ndarray:
+        if self.thresholds is not None:
+            return sigmoid(logits)
+        return F.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     def threshold(self, given: float | None) -> float | None:
         """The unknown threshold predictions use: ``given`` (checked), else the run's; None
@@ -95,8 +107,8 @@ class Answers:
         already (``proba`` averaged over test-time augmented views); else computed from
         ``features``.
         """
-        proba = self.proba(features) if proba is None else proba
-        typicality = self.typicality_of(features) if typicality is None else typicality
+        if proba is None:
+            proba, typicality = self.scores(features)
         k = max(1, min(top_k, len(self.classes)))
         results: list[Prediction] = []
         for i, (path, row) in enumerate(zip(paths, proba, strict=True)):
@@ -119,8 +131,7 @@ class Answers:
         ``views[0]`` is the plain view (:func:`headstart.tta.tta_views`).
         """
         extracted = extract(files, desc=desc)
-        proba = self.proba(extracted.features)
-        typicality = self.typicality_of(extracted.features)
+        proba, typicality = self.scores(extracted.features)
         for view in views[1:]:
             name = view.name if view is not None else "plain"
             other = extract(extracted.paths, desc=f"{desc}, {name}", view=view)

@@ -15,7 +15,9 @@ import math
 import os
 import secrets
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "read_config",
     "read_history_csv",
     "read_run",
+    "staged_writes",
     "write_history_csv",
     "write_json",
     "write_weights",
@@ -69,6 +72,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        staged = _STAGED.get()
+        if staged is not None:
+            staged.append((tmp, path))
+            return  # renamed with the others when staged_writes ends
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -76,6 +83,40 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise _cannot_write(path, exc) from exc
         raise
     _fsync_dir(path.parent)
+
+
+_STAGED: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("_STAGED", default=None)
+
+
+@contextmanager
+def staged_writes() -> Iterator[None]:
+    """The :func:`atomic_write` calls inside land together, in order, once all have been written.
+
+    A run folder is several files (weights, typicality, history, config.json last). Saved over
+    an earlier run one file at a time, a full disk at the third file would leave new weights
+    beside the old config; staged, every file is written and synced to a temporary name first,
+    and only then renamed into place, so a failed write leaves the earlier run whole and no
+    temporary file behind. The renames themselves (metadata only) are what remains to fail.
+    """
+    staged: list[tuple[Path, Path]] = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _STAGED.reset(token)
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for left, _ in staged[i:]:
+                left.unlink(missing_ok=True)
+            raise _cannot_write(path, exc) from exc
+    for folder in {path.parent for _, path in staged}:
+        _fsync_dir(folder)
 
 
 def _cannot_write(path: Path, exc: OSError) -> StorageError:

@@ -174,6 +174,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON, written atomically (:func:`atomic_write`)."""
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
@@ -190,6 +191,8 @@ def write_weights(
 
 
 def write_history_csv(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """One row an epoch (loss, accuracy, their validation twins): the curves in a form any
+    spreadsheet opens, written atomically."""
     buf = io.StringIO()
     fields = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")

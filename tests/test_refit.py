@@ -73,6 +73,13 @@ def test_small_finetune_refits_on_train_and_val_by_default_and_says_so(
     assert "repeated from the same start on train + val" in page
 
 
+def test_info_says_whether_the_run_refitted_and_why(refitted, not_refitted, capsys) -> None:
+    assert main(["info", str(refitted)]) == 0
+    assert "epoch(s) on train + val, by default: 24 training" in capsys.readouterr().out
+    assert main(["info", str(not_refitted)]) == 0
+    assert "refit:      none, turned off" in capsys.readouterr().out
+
+
 def test_refit_none_keeps_the_chosen_run_with_its_validation_figures(not_refitted) -> None:
     config = _config(not_refitted)
     assert config["training"]["refit"] is False

@@ -39,6 +39,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
         *("--strategy", "finetune", "--unfreeze", "1", "--epochs", str(EPOCHS)),
         *("--patience", "100", "--batch-size", "4", "--workers", "0", "-q"),
         *("--cache-dir", str(root / "cache")),
+        # The chosen run alone: 30 more epochs of refit would double every run here; a refit's
+        # own kill and resume are tested in tests/test_refit.py.
+        *("--refit", "none"),
     ]
     return data, args
 

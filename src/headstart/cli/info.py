@@ -79,7 +79,12 @@ def _describe(run: str, hs: dict[str, Any]) -> list[str]:
     if training.get("selection"):
         from headstart.heads.fitting import describe_selection
 
-        lines.append(f"head fit:   {describe_selection(training['selection'])}")
+        label = "chosen:  " if (training.get("selection") or {}).get("end_to_end") else "head fit:"
+        lines.append(f"{label}   {describe_selection(training['selection'])}")
+    refit = (training.get("details") or {}).get("refit")
+    if isinstance(refit, dict):
+        done = f"{refit.get('epochs')} epoch(s) on train + val" if refit.get("done") else "none"
+        lines.append(f"refit:      {done}, {refit.get('reason')}")
     calibration = hs.get("calibration") or {}
     if calibration.get("method") == "temperature":
         lines.append(

@@ -127,6 +127,11 @@ def run_network(
             checkpoints=job.checkpoint_dir is not None,
         )
         job.say(cost.message())
+        if job.settings.refit and validate is not None:
+            job.say(
+                f"{label}: then a refit on train + val for the epochs validation chooses, up to "
+                "about as long again (--refit none skips it)"
+            )
     outcome = train_network(
         network,
         groups,

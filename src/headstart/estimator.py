@@ -134,8 +134,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
         refit: after choosing on validation, train again on train + val (True) or keep the
             final fit on the training images only (False). None (default): ``features``
             refits its head; ``augment``, ``finetune`` and ``scratch`` repeat their run for the
-            epochs chosen when the training images are few enough for it to pay (at most
-            2000, :func:`headstart.strategies.refit_by_default`).
+            epochs chosen where that pays: validation images at least half the training ones,
+            up to 2000 training images (:func:`headstart.strategies.refit_by_default`).
         calibrate: ``"temperature"`` (default): fit a temperature on held-out logits of the
             selection step so that predicted probabilities match accuracy; ``"none"``: raw
             softmax probabilities.
@@ -270,11 +270,12 @@ class ImageClassifier(Parameters, LearnedAttributes):
         if dataset.multi_label:
             params = check_multi_label_params(params)
         n_train = len(dataset.splits.get("train", []))
+        n_val = len(dataset.splits.get("val", []))
         # Resolved once per fit: a named strategy's now, before the backbone is built (a bad
         # option fails before any extraction); auto's once its measurements are in.
         resolved = None
         if params["strategy"] != "auto":
-            resolved = resolve_train_settings(params, n_train=n_train)
+            resolved = resolve_train_settings(params, n_train=n_train, n_val=n_val)
         settings = resolved.settings if resolved is not None else None
         backbone = create_backbone(
             self.model,
@@ -325,7 +326,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             advice = distributed.broadcast(self._advise(dataset, backbone))
             if not quiet:
                 print(advice.explain(), file=sys.stderr)
-            resolved = resolve_train_settings(params, n_train=n_train, advice=advice)
+            resolved = resolve_train_settings(params, n_train=n_train, n_val=n_val, advice=advice)
             if resolved.note is not None and main:
                 warnings.warn(resolved.note, HeadstartWarning, stacklevel=2)
         settings = resolved.settings

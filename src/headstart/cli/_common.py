@@ -366,8 +366,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         choices=("trainval", "none"),
         help="after choosing on validation, train again on train + val (trainval) or keep the "
         "fit on train only (none). Default: features always refits its head; augment, "
-        "finetune and scratch repeat their run for the epochs chosen up to 2000 training "
-        "images",
+        "finetune and scratch repeat their run for the epochs chosen when the validation "
+        "images are at least half the training ones (up to 2000 training images)",
     )
     add_class_weight_option(parser)
     parser.add_argument(

@@ -48,7 +48,11 @@ from headstart.strategies._common import Job, extract_splits, targets
 from headstart.strategies._end_to_end import loss_weights, train_images
 from headstart.strategies._loop import LoopOutcome, train_network
 from headstart.strategies._network import Network
-from headstart.strategies._settings import REFIT_MAX_TRAIN, refit_by_default
+from headstart.strategies._settings import (
+    REFIT_MAX_TRAIN,
+    REFIT_MIN_VAL_SHARE,
+    refit_by_default,
+)
 
 __all__ = ["REFIT_FOLDER", "Refit", "refit_run", "val_features_through", "wants_refit"]
 
@@ -87,14 +91,25 @@ def wants_refit(job: Job, has_val: bool) -> bool:
     return job.settings.refit and has_val
 
 
+def _counts(job: Job) -> tuple[int, int]:
+    splits = job.dataset.splits
+    return len(splits.get("train", [])), len(splits.get("val", []))
+
+
 def _why_not(job: Job, has_val: bool, interrupted: bool) -> str | None:
-    n_train = len(job.dataset.splits.get("train", []))
+    n_train, n_val = _counts(job)
     if not job.settings.refit:
-        if refit_by_default(n_train):
+        if refit_by_default(n_train, n_val):
             return "turned off (refit=False, --refit none)"
+        if n_train > REFIT_MAX_TRAIN:
+            return (
+                f"not by default past {REFIT_MAX_TRAIN} training images ({n_train}): a refit is "
+                "another whole run (refit=True, --refit trainval, asks for one)"
+            )
         return (
-            f"{n_train} training images, more than {REFIT_MAX_TRAIN}: a refit is another whole "
-            "run, so it is not done by default (refit=True, --refit trainval, asks for one)"
+            f"not by default with {n_val} validation images against {n_train} training ones: "
+            f"under {REFIT_MIN_VAL_SHARE:.0%} of them, a refit did not pay on the benchmark "
+            "(refit=True, --refit trainval, asks for one)"
         )
     if not has_val:
         return "no validation images: the run trained on every labelled image already"
@@ -104,9 +119,12 @@ def _why_not(job: Job, has_val: bool, interrupted: bool) -> str | None:
 
 
 def _why(job: Job) -> str:
-    n_train = len(job.dataset.splits.get("train", []))
-    if refit_by_default(n_train):
-        return f"by default: {n_train} training images, at most {REFIT_MAX_TRAIN}"
+    n_train, n_val = _counts(job)
+    if refit_by_default(n_train, n_val):
+        return (
+            f"by default: {n_val} validation images, at least {REFIT_MIN_VAL_SHARE:.0%} of the "
+            f"{n_train} training ones"
+        )
     return "asked for (refit=True, --refit trainval)"
 
 

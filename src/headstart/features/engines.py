@@ -67,10 +67,11 @@ for the engine to be used. Float32 kernels that differ only in their order of su
 1e-7..1e-6 (ResNets 3e-7, ConvNeXt 4e-6 measured); a difference of 1e-4 or more means another
 computation (an op exported wrongly, reduced precision), not rounding."""
 AUTO_MIN_IMAGES = 256
-"""``auto`` considers another engine for extractions of at least this many images, or where its
-measurement is already on disk. Exporting and checking costs seconds (resnet50: about 10 s
-under load), more than another engine saves on a few dozen images; the tests, the prediction of
-a handful of files and a compare's timing probe stay on torch and pay nothing."""
+"""``auto`` considers another engine for extractions of at least this many images. The first
+time costs an export, a check and a measurement (seconds: resnet50 about 10 s under load), and
+every process loads the engine's graph (a second or so), more than another engine saves on a
+few dozen images; so the tests, the prediction of a handful of files and a compare's timing
+probe stay on torch and pay nothing, not even the hash of the weights that keys the export."""
 MIN_GAIN = 1.1
 """``auto`` takes another engine only when it ran this many times torch's images per second:
 a tie on a busy machine is noise, and torch needs no export to trust."""
@@ -136,10 +137,10 @@ def select_runner(
     """The engine to run ``module`` (a backbone's feature graph, in eval mode, on the CPU) with,
     or None for torch.
 
-    For ``auto``: None below :data:`AUTO_MIN_IMAGES` images unless this backbone was measured
-    before; else the installed engines that pass the parity check are timed against torch on
-    the same batch (round-robin, median of :data:`_TIMING_REPEATS`), once per backbone and
-    thread count, and the fastest is taken if it beats torch by :data:`MIN_GAIN`.
+    For ``auto``: None below :data:`AUTO_MIN_IMAGES` images; else the installed engines that
+    pass the parity check are timed against torch on the same batch (round-robin, median of
+    :data:`_TIMING_REPEATS`), once per backbone and thread count, and the fastest is taken if
+    it beats torch by :data:`MIN_GAIN`.
 
     Args:
         spec: The backbone's spec (architecture and layer go into the export's key).
@@ -148,7 +149,7 @@ def select_runner(
         images: How many images this extraction computes.
     """
     check_engine(engine)
-    if engine == "torch":
+    if engine == "torch" or (engine == "auto" and images < AUTO_MIN_IMAGES):
         return None
     key = _export_key(module, spec, input_size)
     store = _Store(folder / "engines", key, str(spec.get("architecture") or "backbone"))
@@ -159,8 +160,6 @@ def select_runner(
     if not candidates:
         return None
     known = store.read_choice(threads)
-    if known is None and images < AUTO_MIN_IMAGES:
-        return None
     if known is None:
         runners = {}
         for name in candidates:
@@ -394,7 +393,8 @@ def _load(
 
 def _runner(path: Path, engine: str, input_size: tuple[int, ...]) -> EngineRunner:
     runner = EngineRunner(engine, tuple(input_size), _SESSIONS[engine](path))
-    runner.run(torch.zeros((1, *input_size)), 1)  # loads the graph: a bad file fails here
+    # Loads the graph (a bad file fails here) at the count most batches will use.
+    runner.run(torch.zeros((1, *input_size)), torch.get_num_threads())
     return runner
 
 

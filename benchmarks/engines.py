@@ -206,7 +206,7 @@ def _parity(work: Path, contender: str, reference: np.ndarray) -> str:
 
 def _auto_choice(cache: Path, threads: int) -> str:
     """What the latest ``auto`` measurement on disk chose, with the speeds it measured."""
-    records = sorted((cache / "engines").glob(f"*.auto-{threads}.json"), key=os.path.getmtime)
+    records = sorted((cache / "engines").glob(f"*.auto-{threads}-*.json"), key=os.path.getmtime)
     if not records:
         return "torch (no measurement: too few images, or no engine installed)"
     record = json.loads(records[-1].read_text())

@@ -213,3 +213,25 @@ def test_engine_option_reaches_config_json(stub, tmp_path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["headstart"]["training"]["engine"] == "onnxruntime"
     assert json.loads((run / "train_args.json").read_text())["args"]["engine"] == "onnxruntime"
+
+
+def test_cli_engine_choices_are_the_librarys() -> None:
+    from headstart.cli._common import ENGINE_CHOICES
+    from headstart.features.engines import ENGINES
+
+    assert ENGINE_CHOICES == ENGINES
+
+
+def test_auto_measures_once_and_follows_its_record(
+    stub, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    model, _ = stub
+    backbone = create_backbone(model)
+    options = dict(engine="auto", folder=tmp_path, images=10_000)
+    first = select_runner(backbone.module, backbone.spec, (3, 32, 32), **options)
+    (record,) = (tmp_path / "engines").glob("*.auto-*.json")
+    chosen = json.loads(record.read_text())["chosen"]
+    assert (first.name if first is not None else "torch") == chosen
+    record.write_text(json.dumps({"chosen": "torch"}))  # what a slower engine would have left
+    monkeypatch.setattr(engines_module, "_measure", None)  # measuring again would fail
+    assert select_runner(backbone.module, backbone.spec, (3, 32, 32), **options) is None

@@ -159,7 +159,9 @@ def select_runner(
     candidates = [name for name in ENGINES[2:] if _installed(name)]
     if not candidates:
         return None
-    known = store.read_choice(threads)
+    # Measured again when an engine is installed, removed or upgraded, or the threads change.
+    setup = "-".join([str(threads), *(f"{name}{_version(name)}" for name in candidates)])
+    known = store.read_choice(setup)
     if known is None:
         runners = {}
         for name in candidates:
@@ -167,7 +169,7 @@ def select_runner(
             if runner is not None:
                 runners[name] = runner
         known = _measure(module, runners, input_size, threads)
-        store.write_choice(threads, known)
+        store.write_choice(setup, known)
     chosen = known.get("chosen", "torch")
     if chosen == "torch" or not _installed(chosen):
         return None
@@ -313,7 +315,8 @@ def _export_key(
 @dataclass
 class _Store:
     """The files of one export: ``KEY.onnx``, ``KEY.json`` (its sha256, written after it),
-    ``KEY.ENGINE-VERSION.json`` (parity) and ``KEY.auto-THREADS.json`` (speeds, choice)."""
+    ``KEY.ENGINE-VERSION.json`` (parity) and ``KEY.auto-THREADS-ENGINES.json`` (speeds, the
+    choice; ENGINES names the installed engines with their versions)."""
 
     folder: Path
     key: str
@@ -368,11 +371,11 @@ class _Store:
     def write_parity(self, engine: str, record: Mapping[str, Any]) -> None:
         _atomic(self._parity_path(engine), _dumps(dict(record)), quiet=True)
 
-    def read_choice(self, threads: int) -> dict[str, Any] | None:
-        return _read_json(self.folder / f"{self.key}.auto-{threads}.json")
+    def read_choice(self, setup: str) -> dict[str, Any] | None:
+        return _read_json(self.folder / f"{self.key}.auto-{setup}.json")
 
-    def write_choice(self, threads: int, record: Mapping[str, Any]) -> None:
-        _atomic(self.folder / f"{self.key}.auto-{threads}.json", _dumps(dict(record)), quiet=True)
+    def write_choice(self, setup: str, record: Mapping[str, Any]) -> None:
+        _atomic(self.folder / f"{self.key}.auto-{setup}.json", _dumps(dict(record)), quiet=True)
 
     def _parity_path(self, engine: str) -> Path:
         return self.folder / f"{self.key}.{engine}-{_version(engine)}.json"

@@ -118,10 +118,16 @@ class EngineRunner:
         """Whether ``x`` has the shape the graph was exported for (another size: torch)."""
         return tuple(x.shape[1:]) == self.input_size
 
-    def run(self, x: torch.Tensor, threads: int) -> np.ndarray:
+    def prepare(self, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The session for ``threads``, made now if it is not yet: before a thread probe times
+        batches, so that making one is not counted against its count."""
         session = self._made.get(threads)
         if session is None:
             session = self._made[threads] = self._sessions(threads)
+        return session
+
+    def run(self, x: torch.Tensor, threads: int) -> np.ndarray:
+        session = self.prepare(threads)
         return session(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
 
 

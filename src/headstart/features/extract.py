@@ -468,6 +468,9 @@ class _Forward:
         # On a CPU, one thread or the whole team, whichever the machine runs faster now; an
         # engine gets the same count for its own intra-op threads.
         probe = ThreadProbe(enabled=self.device.type == "cpu")
+        if runner is not None:
+            for count in probe.counts:
+                runner.prepare(count)
         with torch.inference_mode():
             for batch, indices, bad in loader:
                 for index, reason in bad:

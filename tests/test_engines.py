@@ -16,7 +16,12 @@ from headstart.cli.main import main
 from headstart.errors import EngineWarning, InvalidParameterError
 from headstart.features import FeatureCache, extract_features
 from headstart.features import engines as engines_module
-from headstart.features.engines import PARITY_TOLERANCE, check_engine, select_runner
+from headstart.features.engines import (
+    PARITY_TOLERANCE,
+    check_engine,
+    choose_engine,
+    select_runner,
+)
 from tests._backbones import write_bn_backbone
 from tests.conftest import write_colour_dataset
 
@@ -235,3 +240,17 @@ def test_auto_measures_once_and_follows_its_record(
     record.write_text(json.dumps({"chosen": "torch"}))  # what a slower engine would have left
     monkeypatch.setattr(engines_module, "_measure", None)  # measuring again would fail
     assert select_runner(backbone.module, backbone.spec, (3, 32, 32), **options) is None
+
+
+@pytest.mark.parametrize(
+    ("rates", "chosen"),
+    [
+        ({"torch": 10.0, "onnxruntime": 10.5, "openvino": 10.9}, "torch"),  # no clear win
+        ({"torch": 10.0, "onnxruntime": 20.0, "openvino": 21.0}, "onnxruntime"),  # a tie
+        ({"torch": 10.0, "onnxruntime": 20.0, "openvino": 30.0}, "openvino"),
+        ({"torch": 10.0, "onnxruntime": 10.5, "openvino": 11.5}, "openvino"),
+        ({"torch": 10.0}, "torch"),
+    ],
+)
+def test_auto_takes_an_engine_only_when_it_clearly_wins(rates, chosen) -> None:
+    assert choose_engine(rates) == chosen

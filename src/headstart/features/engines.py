@@ -54,6 +54,7 @@ __all__ = [
     "Engine",
     "EngineRunner",
     "check_engine",
+    "choose_engine",
     "engine_parity",
     "select_runner",
     "warn_engine_on_device",
@@ -263,7 +264,8 @@ def _measure(
     threads: int,
 ) -> dict[str, Any]:
     """Images per second of torch and each runner on one batch, timed round-robin so that load
-    which comes and goes falls on all alike; the choice, torch unless one wins by MIN_GAIN."""
+    which comes and goes falls on all alike; the choice: torch unless an engine wins by
+    MIN_GAIN, and between engines within MIN_GAIN of each other the first of :data:`ENGINES`."""
     if not runners:
         return {"chosen": "torch", "images_per_second": {}}
     x = torch.rand((_TIMING_BATCH, *input_size), generator=torch.Generator().manual_seed(1))
@@ -286,13 +288,26 @@ def _measure(
             step()
             times[name].append(time.perf_counter() - start)
     rates = {name: _TIMING_BATCH / max(statistics.median(t), 1e-9) for name, t in times.items()}
-    best = max(runners, key=lambda name: rates[name])
-    chosen = best if rates[best] >= MIN_GAIN * rates["torch"] else "torch"
     return {
-        "chosen": chosen,
+        "chosen": choose_engine(rates),
         "images_per_second": {k: round(v, 2) for k, v in rates.items()},
         "threads": threads,
     }
+
+
+def choose_engine(rates: Mapping[str, float]) -> str:
+    """The engine ``auto`` takes, given images per second measured on the same batch.
+
+    Torch unless an engine ran :data:`MIN_GAIN` times as fast; of several such engines within
+    MIN_GAIN of the fastest (a tie, on a busy machine), the first of :data:`ENGINES`: ONNX
+    Runtime, which won the whole extraction process in every measurement so far (BENCHMARKS.md).
+    """
+    floor = MIN_GAIN * rates.get("torch", 0.0)
+    winners = [name for name in ENGINES[2:] if rates.get(name, 0.0) >= floor > 0]
+    if not winners:
+        return "torch"
+    fastest = max(rates[name] for name in winners)
+    return next(name for name in winners if rates[name] * MIN_GAIN >= fastest)
 
 
 # --------------------------------------------------------------------------- exports

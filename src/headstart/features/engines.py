@@ -170,15 +170,16 @@ def select_runner(
     setup = "-".join([str(threads), *(f"{name}{_version(name)}" for name in candidates)])
     known = store.read_choice(setup)
     if known is None:
-        runners = {}
+        runners: dict[str, EngineRunner] = {}
         for name in candidates:
             runner = _checked(module, store, input_size, name, auto=True)
             if runner is not None:
                 runners[name] = runner
         known = _measure(module, runners, input_size, threads)
         store.write_choice(setup, known)
-    chosen = known.get("chosen", "torch")
-    if chosen == "torch" or not _installed(chosen):
+        return runners.get(str(known["chosen"]))  # None for torch
+    chosen = str(known.get("chosen", "torch"))
+    if chosen not in candidates:
         return None
     return _checked(module, store, input_size, chosen, auto=True)
 

@@ -544,6 +544,14 @@ def _(s: Scene) -> list[str]:
     return _features(f"keras:{_edited_archive(s, lambda m: m.pop('config.json'))}", "default")
 
 
+@_kind("keras-config-deeply-nested", "a .keras config.json nested 100,000 lists deep")
+def _(s: Scene) -> list[str]:
+    def edit(members: dict[str, bytes]) -> None:
+        members["config.json"] = b"[" * 100_000 + b"]" * 100_000
+
+    return _features(f"keras:{_edited_archive(s, edit)}", "default")
+
+
 def _deflate_bomb(size: int) -> bytes:
     """A raw deflate stream of ``size`` spaces, built from one flushed block repeated: a
     kilobyte per 2**20 spaces, without compressing ``size`` bytes. (Its zip entry's CRC is left
@@ -921,6 +929,11 @@ def _raw_config_kind(name: str, description: str, content: Callable[[], bytes]) 
     _kind(name, description)(write)
 
 
+_raw_config_kind(
+    "run-config-deeply-nested",
+    "a config.json nested 100,000 lists deep",
+    lambda: b"[" * 100_000 + b"]" * 100_000,
+)
 _raw_config_kind(
     "run-config-not-utf8", "a config.json in Latin-1 bytes", lambda: b'{"headstart": "\xe9\xff"}'
 )

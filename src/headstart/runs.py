@@ -213,8 +213,8 @@ def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, 
             "`headstart train` wrote."
         )
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(config_path)
+    except (OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
     hs = config.get("headstart") if isinstance(config, dict) else None
     if not isinstance(hs, dict) or not isinstance(hs.get("classes"), list):
@@ -232,12 +232,26 @@ def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
             "model.safetensors as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
         )
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(path)
+    except (OSError, ValueError) as exc:
         raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
     if not isinstance(config, dict):
         raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
     return config
+
+
+def _parse_json(path: Path) -> Any:
+    """A config file's JSON, every way it can be unreadable a ValueError (or an OSError).
+
+    A config nested deeper than Python's recursion limit (``[[[[...``, a few hundred kilobytes)
+    makes the parser raise RecursionError, which is said here as what it is: not JSON headstart
+    can read, rather than a crash (tests/_hostile_models.py, ``run-config-deeply-nested``).
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested deeper than any config is") from None
 
 
 def _check_folder(folder: Path) -> None:

@@ -470,7 +470,14 @@ def _archive_config(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
             return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,  # nested deeper than Python's limit
+    ) as exc:
         raise WeightsError(
             f"Cannot read '{path}' as a .keras archive ({_first_line(exc)}); save it again "
             "with model.save('model.keras')."
@@ -495,7 +502,7 @@ def _h5_config(path: Path) -> Any | None:
         raw = raw.decode("utf-8")
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise WeightsError(f"'{path}' has an unreadable model_config ({exc}).") from None
 
 

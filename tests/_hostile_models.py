@@ -586,6 +586,14 @@ def _zip_with_raw_member(path: Path, members: dict[str, bytes], name: str, size:
     return path
 
 
+@_kind("keras-config-zip-bomb", "a .keras whose config.json inflates to 2 GiB from 2 MiB")
+def _(s: Scene) -> list[str]:
+    members = _archive_members(_keras_files()["plain.keras"])
+    del members["config.json"]
+    path = _zip_with_raw_member(s.tmp / "bomb.keras", members, "config.json", 2**31)
+    return _features(f"keras:{path}", "default")
+
+
 @_kind("keras-h5-that-is-a-pickle", "a .h5 model file holding a pickle payload, not HDF5")
 def _(s: Scene) -> list[str]:
     path = _raw_pickle(s.tmp / "evil.h5", _System(s.canary))

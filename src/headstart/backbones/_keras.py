@@ -466,10 +466,18 @@ def check_config(config: Any, where: str) -> None:
     walk(config)
 
 
+_MAX_CONFIG_BYTES = 64 * 2**20
+"""The largest model config read: the biggest Keras application's is about a megabyte, and a
+config.json of a few kilobytes that inflates to gigabytes (a zip bomb) must not be read whole."""
+
+
 def _archive_config(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
+            info = archive.getinfo("config.json")
+            if info.file_size <= _MAX_CONFIG_BYTES:
+                with archive.open(info) as member:  # reads at most the size declared
+                    return json.loads(member.read())
     except (
         zipfile.BadZipFile,
         KeyError,
@@ -482,6 +490,11 @@ def _archive_config(path: Path) -> Any:
             f"Cannot read '{path}' as a .keras archive ({_first_line(exc)}); save it again "
             "with model.save('model.keras')."
         ) from None
+    raise WeightsError(
+        f"Refusing to read '{path}': its config.json declares {info.file_size:,} bytes (from "
+        f"{info.compress_size:,} stored), over the {_MAX_CONFIG_BYTES:,} a model config needs; "
+        "the archive is damaged or a decompression bomb."
+    )
 
 
 def _h5_config(path: Path) -> Any | None:

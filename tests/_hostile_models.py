@@ -485,6 +485,8 @@ for _name, _what in [
     ("registered-activation.keras", "a .keras whose Dense activation is a registered function"),
     ("sequential-lambda.h5", "a full-model legacy .h5 Sequential with a Lambda layer"),
     ("nested-lambda.h5", "a Lambda inside a nested model in a legacy .h5"),
+    ("custom-layer.h5", "a legacy .h5 with a registered custom layer class"),
+    ("plain-custom-layer.h5", "a legacy .h5 naming a custom object registered without a package"),
 ]:
 
     def _keras_user_model(s: Scene, _name: str = _name) -> list[str]:

@@ -428,12 +428,15 @@ _SAFE_MODULE = re.compile(r"^keras(\.|$)")
 def check_config(config: Any, where: str) -> None:
     """Refuse a Keras model config that would deserialise code, before Keras reads it.
 
-    A Lambda layer carries Python bytecode, and a custom class (``registered_name`` with a
-    package, or a ``module`` outside Keras) means importing and running code the file names.
-    Neither is data, so neither is loaded, whatever Keras' own safe mode would have done.
+    A Lambda layer carries Python bytecode, and a custom class (a ``package>Name`` registered
+    name, a name registered in this process, or a ``module`` outside Keras) means importing or
+    running code the file names. Neither is data, so neither is loaded, whatever Keras' own safe
+    mode would have done: a legacy ``.h5`` naming a registered class ran it before
+    (tests/_hostile_models.py, ``keras-custom-layer-h5``).
 
     Raises:
-        UnsafeWeightsError: The config names a Lambda layer, a function, or a non-Keras class.
+        UnsafeWeightsError: The config names a Lambda layer, a function, or a custom or
+            non-Keras class.
     """
 
     def refuse(what: str) -> None:
@@ -443,13 +446,15 @@ def check_config(config: Any, where: str) -> None:
             "(model.save_weights('model.weights.h5')) and pass --weights."
         )
 
-    def walk(node: Any) -> None:
+    custom = _custom_object_names()
+    stack = [config]  # a stack, not recursion: a config nested deeper than Python's limit
+    while stack:
+        node = stack.pop()
         if isinstance(node, list):
-            for item in node:
-                walk(item)
-            return
+            stack.extend(reversed(node))  # in order: the first offence is the one named
+            continue
         if not isinstance(node, dict):
-            return
+            continue
         class_name = node.get("class_name")
         if isinstance(class_name, str):
             if class_name in ("Lambda", "__lambda__", "function", "__function__"):
@@ -457,13 +462,24 @@ def check_config(config: Any, where: str) -> None:
             module = node.get("module")
             if module is not None and not (isinstance(module, str) and _SAFE_MODULE.match(module)):
                 refuse(f"names class {class_name!r} from module {module!r}")
-            registered = node.get("registered_name")
-            if isinstance(registered, str) and ">" in registered:
-                refuse(f"names the custom object {registered!r}")
-        for value in node.values():
-            walk(value)
+            # "package>Name" is a registered custom object: legacy .h5 files name it in
+            # class_name, .keras archives in registered_name. A plain name registered in this
+            # process (keras.saving.get_custom_objects()) is one too. Either is code Keras would
+            # find and run, whatever safe mode says.
+            for name in (class_name, node.get("registered_name")):
+                if isinstance(name, str) and (">" in name or name in custom):
+                    refuse(f"names the custom object {name!r}")
+        stack.extend(reversed(list(node.values())))
 
-    walk(config)
+
+def _custom_object_names() -> frozenset[str]:
+    """Names of the custom objects registered in this process, which Keras would resolve a
+    class name to before its own classes."""
+    try:
+        from keras.saving import get_custom_objects
+    except ImportError:  # pragma: no cover - every caller has imported Keras
+        return frozenset()
+    return frozenset(get_custom_objects())
 
 
 _MAX_CONFIG_BYTES = 64 * 2**20

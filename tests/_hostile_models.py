@@ -596,6 +596,17 @@ def _(s: Scene) -> list[str]:
     return _features(f"keras:{path}", "default")
 
 
+@_kind("keras-h5-config-is-pickle", "a legacy .h5 whose model_config attribute is a pickle")
+def _(s: Scene) -> list[str]:
+    import h5py
+    import numpy as np
+
+    path = _keras_file(s, "sequential-lambda.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["model_config"] = np.void(pickle.dumps(_System(s.canary)))
+    return _features(f"keras:{path}", "default")
+
+
 @_kind("keras-h5-that-is-a-pickle", "a .h5 model file holding a pickle payload, not HDF5")
 def _(s: Scene) -> list[str]:
     path = _raw_pickle(s.tmp / "evil.h5", _System(s.canary))

@@ -527,12 +527,15 @@ def _h5_config(path: Path) -> Any | None:
         ) from None
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
     try:
+        if not isinstance(raw, (str, bytes)):  # an HDF5 opaque or numeric attribute
+            raise ValueError(f"an HDF5 {type(raw).__name__}, not JSON text")
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise WeightsError(f"'{path}' has an unreadable model_config ({exc}).") from None
+        raise WeightsError(
+            f"'{path}' has an unreadable model_config ({_first_line(exc)}); save the model "
+            "again with model.save('model.keras')."
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

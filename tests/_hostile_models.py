@@ -900,6 +900,11 @@ _config_kind(
     lambda c: (c["headstart"].update(classes="red"), c["headstart"]["head"].update(kind=[1])),
 )
 _config_kind(
+    "run-config-head-huge-numbers",
+    "a head of 10**30 inputs",
+    _set("headstart.head.in_features", 10**30),
+)
+_config_kind(
     "run-config-enormous-input-size",
     "preprocessing to a 10**6 x 10**6 input",
     _set("headstart.preprocess.input_size", [10**6, 10**6]),

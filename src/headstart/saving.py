@@ -162,7 +162,7 @@ def load_run(folder: str | Path) -> FittedModel:
             "not_used": dict(training.get("not_used") or {}),
         }
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad config.json ({exc})") from exc
+        raise _run_error(folder, f"bad config.json ({_first_line(exc)})") from exc
     if spec.get("layer") is not None:
         try:
             backbone = select_layer(backbone, spec["layer"])
@@ -213,7 +213,7 @@ def _load_thresholds(folder: str | Path, hs: Mapping[str, Any], labels: int) -> 
     try:
         thresholds = [float(t) for t in multi["thresholds"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise _run_error(folder, f"bad multi_label thresholds ({exc})") from exc
+        raise _run_error(folder, f"bad multi_label thresholds ({_first_line(exc)})") from exc
     if len(thresholds) != labels:
         raise _run_error(folder, f"{len(thresholds)} thresholds for {labels} labels")
     return thresholds
@@ -235,7 +235,7 @@ def _load_typicality(folder: Path, unknowns: Mapping[str, Any]) -> Typicality | 
     try:
         return Typicality.from_state(read_tensors(folder / TYPICALITY_NAME), unknowns)
     except (KeyError, TypeError, ValueError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad typicality state ({exc})") from exc
+        raise _run_error(folder, f"bad typicality state ({_first_line(exc)})") from exc
 
 
 def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -260,6 +260,13 @@ def _reason(model: FittedModel) -> str:
     if model.advice is not None:
         return "chosen by --strategy auto: " + "; ".join(model.advice.reasons)
     return f"chosen by the user (--strategy {model.settings.strategy})"
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: torch's errors carry its C++ stack on the lines after
+    (a head of 10**30 features, tests/_hostile_models.py), which is no help and no one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _run_error(folder: str | Path, what: str) -> HeadstartError:

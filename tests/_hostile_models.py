@@ -541,6 +541,21 @@ def _(s: Scene) -> list[str]:
     return _features(f"keras:{_edited_archive(s, edit)}", "default")
 
 
+@_kind("keras-weights-npz-object-array", "a .keras whose weights are an .npz of pickled objects")
+def _(s: Scene) -> list[str]:
+    import numpy as np
+
+    def edit(members: dict[str, bytes]) -> None:
+        del members["model.weights.h5"]
+        buf = io.BytesIO()
+        evil = np.empty(1, dtype=object)
+        evil[0] = _System(s.canary)
+        np.savez(buf, **{"layers/conv1_conv/vars/0": evil})
+        members["model.weights.npz"] = buf.getvalue()
+
+    return _features(f"keras:{_edited_archive(s, edit)}", "default")
+
+
 @_kind("keras-without-config", "a .keras archive with no config.json")
 def _(s: Scene) -> list[str]:
     return _features(f"keras:{_edited_archive(s, lambda m: m.pop('config.json'))}", "default")

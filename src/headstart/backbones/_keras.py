@@ -571,7 +571,10 @@ def _load_full_model(keras: Any, path: Path) -> Any:
         )
     check_config(config, str(path))
     try:
-        with _fresh_names(keras):
+        with _fresh_names(keras), warnings.catch_warnings():
+            # Keras warns and goes on when weights are missing ("Affected layers will retain
+            # their freshly-initialized weights"): a half-random model is no model to use.
+            warnings.simplefilter("error", UserWarning)
             return keras.saving.load_model(path, compile=False, safe_mode=True)
     except HeadstartError:
         raise

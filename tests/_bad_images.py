@@ -701,6 +701,22 @@ def _(folder: Path) -> Path:
     return path
 
 
+@_kind("non-utf8-name-image", "an image whose name is not UTF-8", "decoded", size=(10, 7))
+def _(folder: Path) -> Path:
+    raw = os.fsencode(folder) + b"/caf\xe9.png"
+    with open(raw, "wb") as f:
+        f.write(_encoded(_noise((10, 7)), "PNG"))
+    return Path(os.fsdecode(raw))
+
+
+@_kind("non-utf8-name-text", "a text file whose name is not UTF-8", "skipped", _not_image)
+def _(folder: Path) -> Path:
+    raw = os.fsencode(folder) + b"/na\xefve\xff.jpg"
+    with open(raw, "wb") as f:
+        f.write(b"not an image\n")
+    return Path(os.fsdecode(raw))
+
+
 @_kind(
     "newline-in-name", "an image whose name holds a newline and a comma", "decoded", size=(10, 7)
 )

@@ -178,12 +178,19 @@ def read_history_csv(path: Path) -> list[dict[str, float]]:
 
 
 def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
+    """The skipped files and why, one row each, in UTF-8.
+
+    A name that is not UTF-8 on disk (``caf\\xe9.jpg`` from an old Latin-1 archive) comes from
+    the file system with its bytes escaped as lone surrogates, which strict UTF-8 cannot encode:
+    ``surrogateescape`` writes those bytes back as they are, so the row names the real file
+    rather than the whole run failing at its last step.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "reason"])
     for row in skipped:
         writer.writerow([row["path"], row["reason"]])
-    atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:

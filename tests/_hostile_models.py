@@ -52,18 +52,24 @@ class Scene:
 
 @dataclass(frozen=True)
 class HostileModel:
+    """One kind. ``refused``: it must end in one error line; otherwise loading it as data is
+    as good an outcome."""
+
     name: str
     description: str
     write: Callable[[Scene], list[str]]
+    refused: bool = False
 
 
 KINDS: dict[str, HostileModel] = {}
 
 
-def _kind(name: str, description: str) -> Callable[[Callable[[Scene], list[str]]], Any]:
+def _kind(
+    name: str, description: str, *, refused: bool = False
+) -> Callable[[Callable[[Scene], list[str]]], Any]:
     def add(write: Callable[[Scene], list[str]]) -> Callable[[Scene], list[str]]:
         assert name not in KINDS, name
-        KINDS[name] = HostileModel(name, description, write)
+        KINDS[name] = HostileModel(name, description, write, refused)
         return write
 
     return add
@@ -765,7 +771,11 @@ _weights_kind(
 
 
 def _run_weights_kind(
-    name: str, description: str, edit: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    name: str,
+    description: str,
+    edit: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    *,
+    refused: bool = False,
 ) -> None:
     def write(s: Scene) -> list[str]:
         from safetensors.torch import load_file
@@ -775,7 +785,7 @@ def _run_weights_kind(
         save_file(tensors, run / "model.safetensors", metadata={"format": "pt"})
         return _predict(run)
 
-    _kind(name, description)(write)
+    _kind(name, description, refused=refused)(write)
 
 
 _run_weights_kind(
@@ -787,6 +797,7 @@ _run_weights_kind(
         else v
         for i, (k, v) in enumerate(t.items())
     },
+    refused=True,  # it predicted NaN with exit 0
 )
 _run_weights_kind(
     "run-weights-missing-head",

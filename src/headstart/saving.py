@@ -177,6 +177,14 @@ def load_run(folder: str | Path) -> FittedModel:
             f"{len(classes)} classes",
         )
     head_keys = _head_keys(head, hs)
+    broken = _unusable_tensors(tensors, head_keys)
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise _run_error(
+            folder,
+            f"its weights hold NaN or infinite values ({', '.join(broken[:3])}{more}): the file "
+            "is damaged or the training diverged",
+        )
     head_state = {head_keys[k]: v.float() for k, v in tensors.items() if k in head_keys}
     backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
     try:
@@ -245,6 +253,26 @@ def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, t
     for name, value in model.head.state_dict().items():
         tensors[by_name[name]] = value
     return tensors
+
+
+def _unusable_tensors(
+    tensors: Mapping[str, torch.Tensor], head_keys: Mapping[str, str]
+) -> list[str]:
+    """The saved tensors no prediction can come from: NaN anywhere, or an infinite value in
+    the head. Such a run predicted NaN probabilities (and printed ``NaN`` into predict's JSON)
+    with exit 0 (tests/_hostile_models.py, ``run-weights-nan-inf``). Infinity is allowed in
+    the backbone, where a model may keep an attention mask of -inf as a buffer."""
+    broken = []
+    for key, value in tensors.items():
+        if not value.is_floating_point():
+            continue
+        if key in head_keys:
+            bad = not bool(torch.isfinite(value).all())
+        else:
+            bad = bool(torch.isnan(value).any())
+        if bad:
+            broken.append(key)
+    return broken
 
 
 def _head_keys(head: torch.nn.Module, hs: Mapping[str, Any]) -> dict[str, str]:

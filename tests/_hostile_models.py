@@ -52,24 +52,24 @@ class Scene:
 
 @dataclass(frozen=True)
 class HostileModel:
-    """One kind. ``refused``: it must end in one error line; otherwise loading it as data is
-    as good an outcome."""
+    """One kind, and what must become of it: ``loads`` (as data: nothing in it is code, and
+    what it holds fits), or else refused in one ``error:`` line."""
 
     name: str
     description: str
     write: Callable[[Scene], list[str]]
-    refused: bool = False
+    loads: bool = False
 
 
 KINDS: dict[str, HostileModel] = {}
 
 
 def _kind(
-    name: str, description: str, *, refused: bool = False
+    name: str, description: str, *, loads: bool = False
 ) -> Callable[[Callable[[Scene], list[str]]], Any]:
     def add(write: Callable[[Scene], list[str]]) -> Callable[[Scene], list[str]]:
         assert name not in KINDS, name
-        KINDS[name] = HostileModel(name, description, write, refused)
+        KINDS[name] = HostileModel(name, description, write, loads)
         return write
 
     return add
@@ -230,7 +230,9 @@ def _(s: Scene) -> list[str]:
 
 
 @_kind(
-    "pth-zip-extra-pickle-member", "a valid checkpoint zip with an extra member that is a payload"
+    "pth-zip-extra-pickle-member",
+    "a valid checkpoint zip with an extra member that is a payload",
+    loads=True,  # torch reads data.pkl and the tensors' records, nothing else
 )
 def _(s: Scene) -> list[str]:
     good = io.BytesIO()
@@ -669,13 +671,15 @@ def _lie(blob: bytes, name: str = "", **fields: Any) -> bytes:
     return _pack(header, data)
 
 
-def _weights_kind(name: str, description: str, make: Callable[[bytes], bytes]) -> None:
+def _weights_kind(
+    name: str, description: str, make: Callable[[bytes], bytes], *, loads: bool = False
+) -> None:
     def write(s: Scene) -> list[str]:
         path = s.tmp / "lying.safetensors"
         path.write_bytes(make(_resnet_safetensors()))
         return _features("test_resnet", path)
 
-    _kind(name, description)(write)
+    _kind(name, description, loads=loads)(write)
 
 
 def _tensor_names(blob: bytes) -> list[str]:
@@ -767,6 +771,7 @@ _weights_kind(
     lambda b: save(
         {k: v.long() if v.is_floating_point() else v for k, v in _resnet_state().items()}
     ),
+    loads=True,  # tensors of the right shapes: loading converts them
 )
 
 
@@ -774,8 +779,6 @@ def _run_weights_kind(
     name: str,
     description: str,
     edit: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
-    *,
-    refused: bool = False,
 ) -> None:
     def write(s: Scene) -> list[str]:
         from safetensors.torch import load_file
@@ -785,7 +788,7 @@ def _run_weights_kind(
         save_file(tensors, run / "model.safetensors", metadata={"format": "pt"})
         return _predict(run)
 
-    _kind(name, description, refused=refused)(write)
+    _kind(name, description)(write)
 
 
 _run_weights_kind(
@@ -797,7 +800,6 @@ _run_weights_kind(
         else v
         for i, (k, v) in enumerate(t.items())
     },
-    refused=True,  # it predicted NaN with exit 0
 )
 _run_weights_kind(
     "run-weights-missing-head",
@@ -849,7 +851,11 @@ def _(s: Scene) -> list[str]:
     return _predict(run)
 
 
-@_kind("model-folder-weights-symlink-outside", "a local-dir's weights link to a file elsewhere")
+@_kind(
+    "model-folder-weights-symlink-outside",
+    "a local-dir's weights link to a file elsewhere",
+    loads=True,  # as Hugging Face's cache links its blobs
+)
 def _(s: Scene) -> list[str]:
     folder = _timm_folder(s.tmp / "m")
     elsewhere = s.tmp / "elsewhere" / "weights.safetensors"
@@ -972,13 +978,15 @@ _config_kind(
 )
 
 
-def _raw_config_kind(name: str, description: str, content: Callable[[], bytes]) -> None:
+def _raw_config_kind(
+    name: str, description: str, content: Callable[[], bytes], *, loads: bool = False
+) -> None:
     def write(s: Scene) -> list[str]:
         run = _run(s)
         (run / "config.json").write_bytes(content())
         return _predict(run)
 
-    _kind(name, description)(write)
+    _kind(name, description, loads=loads)(write)
 
 
 _raw_config_kind(
@@ -995,6 +1003,7 @@ _raw_config_kind(
     "run-config-padded-to-64-mib",
     "a valid config.json padded with 64 MiB of whitespace",
     lambda: (DATA / "linear" / "config.json").read_bytes() + b" " * 2**26,
+    loads=True,
 )
 
 
@@ -1005,7 +1014,11 @@ def _(s: Scene) -> list[str]:
     return _features(f"local-dir:{folder}", "default")
 
 
-@_kind("model-folder-location-keys", "a local-dir config pointing url/file/hf_hub_id at a payload")
+@_kind(
+    "model-folder-location-keys",
+    "a local-dir config pointing url/file/hf_hub_id at a payload",
+    loads=True,  # the keys are ignored, never fetched
+)
 def _(s: Scene) -> list[str]:
     folder = _timm_folder(s.tmp / "m")
     evil = _raw_pickle(s.tmp / "evil.pth", _System(s.canary))

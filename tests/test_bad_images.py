@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from headstart.data import decode_image
 from headstart.preprocess import Preprocess
 from tests._bad_images import KINDS
 from tests._fuzz import bounded
-from tests._images import write_class_folders
+from tests._images import write_class_folders, write_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -139,3 +141,17 @@ def test_every_decoded_kind_is_counted_and_every_skipped_one_listed_once(
             sum(GOOD.values()) + decoded
         )
         assert len(summary["skipped"]) == skipped
+
+
+def test_a_class_folder_whose_name_is_not_utf8_exits_2_naming_it_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file may keep a name that is not UTF-8; a class cannot, its name is every output's
+    label (the split's seeding failed on it with a traceback before)."""
+    root = write_class_folders(tmp_path / "data", {"dog": 2})
+    latin1 = os.fsencode(root) + b"/caf\xe9"
+    os.mkdir(latin1)
+    write_image(Path(os.fsdecode(latin1 + b"/one.png")))
+    assert main(["data", str(root), "--no-cache", "-q"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "b'caf\\xe9'" in lines[0] and "not UTF-8" in lines[0]

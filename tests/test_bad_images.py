@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,31 @@ def test_a_class_folder_whose_name_is_not_utf8_exits_2_naming_it_in_one_line(
     assert main(["data", str(root), "--no-cache", "-q"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "b'caf\\xe9'" in lines[0] and "not UTF-8" in lines[0]
+
+
+def test_data_lists_a_skipped_file_whose_name_is_not_utf8_by_its_bytes_under_a_utf8_locale(
+    tmp_path: Path,
+) -> None:
+    """The command as a process: a terminal's strict UTF-8 stdout (PYTHONIOENCODING=utf-8 makes
+    one whatever this machine's locales) refused the name, and `headstart data` died."""
+    root = write_class_folders(tmp_path / "data", {"cat": 2, "dog": 2})
+    latin1 = os.fsencode(root) + b"/cat/caf\xe9.jpg"
+    with open(latin1, "wb") as f:
+        f.write(b"not an image")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": _source_path()}
+    done = subprocess.run(
+        [sys.executable, "-m", "headstart", "data", str(root), "--no-cache", "-q"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert latin1 + b": not an image" in done.stdout
+
+
+def _source_path() -> str:
+    """This checkout's src/ first, as the test process imports it."""
+    import headstart
+
+    src = str(Path(headstart.__file__).resolve().parent.parent)
+    return os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])

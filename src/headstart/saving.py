@@ -36,6 +36,7 @@ from headstart.runs import (
     read_history_csv,
     read_run,
     read_tensors,
+    staged_writes,
     write_history_csv,
     write_json,
     write_skipped_csv,
@@ -102,23 +103,25 @@ def run_config(model: FittedModel) -> dict[str, Any]:
 
 
 def save_run(model: FittedModel, folder: str | Path) -> Path:
-    """Write the run folder: model.safetensors, history.csv, curves.png, config.json last."""
+    """Write the run folder (weights, typicality, history, curves, skipped files, metrics,
+    config.json last); over an earlier run, all of them land or none (:func:`staged_writes`)."""
     from headstart.evaluation.plots import plot_curves
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = run_config(model)
-    write_weights(folder / WEIGHTS_NAME, _state_tensors(model, config), {"format": "pt"})
-    if model.typicality is not None:
-        tensors, _ = model.typicality.to_state()
-        write_weights(folder / TYPICALITY_NAME, tensors, {"format": "pt"})
-    write_history_csv(folder / HISTORY_NAME, model.history)
-    if model.history:
-        plot_curves(model.history, model.best_epoch, folder / "curves.png")
-    write_skipped_csv(folder / "skipped.csv", model.dataset.get("skipped", []))
-    if model.metrics:
-        write_json(folder / "metrics.json", model.metrics)
-    write_json(folder / CONFIG_NAME, config)
+    with staged_writes():  # over an earlier run: all of the new files or none of them
+        if model.history:
+            plot_curves(model.history, model.best_epoch, folder / "curves.png")
+        write_weights(folder / WEIGHTS_NAME, _state_tensors(model, config), {"format": "pt"})
+        if model.typicality is not None:
+            tensors, _ = model.typicality.to_state()
+            write_weights(folder / TYPICALITY_NAME, tensors, {"format": "pt"})
+        write_history_csv(folder / HISTORY_NAME, model.history)
+        write_skipped_csv(folder / "skipped.csv", model.dataset.get("skipped", []))
+        if model.metrics:
+            write_json(folder / "metrics.json", model.metrics)
+        write_json(folder / CONFIG_NAME, config)
     return folder
 
 

@@ -321,6 +321,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
         device=args.device,
+        engine=args.engine,
         num_workers=args.workers,
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,

@@ -48,7 +48,7 @@ calibration scores them unweighted (:mod:`headstart.heads.weights` says why).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -123,6 +123,10 @@ FINAL_MAX_ITER = 300
 DEFAULT_C = 1.0
 
 ProtocolKind = Literal["validation", "cv", "none"]
+# The walk's three measured rules (the penalty per image of the final fit, the parabola vertex,
+# the clear-gain shortcut of large fits), each switchable off only so that
+# ``benchmarks/head_rules.py`` can measure what it is worth on tasks that never chose it.
+_Rule = Literal["final_C", "vertex", "clear_gain"]
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,7 @@ def fit_linear(
     quiet: bool = True,
     desc: str = "fitting the linear head",
     _final: bool = True,
+    _without: Collection[_Rule] = (),
 ) -> LinearFit:
     """Choose ``C`` on held-out data (unless given), then fit on every image the run may use.
 
@@ -294,6 +299,9 @@ def fit_linear(
             class index (:mod:`headstart.heads.weights`); None: unweighted.
         quiet: Report no progress (the count of solves, their rate and the time elapsed).
         desc: What the progress line calls this fit.
+        _without: Rules of the walk to switch off (``"final_C"``, ``"vertex"``,
+            ``"clear_gain"``): for ``benchmarks/head_rules.py`` alone, which measures each
+            rule against the head without it; a run never passes it.
 
     The solves run with the thread count their size is fastest with (:mod:`headstart.threads`):
     one thread for all but the largest fits, since on a busy machine two threads made each of
@@ -320,6 +328,7 @@ def fit_linear(
             class_weight=class_weight,
             progress=progress,
             final=_final,
+            without=frozenset(_without),
         )
 
 
@@ -339,6 +348,7 @@ def _fit_linear(
     class_weight: ClassWeight,
     progress: Progress,
     final: bool,
+    without: frozenset[_Rule],
 ) -> LinearFit:
     if len(train_x) == 0:
         raise HeadstartError("No training features: the train split is empty.")
@@ -374,6 +384,9 @@ def _fit_linear(
         class_weight, np.concatenate([ty, vy]) if final_val else ty, num_classes
     )
     solver = _Solver(d, num_classes, settle=not cheap, class_weight=weights, progress=progress)
+    solver.vertex = "vertex" not in without
+    if "clear_gain" in without:
+        solver.clear = None
     if len(ty) >= PRECONDITION_MIN_ROWS_PER_DIM * d:
         solver.precondition(xs_train)
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
@@ -439,7 +452,8 @@ def _fit_linear(
     labels = [yt] * (1 + len(extras)) + ([yv] if final_val else [])
     y_fit = torch.cat(labels)
     # The same penalty per image as the fits that scored C (a given C is used as given).
-    result.final_C = result.C if C is not None or not selected else result.C * selected / len(y_fit)
+    same = C is not None or not selected or "final_C" in without
+    result.final_C = result.C if same else result.C * selected / len(y_fit)
     weight, bias, _ = solver.solve(x_fit, y_fit, result.final_C, state, FINAL_MAX_ITER)
     result.iterations = solver.iterations
     result.fit_counts = {"train": len(ty), **({"val": len(vy)} if final_val else {})}
@@ -506,6 +520,8 @@ class _Solver:
         # A settled gain this large is taken without a second, converged solve (large fits
         # only: on the demo data's small cross-validated walks it cost 0.001 of test log-loss).
         self.clear = CLEAR_GAIN if settle else None
+        # The walk ends on the vertex of the parabola through its best point and neighbours.
+        self.vertex = True
         self.iterations = 0
         self.evaluations = 0
         self._basis: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -692,6 +708,7 @@ def _walk(
     result: LinearFit,
     margin: float = 0.0,
     clear: float | None = None,
+    vertex: bool = True,
 ) -> tuple[float, Payload]:
     """Walk ``grid`` strong to weak until the held-out loss stops improving (then, for cheap
     fits, refine: a quarter step either side of the best point, then the vertex of a parabola in
@@ -711,7 +728,8 @@ def _walk(
     model. On large fits (``clear`` given) that second solve is skipped where the settled point
     beats the best by more than ``clear`` (relative): along the steep strong end of the grid every
     point does, and solving each to convergence there cost half of a 90,000-image walk. Whichever
-    point ends best is solved to convergence all the same.
+    point ends best is solved to convergence all the same. ``vertex`` False skips the parabola
+    vertex (to measure what it is worth).
     """
     tried: dict[float, tuple[float, float, Payload]] = {}
     solved: set[float] = set()
@@ -749,10 +767,10 @@ def _walk(
         for C in (center / step, center * step):
             if C not in tried and consider(C, tried[center][2]):
                 best_c = C
-    if len(grid) > 1:
-        vertex = _parabola_vertex({c: v[0] for c, v in tried.items()}, best_c)
-        if vertex is not None and vertex not in tried and consider(vertex, tried[best_c][2]):
-            best_c = vertex
+    if vertex and len(grid) > 1:
+        top = _parabola_vertex({c: v[0] for c, v in tried.items()}, best_c)
+        if top is not None and top not in tried and consider(top, tried[best_c][2]):
+            best_c = top
     if best_c not in solved:  # taken on a clear gain: its figures must be a solved model's too
         tried[best_c] = evaluate(best_c, tried[best_c][2], True)
     for C in sorted(tried):
@@ -801,7 +819,9 @@ def _walk_validation(
         loss, accuracy = _score(logits, yv, solver.class_weight)
         return loss, accuracy, ((weight, bias), logits)
 
-    C, (state, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
+    C, (state, logits) = _walk(
+        grid, evaluate, patience, result, solver.margin, solver.clear, solver.vertex
+    )
     return C, state, logits
 
 
@@ -864,5 +884,7 @@ def _walk_cv(
         loss, accuracy = _score(logits, y[heldout], solver.class_weight)
         return loss, accuracy, (states, logits)
 
-    C, (_, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
+    C, (_, logits) = _walk(
+        grid, evaluate, patience, result, solver.margin, solver.clear, solver.vertex
+    )
     return C, logits, heldout, float(np.mean([len(fy) for _, fy, _ in fold_data]))

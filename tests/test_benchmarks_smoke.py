@@ -23,6 +23,7 @@ SMOKED = [
     "benchmarks/doctor.py",
     "benchmarks/decode.py",
     "benchmarks/warm.py",
+    "benchmarks/engines.py",
     "benchmarks/head_rules.py",
 ]
 # Scripts without a smoke mode yet (issue 28 left them): their options already allow small runs,

@@ -24,6 +24,7 @@ SMOKED = [
     "benchmarks/decode.py",
     "benchmarks/warm.py",
     "benchmarks/engines.py",
+    "benchmarks/head_rules.py",
 ]
 # Scripts without a smoke mode yet (issue 28 left them): their options already allow small runs,
 # but not yet a seconds-long one that reaches every code path.

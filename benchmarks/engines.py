@@ -55,7 +55,7 @@ def engines(
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
-    def run(m: torch.nn.Module, inp: torch.Tensor) -> np.ndarray:
+    def run(m: Callable[[torch.Tensor], torch.Tensor], inp: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             return m(inp).float().numpy()
 
@@ -82,7 +82,7 @@ def engines(
     torch.onnx.export(
         model,
         (x,),
-        buf,
+        buf,  # type: ignore[arg-type]  # a file object works too; the stubs say paths only
         input_names=["x"],
         output_names=["y"],
         dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
@@ -126,7 +126,7 @@ def measure(name: str, args: argparse.Namespace) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -135,7 +135,12 @@ def main() -> None:
         "--models", nargs="+", default=["headstart-tiny", "resnet18", "convnext_tiny"]
     )
     parser.add_argument("--no-compile", dest="compile", action="store_false")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds, no compile (minutes): for tests"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.models, args.batch_size, args.repeats, args.compile = ["test_resnet"], 2, 1, False
     torch.set_num_threads(args.threads)
     for name in args.models:
         measure(name, args)

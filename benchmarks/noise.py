@@ -197,13 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tasks = TASKS
     if args.smoke:
-        tasks, args.tasks, args.seeds, args.baseline, args.keep = (
-            SMOKE_TASKS,
-            list(SMOKE_TASKS),
-            1,
-            True,
-            None,
-        )
+        tasks, args.tasks, args.seeds = SMOKE_TASKS, list(SMOKE_TASKS), 1
+        args.baseline, args.keep = True, None
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
     print(
@@ -240,8 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                     flags["fixed"].append(doubted if speaks else set())
                     flags["now"].append({i for i, _ in check.candidates} if speaks else set())
                 truth = set(flipped.tolist())
-                fixed.add(*flags["fixed"], truth, len(y))
-                now.add(*flags["now"], truth, len(y))
+                fixed.add(flags["fixed"][0], flags["fixed"][1], truth, len(y))
+                now.add(flags["now"][0], flags["now"][1], truth, len(y))
                 if args.baseline:
                     before.add(_baseline(x, y, seed), _baseline(x, noisy, seed), truth, len(y))
             line = (

@@ -45,7 +45,7 @@ from _tiny_data import load_all
 from sklearn.metrics import roc_auc_score
 
 from headstart.heads.logistic import fit_linear
-from headstart.heads.typicality import DEFAULT_SCORE, SCORES, fit_typicality
+from headstart.heads.typicality import DEFAULT_SCORE, SCORES, Typicality, fit_typicality
 
 NAMES = {
     "max_softmax": "MSP",
@@ -196,7 +196,7 @@ def run_task(task: Task, seed: int) -> dict[str, dict[str, float]]:
         logits_unknown = head(torch.from_numpy(task.unknown).double()).numpy()
     truth = np.concatenate([np.ones(len(test)), np.zeros(len(task.unknown))])
     out: dict[str, dict[str, float]] = {}
-    fitted = {
+    fitted: dict[str, Typicality] = {
         name: fit_typicality(tx, ty, score=name, heldout_logits=fit.heldout_logits, seed=seed)
         for name in SCORES
     }

@@ -258,3 +258,37 @@ def test_backbone_families_never_import_the_registry_that_dispatches_to_them() -
 def test_each_known_violation_still_occurs(known: tuple[str, str]) -> None:
     """An entry that no longer breaks a rule must leave the list, so that the list only shrinks."""
     assert known in _violations(), f"{known} is fixed: remove it from KNOWN_VIOLATIONS"
+
+
+def _public_modules() -> list[str]:
+    """Every module of the package whose path has no private part (``_name``)."""
+    import pkgutil
+
+    import headstart
+
+    names = ["headstart"]
+    for info in pkgutil.walk_packages(headstart.__path__, "headstart."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("module", _public_modules())
+def test_every_name_in_a_public_modules_all_exists_and_says_what_it_is(module: str) -> None:
+    """``__all__`` is the public API: each name it lists must import, and each function or
+    class it lists must carry a docstring (the CLI's ``register``/``run`` pairs aside: their
+    ``--help`` is their documentation). Mutation: listing a name the module lost (a rename left
+    behind in ``__all__``) fails here; ``from headstart import *`` would raise."""
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    names = getattr(mod, "__all__", None)
+    if names is None:
+        return
+    assert len(set(names)) == len(names), f"{module}.__all__ lists a name twice"
+    for name in names:
+        value = getattr(mod, name)  # AttributeError: listed but missing
+        command = module.startswith("headstart.cli.") and name in {"register", "run"}
+        if (inspect.isfunction(value) or inspect.isclass(value)) and not command:
+            assert inspect.getdoc(value), f"{module}.{name} has no docstring"

@@ -145,7 +145,14 @@ def test_evaluate_prints_balanced_accuracy_and_macro_f1(balanced_run, imbalanced
     capsys.readouterr()
     assert main(["evaluate", str(balanced_run), str(imbalanced), "--json", "--workers", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert 0 <= out["balanced_accuracy"] <= 1 and 0 <= out["macro_f1"] <= 1
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    # The confusion matrix, unrolled into one (truth, prediction) pair an image.
+    matrix = np.asarray(out["confusion_matrix"])
+    pairs = [(t, q) for t, q in np.ndindex(*matrix.shape) for _ in range(matrix[t, q])]
+    truth, predicted = zip(*pairs, strict=True)
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(truth, predicted))
+    assert out["macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro"))
     assert main(["evaluate", str(balanced_run), str(imbalanced), "--workers", "0"]) == 0
     assert "balanced accuracy" in capsys.readouterr().out
 

@@ -177,3 +177,27 @@ def test_export_format_input_and_sample_reach_the_written_model(
     assert sidecar["input_contract"] == "uint8"
     assert sidecar["input"]["dtype"] == "uint8" and sidecar["input"]["shape"] == ["N", 160, 160, 3]
     assert sidecar["parity"]["images"] == 2  # the two --sample images, not the run's eight
+
+
+def _option(command: str, flag: str) -> Any:
+    """The argparse action of ``flag`` on the ``command`` subparser."""
+    import argparse
+
+    from headstart.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+
+
+def test_cli_unknown_options_match_the_library_defaults() -> None:
+    """The CLI spells the typicality scores and the 0.05 default itself, so that ``--help``
+    imports no torch; this pins them to ``heads.typicality``. Mutation: adding a score to
+    ``SCORES`` (or changing ``DEFAULT_THRESHOLD``) without the CLI fails here."""
+    from headstart.heads.typicality import DEFAULT_SCORE, DEFAULT_THRESHOLD, SCORES
+
+    score = _option("train", "--unknown-score")
+    assert sorted(score.choices) == sorted((*SCORES, "auto", "none"))
+    assert score.default == DEFAULT_SCORE
+    assert _option("train", "--unknown-threshold").default == DEFAULT_THRESHOLD
+    assert _option("predict", "--unknown-threshold").default is None  # the run's

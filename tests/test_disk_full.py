@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from headstart import ImageClassifier
 from headstart.cli.main import main
@@ -115,6 +116,33 @@ def test_saving_over_a_run_on_a_full_disk_leaves_the_earlier_run_as_it_was(
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     images = sorted((data / "val" / "red").iterdir())
     assert ImageClassifier.load(run).predict(images) == clf.predict(images)
+
+
+def test_saving_over_a_run_that_fails_at_a_later_file_leaves_no_new_file_beside_the_old(
+    setup: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights are written, then the history fails: none of the new files lands.
+    Mutation: without ``staged_writes`` in ``save_run``, the new model.safetensors sat beside
+    the earlier config.json."""
+    import headstart.saving
+
+    data, common = setup
+    run = tmp_path / "run"
+    args = [*common, *STRATEGIES["finetune"]]
+    assert main(["train", str(data), "--out", str(run), *args]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    clf = ImageClassifier.load(run)
+    with torch.no_grad():
+        clf.head_.weight.add_(1.0)  # a different model, so a landed file would show
+
+    def full(path: Path, history: object) -> None:
+        raise StorageError(f"cannot write {path} (No space left on device)")
+
+    monkeypatch.setattr(headstart.saving, "write_history_csv", full)
+    with pytest.raises(StorageError, match="history.csv"):
+        clf.save(run)
+
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_feature_cache_on_a_full_disk_raises_storage_error_and_keeps_what_it_held(

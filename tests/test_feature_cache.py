@@ -128,8 +128,7 @@ _WRITER = textwrap.dedent(
             key = f"{{start + batch * 50 + i:08x}}"
             items[key] = np.random.default_rng(int(key, 16)).standard_normal(512).astype("float32")
         cache.put_many("ns", items)
-        if batch == 0:
-            print("ready", flush=True)
+        print("ready" if batch == 0 else f"wrote {{batch}}", flush=True)
         if batch == int(sys.argv[2]):
             break
     """
@@ -163,7 +162,12 @@ def test_killed_writer_leaves_only_valid_entries(tmp_path: Path) -> None:
     proc = _writer(tmp_path, 0, 10_000)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.3)
+    # The kill lands while the writer is busy with its 8th batch: a moment set by its progress,
+    # not by a sleep that a loaded machine stretches past the end or cuts before the start.
+    for line in proc.stdout:
+        if line.strip() == "wrote 6":
+            break
+    assert proc.poll() is None, "the writer ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()

@@ -23,8 +23,10 @@ from tests.conftest import write_colour_dataset
 STRATEGIES = {
     "finetune": ["--strategy", "finetune", "--unfreeze", "1", "--epochs", "3"],
     "features": ["--strategy", "features", "--head", "mlp", "--epochs", "20"],
+    "augment": ["--strategy", "augment", "--epochs", "3"],
+    "scratch": ["--strategy", "scratch", "--epochs", "3"],
 }
-KILLS = {"finetune": 3, "features": 2}
+KILLS = {"finetune": 3, "features": 2, "augment": 1, "scratch": 1}
 
 
 @pytest.fixture(scope="module")

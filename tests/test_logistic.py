@@ -221,3 +221,44 @@ def test_the_mlp_head_is_refitted_on_train_and_val_for_the_epochs_validation_cho
     assert fit.selection["fit_images"] == {"train": 60, "val": 30}
     assert fit.selection["epochs"] == fit.best_epoch >= 1
     assert fit.heldout_logits is not None and fit.heldout_logits.shape == (30, 3)
+
+
+def test_the_default_head_is_within_a_point_of_a_tuned_scikit_learn_probe_on_real_data() -> None:
+    """The strongest simple baseline, on real images (scikit-learn's 8x8 digits, two seeded
+    splits of 200 train + 100 val): a scikit-learn logistic regression with its C tuned by
+    5-fold grid search over the same grid on train + val. The default head must match it on
+    test: accuracy within one point, log-loss within 0.02. Proven by mutation: with the choice
+    replaced by a fixed, untuned C (the grid's weakest, 100), log-loss was 0.11 and 0.035 worse and
+    this test failed; with the strongest (1e-4), accuracy fell by 0.24 and 0.27."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, log_loss
+    from sklearn.model_selection import GridSearchCV, train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from headstart.heads.logistic import C_GRID
+
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    for seed in (0, 1):
+        x_tv, x_test, y_tv, y_test = train_test_split(
+            x, y, train_size=300, stratify=y, random_state=seed
+        )
+        x_tr, x_va, y_tr, y_va = train_test_split(
+            x_tv, y_tv, test_size=100, stratify=y_tv, random_state=seed
+        )
+        ours = fit_linear(x_tr, y_tr, x_va, y_va, 10)
+        with torch.no_grad():
+            p_ours = torch.softmax(ours.head(torch.from_numpy(x_test)), 1).numpy()
+        probe = GridSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+            {"logisticregression__C": list(C_GRID)},
+            scoring="neg_log_loss",
+            cv=5,
+        ).fit(x_tv, y_tv)
+        p_probe = probe.predict_proba(x_test)
+        acc_ours, acc_probe = (accuracy_score(y_test, p.argmax(1)) for p in (p_ours, p_probe))
+        loss_ours, loss_probe = (log_loss(y_test, p, labels=range(10)) for p in (p_ours, p_probe))
+        assert acc_ours >= acc_probe - 0.01, (seed, acc_ours, acc_probe)
+        assert loss_ours <= loss_probe + 0.02, (seed, loss_ours, loss_probe)

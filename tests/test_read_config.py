@@ -29,7 +29,30 @@ def test_read_config_of_a_missing_folder_says_what_read_run_says(tmp_path) -> No
     with pytest.raises(RunFolderError) as from_run:
         read_run(missing)
     assert str(from_config.value) == str(from_run.value)
-    assert "does not exist" in str(from_config.value)
+    assert "there is no such folder" in str(from_config.value)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "unfinished", "empty"])
+def test_loading_a_folder_that_is_no_run_says_what_the_cli_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """``ImageClassifier.load`` and every CLI command read one message for one mistake.
+    Mutation: read_run's own wording (before: "Run folder ... does not exist") fails here."""
+    from headstart import ImageClassifier
+    from headstart.cli.main import main
+
+    folder = tmp_path / "run"
+    if kind == "file":
+        folder.write_text("not a folder")
+    elif kind == "unfinished":
+        folder.mkdir()
+        (folder / "train_args.json").write_text("{}")
+    elif kind == "empty":
+        folder.mkdir()
+    with pytest.raises(RunFolderError) as raised:
+        ImageClassifier.load(folder)
+    assert main(["info", str(folder)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {raised.value}"
 
 
 def test_read_config_of_a_folder_without_config_is_not_a_run_folder(tmp_path) -> None:

@@ -20,6 +20,7 @@ from headstart.reporting import write_report
 from headstart.reporting._gather import EXPLAIN_LIMIT
 from headstart.reporting._html import GRID_LIMIT
 from headstart.reporting._images import tensor_to_image as _tensor_to_image
+from tests._chromium import without_chromium
 from tests.conftest import write_colour_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +187,8 @@ def _find_chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Headless Chromium; installed on the spot (best effort) if missing, else the test skips."""
+    """Headless Chromium; installed on the spot (best effort) if missing, else the test skips
+    (or fails, under CI=true)."""
     found = _find_chromium()
     if found is None:
         script = REPO / "scripts" / "ensure_chromium.sh"
@@ -194,7 +196,7 @@ def chromium() -> str:
             subprocess.run(["sh", str(script)], check=False, timeout=900)
         found = _find_chromium()
     if found is None:
-        pytest.skip(
+        without_chromium(
             "no chromium, and scripts/ensure_chromium.sh could not install it "
             "(needs root, apt-get and the Debian mirror)"
         )
@@ -526,3 +528,13 @@ def test_report_of_a_run_without_typicality_has_no_unknowns_section(
     assert 'id="mistakes"' in page and 'class="tile' in page  # the rest as before
     assert 'id="unknowns"' not in page and "#unknowns" not in page
     assert 'id="unknowns"' in noisy[1]  # as a run with typicality has
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "fail"), ("", "skip"), ("0", "skip")])
+def test_a_missing_browser_fails_the_browser_tests_under_ci_and_skips_them_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if outcome == "fail" else pytest.skip.Exception
+    with pytest.raises(expected, match="no chromium"):
+        without_chromium("no chromium here")

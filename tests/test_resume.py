@@ -199,6 +199,42 @@ def test_checkpoint_round_trips_model_optimizer_and_rng_without_pickle(tmp_path)
     assert torch.equal(torch.rand(3), expected_draw)
 
 
+def test_checkpoint_round_trips_the_mixed_precision_scaler_state(tmp_path) -> None:
+    """fp16 mixed precision (CUDA) resumes with the GradScaler's scale and growth tracker, or
+    its first resumed steps would be scaled differently from the uninterrupted run's. CPU has a
+    GradScaler too, so CI proves the round trip. Mutation: dropping ``scaler`` from the saved
+    index (checkpoint.py) fails here."""
+    model, optimizer = _optimizer_after_steps()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        scaler.scale(model(torch.randn(6, 4)).pow(2).mean()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    saved = scaler.state_dict()
+    assert saved["scale"] == 2.0**11 and saved["_growth_tracker"] == 1  # moved off its start
+    save_checkpoint(
+        tmp_path,
+        Checkpoint(
+            epoch=1,
+            step=3,
+            history=[],
+            best_loss=1.0,
+            best_epoch=1,
+            waited=0,
+            fingerprint="abc",
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scaler=saved,
+        ),
+    )
+    loaded = load_checkpoint(tmp_path)
+    assert loaded is not None and loaded.scaler is not None
+    resumed = torch.amp.GradScaler("cpu")
+    resumed.load_state_dict(loaded.scaler)
+    assert resumed.state_dict() == saved
+
+
 def test_damaged_checkpoint_file_is_refused(tmp_path) -> None:
     model, optimizer = _optimizer_after_steps()
     ckpt = Checkpoint(1, 1, [], 1.0, 1, 0, "abc", model=model.state_dict())

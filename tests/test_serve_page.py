@@ -13,12 +13,16 @@ import pytest
 from headstart.cli.main import main
 from headstart.serve import create_app
 
-from ._chromium import Chromium, chromium_binary
+from ._chromium import Chromium, chromium_binary, without_chromium
 
-pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.skipif(chromium_binary() is None, reason="needs Debian's chromium"),
-]
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "needs_chromium")
+
+
+@pytest.fixture(scope="module")
+def needs_chromium() -> None:
+    if chromium_binary() is None:
+        without_chromium("needs Debian's chromium (scripts/ensure_chromium.sh installs it)")
+
 
 FAST = ["--model", "test_resnet", "--weights", "none", "--epochs", "3", "--workers", "0", "-q"]
 

@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 from scipy.stats import kstest
 
-from headstart.errors import DataError, InvalidParameterError
+from headstart.errors import DataError, InvalidParameterError, WeightsError
 from headstart.heads.typicality import (
     DEFAULT_SCORE,
     LOGIT_SCORES,
@@ -231,3 +231,13 @@ def test_folds_whose_classes_hold_one_image_each_still_fit_a_mahalanobis_score()
     typ = fit_typicality(x, y, score="mahalanobis")
 
     assert np.all(np.isfinite(typ.raw(x)))
+
+
+def test_features_that_are_not_finite_raise_weights_error_not_a_bad_precision() -> None:
+    """The Cholesky retry nudges an indefinite covariance towards the identity; NaN features
+    make every attempt fail. Mutation: returning the last failed attempt (the old code) gave a
+    NaN precision and a typicality of NaN for every image, silently."""
+    x, y = _clusters(20, seed=0)
+    x[3, 2] = np.nan
+    with pytest.raises(WeightsError, match="not finite"):
+        fit_typicality(x, y, score="mahalanobis")

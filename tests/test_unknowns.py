@@ -62,7 +62,9 @@ def test_fit_scales_typicality_on_train_and_val_images_never_test(fitted) -> Non
     assert len(typicality.knowns) == 45
     assert clf.unknowns_["heldout_images"] == 45
     # Test images are only scored, after the fact: the share flagged is recorded per split.
-    assert 0.0 <= clf.metrics_["test"]["unknown_share"] <= 1.0
+    test_images = sorted((data / "test").rglob("*.png"))
+    flagged = clf.predict_typicality(test_images) < typicality.threshold
+    assert clf.metrics_["test"]["unknown_share"] == pytest.approx(flagged.mean())
 
 
 def test_noise_images_are_flagged_unknown_and_known_test_images_mostly_not(
@@ -123,7 +125,8 @@ def test_predict_json_has_typicality_and_reject_labels_unknown_images(
     rejected = json.loads(capsys.readouterr().out)
 
     assert [p["unknown"] for p in plain] == [False, True, True]
-    assert all(0.0 <= p["typicality"] <= 1.0 for p in plain)
+    again = ImageClassifier.load(run, cache=False, quiet=True).predict_typicality(known + noise)
+    assert [p["typicality"] for p in plain] == pytest.approx(again.tolist(), abs=1e-6)
     assert [p["label"] for p in rejected] == ["red", "unknown", "unknown"]
     assert [p["label"] for p in plain][1:] != ["unknown", "unknown"]
 

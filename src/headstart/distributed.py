@@ -142,6 +142,7 @@ def _group() -> Any:
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op in a single process): rank 0 writes, the others read after."""
     if world().size > 1:
         dist.barrier(group=_group())
 

@@ -25,7 +25,6 @@ from headstart.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from headstart.data import (
     CsvColumns,
     Dataset,
-    collect_image_paths,
     dataset_from_lists,
     load_dataset,
 )
@@ -37,7 +36,6 @@ from headstart.errors import (
     InvalidParameterError,
     NotFittedError,
 )
-from headstart.evaluation import classification_metrics
 from headstart.evaluation.calibration import CALIBRATIONS
 from headstart.features.cache import decoded_in, default_cache_dir
 from headstart.features.extract import extract_cached
@@ -48,19 +46,15 @@ from headstart.fitted import (
     SplitScores,
     finish_fit,
     fitted_names,
-    head_logits,
-    head_proba,
     missing_typicality,
 )
 from headstart.heads.typicality import DEFAULT_SCORE, DEFAULT_THRESHOLD, check_unknown_options
 from headstart.label_sets import (
     check_multi_label_params,
     evaluate_label_sets,
-    label_proba,
-    label_sets,
-    with_label_set,
 )
 from headstart.params import Parameters
+from headstart.predicting import Answers, Paths, as_list, in_given_order
 from headstart.predictions import Prediction, SplitPrediction
 from headstart.saving import load_run, run_config, save_run
 from headstart.strategies import (
@@ -77,8 +71,6 @@ if TYPE_CHECKING:
     from headstart.compare import Comparison
 
 __all__ = ["ImageClassifier", "Prediction", "SplitPrediction"]
-
-Paths = str | Path | Sequence[str | Path]
 
 
 def _extracts_plain(settings: TrainSettings) -> bool:
@@ -507,42 +499,21 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 "ImageClassifier.load(RUN) first."
             )
 
-    def _proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities: the softmax of the head's (calibrated) logits; for a multi-label
-        run, each label's probability (a sigmoid each)."""
-        if self.thresholds_ is not None:
-            return label_proba(self.head_, features)
-        return head_proba(self.head_, features)
+    def _answers(self) -> Answers:
+        """The fitted model's answering half (:mod:`headstart.predicting`)."""
+        self._check_fitted()
+        return Answers(self.head_, self.classes_, self.thresholds_, self.typicality_)
 
-    def _typicality(self, features: np.ndarray) -> np.ndarray | None:
-        """Typicality of pooled features (None for a run without one)."""
-        score = self.typicality_
-        if score is None:
-            return None
-        logits = head_logits(self.head_, features) if score.needs_logits else None
-        return score.typicality(features, logits)
+    def _extract_with_backbone(self, paths: Sequence[Path], **kwargs: Any) -> Any:
+        return self._extract(self.backbone_, paths, **kwargs)
 
     def _tta_proba(
-        self, files: Sequence[Path], *, tta: str, desc: str
+        self, answers: Answers, files: Sequence[Path], *, tta: str, desc: str
     ) -> tuple[Any, np.ndarray, np.ndarray | None]:
-        """(extraction of the plain view, probabilities averaged over the ``tta`` views, the
-        plain view's typicality): typicality is of the image as it is, not of its flips."""
         from headstart.tta import tta_views
 
         views = tta_views(tta, self.preprocess_)
-        extracted = self._extract(self.backbone_, files, desc=desc)
-        proba = self._proba(extracted.features)
-        typicality = self._typicality(extracted.features)
-        for view in views[1:]:
-            name = view.name if view is not None else "plain"
-            other = self._extract(
-                self.backbone_, extracted.paths, desc=f"{desc}, {name}", view=view
-            )
-            if other.paths != extracted.paths:  # the same files decoded a moment ago
-                path = next(iter(other.failures), extracted.paths[0])
-                raise ImageDecodeError(path, other.failures.get(path, "changed while reading"))
-            proba = proba + self._proba(other.features)
-        return extracted, proba / len(views), typicality
+        return answers.tta_proba(self._extract_with_backbone, files, views, desc=desc)
 
     def predict_files(
         self,
@@ -562,29 +533,25 @@ class ImageClassifier(Parameters, LearnedAttributes):
         ``tta``: ``"none"``, ``"flip"`` or ``"crops"`` (:mod:`headstart.tta`): average the
         probabilities of that many views of each image.
         """
-        self._check_fitted()
-        cut = self._unknown_threshold(unknown_threshold)
-        # Results come in the order the paths were given, each folder's files sorted in its
-        # place, skipped files included: one path at a time, as collect_image_paths returns the
-        # skipped apart from the images. Each file is predicted once, where it first appears.
-        ordered: dict[Path, str | None] = {}  # path -> why it was skipped (None: an image)
-        for given in _as_list(paths):
-            images, skipped = collect_image_paths([given])
-            found: dict[Path, str | None] = {p: None for p in images}
-            found.update((s.path, s.reason) for s in skipped)
-            for path in sorted(found, key=str):  # a folder's files come sorted by str
-                ordered.setdefault(path, found[path])
+        answers = self._answers()
+        cut = answers.threshold(unknown_threshold)
+        ordered = in_given_order(paths)
         files = [p for p, reason in ordered.items() if reason is None]
-        extracted, proba, typicality = self._tta_proba(files, tta=tta, desc="predicting")
-        answers = self._predictions(
-            extracted.paths,
-            extracted.features,
-            top_k=top_k,
-            cut=cut,
-            proba=proba,
-            typicality=typicality,
+        extracted, proba, typicality = self._tta_proba(answers, files, tta=tta, desc="predicting")
+        answered = dict(
+            zip(
+                extracted.paths,
+                answers.predictions(
+                    extracted.paths,
+                    extracted.features,
+                    top_k=top_k,
+                    cut=cut,
+                    proba=proba,
+                    typicality=typicality,
+                ),
+                strict=True,
+            )
         )
-        answered = dict(zip(extracted.paths, answers, strict=True))
         results: list[Prediction] = []
         for path, skip_reason in ordered.items():
             if skip_reason is not None:
@@ -613,50 +580,9 @@ class ImageClassifier(Parameters, LearnedAttributes):
         ``predict_files``' answers, so they hold the same fields and numbers (typicality and
         the unknown flag included, for a run that has them).
         """
-        self._check_fitted()
-        cut = self._unknown_threshold(unknown_threshold)
-        return self._predictions([Path(p) for p in paths], features, top_k=top_k, cut=cut)
-
-    def _predictions(
-        self,
-        paths: Sequence[Path],
-        features: np.ndarray,
-        *,
-        top_k: int,
-        cut: float | None,
-        proba: np.ndarray | None = None,
-        typicality: np.ndarray | None = None,
-    ) -> list[Prediction]:
-        """One answer per row of ``features``: the one place a :class:`Prediction` is made.
-
-        ``cut``: the unknown threshold. ``proba``, ``typicality``: when the caller has them
-        already (``proba`` averaged over test-time augmented views); else computed from
-        ``features``.
-        """
-        proba = self._proba(features) if proba is None else proba
-        typicality = self._typicality(features) if typicality is None else typicality
-        k = max(1, min(top_k, len(self.classes_)))
-        results: list[Prediction] = []
-        for i, (path, row) in enumerate(zip(paths, proba, strict=True)):
-            order = np.argsort(-row, kind="stable")[:k]
-            top = tuple((self.classes_[c], float(row[c])) for c in order)
-            typical = None if typicality is None else float(typicality[i])
-            unknown = None if typical is None or cut is None else typical < cut
-            answer = Prediction(path, top[0][0], top[0][1], top, typical, unknown)
-            if self.thresholds_ is not None:
-                answer = with_label_set(answer, row, self.thresholds_, self.classes_)
-            results.append(answer)
-        return results
-
-    def _unknown_threshold(self, given: float | None) -> float | None:
-        """The threshold predictions use: ``given`` (checked), else the run's; None without a
-        typicality."""
-        if self.typicality_ is None:
-            return None
-        if given is None:
-            return self.typicality_.threshold
-        check_unknown_options(self.typicality_.score, given)
-        return float(given)
+        answers = self._answers()
+        cut = answers.threshold(unknown_threshold)
+        return answers.predictions([Path(p) for p in paths], features, top_k=top_k, cut=cut)
 
     def predict_typicality(self, paths: Paths) -> np.ndarray:
         """How typical of the training classes each image file in ``paths`` is, in [0, 1]: the
@@ -668,17 +594,17 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 "none"``, or saved before headstart had it).
             ImageDecodeError: a file could not be read; ``predict_files`` gives the others.
         """
-        self._check_fitted()
-        if self.typicality_ is None:
+        answers = self._answers()
+        if answers.typicality is None:
             raise NotFittedError(
                 f"This classifier has no typicality score: {missing_typicality(self.unknowns_)}."
             )
-        files = [Path(p) for p in _as_list(paths)]
-        extracted = self._extract(self.backbone_, files, desc="predicting")
+        files = [Path(p) for p in as_list(paths)]
+        extracted = self._extract_with_backbone(files, desc="predicting")
         if extracted.failures:
             path, reason = next(iter(extracted.failures.items()))
             raise ImageDecodeError(path, reason)
-        typicality = self._typicality(extracted.features)
+        typicality = answers.typicality_of(extracted.features)
         assert typicality is not None
         return typicality
 
@@ -692,9 +618,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
         Raises:
             ImageDecodeError: a file could not be read; use ``predict_files`` to get the others.
         """
-        self._check_fitted()
-        files = [Path(p) for p in _as_list(paths)]
-        extracted, proba, _ = self._tta_proba(files, tta=tta, desc="predicting")
+        files = [Path(p) for p in as_list(paths)]
+        extracted, proba, _ = self._tta_proba(self._answers(), files, tta=tta, desc="predicting")
         if extracted.failures:
             path, reason = next(iter(extracted.failures.items()))
             raise ImageDecodeError(path, reason)
@@ -703,10 +628,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
     def predict(self, paths: Paths, *, tta: str = "none") -> list[Any]:
         """The most probable class name for each image file in ``paths`` (one path: a list of
         one name); for a multi-label run, each image's list of labels (possibly empty)."""
-        proba = self.predict_proba(paths, tta=tta)
-        if self.thresholds_ is not None:
-            return label_sets(proba, self.thresholds_, self.classes_)
-        return [self.classes_[i] for i in proba.argmax(1)]
+        return self._answers().labels(self.predict_proba(paths, tta=tta))
 
     def evaluate(
         self,
@@ -727,8 +649,8 @@ class ImageClassifier(Parameters, LearnedAttributes):
         well typicality tells them from the known ones (:func:`~headstart.evaluation.openset.
         unknown_metrics`).
         """
-        self._check_fitted()
-        if unknown is not None and self.typicality_ is None:
+        answers = self._answers()
+        if unknown is not None and answers.typicality is None:
             raise InvalidParameterError(
                 "Evaluating on images of no class needs a run with a typicality score, and "
                 f"this one has none ({missing_typicality(self.unknowns_)})."
@@ -742,44 +664,15 @@ class ImageClassifier(Parameters, LearnedAttributes):
                 f"Split {chosen!r} not found in {dataset.root}; it has {', '.join(dataset.splits)}."
             )
         predicted = self.predict_split(dataset, chosen, tta=tta)
-        kept, proba = predicted.samples, predicted.proba
         shown = chosen if (chosen != "train" or dataset.split_spec is None) else "all"
         if self.thresholds_ is not None:
             return evaluate_label_sets(predicted, self.thresholds_, self.classes_, shown, tta)
-        y = np.array([s.label for s in kept], dtype=np.int64)
-        metrics = classification_metrics(y, proba, self.classes_)
-        metrics["split"] = shown
-        metrics["tta"] = tta
-        metrics["paths"] = [str(s.path) for s in kept]
-        metrics["predicted"] = [int(i) for i in proba.argmax(1)] if len(kept) else []
-        metrics["skipped"] = [{"path": str(p), "reason": r} for p, r in predicted.failures.items()]
-        if predicted.typicality is not None and self.typicality_ is not None:
-            threshold = self.typicality_.threshold
-            metrics["unknown_threshold"] = threshold
-            metrics["unknown_share"] = float(np.mean(predicted.typicality < threshold))
-            if unknown is not None:
-                metrics["unknowns"] = self._unknown_metrics(unknown, predicted.typicality)
-        return metrics
-
-    def _unknown_metrics(self, unknown: Paths, known: np.ndarray) -> dict[str, Any]:
-        """Open-set measures of the images of no class in ``unknown`` against ``known``."""
-        from headstart.evaluation.openset import unknown_metrics
-
-        assert self.typicality_ is not None
-        images, skipped = collect_image_paths(_as_list(unknown))
-        if not images:
-            raise DataError(
-                f"No images found in {_as_list(unknown)}; pass images of none of the classes."
+        metrics = answers.split_metrics(predicted, shown, tta)
+        if unknown is not None and predicted.typicality is not None:
+            metrics["unknowns"] = answers.unknown_metrics(
+                self._extract_with_backbone, unknown, predicted.typicality
             )
-        extracted = self._extract(self.backbone_, images, desc="scoring images of no class")
-        typicality = self._typicality(extracted.features)
-        assert typicality is not None
-        found = unknown_metrics(known, typicality, self.typicality_.threshold)
-        found["skipped"] = [
-            *({"path": str(s.path), "reason": s.reason} for s in skipped),
-            *({"path": str(p), "reason": r} for p, r in extracted.failures.items()),
-        ]
-        return found
+        return metrics
 
     def predict_split(self, dataset: Dataset, split: str, *, tta: str = "none") -> SplitPrediction:
         """Probabilities of one split of a labelled dataset, a row per sample that could be read.
@@ -803,7 +696,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         if tta == "none" and held is not None and dataset is self._fit_dataset:
             return SplitPrediction(samples, held.proba, {}, held.typicality)
         extracted, all_proba, all_typicality = self._tta_proba(
-            [s.path for s in samples], tta=tta, desc="evaluating"
+            self._answers(), [s.path for s in samples], tta=tta, desc="evaluating"
         )
         row = {p: i for i, p in enumerate(extracted.paths)}
         kept = [s for s in samples if s.path in row]
@@ -883,9 +776,3 @@ class ImageClassifier(Parameters, LearnedAttributes):
         )
         clf._set_fitted(state)
         return clf
-
-
-def _as_list(paths: Paths) -> list[str | Path]:
-    """One path is a list of one: a ``str`` is a sequence too, and iterating over it would read
-    each character as a file name."""
-    return [paths] if isinstance(paths, (str, Path)) else list(paths)

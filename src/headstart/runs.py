@@ -9,13 +9,17 @@ nothing in a run folder is ever unpickled or executed, so a model from a strange
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
 import os
 import secrets
+import shlex
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from safetensors.torch import save as safetensors_save
 from headstart.errors import BackboneNotFoundError, RunFolderError, StorageError
 
 __all__ = [
+    "ARGS_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
@@ -36,6 +41,8 @@ __all__ = [
     "read_config",
     "read_history_csv",
     "read_run",
+    "run_folder_problem",
+    "staged_writes",
     "write_history_csv",
     "write_json",
     "write_weights",
@@ -43,6 +50,8 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+ARGS_NAME = "train_args.json"
+"""What ``headstart train`` was asked, written first: ``--resume`` reads it."""
 TYPICALITY_NAME = "typicality.safetensors"
 """The typicality score's tensors, apart from the model's: plain timm loads model.safetensors
 strictly, so keys it does not know would stop it."""
@@ -69,6 +78,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        staged = _STAGED.get()
+        if staged is not None:
+            staged.append((tmp, path))
+            return  # renamed with the others when staged_writes ends
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -76,6 +89,40 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise _cannot_write(path, exc) from exc
         raise
     _fsync_dir(path.parent)
+
+
+_STAGED: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("_STAGED", default=None)
+
+
+@contextmanager
+def staged_writes() -> Iterator[None]:
+    """The :func:`atomic_write` calls inside land together, in order, once all have been written.
+
+    A run folder is several files (weights, typicality, history, config.json last). Saved over
+    an earlier run one file at a time, a full disk at the third file would leave new weights
+    beside the old config; staged, every file is written and synced to a temporary name first,
+    and only then renamed into place, so a failed write leaves the earlier run whole and no
+    temporary file behind. The renames themselves (metadata only) are what remains to fail.
+    """
+    staged: list[tuple[Path, Path]] = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _STAGED.reset(token)
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for left, _ in staged[i:]:
+                left.unlink(missing_ok=True)
+            raise _cannot_write(path, exc) from exc
+    for folder in {path.parent for _, path in staged}:
+        _fsync_dir(folder)
 
 
 def _cannot_write(path: Path, exc: OSError) -> StorageError:
@@ -127,6 +174,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON, written atomically (:func:`atomic_write`)."""
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
@@ -143,6 +191,8 @@ def write_weights(
 
 
 def write_history_csv(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """One row an epoch (loss, accuracy, their validation twins): the curves in a form any
+    spreadsheet opens, written atomically."""
     buf = io.StringIO()
     fields = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
@@ -178,12 +228,19 @@ def read_history_csv(path: Path) -> list[dict[str, float]]:
 
 
 def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
+    """The skipped files and why, one row each, in UTF-8.
+
+    A name that is not UTF-8 on disk (``caf\\xe9.jpg`` from an old Latin-1 archive) comes from
+    the file system with its bytes escaped as lone surrogates, which strict UTF-8 cannot encode:
+    ``surrogateescape`` writes those bytes back as they are, so the row names the real file
+    rather than the whole run failing at its last step.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "reason"])
     for row in skipped:
         writer.writerow([row["path"], row["reason"]])
-    atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:
@@ -205,7 +262,8 @@ def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, 
     folder = Path(folder)
     if model_folder:
         return _read_model_config(folder, folder / CONFIG_NAME)
-    _check_folder(folder)
+    if not folder.is_dir():
+        raise RunFolderError(str(run_folder_problem(folder)))
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise RunFolderError(
@@ -213,8 +271,8 @@ def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, 
             "`headstart train` wrote."
         )
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(config_path)
+    except (OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
     hs = config.get("headstart") if isinstance(config, dict) else None
     if not isinstance(hs, dict) or not isinstance(hs.get("classes"), list):
@@ -232,20 +290,77 @@ def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
             "model.safetensors as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
         )
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(path)
+    except (OSError, ValueError) as exc:
         raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
     if not isinstance(config, dict):
         raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
     return config
 
 
-def _check_folder(folder: Path) -> None:
+def _parse_json(path: Path) -> Any:
+    """A config file's JSON, every way it can be unreadable a ValueError (or an OSError).
+
+    A config nested deeper than Python's recursion limit (``[[[[...``, a few hundred kilobytes)
+    makes the parser raise RecursionError, which is said here as what it is: not JSON headstart
+    can read, rather than a crash (tests/_hostile_models.py, ``run-config-deeply-nested``).
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested deeper than any config is") from None
+
+
+def run_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a finished run that commands can load, and the fix; None if it is.
+
+    The one message every command gives for a run argument that is missing, unfinished or some
+    other folder, so ``info``, ``predict``, ``evaluate``, ``export``, ``explain``, ``report``
+    and ``ImageClassifier.load`` read the same. Training is never suggested as the fix: the
+    folder is often a typo or an image folder (arguments swapped), and ``train --out`` into
+    either is not what was meant.
+    """
+    head = f"'{folder}' is not a finished headstart run"
+    fix = (
+        f"pass the folder `headstart train` wrote (its --out, holding {CONFIG_NAME} and "
+        f"{WEIGHTS_NAME})"
+    )
+    if not folder.exists():
+        near = _nearby_run(folder)
+        hint = f"; did you mean '{near}'?" if near else "."
+        return f"{head}: there is no such folder; {fix}{hint}"
     if not folder.is_dir():
-        raise RunFolderError(
-            f"Run folder '{folder}' does not exist; pass the folder `headstart train` wrote "
-            "(it holds config.json and model.safetensors)."
+        return f"{head}: it is a file; {fix}."
+    if _is_run(folder):
+        return None
+    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
+    if not has_config and (folder / ARGS_NAME).is_file():
+        return (
+            f"{head}: its training has not finished (no {CONFIG_NAME} yet); continue it with "
+            f"`headstart train --resume {shlex.quote(str(folder))}`."
         )
+    missing = " and ".join(
+        name
+        for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
+        if not there
+    )
+    return f"{head}: it has no {missing}; {fix}."
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+
+
+def _nearby_run(folder: Path) -> Path | None:
+    """A run folder beside ``folder`` with a name close to its name: the likely typo's target."""
+    parent = folder.parent
+    try:
+        runs = [p.name for p in parent.iterdir() if _is_run(p)]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(folder.name, runs, n=1)
+    return parent / close[0] if close else None
 
 
 def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -255,13 +370,10 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         RunFolderError: the folder is missing, incomplete or not written by headstart.
     """
     folder = Path(folder)
-    _check_folder(folder)
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not config_path.is_file() or not weights_path.is_file():
-        raise RunFolderError(
-            f"'{folder}' is not a finished headstart run: it needs {CONFIG_NAME} and "
-            f"{WEIGHTS_NAME}; train one with `headstart train DATA --out {folder}`."
-        )
+    problem = run_folder_problem(folder)
+    if problem is not None:
+        raise RunFolderError(problem)
+    config_path = folder / CONFIG_NAME
     config = read_config(folder)
     version = config["headstart"].get("format_version")
     if version != FORMAT_VERSION:
@@ -269,7 +381,7 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
             f"{config_path} has format_version {version!r}; this headstart reads "
             f"{FORMAT_VERSION}. Upgrade headstart or retrain."
         )
-    return config, read_tensors(weights_path)
+    return config, read_tensors(folder / WEIGHTS_NAME)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

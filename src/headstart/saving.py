@@ -36,6 +36,7 @@ from headstart.runs import (
     read_history_csv,
     read_run,
     read_tensors,
+    staged_writes,
     write_history_csv,
     write_json,
     write_skipped_csv,
@@ -102,23 +103,25 @@ def run_config(model: FittedModel) -> dict[str, Any]:
 
 
 def save_run(model: FittedModel, folder: str | Path) -> Path:
-    """Write the run folder: model.safetensors, history.csv, curves.png, config.json last."""
+    """Write the run folder (weights, typicality, history, curves, skipped files, metrics,
+    config.json last); over an earlier run, all of them land or none (:func:`staged_writes`)."""
     from headstart.evaluation.plots import plot_curves
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = run_config(model)
-    write_weights(folder / WEIGHTS_NAME, _state_tensors(model, config), {"format": "pt"})
-    if model.typicality is not None:
-        tensors, _ = model.typicality.to_state()
-        write_weights(folder / TYPICALITY_NAME, tensors, {"format": "pt"})
-    write_history_csv(folder / HISTORY_NAME, model.history)
-    if model.history:
-        plot_curves(model.history, model.best_epoch, folder / "curves.png")
-    write_skipped_csv(folder / "skipped.csv", model.dataset.get("skipped", []))
-    if model.metrics:
-        write_json(folder / "metrics.json", model.metrics)
-    write_json(folder / CONFIG_NAME, config)
+    with staged_writes():  # over an earlier run: all of the new files or none of them
+        if model.history:
+            plot_curves(model.history, model.best_epoch, folder / "curves.png")
+        write_weights(folder / WEIGHTS_NAME, _state_tensors(model, config), {"format": "pt"})
+        if model.typicality is not None:
+            tensors, _ = model.typicality.to_state()
+            write_weights(folder / TYPICALITY_NAME, tensors, {"format": "pt"})
+        write_history_csv(folder / HISTORY_NAME, model.history)
+        write_skipped_csv(folder / "skipped.csv", model.dataset.get("skipped", []))
+        if model.metrics:
+            write_json(folder / "metrics.json", model.metrics)
+        write_json(folder / CONFIG_NAME, config)
     return folder
 
 
@@ -162,7 +165,7 @@ def load_run(folder: str | Path) -> FittedModel:
             "not_used": dict(training.get("not_used") or {}),
         }
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad config.json ({exc})") from exc
+        raise _run_error(folder, f"bad config.json ({_first_line(exc)})") from exc
     if spec.get("layer") is not None:
         try:
             backbone = select_layer(backbone, spec["layer"])
@@ -177,6 +180,14 @@ def load_run(folder: str | Path) -> FittedModel:
             f"{len(classes)} classes",
         )
     head_keys = _head_keys(head, hs)
+    broken = _unusable_tensors(tensors, head_keys)
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise _run_error(
+            folder,
+            f"its weights hold NaN or infinite values ({', '.join(broken[:3])}{more}): the file "
+            "is damaged or the training diverged",
+        )
     head_state = {head_keys[k]: v.float() for k, v in tensors.items() if k in head_keys}
     backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
     try:
@@ -213,7 +224,7 @@ def _load_thresholds(folder: str | Path, hs: Mapping[str, Any], labels: int) -> 
     try:
         thresholds = [float(t) for t in multi["thresholds"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise _run_error(folder, f"bad multi_label thresholds ({exc})") from exc
+        raise _run_error(folder, f"bad multi_label thresholds ({_first_line(exc)})") from exc
     if len(thresholds) != labels:
         raise _run_error(folder, f"{len(thresholds)} thresholds for {labels} labels")
     return thresholds
@@ -235,7 +246,7 @@ def _load_typicality(folder: Path, unknowns: Mapping[str, Any]) -> Typicality | 
     try:
         return Typicality.from_state(read_tensors(folder / TYPICALITY_NAME), unknowns)
     except (KeyError, TypeError, ValueError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad typicality state ({exc})") from exc
+        raise _run_error(folder, f"bad typicality state ({_first_line(exc)})") from exc
 
 
 def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -245,6 +256,26 @@ def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, t
     for name, value in model.head.state_dict().items():
         tensors[by_name[name]] = value
     return tensors
+
+
+def _unusable_tensors(
+    tensors: Mapping[str, torch.Tensor], head_keys: Mapping[str, str]
+) -> list[str]:
+    """The saved tensors no prediction can come from: NaN anywhere, or an infinite value in
+    the head. Such a run predicted NaN probabilities (and printed ``NaN`` into predict's JSON)
+    with exit 0 (tests/_hostile_models.py, ``run-weights-nan-inf``). Infinity is allowed in
+    the backbone, where a model may keep an attention mask of -inf as a buffer."""
+    broken = []
+    for key, value in tensors.items():
+        if not value.is_floating_point():
+            continue
+        if key in head_keys:
+            bad = not bool(torch.isfinite(value).all())
+        else:
+            bad = bool(torch.isnan(value).any())
+        if bad:
+            broken.append(key)
+    return broken
 
 
 def _head_keys(head: torch.nn.Module, hs: Mapping[str, Any]) -> dict[str, str]:
@@ -260,6 +291,13 @@ def _reason(model: FittedModel) -> str:
     if model.advice is not None:
         return "chosen by --strategy auto: " + "; ".join(model.advice.reasons)
     return f"chosen by the user (--strategy {model.settings.strategy})"
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: torch's errors carry its C++ stack on the lines after
+    (a head of 10**30 features, tests/_hostile_models.py), which is no help and no one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _run_error(folder: str | Path, what: str) -> HeadstartError:

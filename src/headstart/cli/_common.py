@@ -4,7 +4,6 @@ a run, the one message for a folder that is not a run, and undoing a failed comm
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import shlex
 import sys
@@ -31,7 +30,6 @@ __all__ = [
     "print_json",
     "preprocess_overrides",
     "require_run",
-    "run_folder_problem",
 ]
 
 # The choices of the training options, repeated from headstart.strategies and headstart.heads so
@@ -476,61 +474,6 @@ def augment_values(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"preset": args.augment, **values}
 
 
-def run_folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a finished run that commands can load, and the fix; None if it is.
-
-    The one message every command gives for a run argument that is missing, unfinished or some
-    other folder, so ``info``, ``predict``, ``evaluate``, ``export``, ``explain`` and ``report``
-    read the same. Training is never suggested as the fix: the folder is often a typo or an
-    image folder (arguments swapped), and ``train --out`` into either is not what was meant.
-    """
-    from headstart.cli.train import ARGS_NAME
-    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
-
-    head = f"'{folder}' is not a finished headstart run"
-    fix = (
-        f"pass the folder `headstart train` wrote (its --out, holding {CONFIG_NAME} and "
-        f"{WEIGHTS_NAME})"
-    )
-    if not folder.exists():
-        near = _nearby_run(folder)
-        hint = f"; did you mean '{near}'?" if near else "."
-        return f"{head}: there is no such folder; {fix}{hint}"
-    if not folder.is_dir():
-        return f"{head}: it is a file; {fix}."
-    if _is_run(folder):
-        return None
-    has_config, has_weights = (folder / CONFIG_NAME).is_file(), (folder / WEIGHTS_NAME).is_file()
-    if not has_config and (folder / ARGS_NAME).is_file():
-        return (
-            f"{head}: its training has not finished (no {CONFIG_NAME} yet); continue it with "
-            f"`headstart train --resume {shlex.quote(str(folder))}`."
-        )
-    missing = " and ".join(
-        name
-        for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
-        if not there
-    )
-    return f"{head}: it has no {missing}; {fix}."
-
-
-def _is_run(folder: Path) -> bool:
-    from headstart.runs import CONFIG_NAME, WEIGHTS_NAME
-
-    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
-
-
-def _nearby_run(folder: Path) -> Path | None:
-    """A run folder beside ``folder`` with a name close to its name: the likely typo's target."""
-    parent = folder.parent
-    try:
-        runs = [p.name for p in parent.iterdir() if _is_run(p)]
-    except OSError:
-        return None
-    close = difflib.get_close_matches(folder.name, runs, n=1)
-    return parent / close[0] if close else None
-
-
 def require_run(run: str, *, command: str, others: Sequence[str] = ()) -> None:
     """Refuse, in one line, a RUN argument that is not a finished run folder.
 
@@ -547,13 +490,14 @@ def require_run(run: str, *, command: str, others: Sequence[str] = ()) -> None:
         RunFolderError: ``run`` is not a finished run folder.
     """
     from headstart.errors import RunFolderError
+    from headstart.runs import run_folder_problem
 
     problem = run_folder_problem(Path(run))
     if problem is None:
         return
     given = [run, *others]
     for i, other in enumerate(others, start=1):
-        if other and _is_run(Path(other)):
+        if other and run_folder_problem(Path(other)) is None:
             order = [other, *given[:i], *given[i + 1 :]]
             raise RunFolderError(
                 f"'{run}' is not a run folder, but '{other}' is: the run comes first: "

@@ -12,6 +12,7 @@ import argparse
 import atexit
 import gc
 import importlib
+import io
 import os
 import sys
 import warnings
@@ -45,6 +46,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``headstart`` parser with every command registered; importing it loads no torch."""
     parser = argparse.ArgumentParser(
         prog="headstart",
         description="Turn a folder of labelled images into an image classifier by transfer "
@@ -74,6 +76,7 @@ def _show_warning(message: warnings.WarningMessage | Warning | str, *_: object) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``headstart`` command; the exit code: 0 done, 2 a user error said in one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -114,6 +117,11 @@ def entry() -> int:
     process of its own: :func:`main` called in a longer-lived one leaves its collector alone.
     """
     atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler
+    # A file name that is not UTF-8 (caf\xe9.jpg) comes from the file system as lone
+    # surrogates; under a UTF-8 locale stdout refuses them, and `headstart data` listing such a
+    # skipped file died in a UnicodeEncodeError. Printed as its bytes, as ls prints it.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         code = main()
         sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at exit

@@ -37,7 +37,6 @@ from headstart.cli._common import (
 
 __all__ = ["register", "run"]
 
-ARGS_NAME = "train_args.json"
 CHECKPOINT_FOLDER = "checkpoint"
 # Options that change how a resumed run executes, not what it computes.
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
@@ -172,6 +171,7 @@ def _prepare(
     folder's timestamped default name must be one for all ranks) and broadcasts the result.
     """
     from headstart.errors import InvalidParameterError
+    from headstart.runs import ARGS_NAME
 
     if args.resume:
         out = Path(args.resume)
@@ -208,7 +208,7 @@ def _refuse_occupied(out: Path) -> None:
     finished run, restart an unfinished one, or mix a run into a folder of something else (an
     image folder given as --out by mistake)."""
     from headstart.errors import RunFolderError
-    from headstart.runs import CONFIG_NAME
+    from headstart.runs import ARGS_NAME, CONFIG_NAME
 
     entries = (
         sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
@@ -321,7 +321,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
 
 def _write_args(args: argparse.Namespace, out: Path) -> None:
     """Store the arguments before training, with paths made absolute (resume from anywhere)."""
-    from headstart.runs import write_json
+    from headstart.runs import ARGS_NAME, write_json
 
     stored = {k: v for k, v in vars(args).items() if k not in _NOT_STORED}
     stored["data"] = str(Path(args.data).resolve())
@@ -340,6 +340,7 @@ def _resumed_args(
 ) -> argparse.Namespace | None:
     """The run's stored arguments, with this invocation's quiet/device/workers when given."""
     from headstart.errors import RunFolderError
+    from headstart.runs import ARGS_NAME
 
     given = [
         name

@@ -99,6 +99,8 @@ class TemperatureFit:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` in float64, shifted by the row maximum so
+    that large logits cannot overflow."""
     z = np.asarray(logits, np.float64) / temperature
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)

@@ -4,11 +4,14 @@ held-out accuracy against their speed)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from headstart.runs import atomic_write
 
 __all__ = ["TYPICALITY_BINS", "plot_comparison", "plot_curves", "plot_typicality"]
 
@@ -48,11 +51,7 @@ def plot_curves(history: Sequence[dict[str, float]], best_epoch: int, out: Path)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save_png(fig, out)
 
 
 def plot_typicality(typicality: Sequence[float], threshold: float, out: Path) -> Path:
@@ -102,11 +101,7 @@ def plot_typicality(typicality: Sequence[float], threshold: float, out: Path) ->
     # Below the axes, where it hides no bar.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save_png(fig, out)
 
 
 def plot_comparison(points: Sequence[dict[str, object]], recommended: str, out: Path) -> Path:
@@ -116,14 +111,10 @@ def plot_comparison(points: Sequence[dict[str, object]], recommended: str, out: 
     log scale: backbones differ by orders of magnitude); the recommended one is ringed. Each point
     is ``{"model", "accuracy", "images_per_second", "pair"}``; unmeasured ones are left out.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from headstart.runs import atomic_write
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for p in points:
@@ -151,6 +142,14 @@ def plot_comparison(points: Sequence[dict[str, object]], recommended: str, out: 
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
+    return _save_png(fig, out)
+
+
+def _save_png(fig: Any, out: Path) -> Path:
+    """Render ``fig`` to PNG bytes and write them atomically: a reader never sees half a
+    picture, two runs saving the same one never mix theirs, and a full disk is one line."""
+    from matplotlib import pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

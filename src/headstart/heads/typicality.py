@@ -65,7 +65,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 import torch
 
-from headstart.errors import DataError, InvalidParameterError
+from headstart.errors import DataError, InvalidParameterError, WeightsError
 from headstart.heads.logistic import Protocol, fit_linear
 
 __all__ = [
@@ -175,6 +175,11 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
             shrunk + jitter * mu * torch.eye(d, dtype=shrunk.dtype)
         )
         jitter *= 100.0
+    if int(info) != 0:  # even mu on the diagonal: only non-finite values refuse it
+        raise WeightsError(
+            "The backbone's features are not finite (NaN or infinity), so no typicality can be "
+            "fitted on them; check the weights, or train with unknown_score='none'."
+        )
     return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
 
 

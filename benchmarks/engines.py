@@ -105,7 +105,9 @@ def run_contender(
     return {"seconds": seconds, "images": float(len(paths))}
 
 
-def _in_process(contender: str, model: str, folder: Path, args: argparse.Namespace, out: Path):
+def _in_process(
+    contender: str, model: str, folder: Path, args: argparse.Namespace, out: Path
+) -> dict[str, float]:
     if args.smoke:  # one process: the worker's code, without paying for an interpreter each
         return run_contender(contender, model, folder, args.batch_size, args.threads, out)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}

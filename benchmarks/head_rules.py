@@ -185,8 +185,8 @@ def _development(name: str, classes: int) -> Spec:
     def load(root: Path) -> Callable[[int], Task]:
         heads = _sibling("heads")
         if name == "demo":
-            return heads.demo_task(root, 240)  # type: ignore[no-any-return]
-        return heads.TASKS[name](root)[0]  # type: ignore[no-any-return]
+            return heads.demo_task(root, 240)
+        return heads.TASKS[name](root)[0]
 
     return Spec(load, classes)
 

@@ -11,7 +11,7 @@ LINTED := src tests $(wildcard scripts benchmarks)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,keras,onnx,serve]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,keras,onnx,openvino,serve]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -8,35 +8,48 @@ from pathlib import Path
 import numpy as np
 
 
-def digit_images(root: Path, colour: bool = False) -> tuple[list[Path], np.ndarray]:
+def digit_images(
+    root: Path, colour: bool = False, per_class: int | None = None
+) -> tuple[list[Path], np.ndarray]:
     """scikit-learn's 1,797 handwritten digits (8x8 scans) upscaled to 64 px as RGB: real
     images of one domain, ten classes. Black ink on white paper, or with ``colour`` a seeded
-    random pen and paper per image (the same digits, harder features)."""
+    random pen and paper per image (the same digits, harder features). ``per_class`` keeps the
+    first that many of each digit (smoke runs); each kept image is the one a full run writes."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     out = root / ("digits-colour" if colour else "digits")
     rng = np.random.default_rng(0)
-    paths = []
+    paths, labels = [], []
+    seen = np.zeros(10, np.int64)
     for i, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         ink = (pixels / 16.0)[..., None]
         paper, pen = rng.integers(0, 256, (2, 3)) if colour else ([255] * 3, [0] * 3)
+        if per_class is not None and seen[label] >= per_class:
+            continue
+        seen[label] += 1
         rgb = (np.array(paper) * (1 - ink) + np.array(pen) * ink).clip(0, 255).astype(np.uint8)
         path = out / f"digit_{label}" / f"{i:04d}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).resize((64, 64), Image.Resampling.BICUBIC).save(path)
         paths.append(path)
-    return paths, digits.target.astype(np.int64)
+        labels.append(label)
+    return paths, np.array(labels, np.int64)
 
 
-def demo_images(root: Path) -> tuple[list[Path], np.ndarray]:
-    """The demo dataset (8 classes of shapes x textures, 120 images a class), all splits."""
+def demo_images(root: Path, per_class: int | None = None) -> tuple[list[Path], np.ndarray]:
+    """The demo dataset (8 classes of shapes x textures, 120 images a class), all splits; with
+    ``per_class``, that many training images a class and no other split (smoke runs)."""
     from headstart.data import load_dataset
     from headstart.synthetic import make_demo_dataset
 
-    dataset = load_dataset(make_demo_dataset(root / "demo"), val_fraction=0.0, test_fraction=0.0)
+    if per_class is None:
+        demo = make_demo_dataset(root / "demo")
+    else:
+        demo = make_demo_dataset(root / "demo", n_per_class=(per_class, 0, 0), size=64)
+    dataset = load_dataset(demo, val_fraction=0.0, test_fraction=0.0)
     samples = [s for split in dataset.splits.values() for s in split]
     return [s.path for s in samples], np.array([s.label for s in samples], np.int64)
 
@@ -77,15 +90,19 @@ def tiny_features(paths: list[Path], cache: Path) -> np.ndarray:
     return np.asarray(result.features, np.float32)
 
 
-def load_all(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Features and labels (-1: of no class) of every image set, cached as ``features.npz``."""
+def load_all(
+    root: Path, per_class: int | None = None, far: int = 300
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features and labels (-1: of no class) of every image set, cached as ``features.npz``.
+    ``per_class`` keeps that many digits and demo images a class (None: all), ``far`` that many
+    noise and flat images each (smoke runs shrink both)."""
     saved = root / "features.npz"
     if saved.exists():
         with np.load(saved) as data:
             return {k[2:]: (data[k], data["y_" + k[2:]]) for k in data.files if k[:2] == "x_"}
-    digits, digit_y = digit_images(root)
-    demo, demo_y = demo_images(root)
-    noise, flat = far_images(root)
+    digits, digit_y = digit_images(root, per_class=per_class)
+    demo, demo_y = demo_images(root, per_class)
+    noise, flat = far_images(root, far)
     cache = root / "cache"
     sets = {
         "digits": (tiny_features(digits, cache), digit_y),

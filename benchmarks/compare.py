@@ -17,6 +17,7 @@ comparison's wall time against extracting every image of the dataset once with e
 (a separate cold cache), as the issue's bound asks.
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/compare.py [--tasks demo digits]
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/compare.py --smoke   # tests run it
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -40,13 +42,14 @@ from headstart.features.extract import extract_cached
 from headstart.synthetic import make_demo_dataset
 
 RANDOM = {"resnet18": 64, "test_resnet": 32, "test_vit": 32}
+SMOKE_RANDOM = {"test_vit": 32}  # one random backbone: the others take the same path
 
 
 def random_backbone(folder: Path, arch: str, size: int) -> str:
     """A seeded random-init timm network as a ``local-dir:`` folder with its input size."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    extra = {"img_size": size} if "vit" in arch else {}
+    extra: dict[str, Any] = {"img_size": size} if "vit" in arch else {}
     model = timm.create_model(arch, num_classes=0, **extra)
     save_file(model.state_dict(), folder / "model.safetensors")
     config = {
@@ -65,15 +68,20 @@ def random_backbone(folder: Path, arch: str, size: int) -> str:
     return f"local-dir:{folder}"
 
 
-def task_data(name: str, root: Path) -> Path:
+def task_data(name: str, root: Path, per_class: int | None = None) -> Path:
+    """The task's image folder: every image, or ``per_class`` images a class (smoke runs)."""
     if name == "demo":
-        return make_demo_dataset(root / "demo")
-    digit_images(root, colour=True)
+        if per_class is None:
+            return make_demo_dataset(root / "demo")
+        return make_demo_dataset(root / "demo", n_per_class=(per_class, 2, 2), size=64)
+    digit_images(root, colour=True, per_class=per_class)
     return root / "digits-colour"
 
 
-def run(task: str, root: Path, models: list[str]) -> dict[str, object]:
-    data = task_data(task, root)
+def run(
+    task: str, root: Path, models: list[str], per_class: int | None = None
+) -> dict[str, object]:
+    data = task_data(task, root, per_class)
     dataset = load_dataset(data, val_fraction=0.1, test_fraction=0.2, seed=0)
     cache = root / f"cache-{task}"
     clf = ImageClassifier(cache_dir=cache, quiet=True, seed=0, num_workers=0)
@@ -126,19 +134,25 @@ def run(task: str, root: Path, models: list[str]) -> dict[str, object]:
     return {"rho": rho.statistic, "gap": best - test[comparison.recommended]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["demo", "digits"])
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temp one)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    random, per_class = RANDOM, None
+    if args.smoke:
+        random, per_class, args.tasks, args.keep = SMOKE_RANDOM, 5, ["demo", "digits"], None
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         models = [EMBEDDED_MODEL] + [
-            random_backbone(root / "backbones" / arch, arch, size) for arch, size in RANDOM.items()
+            random_backbone(root / "backbones" / arch, arch, size) for arch, size in random.items()
         ]
         for task in args.tasks:
-            run(task, root, models)
+            run(task, root, models, per_class)
 
 
 if __name__ == "__main__":

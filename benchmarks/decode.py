@@ -67,12 +67,18 @@ def main(argv: list[str] | None = None) -> None:
         "--smoke", action="store_true", help="a seconds-long run of every code path (for tests)"
     )
     args = parser.parse_args(argv)
-    sizes, grains, photo_sizes, qualities = SIZES, GRAIN, PHOTO_SIZES, QUALITIES
+    sizes: tuple[tuple[int, int], ...] = SIZES
+    grains: tuple[float, ...] = GRAIN
+    photo_sizes: tuple[tuple[int, int], ...] = PHOTO_SIZES
+    qualities: tuple[int, ...] = QUALITIES
     if args.smoke:
         args.images, args.repeats = 2, 1
         sizes, grains, photo_sizes, qualities = ((1000, 750),), (25.0,), ((1000, 750),), (75,)
     torch.set_num_threads(1)
-    cfg = get_pretrained_cfg(MODEL).to_dict()
+    pretrained = get_pretrained_cfg(MODEL)
+    if pretrained is None:
+        raise SystemExit(f"timm has no pretrained config for {MODEL}")
+    cfg = pretrained.to_dict()
     modes = {m: resolve_preprocess(cfg, overrides={"decode": m}) for m in ("exact", "fast")}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

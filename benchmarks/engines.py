@@ -1,144 +1,272 @@
-"""The forward pass of feature extraction on a CPU: which way of running it is fastest, at parity.
+"""Extraction on a CPU by engine, whole processes side by side, against a plain timm eager loop.
 
-For each backbone (the shipped ``headstart-tiny`` at 112 px, and random-init timm ``resnet18``
-and ``convnext_tiny`` at 224 px: speed does not depend on the weights), on one fixed batch of
-ready tensors (decoding is not measured here; ``benchmarks/extract.py`` measures it), the images
-per second of:
+For each backbone (random-init timm models at their own input sizes: speed does not depend on
+the weights), on the same 500x500 JPEG files, images per second of:
 
-- ``eager``: ``torch.inference_mode()``, contiguous input (the plain timm loop);
-- ``channels_last``: the same with the model and input in channels-last memory (what
-  headstart's extraction does today on a CPU);
-- ``compile``: ``torch.compile`` (inductor) of the channels-last model, its compile time apart;
-- ``bf16``: channels-last under ``torch.autocast("cpu", torch.bfloat16)``;
-- ``onnxruntime``: the model exported with ``torch.onnx.export`` and run by ONNX Runtime's CPU
-  provider, its export time apart.
+- ``timm eager``: the loop a user writes without headstart: ``timm.create_model``, timm's own
+  eval transform (``resolve_data_config`` + ``create_transform``), PIL decoding in the loop,
+  ``torch.inference_mode()``, batches of ``--batch-size``;
+- ``headstart <engine>``: ``extract_features(..., engine=ENGINE)`` (decoding in threads ahead of
+  the forward pass), no feature cache, for ``torch``, ``onnxruntime``, ``openvino`` and ``auto``
+  (the default), the engine's one-time export, parity check and (``auto``) measurement done by
+  a preparing process first and timed apart (``setup s``).
 
-Engines are timed round-robin, a repeat of each in turn, so load that comes and goes on a shared
-machine falls on all of them alike; the median repeat counts. Parity is the largest difference to
-eager's features relative to their largest magnitude; an engine is usable when it is below 1e-4.
+Each contender runs in a process of its own with ``--threads`` torch threads (OpenMP's too), so
+none inherits another's allocator or thread pools; the time is the extraction of all images,
+decoding included (the process's imports and model creation are not). Repeats run round-robin
+over the contenders, so load that comes and goes on a shared machine falls on all alike; the
+median counts. ``parity`` is each engine's largest feature difference from ``headstart torch``
+relative to its largest feature (eager's differ by preprocessing: headstart's fast JPEG decode).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/engines.py [--threads 2] [--batch-size 32]
-        [--repeats 5] [--models headstart-tiny resnet18 convnext_tiny] [--no-compile]
+The limit: the machine's measured float32 matmul GFLOP/s at ``--threads`` (2048^3, median of 5),
+divided by the model's GFLOPs per image (``torch.utils.flop_counter``, 2 per multiply-add): what
+the cores could do if the network ran at matmul speed.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/engines.py [--images 256] [--batch-size 32]
+        [--threads 2] [--repeats 3] [--models resnet18 resnet50 ...]
+    PYTHONPATH=src .venv/bin/python benchmarks/engines.py --smoke   # seconds: every code path
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from headstart.backbones import create_backbone
-
-PARITY = 1e-4
-
-
-def _backbone(name: str) -> tuple[torch.nn.Module, int]:
-    if name == "headstart-tiny":
-        b = create_backbone(name)
-    else:
-        b = create_backbone(name, weights="none")
-    return b.module.eval(), int(b.preprocess.input_size[0])
+MODELS = [
+    "resnet18",
+    "resnet50",
+    "convnext_tiny",
+    "vit_small_patch16_224",
+    "efficientnet_b0",
+    "mobilenetv3_large_100",
+]
+ENGINES = ["torch", "onnxruntime", "openvino", "auto"]
 
 
-def engines(
-    model: torch.nn.Module, x: torch.Tensor, *, compile_too: bool, threads: int
-) -> dict[str, tuple[Callable[[], np.ndarray], float]]:
-    """(run the batch, seconds it took to prepare) for each engine."""
-    import copy
+def make_jpegs(folder: Path, n: int, size: int = 500) -> list[Path]:
+    from PIL import Image
 
-    eager = model
-    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = rng.integers(0, 255, (size // 10, size // 10, 3), dtype=np.uint8)
+    paths = []
+    for i in range(n):
+        small = np.roll(base, i, axis=0) ^ np.uint8(i % 255)
+        path = folder / f"{i:05d}.jpg"
+        Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(path, quality=90)
+        paths.append(path)
+    return paths
 
-    def run(m: torch.nn.Module, inp: torch.Tensor) -> np.ndarray:
+
+# --------------------------------------------------------------------------- one contender
+def run_contender(
+    contender: str, model: str, folder: Path, batch_size: int, threads: int, out: Path
+) -> dict[str, float]:
+    """Extract every image of ``folder``; save the features to ``out``; return the seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    paths = sorted(folder.glob("*.jpg"))
+    if contender == "eager":
+        import timm
+        from PIL import Image
+        from timm.data import create_transform, resolve_data_config
+
+        net = timm.create_model(model, pretrained=False, num_classes=0).eval()
+        transform = create_transform(**resolve_data_config({}, model=net))
+        start = time.perf_counter()
+        rows = []
         with torch.inference_mode():
-            return m(inp).float().numpy()
+            for i in range(0, len(paths), batch_size):
+                batch = [transform(Image.open(p).convert("RGB")) for p in paths[i : i + batch_size]]
+                rows.append(net(torch.stack(batch)).numpy())
+        seconds = time.perf_counter() - start
+        features = np.concatenate(rows)
+    else:
+        from headstart.backbones import create_backbone
+        from headstart.features import extract_features
 
-    def bf16() -> np.ndarray:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return cl(x_cl).float().numpy()
+        engine = contender.removeprefix("headstart-")
+        backbone = create_backbone(model, weights="none")
+        start = time.perf_counter()
+        result = extract_features(backbone, paths, batch_size=batch_size, quiet=True, engine=engine)
+        seconds = time.perf_counter() - start
+        features = result.features
+    np.save(out, features)
+    return {"seconds": seconds, "images": float(len(paths))}
 
-    out: dict[str, tuple[Callable[[], np.ndarray], float]] = {
-        "eager": (lambda: run(eager, x), 0.0),
-        "channels_last": (lambda: run(cl, x_cl), 0.0),
-        "bf16": (bf16, 0.0),
-    }
-    if compile_too:
-        t0 = time.perf_counter()
-        compiled = torch.compile(cl)
-        run(compiled, x_cl)  # compiles
-        out["compile"] = (lambda: run(compiled, x_cl), time.perf_counter() - t0)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return out
-    t0 = time.perf_counter()
-    buf = io.BytesIO()
-    torch.onnx.export(
+
+def _in_process(
+    contender: str, model: str, folder: Path, args: argparse.Namespace, out: Path
+) -> dict[str, float]:
+    if args.smoke:  # one process: the worker's code, without paying for an interpreter each
+        return run_contender(contender, model, folder, args.batch_size, args.threads, out)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        contender,
+        "--models",
         model,
-        (x,),
-        buf,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    feed = {"x": x.numpy()}
-    out["onnxruntime"] = (
-        lambda: session.run(["y"], feed)[0],
-        time.perf_counter() - t0,
-    )
-    return out
+        "--folder",
+        str(folder),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(out),
+        *(["--auto-min-images", str(args.auto_min_images)] if args.auto_min_images else []),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{contender} on {model} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, args: argparse.Namespace) -> None:
-    model, size = _backbone(name)
-    torch.manual_seed(0)
-    x = torch.randn(args.batch_size, 3, size, size)
-    runs = engines(model, x, compile_too=args.compile, threads=args.threads)
-    reference = runs["eager"][0]()
-    scale = float(np.abs(reference).max()) or 1.0
-    parity = {k: float(np.abs(f() - reference).max()) / scale for k, (f, _) in runs.items()}
-    times: dict[str, list[float]] = {k: [] for k in runs}
+# --------------------------------------------------------------------------- the limit
+def matmul_gflops(threads: int, n: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def model_gflops(model: str) -> tuple[float, int]:
+    """GFLOPs of one image's forward pass, and the input size."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from headstart.backbones import create_backbone
+
+    backbone = create_backbone(model, weights="none")
+    size = backbone.preprocess.input_size
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        backbone.module.eval()(torch.zeros(1, 3, *size))
+    return counter.get_total_flops() / 1e9, int(size[0])
+
+
+# --------------------------------------------------------------------------- the table
+def measure(model: str, args: argparse.Namespace, folder: Path, work: Path) -> None:
+    gflops, size = model_gflops(model)
+    limit = args.machine_gflops / gflops
+    contenders = ["eager", *(f"headstart-{e}" for e in args.engines)]
+    setup: dict[str, float] = {}
+    for engine in args.engines:
+        if engine == "torch":
+            continue
+        start = time.perf_counter()  # the one-time export, check and measurement
+        _in_process(f"headstart-{engine}", model, folder, args, work / "setup.npy")
+        setup[f"headstart-{engine}"] = time.perf_counter() - start
+    rates: dict[str, list[float]] = {c: [] for c in contenders}
     for _ in range(args.repeats):
-        for k, (f, _) in runs.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    base = args.batch_size / statistics.median(times["eager"])
-    print(f"\n{name} ({size} px, batch {args.batch_size}, {args.threads} threads)")
-    print(f"{'engine':<14} {'img/s':>8} {'x eager':>8} {'parity':>9} {'setup s':>8}  usable")
-    for k in runs:
-        rate = args.batch_size / statistics.median(times[k])
-        ok = "yes" if parity[k] < PARITY else "no"
-        print(
-            f"{k:<14} {rate:>8.1f} {rate / base:>8.2f} {parity[k]:>9.1e} {runs[k][1]:>8.1f}  {ok}"
-        )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--models", nargs="+", default=["headstart-tiny", "resnet18", "convnext_tiny"]
+        for contender in contenders:
+            got = _in_process(contender, model, folder, args, work / f"{contender}.npy")
+            rates[contender].append(got["images"] / got["seconds"])
+    reference = np.load(work / "headstart-torch.npy") if "torch" in args.engines else None
+    eager = statistics.median(rates["eager"])
+    print(
+        f"\n{model} ({size} px, {gflops:.2f} GFLOPs/img), {args.images} JPEGs, batch "
+        f"{args.batch_size}, {args.threads} threads; limit {limit:.1f} img/s"
     )
-    parser.add_argument("--no-compile", dest="compile", action="store_false")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for name in args.models:
-        measure(name, args)
+    header = ("img/s", "x eager", "of limit", "parity", "setup s")
+    print(f"{'contender':<22} " + " ".join(f"{h:>8}" for h in header))
+    for contender in contenders:
+        rate = statistics.median(rates[contender])
+        parity = (
+            "" if reference is None or contender == "eager" else _parity(work, contender, reference)
+        )
+        print(
+            f"{contender:<22} {rate:>8.1f} {rate / eager:>8.2f} {rate / limit:>8.2f} "
+            f"{parity:>8} {setup.get(contender, 0.0):>8.1f}"
+        )
+    if "auto" in args.engines:
+        print(f"auto chose: {_auto_choice(Path(os.environ['HEADSTART_CACHE_DIR']), args.threads)}")
+
+
+def _parity(work: Path, contender: str, reference: np.ndarray) -> str:
+    got = np.load(work / f"{contender}.npy")
+    return f"{float(np.abs(got - reference).max() / np.abs(reference).max()):.1e}"
+
+
+def _auto_choice(cache: Path, threads: int) -> str:
+    """What the latest ``auto`` measurement on disk chose, with the speeds it measured."""
+    records = sorted((cache / "engines").glob(f"*.auto-{threads}-*.json"), key=os.path.getmtime)
+    if not records:
+        return "torch (no measurement: too few images, or no engine installed)"
+    record = json.loads(records[-1].read_text())
+    speeds = ", ".join(f"{k} {v:.1f}" for k, v in record.get("images_per_second", {}).items())
+    return f"{record['chosen']} ({speeds} img/s on its batch of 8)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    parser.add_argument(
+        "--auto-min-images",
+        type=int,
+        help="let auto measure from this many images (default: headstart's 256), for short runs",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny, in one process: for tests")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from headstart.features import engines
+
+    least = engines.AUTO_MIN_IMAGES
+    if args.auto_min_images is not None:
+        engines.AUTO_MIN_IMAGES = args.auto_min_images
+    if args.worker:
+        got = run_contender(
+            args.worker, args.models[0], args.folder, args.batch_size, args.threads, args.out
+        )
+        print(json.dumps(got))
+        return
+    cache = os.environ.get("HEADSTART_CACHE_DIR")
+    if args.smoke:
+        args.images, args.batch_size, args.repeats, args.threads = 4, 4, 1, 1
+        args.models = ["test_resnet"]
+        engines.AUTO_MIN_IMAGES = 1  # so that auto measures, as it does from 256 images
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        # One engine store for every process of the run (not the user's cache).
+        os.environ["HEADSTART_CACHE_DIR"] = str(work / "cache")
+        try:
+            folder = work / "images"
+            make_jpegs(folder, args.images, size=64 if args.smoke else 500)
+            args.machine_gflops = matmul_gflops(args.threads, 256 if args.smoke else 2048)
+            print(f"float32 matmul: {args.machine_gflops:.1f} GFLOP/s on {args.threads} threads")
+            for model in args.models:
+                measure(model, args, folder, work)
+        finally:
+            engines.AUTO_MIN_IMAGES = least
+            if cache is None:
+                os.environ.pop("HEADSTART_CACHE_DIR", None)
+            else:
+                os.environ["HEADSTART_CACHE_DIR"] = cache
 
 
 if __name__ == "__main__":

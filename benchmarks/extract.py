@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from headstart.backbones import create_backbone
+from headstart.backbones import Backbone, create_backbone
 from headstart.features import FeatureCache, extract_features
 from headstart.features.batches import default_num_threads
 
@@ -40,7 +40,7 @@ def make_jpegs(folder: Path, n: int, size: int = 500) -> list[Path]:
     return paths
 
 
-def pure_forward_rate(backbone, tensors: torch.Tensor, batch_size: int) -> float:
+def pure_forward_rate(backbone: Backbone, tensors: torch.Tensor, batch_size: int) -> float:
     module = backbone.module.eval().to(memory_format=torch.channels_last)
     with torch.inference_mode():
         module(tensors[:batch_size].contiguous(memory_format=torch.channels_last))  # warm-up

@@ -30,11 +30,14 @@ optimum, so no method can reach it except by luck: it shows how close each choic
 
     .venv/bin/python benchmarks/heads.py [--seeds 3] [--tasks demo digits synthetic] [--auto]
         [--demo-test 40] [--mlp] [--curve]
+    .venv/bin/python benchmarks/heads.py --smoke   # every task and option, tiny (tests run it)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import shutil
 import sys
 import tempfile
 import time
@@ -93,26 +96,31 @@ def _resplit(
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 
-def demo_task(root: Path, test_per_class: int = 40) -> Callable[[int], Task]:
+def demo_task(
+    root: Path, test_per_class: int = 40, train_val: tuple[int, int] = (60, 20)
+) -> Callable[[int], Task]:
     """The demo data, pooled and split anew per seed: 60 train, 20 val, the rest test a class
     (``--demo-test N`` generates N test images a class instead of 40, from the same generator,
     so that ECE can be measured more finely than the 320 images of the shipped demo allow)."""
     from headstart.synthetic import make_demo_dataset
 
     folder = root / ("demo" if test_per_class == 40 else f"demo-test{test_per_class}")
-    data = make_demo_dataset(folder, n_per_class=(60, 20, test_per_class))
+    data = make_demo_dataset(folder, n_per_class=(*train_val, test_per_class))
     pools = _image_features(data, root / "cache")
-    total = 80 + test_per_class
-    return lambda seed: _resplit(pools, seed, (20 / total, test_per_class / total))
+    total = sum(train_val) + test_per_class
+    return lambda seed: _resplit(pools, seed, (train_val[1] / total, test_per_class / total))
 
 
-def _digits_folder(root: Path) -> Path:
+def _digits_folder(root: Path, pool: int | None = None) -> Path:
+    """The digit scans as 64 px PNGs: all, or the first ``pool`` of each digit (smoke runs)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     out = root / "digits"
     for i, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        if pool is not None and np.sum(digits.target[:i] == label) >= pool:
+            continue
         folder = out / f"digit_{label}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{i:04d}.png"
@@ -122,10 +130,10 @@ def _digits_folder(root: Path) -> Path:
     return out
 
 
-def digits_task(root: Path) -> Callable[[int], Task]:
-    pools = _image_features(_digits_folder(root), root / "cache")
+def digits_task(root: Path, pool: int | None = None, per_class: int = 15) -> Callable[[int], Task]:
+    pools = _image_features(_digits_folder(root, pool), root / "cache")
     # 15 images a class for training and 15 for validation, as the issue's real-image task.
-    return lambda seed: _small(pools, seed, per_class=15)
+    return lambda seed: _small(pools, seed, per_class=per_class)
 
 
 def _small(pools: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, per_class: int) -> Task:
@@ -154,12 +162,15 @@ def synthetic_features(n: int, d: int, c: int, seed: int) -> tuple[np.ndarray, n
     return x.astype(np.float32), y
 
 
-def synthetic_task(root: Path) -> Callable[[int], Task]:
+def synthetic_task(
+    root: Path, n: int = 15_000, d: int = 2048, c: int = 37
+) -> Callable[[int], Task]:
     del root
+    a, b = n * 8 // 15, n * 10 // 15  # 8,000 train, 2,000 val, 5,000 test
 
     def make(seed: int) -> Task:
-        x, y = synthetic_features(15_000, 2048, 37, seed)
-        return x[:8000], y[:8000], x[8000:10000], y[8000:10000], x[10000:], y[10000:]
+        x, y = synthetic_features(n, d, c, seed)
+        return x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:]
 
     return make
 
@@ -234,6 +245,7 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
     fit = fit_linear(x_train, y_train, x_val, y_val, classes)
     row["hs_seconds"] = time.perf_counter() - began
     # What a run does next by default: a temperature fitted on the selection's held-out logits.
+    assert fit.heldout_logits is not None and fit.heldout_y is not None  # fit_linear's C walk
     temperature = fit_temperature(fit.heldout_logits, fit.heldout_y)
     with torch.no_grad():
         logits = fit.head(torch.from_numpy(x_test))
@@ -301,7 +313,7 @@ def auto_vs_features(data: Path, cache: Path, seed: int) -> dict[str, float]:
         ).fit(data)
         out[f"{strategy}_acc"] = clf.metrics_["test"]["accuracy"]
         if strategy == "auto" and clf.advice_ is not None:
-            out["auto_choice"] = clf.advice_.explain().splitlines()[0]  # type: ignore[assignment]
+            out["auto_choice"] = clf.advice_.explain().splitlines()[0]
     return out
 
 
@@ -318,7 +330,16 @@ def main(argv: list[str] | None = None) -> int:
         "--mlp", action="store_true", help="also the MLP head's ECE, raw and calibrated"
     )
     parser.add_argument("--curve", action="store_true", help="also the test-optimal C per seed")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
     args = parser.parse_args(argv)
+    tasks, demo_sizes, digits_pool = TASKS, {}, None
+    if args.smoke:  # every task and option, tiny; --auto on one seed of the demo data
+        tasks, demo_sizes, digits_pool = SMOKE_TASKS, {"train_val": (6, 4)}, 8
+        args.tasks, args.seeds, args.demo_test = list(TASKS), 2, 2
+        args.auto = args.mlp = args.curve = True
+        args.keep = Path(tempfile.mkdtemp(prefix="headstart-heads-smoke-"))
     root = args.keep or Path(tempfile.mkdtemp(prefix="headstart-heads-"))
     root.mkdir(parents=True, exist_ok=True)
     header = (
@@ -330,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     differences: dict[str, list[dict[str, float]]] = {}
     for name in args.tasks:
         if name == "demo":
-            make, classes = demo_task(root, args.demo_test), 8
+            make, classes = demo_task(root, args.demo_test, **demo_sizes), 8
         else:
-            make, classes = TASKS[name](root)
+            make, classes = tasks[name](root)
         rows = [run_seed(make(seed), classes) for seed in range(args.seeds)]
         if args.curve:
             for seed, row in enumerate(rows):
@@ -364,11 +385,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.auto:
         from headstart.synthetic import make_demo_dataset
 
-        folders = {"demo": make_demo_dataset(root / "demo"), "digits": _digits_folder(root)}
-        for name, data in folders.items():
-            for seed in range(args.seeds):
+        demo_counts = (6, 4, 2) if args.smoke else (60, 20, 40)
+        folders = {
+            "demo": make_demo_dataset(root / "demo", n_per_class=demo_counts),
+            "digits": _digits_folder(root, digits_pool),
+        }
+        for name, data in list(folders.items())[: 1 if args.smoke else None]:
+            for seed in range(1 if args.smoke else args.seeds):
                 result = auto_vs_features(data, root / "cache", seed)
                 print(f"{name} seed {seed}: {result}", flush=True)
+    if args.smoke:
+        shutil.rmtree(root)
     return 0
 
 
@@ -393,6 +420,11 @@ TASKS: dict[str, Any] = {
     "demo": _with_classes(demo_task, 8),
     "digits": _with_classes(digits_task, 10),
     "synthetic": _with_classes(synthetic_task, 37),
+}
+SMOKE_TASKS: dict[str, Any] = {  # the same tasks at sizes of seconds (demo's come from main)
+    "demo": TASKS["demo"],
+    "digits": _with_classes(functools.partial(digits_task, pool=8, per_class=3), 10),
+    "synthetic": _with_classes(functools.partial(synthetic_task, n=300, d=64, c=5), 5),
 }
 
 if __name__ == "__main__":

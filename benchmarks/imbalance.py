@@ -20,6 +20,7 @@ first; which one matters depends on the images the model will meet.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/imbalance.py [--seeds N] [--keep 0.1]
         [--work DIR]
+    .venv/bin/python benchmarks/imbalance.py --smoke   # 10 images a class, one seed (tests)
 
 ``--work`` reuses a folder of an earlier run (its demo data, cut copies and feature cache).
 """
@@ -72,18 +73,37 @@ def _row(clf: Any, data: Path, small: str, keep: float) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds (each cuts another class)")
     parser.add_argument("--keep", type=float, default=0.1, help="share the small class keeps")
     parser.add_argument("--work", type=Path, help="folder of an earlier run to reuse")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds = 1
+        with tempfile.TemporaryDirectory() as tmp:
+            compare(Path(tmp), args.seeds, args.keep, n_per_class=(10, 5, 2), size=64)
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="headstart-imbalance-"))
+    compare(work, args.seeds, args.keep)
 
+
+def compare(
+    work: Path,
+    seeds: int,
+    keep: float,
+    n_per_class: tuple[int, int, int] = (60, 20, 40),
+    size: int = 128,
+) -> None:
+    """The three rows per seed on the demo data (``n_per_class`` and ``size`` shrink only for
+    --smoke), then their means and what auto chose."""
     from headstart import EMBEDDED_MODEL, ImageClassifier
     from headstart.synthetic import make_demo_dataset
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="headstart-imbalance-"))
-    demo = make_demo_dataset(work / "demo")
+    demo = make_demo_dataset(work / "demo", n_per_class=n_per_class, size=size)
     classes = sorted(p.name for p in (demo / "train").iterdir())
     cache = work / "cache"
     rows: dict[str, list[dict[str, Any]]] = {"unweighted": [], "balanced": [], "auto": []}
@@ -93,10 +113,10 @@ def main() -> None:
     )
     print(header)
     notes = []
-    for seed in range(args.seeds):
+    for seed in range(seeds):
         small = classes[seed % len(classes)]
-        data = _cut(demo, work / f"cut{seed}-{args.keep:g}", small, args.keep, seed)
-        common = dict(num_workers=None, quiet=True, cache_dir=cache, seed=seed)
+        data = _cut(demo, work / f"cut{seed}-{keep:g}", small, keep, seed)
+        common: dict[str, Any] = dict(num_workers=None, quiet=True, cache_dir=cache, seed=seed)
         fits = {
             "unweighted": ImageClassifier(EMBEDDED_MODEL, strategy="features", **common),
             "balanced": ImageClassifier(
@@ -106,7 +126,7 @@ def main() -> None:
         }
         for name, clf in fits.items():
             clf.fit(data)
-            row = _row(clf, data, small, args.keep)
+            row = _row(clf, data, small, keep)
             rows[name].append(row)
             print(f"{seed:>4}  {small:<16} {_line(name, row)}", flush=True)
         settings, advice = fits["auto"].settings_, fits["auto"].advice_

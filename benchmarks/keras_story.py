@@ -23,6 +23,7 @@ headstart makes of them:
    user's images.
 
     .venv/bin/python benchmarks/keras_story.py [--arch resnet50|small] [--epochs N] [--per-class N]
+    .venv/bin/python benchmarks/keras_story.py --smoke   # small trunk, tiny data, temp folders
 
 The CLI has no flag for the scale or the channel order, so the rescale arm goes through the
 Python API. The right arm is, on the command line, ``headstart train demo-data --model
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -204,7 +206,7 @@ def run_arm(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("demo-data"))
     parser.add_argument("--out", type=Path, default=Path("keras-story"))
@@ -225,7 +227,23 @@ def main() -> None:
         help="torch threads; on the busy 2-core test machine one thread trained ResNet50 twice "
         "as fast as two",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the small trunk, one epoch, tiny data, in a temp folder: every code path, for tests",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.arch, args.per_class, args.epochs = "small", 2, 1
+        with tempfile.TemporaryDirectory() as tmp:
+            args.data, args.out = Path(tmp) / "demo-data", Path(tmp) / "keras-story"
+            story(args, n_per_class=(4, 2, 2))
+    else:
+        story(args)
+
+
+def story(args: argparse.Namespace, n_per_class: tuple[int, int, int] = (60, 20, 40)) -> None:
+    """Pretrain (or reuse) the Keras file, then both arms on the demo data; print the table."""
     torch.set_num_threads(args.threads)
 
     path = args.out / f"{args.arch}_source.keras"
@@ -245,7 +263,7 @@ def main() -> None:
         f"{record['source_val_accuracy']:.3f} (before the classifier refit "
         f"{record['source_val_accuracy_end_to_end']:.3f}, chance {1 / len(SOURCE_CLASSES):.3f})"
     )
-    data = make_demo_dataset(args.data)
+    data = make_demo_dataset(args.data, n_per_class=n_per_class)
     model = f"keras:{path}"
     results = {
         name: run_arm(model, data, overrides, args.out / "cache") for name, overrides in ARMS

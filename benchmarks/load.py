@@ -11,6 +11,7 @@ machine that was not idle to begin with shows it.
 
     .venv/bin/python benchmarks/load.py [DATA] [--busy 2] [--only advise train] [--crossover]
         [--finetune-epochs 2]
+    .venv/bin/python benchmarks/load.py --smoke   # tiny data, advise, 1 busy: seconds (tests)
 
 DATA defaults to a demo dataset of 304 images (8 classes x 24 train, 7 val, 7 test) on the shipped
 ``headstart-tiny`` backbone, generated into ``demo-data-load/`` when missing. ``--crossover``
@@ -36,6 +37,15 @@ from pathlib import Path
 
 MODEL = "headstart-tiny"
 TARGET_RATIO = 3.0
+CROSSOVER_SIZES = (
+    (300, 192, 10),
+    (1000, 192, 10),
+    (3000, 192, 10),
+    (3000, 768, 10),
+    (10000, 768, 10),
+    (20000, 768, 20),
+    (20000, 768, 100),
+)
 
 
 def _spin(stop: float) -> None:
@@ -93,29 +103,21 @@ def commands(data: Path, work: Path, only: Sequence[str]) -> dict[str, list[str]
 
 def time_commands(data: Path, only: Sequence[str], label: str) -> dict[str, float]:
     times: dict[str, float] = {}
-    for name, args in commands(data, Path(tempfile.mkdtemp()), only).items():
-        with tempfile.TemporaryDirectory() as cache:
-            before = _load()
-            seconds, _ = run_command(args, Path(cache))
-        times[name] = seconds
+    with tempfile.TemporaryDirectory() as work:
+        for name, args in commands(data, Path(work), only).items():
+            with tempfile.TemporaryDirectory() as cache:
+                before = _load()
+                seconds, _ = run_command(args, Path(cache))
+            times[name] = seconds
         print(f"  {label:<7} {name:<7} {seconds:7.1f} s   ({before} before it)", flush=True)
     return times
 
 
-def crossover(busy_processes: int) -> None:
+def crossover(busy_processes: int, sizes: Sequence[tuple[int, int, int]] = CROSSOVER_SIZES) -> None:
     """Per-evaluation time of the linear head's objective, one thread against all."""
     import torch
     from torch.nn import functional as F
 
-    sizes = [
-        (300, 192, 10),
-        (1000, 192, 10),
-        (3000, 192, 10),
-        (3000, 768, 10),
-        (10000, 768, 10),
-        (20000, 768, 20),
-        (20000, 768, 100),
-    ]
     available = torch.get_num_threads()
 
     def evaluation_ms(n: int, d: int, k: int, threads: int) -> float:
@@ -155,10 +157,10 @@ def crossover(busy_processes: int) -> None:
 
 def finetune_estimate(data: Path, epochs: int) -> None:
     """The cost estimate finetune announces against the epochs it then measures."""
-    args = ["train", str(data), "--model", MODEL, "--strategy", "finetune"]
-    args += ["--epochs", str(epochs), "--out", str(Path(tempfile.mkdtemp()) / "run")]
-    with tempfile.TemporaryDirectory() as cache:
-        _, err = run_command(args, Path(cache))
+    with tempfile.TemporaryDirectory() as work:
+        args = ["train", str(data), "--model", MODEL, "--strategy", "finetune"]
+        args += ["--epochs", str(epochs), "--out", str(Path(work) / "run")]
+        _, err = run_command(args, Path(work) / "cache")
     announced = re.search(r"finetune: ~([\d.]+) (s|min|h)/epoch", err)
     measured = [float(s) for s in re.findall(r"finetune epoch \d+/\d+: .*?\(([\d.]+) s;", err)]
     if announced is None or not measured:
@@ -174,7 +176,7 @@ def finetune_estimate(data: Path, epochs: int) -> None:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=Path("demo-data-load"))
     parser.add_argument("--busy", type=int, default=2, help="busy processes for the loaded runs")
@@ -183,15 +185,36 @@ def main() -> int:
     )
     parser.add_argument("--crossover", action="store_true", help="also time the crossover")
     parser.add_argument("--finetune-epochs", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny data in a temp folder, advise only, one busy process, small crossover sizes: "
+        "every code path in seconds, for tests (the ratio is printed, not enforced)",
+    )
+    args = parser.parse_args(argv)
+    if not args.smoke:
+        return measure(args)
+    from headstart.synthetic import make_demo_dataset
 
+    args.busy, args.only, args.crossover, args.finetune_epochs = 1, ["advise"], True, 1
+    with tempfile.TemporaryDirectory() as tmp:
+        args.data = make_demo_dataset(Path(tmp) / "demo", n_per_class=(4, 2, 2), size=64)
+        measure(args, CROSSOVER_SIZES[:2])
+    return 0
+
+
+def measure(
+    args: argparse.Namespace, sizes: Sequence[tuple[int, int, int]] = CROSSOVER_SIZES
+) -> int:
+    """Every measurement ``args`` asks for; 1 when a loaded run took over ``TARGET_RATIO`` of
+    its idle time."""
     from headstart.synthetic import make_demo_dataset
 
     if args.data == Path("demo-data-load"):
         make_demo_dataset(args.data, n_per_class=(24, 7, 7))
     print(f"{args.data}, {MODEL}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if args.crossover:
-        crossover(args.busy)
+        crossover(args.busy, sizes)
     if args.finetune_epochs:
         finetune_estimate(args.data, args.finetune_epochs)
     idle = time_commands(args.data, args.only, "idle")

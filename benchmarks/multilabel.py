@@ -20,6 +20,7 @@ average precision), micro-F1 and macro-F1 at each tool's own thresholds, exact m
 label set right), and fit seconds. Means over seeds.
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/multilabel.py [--seeds 3] [--keep DIR]
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/multilabel.py --smoke   # tests run it
 """
 
 from __future__ import annotations
@@ -44,21 +45,30 @@ from headstart.data.iterative_split import iterative_split
 from headstart.heads.multilabel import fit_multilabel
 
 GRIDS = 1500
+SYNTHETIC = 2000
 
 
-def digit_grids(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Features and 0/1 label matrix of 2x2 grids of digit scans (cached as ``grids.npz``)."""
+def digit_grids(
+    root: Path, grids: int = GRIDS, per_class: int | None = None, labels: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and 0/1 label matrix of ``grids`` 2x2 grids of digit scans (cached as
+    ``grids.npz``), drawn from every scan or the first ``per_class`` of each digit, of the
+    digits below ``labels`` (smoke runs shrink all three)."""
     saved = root / "grids.npz"
     if saved.exists():
         with np.load(saved) as data:
             return data["x"], data["y"]
     from PIL import Image
 
-    paths, digits = digit_images(root)
+    paths, digits = digit_images(root, per_class=per_class)
+    paths, digits = (
+        [p for p, d in zip(paths, digits, strict=True) if d < labels],
+        digits[digits < labels],
+    )
     rng = np.random.default_rng(2011)
     cells = [Image.open(p).convert("RGB").resize((32, 32)) for p in paths]
-    out, y = [], np.zeros((GRIDS, 10), np.int64)
-    for i in range(GRIDS):
+    out, y = [], np.zeros((grids, labels), np.int64)
+    for i in range(grids):
         picked = rng.choice(len(cells), 4, replace=False)
         grid = Image.new("RGB", (64, 64))
         for k, j in enumerate(picked):
@@ -73,11 +83,11 @@ def digit_grids(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def synthetic() -> tuple[np.ndarray, np.ndarray]:
+def synthetic(n: int = SYNTHETIC, labels: int = 10) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_multilabel_classification
 
     x, y = make_multilabel_classification(
-        n_samples=2000, n_features=100, n_classes=10, n_labels=2, random_state=0
+        n_samples=n, n_features=100, n_classes=labels, n_labels=2, random_state=0
     )
     return x.astype(np.float32), y.astype(np.int64)
 
@@ -130,15 +140,25 @@ def run(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, dict]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="keep the images and features here")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    grids, per_class, n, labels = (GRIDS, None, SYNTHETIC, 10)
+    if args.smoke:
+        args.seeds, args.keep = 1, None
+        grids, per_class, n, labels = 60, 8, 120, 3
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        tasks = {"digit-grids": digit_grids(root), "synthetic": synthetic()}
+        tasks = {
+            "digit-grids": digit_grids(root, grids, per_class, labels),
+            "synthetic": synthetic(n, labels),
+        }
         for name, (x, y) in tasks.items():
             totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             for seed in range(args.seeds):

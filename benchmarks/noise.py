@@ -32,6 +32,7 @@ Tasks (real photos are not available offline):
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/noise.py [--tasks ...] [--seeds 3]
         [--first-seed 11] [--rate 0.05] [--baseline] [--keep DIR]
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/noise.py --smoke   # tests run it
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ def _per_class(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> Features:
     return x[rows], y[rows]
 
 
-def _digits_tiny(root: Path, seed: int, colour: bool = False, n: int | None = None) -> Features:
-    paths, y = digit_images(root, colour)
+def _digits_tiny(
+    root: Path, seed: int, colour: bool = False, n: int | None = None, pool: int | None = None
+) -> Features:
+    """The digits through ``headstart-tiny``: ``n`` a class drawn from every scan, or from the
+    first ``pool`` of each digit (smoke runs)."""
+    paths, y = digit_images(root, colour, per_class=pool)
     x = tiny_features(paths, root / "cache")
     return (x, y) if n is None else _per_class(x, y, n, seed)
 
@@ -84,8 +89,8 @@ def _blobs(seed: int, separation: float, classes: int = 2, n: int = 400) -> Feat
     return (centres[y] + rng.normal(0.0, 1.0, (len(y), 8))).astype(np.float32), y
 
 
-def _demo_tiny(root: Path, seed: int) -> Features:
-    paths, y = demo_images(root)
+def _demo_tiny(root: Path, seed: int, per_class: int | None = None) -> Features:
+    paths, y = demo_images(root, per_class)
     return tiny_features(paths, root / "cache"), y
 
 
@@ -100,6 +105,13 @@ TASKS: dict[str, Callable[[Path, int], Features]] = {
     "digits-pixels": _digits_pixels,
     "blobs-2": lambda root, seed: _blobs(seed, 3.0),
     "blobs-2-middling": lambda root, seed: _blobs(seed, 0.7),
+}
+# The same task builders at sizes of seconds, one task each (for tests).
+SMOKE_TASKS: dict[str, Callable[[Path, int], Features]] = {
+    "digits-colour-tiny-80": lambda root, seed: _digits_tiny(root, seed, True, n=8, pool=10),
+    "demo-tiny-80": lambda root, seed: _demo_tiny(root, seed, per_class=10),
+    "digits-pixels-80": lambda root, seed: _digits_pixels(root, seed, n=8),
+    "blobs-2-80": lambda root, seed: _blobs(seed, 3.0, n=80),
 }
 
 
@@ -171,7 +183,7 @@ class _Tally:
         return f"{np.mean(self.clean):6.3f} {max(self.clean):5.3f} {precision:5.2f} {recall:5.2f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", type=int, default=3, help="draws of each task")
@@ -179,7 +191,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.05, help="share of labels flipped")
     parser.add_argument("--baseline", action="store_true", help="also the check before issue 22")
     parser.add_argument("--keep", type=Path, help="write images and features here and reuse them")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    tasks = TASKS
+    if args.smoke:
+        tasks, args.tasks, args.seeds = SMOKE_TASKS, list(SMOKE_TASKS), 1
+        args.baseline, args.keep = True, None
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
     print(
@@ -202,7 +221,7 @@ def main() -> None:
             accs: list[list[float]] = [[], [], [], []]
             spoke = [0, 0]
             for seed in seeds:
-                x, y = TASKS[name](root, seed)
+                x, y = tasks[name](root, seed)
                 k = int(y.max()) + 1
                 noisy, flipped = _flip(y, k, args.rate, seed)
                 flags: dict[str, list[set[int]]] = {"fixed": [], "now": []}
@@ -216,8 +235,8 @@ def main() -> None:
                     flags["fixed"].append(doubted if speaks else set())
                     flags["now"].append({i for i, _ in check.candidates} if speaks else set())
                 truth = set(flipped.tolist())
-                fixed.add(*flags["fixed"], truth, len(y))
-                now.add(*flags["now"], truth, len(y))
+                fixed.add(flags["fixed"][0], flags["fixed"][1], truth, len(y))
+                now.add(flags["now"][0], flags["now"][1], truth, len(y))
                 if args.baseline:
                     before.add(_baseline(x, y, seed), _baseline(x, noisy, seed), truth, len(y))
             line = (

@@ -26,6 +26,7 @@ flagged there. ``auto`` is the score chosen by holding out one known class at a 
 (:func:`~headstart.heads.typicality.choose_score`), without any unknown image. Means over seeds.
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/openset.py [--seeds 3] [--keep DIR]
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/openset.py --smoke   # tests run it
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from _tiny_data import load_all
 from sklearn.metrics import roc_auc_score
 
 from headstart.heads.logistic import fit_linear
-from headstart.heads.typicality import DEFAULT_SCORE, SCORES, fit_typicality
+from headstart.heads.typicality import DEFAULT_SCORE, SCORES, Typicality, fit_typicality
 
 NAMES = {
     "max_softmax": "MSP",
@@ -74,12 +75,26 @@ def _known_digits(seed: int) -> np.ndarray:
     return np.arange(5) if seed == 0 else np.sort(rng.permutation(10)[:5])
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each image set a run uses: every image (the default), or a few for --smoke."""
+
+    per_class: int | None = None  # digits and demo images a class (None: all)
+    far: int = 300  # noise and flat images, each
+    epochs: int = 30  # pretraining epochs of the digits CNN
+
+
+SMOKE = Sizes(per_class=12, far=12, epochs=1)
+
+
 @functools.lru_cache(maxsize=1)  # the near and noise tasks of a seed share the pretraining
-def _pretrained(known: tuple[int, ...], seed: int) -> dict[str, np.ndarray]:
-    return pretrained_digit_features(np.array(known), seed)
+def _pretrained(known: tuple[int, ...], seed: int, sizes: Sizes) -> dict[str, np.ndarray]:
+    return pretrained_digit_features(np.array(known), seed, sizes)
 
 
-def pretrained_digit_features(known: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def pretrained_digit_features(
+    known: np.ndarray, seed: int, sizes: Sizes = Sizes()
+) -> dict[str, np.ndarray]:
     """Pooled 128-d features of every digit scan (and of noise scans) through a small CNN
     pretrained on the digits that are not ``known``: a backbone pretrained on other classes of
     the same domain, as in issue 24. Seeded; about a minute on one CPU thread."""
@@ -88,9 +103,14 @@ def pretrained_digit_features(known: np.ndarray, seed: int) -> dict[str, np.ndar
     from torch.nn import functional as F
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
-    labels = torch.from_numpy(digits.target)
-    noise = torch.from_numpy(np.random.default_rng([seed, 5]).uniform(0, 1, (300, 1, 8, 8)))
+    kept = np.arange(len(digits.target))
+    if sizes.per_class is not None:  # the first ones of each digit
+        rank = np.array([np.sum(digits.target[:i] == t) for i, t in enumerate(digits.target)])
+        kept = np.flatnonzero(rank < sizes.per_class)
+    target = digits.target[kept]
+    images = torch.from_numpy(digits.images[kept] / 16.0).float()[:, None]
+    labels = torch.from_numpy(target)
+    noise = torch.from_numpy(np.random.default_rng([seed, 5]).uniform(0, 1, (sizes.far, 1, 8, 8)))
 
     def block(cin: int, cout: int, stride: int) -> nn.Sequential:
         return nn.Sequential(
@@ -101,13 +121,13 @@ def pretrained_digit_features(known: np.ndarray, seed: int) -> dict[str, np.ndar
     body = nn.Sequential(
         block(1, 32, 1), block(32, 64, 2), block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten()
     )
-    pretrain = ~np.isin(digits.target, known)
+    pretrain = ~np.isin(target, known)
     others = np.flatnonzero(~np.isin(np.arange(10), known))
     x = F.interpolate(images[pretrain], size=16, mode="bilinear")
     y = torch.from_numpy(np.searchsorted(others, labels[pretrain].numpy()))
     classifier = nn.Linear(128, len(others))
     optimizer = torch.optim.AdamW([*body.parameters(), *classifier.parameters()], lr=3e-3)
-    for _ in range(30):
+    for _ in range(sizes.epochs):
         order = torch.randperm(len(x))
         for batch in order.split(64):
             optimizer.zero_grad()
@@ -119,14 +139,16 @@ def pretrained_digit_features(known: np.ndarray, seed: int) -> dict[str, np.ndar
         def features(t: torch.Tensor) -> np.ndarray:
             return body(F.interpolate(t.float(), size=16, mode="bilinear")).numpy()
 
-        return {"x": features(images), "y": digits.target, "noise": features(noise)}
+        return {"x": features(images), "y": target, "noise": features(noise)}
 
 
-def make_task(name: str, sets: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> Task:
+def make_task(
+    name: str, sets: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, sizes: Sizes = Sizes()
+) -> Task:
     rng = np.random.default_rng([seed, 24])
     if name.startswith("digits-pretrained"):
         known = _known_digits(seed)
-        feats = _pretrained(tuple(int(k) for k in known), seed)
+        feats = _pretrained(tuple(int(k) for k in known), seed, sizes)
         inside = np.isin(feats["y"], known)
         unknown = feats["x"][~inside] if name.endswith("near") else feats["noise"]
         return Task(feats["x"][inside], _remap(feats["y"][inside], known), unknown)
@@ -174,7 +196,7 @@ def run_task(task: Task, seed: int) -> dict[str, dict[str, float]]:
         logits_unknown = head(torch.from_numpy(task.unknown).double()).numpy()
     truth = np.concatenate([np.ones(len(test)), np.zeros(len(task.unknown))])
     out: dict[str, dict[str, float]] = {}
-    fitted = {
+    fitted: dict[str, Typicality] = {
         name: fit_typicality(tx, ty, score=name, heldout_logits=fit.heldout_logits, seed=seed)
         for name in SCORES
     }
@@ -206,22 +228,28 @@ TASKS = (
 )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write images and features here, reuse them")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    sizes = Sizes()
+    if args.smoke:
+        sizes, args.tasks, args.seeds, args.keep = SMOKE, list(TASKS), 1, None
     methods = [*SCORES, "auto", "headstart"]
     with tempfile.TemporaryDirectory() as tmp:
-        sets = load_all(args.keep or Path(tmp))
+        sets = load_all(args.keep or Path(tmp), sizes.per_class, sizes.far)
     rows = []
     for name in args.tasks:
         started = time.perf_counter()
         sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         chosen: Counter[str] = Counter()
         for seed in range(args.seeds):
-            result = run_task(make_task(name, sets, seed), seed)
+            result = run_task(make_task(name, sets, seed, sizes), seed)
             for method, figures in result.items():
                 for key, value in figures.items():
                     sums[method][key].append(value)

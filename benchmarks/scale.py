@@ -19,6 +19,7 @@ Prints a table per stage and the growth from the smallest size to the largest.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--max-files 200000]
         [--work DIR] [--head-epochs 1]
+    .venv/bin/python benchmarks/scale.py --smoke   # 100 and 200 images, every stage (tests)
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def _table(stage: str, rows: list[tuple[int, dict[str, float]]], extra: str) -> 
     sys.stdout.flush()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--max-files", type=int, default=200_000)
@@ -211,7 +212,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the files and the cache here, reused")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every stage, for tests"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.max_files, args.head_sizes, args.work = "100,200", 200, "200", None
     if args.child:
         args.stage = args.child
         child(args)

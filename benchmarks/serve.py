@@ -12,6 +12,7 @@ Last, the batched server's resident memory after ``--warm`` requests and after e
 machine).
 
     .venv/bin/python benchmarks/serve.py [--clients 1 4 16] [--requests 256] [--requests-mem 4000]
+    .venv/bin/python benchmarks/serve.py --smoke   # a few requests, both servers (tests run it)
 
 Everything stays on 127.0.0.1 and is bounded in count and time.
 """
@@ -47,11 +48,11 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _train(root: Path) -> Path:
+def _train(root: Path, n_per_class: tuple[int, int, int] = (24, 8, 8)) -> Path:
     from headstart import ImageClassifier
     from headstart.synthetic import make_demo_dataset
 
-    data = make_demo_dataset(root / "demo", n_per_class=(24, 8, 8))
+    data = make_demo_dataset(root / "demo", n_per_class=n_per_class)
     run = root / "run"
     ImageClassifier(MODEL, strategy="features", quiet=True, cache_dir=root / "cache").fit(
         data
@@ -144,19 +145,26 @@ def _naive_loop(run: Path, paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - began)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=256, help="requests per measurement")
     parser.add_argument("--naive", type=int, default=64, help="images of the predict_files loop")
     parser.add_argument("--warm", type=int, default=100, help="requests before the first RSS")
     parser.add_argument("--requests-mem", type=int, default=4000, help="then this many more")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
+    )
+    args = parser.parse_args(argv)
+    train_counts = (24, 8, 8)
+    if args.smoke:
+        args.clients, args.requests, args.naive, args.warm, args.requests_mem = [1, 4], 16, 4, 4, 8
+        train_counts = (4, 2, 2)
     one, five, _ = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load {one:.1f}/{five:.1f} before the run")
     with tempfile.TemporaryDirectory(prefix="headstart-serve-bench-") as tmp:
         root = Path(tmp)
-        run = _train(root)
+        run = _train(root, train_counts)
         paths = _fresh_images(root, args.requests)
         images = [p.read_bytes() for p in paths]
         naive = _naive_loop(run, paths[: args.naive])

@@ -17,11 +17,13 @@ The features come from the feature cache, so extract them first, e.g. with the d
 about 9 minutes on 2 cores):
 
     .venv/bin/python benchmarks/walk_sample.py DIR/100000 --cache CACHE [--seeds 3]
+    .venv/bin/python benchmarks/walk_sample.py --smoke   # 96 demo images, a sample of 40
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,18 +62,39 @@ def test_scores(head: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[fl
     return loss, float((logits.argmax(1).numpy() == y).mean())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="a class-folder dataset already in the cache")
-    parser.add_argument("--cache", type=Path, required=True, help="its feature cache folder")
+    parser.add_argument("data", type=Path, nargs="?", help="a class-folder dataset in the cache")
+    parser.add_argument("--cache", type=Path, help="its feature cache folder")
     parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args()
-    x, y = features(args.data, args.cache)
+    parser.add_argument(
+        "--sample", type=int, default=logistic.WALK_MAX_IMAGES, help="images the walk samples"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, seconds: demo images in a temp folder, every code path, for tests",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        from headstart.synthetic import make_demo_dataset
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_demo_dataset(Path(tmp) / "demo", n_per_class=(12, 0, 0), size=64)
+            measure(*features(data, Path(tmp) / "cache"), seeds=1, cap=40)
+        return
+    if args.data is None or args.cache is None:
+        parser.error("DATA and --cache are required (or --smoke)")
+    measure(*features(args.data, args.cache), seeds=args.seeds, cap=args.sample)
+
+
+def measure(x: np.ndarray, y: np.ndarray, *, seeds: int, cap: int) -> None:
+    """The three ways of choosing C, per seed, on a fresh 70/20/10 split of ``x``."""
     classes = int(y.max()) + 1
-    cap = logistic.WALK_MAX_IMAGES
     print(f"{len(y):,} images, {x.shape[1]} dimensions, {classes} classes; sample of {cap:,}\n")
     print("seed  walk        fit s   C       final C  test loss  test acc")
-    for seed in range(args.seeds):
+    default = logistic.WALK_MAX_IMAGES
+    for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(y))
         a, b = int(0.7 * len(y)), int(0.9 * len(y))
         tr, va, te = order[:a], order[a:b], order[b:]
@@ -81,7 +104,7 @@ def main() -> None:
             started = time.perf_counter()
             fit = logistic.fit_linear(x[tr], y[tr], x[va], y[va], classes, seed=seed)
             rows[name] = (time.perf_counter() - started, fit.C, fit.final_C, fit.head)
-        logistic.WALK_MAX_IMAGES = cap
+        logistic.WALK_MAX_IMAGES = default
         sampled = min(cap, len(tr))
         per_image_C = rows["sample"][1] * sampled / (len(tr) + len(va))
         given = logistic.fit_linear(x[tr], y[tr], x[va], y[va], classes, C=per_image_C)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import timm
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
 
     pretrained = timm.create_model(f"local-dir:{args.backbone}", pretrained=True, num_classes=0)
-    cfg = pretrained.pretrained_cfg
+    cfg = cast(dict[str, Any], pretrained.pretrained_cfg)  # timm sets it on every model
     size = int(cfg["input_size"][-1])
     crop_pct = float(cfg["crop_pct"])
     own = (tuple(cfg["mean"]), tuple(cfg["std"]))

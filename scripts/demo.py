@@ -36,12 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
-            return demo(Path(tmp) / "data", Path(tmp) / "run", quiet=True, counts=(4, 2, 2))
-    return demo(Path(args.data), Path(args.out), quiet=args.quiet)
+            demo(Path(tmp) / "data", Path(tmp) / "run", quiet=True, counts=(4, 2, 2))
+            return 0
+    demo(Path(args.data), Path(args.out), quiet=args.quiet)
+    return 0
 
 
-def demo(data: Path, out: Path, *, quiet: bool, counts: tuple[int, int, int] = (60, 20, 40)) -> int:
-    """The three steps; ``counts`` (train, val, test images a class) shrink only for --smoke."""
+def demo(
+    data: Path, out: Path, *, quiet: bool, counts: tuple[int, int, int] = (60, 20, 40)
+) -> dict[str, float]:
+    """The three steps; ``counts`` (train, val, test images a class) shrink only for --smoke.
+
+    Returns the test accuracies the README quotes (``pretrained``, ``random_init``), so that
+    tests/test_demo.py can hold the README to what this code measures.
+    """
     started = time.monotonic()
     print(f"[1/3] demo dataset in {data}/ (generated once, seeded)")
     make_demo_dataset(data, n_per_class=counts)
@@ -78,7 +86,10 @@ def demo(data: Path, out: Path, *, quiet: bool, counts: tuple[int, int, int] = (
     print(f"run folder:    {run}")
     print(f"report:        {report}")
     print(f"demo took {time.monotonic() - started:.0f} s")
-    return 0
+    return {
+        "pretrained": float(clf.metrics_["test"]["accuracy"]),
+        "random_init": float(baseline.metrics_["test"]["accuracy"]),
+    }
 
 
 if __name__ == "__main__":

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     trunk.load_state_dict(trunk_state, strict=True)
     trunk.eval()
 
-    config = {
+    config: dict[str, Any] = {
         "architecture": ARCHITECTURE,
         "num_classes": 0,
         "num_features": trunk.num_features,
@@ -426,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "source_val_accuracy": round(val_acc, 4),
     }
     write_backbone(args.out, trunk, config)
+    assert isinstance(model.fc, torch.nn.Linear)  # the pretraining head timm built
     write_classifier(args.out, model.fc)
 
     # Verify what was written loads through timm's own local-dir path and matches the trunk.

@@ -6,11 +6,18 @@ once its arguments are stored (``RUN/train_args.json``), else as it was first st
 that early leaves nothing to resume). The finished run must equal an uninterrupted one bit for
 bit, leave no temporary file in the run folder or the cache, and leave a cache that passes
 SQLite's integrity check.
+
+Bit for bit holds between runs with the same torch thread count only: a convolution's weight
+gradient split across two threads sums in another order than on one, and the end-to-end epochs
+then differ in the eighth digit. So each start runs with this process's count (``OMP_NUM_THREADS``),
+the count the uninterrupted run beside it had: a test module under the ``one_torch_thread``
+fixture otherwise compared its one-thread run with children on every core (issue 25).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -21,7 +28,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["KillReport", "assert_same_run", "leftovers", "run_to_the_end", "train_command"]
+import torch
+
+__all__ = [
+    "KillReport",
+    "assert_same_run",
+    "kill_after_first_checkpoint",
+    "leftovers",
+    "run_to_the_end",
+    "train_command",
+]
 
 ARGS_NAME = "train_args.json"
 
@@ -41,7 +57,9 @@ class KillReport:
 
 
 def _start(command: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start ``command`` with this process's torch thread count (see the module doc)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
 
 def run_to_the_end(
@@ -94,6 +112,31 @@ def run_to_the_end(
         break
     report.seconds = time.monotonic() - started
     return report
+
+
+def kill_after_first_checkpoint(command: list[str], run: Path, *, timeout: float = 120.0) -> None:
+    """Start ``command`` and SIGKILL it as soon as its first end-to-end checkpoint is written.
+
+    :func:`run_to_the_end`'s kills land where the machine's speed puts them (start-up,
+    extraction, the head, the epochs); this one lands at the same point of every run, in the
+    epoch after the first checkpoint, so that the resumed start must restore the network, the
+    optimizer and the best-so-far from that checkpoint. Not a random moment of the epoch: a
+    fast machine could finish the run in that time, and the state restored is the same.
+
+    Raises:
+        AssertionError: The start ended (finished or failed) before it could be killed, or wrote
+            no checkpoint within ``timeout`` seconds.
+    """
+    index = run / "checkpoint" / "checkpoint.json"
+    proc = _start(command)
+    deadline = time.monotonic() + timeout
+    while not index.is_file():
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout} s"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it was killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
 
 
 def _safetensors_parts(path: Path) -> tuple[dict[str, object], bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -147,6 +148,26 @@ def test_resuming_a_finished_run_changes_nothing(uninterrupted, capsys) -> None:
     assert main(["train", "--resume", str(uninterrupted)]) == 0
     assert "nothing to resume" in capsys.readouterr().out
     assert (uninterrupted / "model.safetensors").read_bytes() == before
+
+
+def test_resuming_a_run_killed_after_saving_writes_its_report_and_removes_its_checkpoint(
+    uninterrupted, tmp_path, capsys
+) -> None:
+    # What a SIGKILL between saving the model and writing the report leaves (tests/_kills.py
+    # kills landed there now and then): config.json, no report, the checkpoint folder.
+    run = tmp_path / "killed-after-saving"
+    shutil.copytree(uninterrupted, run)
+    (run / "report.html").unlink()
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "checkpoint.json").write_text("{}")
+    before = (run / "model.safetensors").read_bytes()
+
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (run / "report.html").is_file()
+    assert not (run / "checkpoint").exists()
+    assert (run / "model.safetensors").read_bytes() == before
 
 
 def _optimizer_after_steps() -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -241,3 +241,18 @@ def test_features_that_are_not_finite_raise_weights_error_not_a_bad_precision() 
     x[3, 2] = np.nan
     with pytest.raises(WeightsError, match="not finite"):
         fit_typicality(x, y, score="mahalanobis")
+
+
+def test_tiny_classes_of_many_dimensions_fit_a_finite_typicality() -> None:
+    """Two images a class in 192 dimensions: each out-of-fold fit holds one image a class, so
+    the spread within classes is zero, and the one got by subtracting products is rounding noise.
+    Mutation: with the spread read off that noise (the old code), held-out distances were 1e17,
+    these far-away points were typical (1.0), and a493b29's check raised 'features are not
+    finite' on finite features (benchmarks/warm.py's smoke run found it)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 192)).astype(np.float32)
+    y = np.arange(20) % 10
+    fitted = fit_typicality(x, y, score="mahalanobis")
+    far = x[:3] + 100.0
+    assert np.isfinite(fitted.typicality(x, None)).all()
+    assert (fitted.typicality(far, None) == 0.0).all()

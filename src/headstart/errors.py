@@ -14,6 +14,7 @@ __all__ = [
     "CacheWarning",
     "DataError",
     "DataWarning",
+    "EngineWarning",
     "ExportError",
     "HeadstartError",
     "HeadstartWarning",
@@ -96,6 +97,11 @@ class DataWarning(HeadstartWarning):
 
 class CacheWarning(HeadstartWarning):
     """The feature cache cannot be used as it is (damaged, read-only); the run goes on."""
+
+
+class EngineWarning(HeadstartWarning):
+    """An extraction engine asked for cannot be used here (not installed, the backbone does not
+    export, or its features differ from torch's); features come from torch instead."""
 
 
 class PreprocessOverrideWarning(HeadstartWarning):

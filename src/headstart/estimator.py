@@ -38,6 +38,7 @@ from headstart.errors import (
 )
 from headstart.evaluation.calibration import CALIBRATIONS
 from headstart.features.cache import decoded_in, default_cache_dir
+from headstart.features.engines import check_engine
 from headstart.features.extract import extract_cached
 from headstart.fit_warnings import warn_on_leakage, warn_on_pretrained_view, warn_on_small_classes
 from headstart.fitted import (
@@ -121,6 +122,10 @@ class ImageClassifier(Parameters, LearnedAttributes):
         val_fraction, test_fraction: used when the data has no val/test split of its own.
         cache_dir: feature cache folder (default: the user cache dir); ``cache=False`` disables it.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        engine: What runs the backbone when features are extracted on a CPU: ``"torch"``,
+            ``"onnxruntime"``, ``"openvino"`` or ``"auto"`` (default: the fastest measured on
+            this backbone, torch unless another wins; :mod:`headstart.features.engines`). Any
+            engine's features equal torch's to 1e-4 and share its cache entries.
         num_workers: image decoding threads (default: one per core; 0: decode in turn). The
             doctor's checks decode in as many processes.
         quiet: no progress output.
@@ -198,6 +203,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         cache: bool = True,
         cache_dir: str | Path | None = None,
         device: str = "auto",
+        engine: str = "auto",
         num_workers: int | None = None,
         extract_batch_size: int = 32,
         quiet: bool = False,
@@ -240,6 +246,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
         self.cache = cache
         self.cache_dir = cache_dir
         self.device = device
+        self.engine = engine
         self.num_workers = num_workers
         self.extract_batch_size = extract_batch_size
         self.quiet = quiet
@@ -288,6 +295,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             )
         refuse_C_without_linear_head(self.C, self.head)  # before auto measures
         check_unknown_options(self.unknown_score, self.unknown_threshold)
+        check_engine(self.engine)
         main = distributed.is_main()  # under torchrun: rank 0 alone warns and prints
         quiet = self.quiet or not main
         if main:
@@ -492,6 +500,7 @@ class ImageClassifier(Parameters, LearnedAttributes):
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
+            engine=self.engine,
             quiet=self.quiet or not use_cache,  # an uncached pass is a short timing one
         )
 

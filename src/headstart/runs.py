@@ -228,12 +228,19 @@ def read_history_csv(path: Path) -> list[dict[str, float]]:
 
 
 def write_skipped_csv(path: Path, skipped: Sequence[Mapping[str, str]]) -> None:
+    """The skipped files and why, one row each, in UTF-8.
+
+    A name that is not UTF-8 on disk (``caf\\xe9.jpg`` from an old Latin-1 archive) comes from
+    the file system with its bytes escaped as lone surrogates, which strict UTF-8 cannot encode:
+    ``surrogateescape`` writes those bytes back as they are, so the row names the real file
+    rather than the whole run failing at its last step.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "reason"])
     for row in skipped:
         writer.writerow([row["path"], row["reason"]])
-    atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, Any]:
@@ -264,8 +271,8 @@ def read_config(folder: str | Path, *, model_folder: bool = False) -> dict[str, 
             "`headstart train` wrote."
         )
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(config_path)
+    except (OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read {config_path}: {exc}.") from exc
     hs = config.get("headstart") if isinstance(config, dict) else None
     if not isinstance(hs, dict) or not isinstance(hs.get("classes"), list):
@@ -283,12 +290,26 @@ def _read_model_config(folder: Path, path: Path) -> dict[str, Any]:
             "model.safetensors as timm writes them (timm.models.push_to_hf_hub / save_for_hf)."
         )
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = _parse_json(path)
+    except (OSError, ValueError) as exc:
         raise BackboneNotFoundError(f"Cannot read {path} as JSON ({exc}).") from None
     if not isinstance(config, dict):
         raise BackboneNotFoundError(f"{path} must hold a JSON object, got {type(config).__name__}.")
     return config
+
+
+def _parse_json(path: Path) -> Any:
+    """A config file's JSON, every way it can be unreadable a ValueError (or an OSError).
+
+    A config nested deeper than Python's recursion limit (``[[[[...``, a few hundred kilobytes)
+    makes the parser raise RecursionError, which is said here as what it is: not JSON headstart
+    can read, rather than a crash (tests/_hostile_models.py, ``run-config-deeply-nested``).
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested deeper than any config is") from None
 
 
 def run_folder_problem(folder: Path) -> str | None:

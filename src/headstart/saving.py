@@ -165,7 +165,7 @@ def load_run(folder: str | Path) -> FittedModel:
             "not_used": dict(training.get("not_used") or {}),
         }
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad config.json ({exc})") from exc
+        raise _run_error(folder, f"bad config.json ({_first_line(exc)})") from exc
     if spec.get("layer") is not None:
         try:
             backbone = select_layer(backbone, spec["layer"])
@@ -180,6 +180,14 @@ def load_run(folder: str | Path) -> FittedModel:
             f"{len(classes)} classes",
         )
     head_keys = _head_keys(head, hs)
+    broken = _unusable_tensors(tensors, head_keys)
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise _run_error(
+            folder,
+            f"its weights hold NaN or infinite values ({', '.join(broken[:3])}{more}): the file "
+            "is damaged or the training diverged",
+        )
     head_state = {head_keys[k]: v.float() for k, v in tensors.items() if k in head_keys}
     backbone_state = {k: v for k, v in tensors.items() if k not in head_keys}
     try:
@@ -216,7 +224,7 @@ def _load_thresholds(folder: str | Path, hs: Mapping[str, Any], labels: int) -> 
     try:
         thresholds = [float(t) for t in multi["thresholds"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise _run_error(folder, f"bad multi_label thresholds ({exc})") from exc
+        raise _run_error(folder, f"bad multi_label thresholds ({_first_line(exc)})") from exc
     if len(thresholds) != labels:
         raise _run_error(folder, f"{len(thresholds)} thresholds for {labels} labels")
     return thresholds
@@ -238,7 +246,7 @@ def _load_typicality(folder: Path, unknowns: Mapping[str, Any]) -> Typicality | 
     try:
         return Typicality.from_state(read_tensors(folder / TYPICALITY_NAME), unknowns)
     except (KeyError, TypeError, ValueError, HeadstartError) as exc:
-        raise _run_error(folder, f"bad typicality state ({exc})") from exc
+        raise _run_error(folder, f"bad typicality state ({_first_line(exc)})") from exc
 
 
 def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -248,6 +256,26 @@ def _state_tensors(model: FittedModel, config: Mapping[str, Any]) -> dict[str, t
     for name, value in model.head.state_dict().items():
         tensors[by_name[name]] = value
     return tensors
+
+
+def _unusable_tensors(
+    tensors: Mapping[str, torch.Tensor], head_keys: Mapping[str, str]
+) -> list[str]:
+    """The saved tensors no prediction can come from: NaN anywhere, or an infinite value in
+    the head. Such a run predicted NaN probabilities (and printed ``NaN`` into predict's JSON)
+    with exit 0 (tests/_hostile_models.py, ``run-weights-nan-inf``). Infinity is allowed in
+    the backbone, where a model may keep an attention mask of -inf as a buffer."""
+    broken = []
+    for key, value in tensors.items():
+        if not value.is_floating_point():
+            continue
+        if key in head_keys:
+            bad = not bool(torch.isfinite(value).all())
+        else:
+            bad = bool(torch.isnan(value).any())
+        if bad:
+            broken.append(key)
+    return broken
 
 
 def _head_keys(head: torch.nn.Module, hs: Mapping[str, Any]) -> dict[str, str]:
@@ -263,6 +291,13 @@ def _reason(model: FittedModel) -> str:
     if model.advice is not None:
         return "chosen by --strategy auto: " + "; ".join(model.advice.reasons)
     return f"chosen by the user (--strategy {model.settings.strategy})"
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: torch's errors carry its C++ stack on the lines after
+    (a head of 10**30 features, tests/_hostile_models.py), which is no help and no one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _run_error(folder: str | Path, what: str) -> HeadstartError:

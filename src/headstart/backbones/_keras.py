@@ -428,12 +428,15 @@ _SAFE_MODULE = re.compile(r"^keras(\.|$)")
 def check_config(config: Any, where: str) -> None:
     """Refuse a Keras model config that would deserialise code, before Keras reads it.
 
-    A Lambda layer carries Python bytecode, and a custom class (``registered_name`` with a
-    package, or a ``module`` outside Keras) means importing and running code the file names.
-    Neither is data, so neither is loaded, whatever Keras' own safe mode would have done.
+    A Lambda layer carries Python bytecode, and a custom class (a ``package>Name`` registered
+    name, a name registered in this process, or a ``module`` outside Keras) means importing or
+    running code the file names. Neither is data, so neither is loaded, whatever Keras' own safe
+    mode would have done: a legacy ``.h5`` naming a registered class ran it before
+    (tests/_hostile_models.py, ``keras-custom-layer-h5``).
 
     Raises:
-        UnsafeWeightsError: The config names a Lambda layer, a function, or a non-Keras class.
+        UnsafeWeightsError: The config names a Lambda layer, a function, or a custom or
+            non-Keras class.
     """
 
     def refuse(what: str) -> None:
@@ -443,13 +446,15 @@ def check_config(config: Any, where: str) -> None:
             "(model.save_weights('model.weights.h5')) and pass --weights."
         )
 
-    def walk(node: Any) -> None:
+    custom = _custom_object_names()
+    stack = [config]  # a stack, not recursion: a config nested deeper than Python's limit
+    while stack:
+        node = stack.pop()
         if isinstance(node, list):
-            for item in node:
-                walk(item)
-            return
+            stack.extend(reversed(node))  # in order: the first offence is the one named
+            continue
         if not isinstance(node, dict):
-            return
+            continue
         class_name = node.get("class_name")
         if isinstance(class_name, str):
             if class_name in ("Lambda", "__lambda__", "function", "__function__"):
@@ -457,24 +462,55 @@ def check_config(config: Any, where: str) -> None:
             module = node.get("module")
             if module is not None and not (isinstance(module, str) and _SAFE_MODULE.match(module)):
                 refuse(f"names class {class_name!r} from module {module!r}")
-            registered = node.get("registered_name")
-            if isinstance(registered, str) and ">" in registered:
-                refuse(f"names the custom object {registered!r}")
-        for value in node.values():
-            walk(value)
+            # "package>Name" is a registered custom object: legacy .h5 files name it in
+            # class_name, .keras archives in registered_name. A plain name registered in this
+            # process (keras.saving.get_custom_objects()) is one too. Either is code Keras would
+            # find and run, whatever safe mode says.
+            for name in (class_name, node.get("registered_name")):
+                if isinstance(name, str) and (">" in name or name in custom):
+                    refuse(f"names the custom object {name!r}")
+        stack.extend(reversed(list(node.values())))
 
-    walk(config)
+
+def _custom_object_names() -> frozenset[str]:
+    """Names of the custom objects registered in this process, which Keras would resolve a
+    class name to before its own classes."""
+    try:
+        from keras.saving import get_custom_objects
+    except ImportError:  # pragma: no cover - every caller has imported Keras
+        return frozenset()
+    return frozenset(get_custom_objects())
+
+
+_MAX_CONFIG_BYTES = 64 * 2**20
+"""The largest model config read: the biggest Keras application's is about a megabyte, and a
+config.json of a few kilobytes that inflates to gigabytes (a zip bomb) must not be read whole."""
 
 
 def _archive_config(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError, ValueError) as exc:
+            info = archive.getinfo("config.json")
+            if info.file_size <= _MAX_CONFIG_BYTES:
+                with archive.open(info) as member:  # reads at most the size declared
+                    return json.loads(member.read())
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,  # nested deeper than Python's limit
+    ) as exc:
         raise WeightsError(
             f"Cannot read '{path}' as a .keras archive ({_first_line(exc)}); save it again "
             "with model.save('model.keras')."
         ) from None
+    raise WeightsError(
+        f"Refusing to read '{path}': its config.json declares {info.file_size:,} bytes (from "
+        f"{info.compress_size:,} stored), over the {_MAX_CONFIG_BYTES:,} a model config needs; "
+        "the archive is damaged or a decompression bomb."
+    )
 
 
 def _h5_config(path: Path) -> Any | None:
@@ -491,12 +527,15 @@ def _h5_config(path: Path) -> Any | None:
         ) from None
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
     try:
+        if not isinstance(raw, (str, bytes)):  # an HDF5 opaque or numeric attribute
+            raise ValueError(f"an HDF5 {type(raw).__name__}, not JSON text")
         return json.loads(raw)
-    except ValueError as exc:
-        raise WeightsError(f"'{path}' has an unreadable model_config ({exc}).") from None
+    except (ValueError, RecursionError) as exc:
+        raise WeightsError(
+            f"'{path}' has an unreadable model_config ({_first_line(exc)}); save the model "
+            "again with model.save('model.keras')."
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -532,7 +571,10 @@ def _load_full_model(keras: Any, path: Path) -> Any:
         )
     check_config(config, str(path))
     try:
-        with _fresh_names(keras):
+        with _fresh_names(keras), warnings.catch_warnings():
+            # Keras warns and goes on when weights are missing ("Affected layers will retain
+            # their freshly-initialized weights"): a half-random model is no model to use.
+            warnings.simplefilter("error", UserWarning)
             return keras.saving.load_model(path, compile=False, safe_mode=True)
     except HeadstartError:
         raise

@@ -39,6 +39,7 @@ STRATEGY_CHOICES: tuple[str, ...] = ("features", "augment", "finetune", "scratch
 SCHEDULE_CHOICES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 BN_CHOICES: tuple[str, ...] = ("frozen", "train")
 CLASS_WEIGHT_CHOICES: tuple[str, ...] = ("balanced", "none")
+ENGINE_CHOICES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -275,6 +276,15 @@ def add_run_options(parser: argparse.ArgumentParser, *, no_cache: bool = True) -
     """Where and how a command runs; ``no_cache=False`` for a command whose point is to fill
     the cache."""
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="what runs the backbone when features are extracted on a CPU: auto (default: the "
+        "fastest measured on this backbone, torch unless another wins), torch, onnxruntime "
+        "(extra onnx) or openvino (extra openvino). Features equal torch's to 1e-4, checked "
+        "once per backbone; an engine that fails the check or is missing falls back to torch",
+    )
     add_cache_options(parser, no_cache=no_cache)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -522,6 +532,7 @@ def load_run(args: argparse.Namespace, *, quiet: bool, others: Sequence[str] = (
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
         device=args.device,
+        engine=args.engine,
         num_workers=args.workers,
         quiet=quiet,
     )

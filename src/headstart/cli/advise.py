@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache_dir,
         device=args.device,
+        engine=args.engine,
         num_workers=args.workers,
         quiet=args.quiet or args.json,
         class_weight=args.class_weight,

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         cache_dir=args.cache_dir,
         device=args.device,
+        engine=args.engine,
         num_workers=args.workers,
         quiet=args.quiet or args.json,
     )

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         num_workers=args.workers,
         device=args.device,
+        engine=args.engine,
         quiet=args.quiet,
         columns=csv_columns(args) or None,
         multi_label=args.multi_label,

@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=device,
+        engine=args.engine,
         quiet=args.quiet or not distributed.is_main(),
     )
     # An error above ends this rank; torchrun then stops the others.

@@ -12,6 +12,7 @@ import argparse
 import atexit
 import gc
 import importlib
+import io
 import os
 import sys
 import warnings
@@ -116,6 +117,11 @@ def entry() -> int:
     process of its own: :func:`main` called in a longer-lived one leaves its collector alone.
     """
     atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler
+    # A file name that is not UTF-8 (caf\xe9.jpg) comes from the file system as lone
+    # surrogates; under a UTF-8 locale stdout refuses them, and `headstart data` listing such a
+    # skipped file died in a UnicodeEncodeError. Printed as its bytes, as ls prints it.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         code = main()
         sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at exit

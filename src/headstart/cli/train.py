@@ -90,6 +90,7 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
     prepared = distributed.run_on_main(lambda: _prepare(args, defaults or {}))
     if prepared is None:
         if distributed.is_main():
+            _finish_saved_run(Path(args.resume), quiet=args.quiet)
             print(f"{args.resume} is finished (config.json written); nothing to resume.")
         distributed.shutdown()
         return 0
@@ -159,6 +160,23 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         )
         return 130
     return 0
+
+
+def _finish_saved_run(out: Path, *, quiet: bool) -> None:
+    """Do what a run killed after saving its model left undone: its report, and removing its
+    checkpoint.
+
+    ``train`` saves the model (config.json, which marks the run finished) before it writes the
+    report and removes the checkpoint, the slow part being the report. A kill in between left a
+    run that ``--resume`` called finished, with no report.html and a checkpoint folder (the size
+    of the model and its optimizer state, twice) that nothing would ever remove.
+    """
+    from headstart.checkpoint import remove_checkpoint
+    from headstart.reporting import REPORT_NAME, write_report
+
+    if not (out / REPORT_NAME).is_file():
+        write_report(out, quiet=quiet)
+    remove_checkpoint(out / CHECKPOINT_FOLDER)
 
 
 def _prepare(
@@ -303,6 +321,7 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
         device=args.device,
+        engine=args.engine,
         num_workers=args.workers,
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,

@@ -322,6 +322,27 @@ def _has_subdirs(folder: Path) -> bool:
     return any(entry.is_dir() and not _is_hidden(entry.name) for entry in folder.iterdir())
 
 
+def _check_class_name(folder: Path) -> None:
+    """Refuse a class folder whose name is not UTF-8 text (``caf\\xe9`` from a Latin-1 archive).
+
+    Python hands such a name over with its bytes escaped as lone surrogates; as a class name
+    it would become a label in config.json, predictions and reports, none of which can write
+    it, and the split's seeding could not even hash it (a UnicodeEncodeError traceback before).
+    A file name can stay as it is, a label cannot, so the folder must be renamed.
+
+    Raises:
+        DataError: The name does not encode as UTF-8.
+    """
+    try:
+        folder.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            f"class folder {str(folder)!r} has a name that is not UTF-8 text "
+            f"({os.fsencode(folder.name)!r}), and a class name becomes the label of every "
+            "output; rename the folder in UTF-8 (convmv -f latin1 -t utf8 renames many)"
+        ) from None
+
+
 def _read_class_dirs(
     split_dir: Path, check: _Check
 ) -> tuple[_ByClass, dict[str, list[Skipped]], list[Skipped]]:
@@ -330,6 +351,7 @@ def _read_class_dirs(
     usable: _ByClass = {}
     skips: dict[str, list[Skipped]] = {}
     for d in dirs:
+        _check_class_name(d)
         usable[d.name], skips[d.name] = _check_files(_walk_files(d), check)
     return usable, skips, _loose_images(files)
 

@@ -194,6 +194,7 @@ def diagnose(
     cache_dir: str | Path | None = None,
     num_workers: int | None = None,
     device: str = "auto",
+    engine: str = "auto",
     quiet: bool = False,
     columns: CsvColumns | None = None,
     multi_label: bool = False,
@@ -228,6 +229,7 @@ def diagnose(
         cache_dir: Feature cache folder (default: the user cache).
         num_workers: Decoding processes (None: chosen from the dataset size and the cores).
         device: Where the model runs ("auto", "cpu", "cuda", ...).
+        engine: What runs it on a CPU (:mod:`headstart.features.engines`).
         quiet: No progress output.
         columns: The columns of a CSV ``source`` (``load_dataset``'s ``path_column``,
             ``label_column``, ``split_column``), for a CSV made for something else.
@@ -325,6 +327,7 @@ def diagnose(
             cache_dir=folder,
             num_workers=num_workers,
             device=device,
+            engine=engine,
             quiet=quiet,
             seed=seed,
         )
@@ -337,6 +340,7 @@ def diagnose(
             cache_dir=folder,
             num_workers=num_workers,
             device=device,
+            engine=engine,
             quiet=quiet,
             seed=seed,
         )
@@ -365,6 +369,7 @@ def _pretrained_view_check(
     cache_dir: Path | None,
     num_workers: int | None,
     device: str,
+    engine: str,
     quiet: bool,
     seed: int,
 ) -> Finding | None:
@@ -395,6 +400,7 @@ def _pretrained_view_check(
             desc="asking the pretrained classifier",
             num_workers=num_workers,
             device=device,
+            engine=engine,
             quiet=quiet,
         )
 

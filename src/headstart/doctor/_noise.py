@@ -318,6 +318,7 @@ def label_noise_findings(
     cache_dir: Path | None,
     num_workers: int | None,
     device: str,
+    engine: str = "auto",
     quiet: bool,
     seed: int = 0,
 ) -> tuple[list[Finding], dict[str, Any]]:
@@ -336,6 +337,7 @@ def label_noise_findings(
         cache_dir: Feature cache folder, or None for no cache.
         num_workers: Decoding workers for extraction.
         device: Where the backbone runs.
+        engine: What runs it on a CPU (:mod:`headstart.features.engines`).
         quiet: No progress output.
         seed: Seeds the folds.
     """
@@ -349,6 +351,7 @@ def label_noise_findings(
             cache=cache,
             num_workers=num_workers,
             device=device,
+            engine=engine,
             quiet=quiet,
             desc="extracting features",
         )

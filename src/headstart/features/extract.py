@@ -26,6 +26,12 @@ from headstart.device import prepare_device
 from headstart.distributed import all_gather, is_main, run_on_main, shard, world
 from headstart.features.batches import iter_batches
 from headstart.features.cache import FeatureCache, default_cache_dir, file_digest
+from headstart.features.engines import (
+    EngineRunner,
+    check_engine,
+    select_runner,
+    warn_engine_on_device,
+)
 from headstart.progress import Progress
 from headstart.threads import ThreadProbe
 
@@ -56,6 +62,13 @@ def feature_namespace(backbone: Backbone, *, view: str = "plain") -> str:
 
     Two runs share entries only if architecture, weights, preprocessing and view all match, so a
     changed mean/std or a fine-tuned backbone can never be served stale features.
+
+    The engine that runs the forward pass (:mod:`.engines`) is not part of it, on purpose. An
+    engine is used only where its features equal torch's to 1e-4 relative, which is rounding of
+    the kind the cache already holds (two thread counts or batch sizes sum in another order, and
+    differ by about 1e-7); the head cannot tell such features apart. Keyed by engine, a cache
+    filled by ``train`` under ONNX Runtime would be computed again by a ``predict`` under
+    torch, for nothing.
     """
     spec = backbone.spec
     payload = {
@@ -112,6 +125,7 @@ def extract_features(
     desc: str = "extracting features",
     view: FeatureView | None = None,
     digests: Mapping[Path, str] | None = None,
+    engine: str = "auto",
 ) -> ExtractResult:
     """Pooled features of every readable image in ``paths``.
 
@@ -129,7 +143,11 @@ def extract_features(
             each view are cached apart.
         digests: Content digests of (some of) ``paths`` that the caller found a moment ago
             (discovery's check against the cache): those files are not looked at again.
+        engine: What runs the forward pass on a CPU: ``torch``, ``onnxruntime``, ``openvino``
+            or ``auto`` (:mod:`headstart.features.engines`); the features are torch's to 1e-4
+            whichever runs, and are cached under the same key.
     """
+    check_engine(engine)
     # Path(p) of a Path parses it again: 10 us a file, a second at 100k images.
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     given = digests or {}
@@ -138,7 +156,7 @@ def extract_features(
     sharded = world().size > 1
     compute = partial(
         _compute,
-        forward=lambda: _Forward(backbone, device, view),
+        forward=lambda: _Forward(backbone, device, view, engine=engine, cache=cache),
         sharded=sharded,
         desc=desc,
         quiet=quiet,
@@ -374,7 +392,13 @@ class _Forward:
     """The backbone on its device, in inference mode, ready to run over lists of files."""
 
     def __init__(
-        self, backbone: Backbone, device: str | torch.device | None, view: FeatureView | None
+        self,
+        backbone: Backbone,
+        device: str | torch.device | None,
+        view: FeatureView | None,
+        *,
+        engine: str = "auto",
+        cache: FeatureCache | None = None,
     ) -> None:
         self.device = prepare_device(device)
         self.channels_last = self.device.type != "mps"
@@ -384,6 +408,33 @@ class _Forward:
         self.module = module
         self.preprocess = backbone.preprocess
         self.view = view
+        self.spec = backbone.spec
+        self.engine = engine
+        self.engine_folder = cache.folder if cache is not None else default_cache_dir()
+        self.runner: EngineRunner | None = None
+        self._engine_chosen = False
+
+    def _choose_engine(self, images: int) -> EngineRunner | None:
+        """The engine for this pass (None: torch), chosen on the first call: another engine
+        runs on the CPU only."""
+        if self._engine_chosen:
+            return self.runner
+        self._engine_chosen = True
+        if self.engine == "torch":
+            return None
+        if self.device.type != "cpu":
+            if self.engine != "auto":
+                warn_engine_on_device(self.engine, self.device)
+            return None
+        self.runner = select_runner(
+            self.module,
+            self.spec,
+            (3, *self.preprocess.input_size),
+            engine=self.engine,
+            folder=self.engine_folder,
+            images=images,
+        )
+        return self.runner
 
     def __call__(
         self,
@@ -413,18 +464,19 @@ class _Forward:
             keys=None if view is None else [digests[p] for p in todo],
             on_content=contents.__setitem__ if keep_facts else None,
         )
-        # On a CPU, one thread or the whole team, whichever the machine runs faster now.
+        runner = self._choose_engine(len(todo))
+        # On a CPU, one thread or the whole team, whichever the machine runs faster now; an
+        # engine gets the same count for its own intra-op threads.
         probe = ThreadProbe(enabled=self.device.type == "cpu")
+        if runner is not None:
+            for count in probe.counts:
+                runner.prepare(count)
         with torch.inference_mode():
             for batch, indices, bad in loader:
                 for index, reason in bad:
                     failures[todo[index]] = reason
                 if batch is not None:
-                    x = batch.to(self.device, non_blocking=True)
-                    if self.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with probe.step(len(x)):
-                        out = self.module(x).float().cpu().numpy()
+                    out = self._forward(batch, runner, probe)
                     fresh = {digests[todo[i]]: out[row] for row, i in enumerate(indices)}
                     computed.update(fresh)
                 else:
@@ -435,6 +487,19 @@ class _Forward:
                     cache.put_many(namespace, fresh, facts)
                 progress.update(len(indices) + len(bad))
         return computed
+
+    def _forward(
+        self, batch: torch.Tensor, runner: EngineRunner | None, probe: ThreadProbe
+    ) -> np.ndarray:
+        """One batch's features, by the engine when it takes this input size, else by torch."""
+        if runner is not None and runner.accepts(batch):
+            with probe.step(len(batch)) as threads:
+                return runner.run(batch, threads)
+        x = batch.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with probe.step(len(x)):
+            return np.asarray(self.module(x).float().cpu().numpy())
 
 
 def _forward_sharded(

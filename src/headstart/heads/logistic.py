@@ -11,12 +11,10 @@ the same features give the same head, bit for bit on a CPU.
 
 The strength is expressed as scikit-learn's ``C`` (inverse strength on the summed loss), so the
 objective is ``mean cross-entropy + ||W||^2 / (2 C n)``. The bias is not penalised. A chosen ``C``
-is refitted with the same penalty per image it was scored with: the fits that chose it saw
-``n_sel`` images (4/5 of train + val with 5 folds; the train split with a validation split), the
-refit sees ``n``, so the final fit uses ``final_C = C * n_sel / n``. Refitting
-``LogisticRegression(C=C)`` instead (penalty per image shrinking by ``n_sel / n``) ended
-consistently on the weak side of the test optimum on the demo data, where the test log-loss is
-steep (BENCHMARKS.md, "The penalty per image"). A ``C`` given by the user is used as given.
+is refitted as it is, as ``LogisticRegressionCV`` refits. Scaling it to keep the penalty per image
+of the fits that scored it (``C * n_sel / n``, ``n_sel`` their images) was chosen on the demo and
+digits test splits; on tasks and seeds that never chose it, it raised the test log-loss on 47 fits
+of 80 (BENCHMARKS.md, "The head's rules on tasks that never chose them"), and was removed.
 
 The grid point with the lowest held-out loss is refined (for cheap fits) by a quarter step either
 side and then the vertex of a parabola in ``log C`` through the best point and its neighbours: a
@@ -48,7 +46,7 @@ calibration scores them unweighted (:mod:`headstart.heads.weights` says why).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -123,6 +121,10 @@ FINAL_MAX_ITER = 300
 DEFAULT_C = 1.0
 
 ProtocolKind = Literal["validation", "cv", "none"]
+# The walk's measured rules (the parabola vertex, the clear-gain shortcut of large fits), each
+# switchable off only so that ``benchmarks/head_rules.py`` can measure what it is worth on tasks
+# that never chose it.
+_Rule = Literal["vertex", "clear_gain"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class LinearFit:
     Attributes:
         head: ``nn.Linear`` with the standardisation folded in.
         C: The chosen inverse L2 strength (of the fits that scored it).
-        final_C: The strength of the final fit: ``C`` with the same penalty per image.
+        final_C: The strength of the final fit: ``C`` (kept in the record, where runs of earlier
+            versions, which scaled it, show what they were refitted with).
         protocol: How it was chosen.
         path: One row per grid point walked: ``C``, held-out ``log_loss`` and ``accuracy``.
         val_loss, val_accuracy: The held-out figures of the chosen setting (of models that did
@@ -275,6 +278,7 @@ def fit_linear(
     quiet: bool = True,
     desc: str = "fitting the linear head",
     _final: bool = True,
+    _without: Collection[_Rule] = (),
 ) -> LinearFit:
     """Choose ``C`` on held-out data (unless given), then fit on every image the run may use.
 
@@ -294,6 +298,9 @@ def fit_linear(
             class index (:mod:`headstart.heads.weights`); None: unweighted.
         quiet: Report no progress (the count of solves, their rate and the time elapsed).
         desc: What the progress line calls this fit.
+        _without: Rules of the walk to switch off (``"vertex"``, ``"clear_gain"``): for
+            ``benchmarks/head_rules.py`` alone, which measures each rule against the head
+            without it; a run never passes it.
 
     The solves run with the thread count their size is fastest with (:mod:`headstart.threads`):
     one thread for all but the largest fits, since on a busy machine two threads made each of
@@ -320,6 +327,7 @@ def fit_linear(
             class_weight=class_weight,
             progress=progress,
             final=_final,
+            without=frozenset(_without),
         )
 
 
@@ -339,6 +347,7 @@ def _fit_linear(
     class_weight: ClassWeight,
     progress: Progress,
     final: bool,
+    without: frozenset[_Rule],
 ) -> LinearFit:
     if len(train_x) == 0:
         raise HeadstartError("No training features: the train split is empty.")
@@ -374,6 +383,9 @@ def _fit_linear(
         class_weight, np.concatenate([ty, vy]) if final_val else ty, num_classes
     )
     solver = _Solver(d, num_classes, settle=not cheap, class_weight=weights, progress=progress)
+    solver.vertex = "vertex" not in without
+    if "clear_gain" in without:
+        solver.clear = None
     if len(ty) >= PRECONDITION_MIN_ROWS_PER_DIM * d:
         solver.precondition(xs_train)
     grid = grid if grid is not None else (C_GRID if cheap else C_GRID_COARSE)
@@ -387,7 +399,6 @@ def _fit_linear(
         class_weight=None if weights is None else weights.tolist(),
     )
     state: tuple[torch.Tensor, torch.Tensor] | None = None
-    selected = 0.0  # images in each fit that scored C (their mean over folds)
     if proto.kind == "validation" and has_val:
         if walk is None:
             fit_rows = torch.cat([xs_train, *extras]) if extras else xs_train
@@ -400,7 +411,7 @@ def _fit_linear(
             solver, fit_rows, fit_y, xs_val, yv, grid if C is None else [C], patience, result
         )
         # A sample stands in for the train split: its C is taken as the train split's.
-        result.C, selected = chosen, len(yt) * (1 + len(extras))
+        result.C = chosen
         result.heldout_logits, result.heldout_y = logits.numpy(), vy
     elif proto.kind == "cv":
         all_x = rows_all
@@ -411,7 +422,7 @@ def _fit_linear(
             all_x, all_y = all_x[picked], all_y[picked]
             sampled_train = picked[picked < len(ty)]
             cv_extras, cv_train = [e[sampled_train] for e in extras], len(sampled_train)
-        chosen, logits, heldout, selected = _walk_cv(
+        chosen, logits, heldout = _walk_cv(
             solver,
             all_x,
             all_y,
@@ -425,8 +436,6 @@ def _fit_linear(
         )
         result.C = chosen
         result.heldout_logits, result.heldout_y = logits.numpy(), all_y[heldout].numpy()
-        if walk is not None:  # the sample stands in for all of train + val, as above
-            selected *= (len(ty) + len(vy)) / len(walk)
 
     result.iterations = solver.iterations
     if not final:
@@ -438,8 +447,7 @@ def _fit_linear(
         x_fit = rows_all if final_val else xs_train  # views of the buffer: no copy
     labels = [yt] * (1 + len(extras)) + ([yv] if final_val else [])
     y_fit = torch.cat(labels)
-    # The same penalty per image as the fits that scored C (a given C is used as given).
-    result.final_C = result.C if C is not None or not selected else result.C * selected / len(y_fit)
+    result.final_C = result.C
     weight, bias, _ = solver.solve(x_fit, y_fit, result.final_C, state, FINAL_MAX_ITER)
     result.iterations = solver.iterations
     result.fit_counts = {"train": len(ty), **({"val": len(vy)} if final_val else {})}
@@ -506,6 +514,8 @@ class _Solver:
         # A settled gain this large is taken without a second, converged solve (large fits
         # only: on the demo data's small cross-validated walks it cost 0.001 of test log-loss).
         self.clear = CLEAR_GAIN if settle else None
+        # The walk ends on the vertex of the parabola through its best point and neighbours.
+        self.vertex = True
         self.iterations = 0
         self.evaluations = 0
         self._basis: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -692,6 +702,7 @@ def _walk(
     result: LinearFit,
     margin: float = 0.0,
     clear: float | None = None,
+    vertex: bool = True,
 ) -> tuple[float, Payload]:
     """Walk ``grid`` strong to weak until the held-out loss stops improving (then, for cheap
     fits, refine: a quarter step either side of the best point, then the vertex of a parabola in
@@ -711,7 +722,8 @@ def _walk(
     model. On large fits (``clear`` given) that second solve is skipped where the settled point
     beats the best by more than ``clear`` (relative): along the steep strong end of the grid every
     point does, and solving each to convergence there cost half of a 90,000-image walk. Whichever
-    point ends best is solved to convergence all the same.
+    point ends best is solved to convergence all the same. ``vertex`` False skips the parabola
+    vertex (to measure what it is worth).
     """
     tried: dict[float, tuple[float, float, Payload]] = {}
     solved: set[float] = set()
@@ -749,10 +761,10 @@ def _walk(
         for C in (center / step, center * step):
             if C not in tried and consider(C, tried[center][2]):
                 best_c = C
-    if len(grid) > 1:
-        vertex = _parabola_vertex({c: v[0] for c, v in tried.items()}, best_c)
-        if vertex is not None and vertex not in tried and consider(vertex, tried[best_c][2]):
-            best_c = vertex
+    if vertex and len(grid) > 1:
+        top = _parabola_vertex({c: v[0] for c, v in tried.items()}, best_c)
+        if top is not None and top not in tried and consider(top, tried[best_c][2]):
+            best_c = top
     if best_c not in solved:  # taken on a clear gain: its figures must be a solved model's too
         tried[best_c] = evaluate(best_c, tried[best_c][2], True)
     for C in sorted(tried):
@@ -801,7 +813,9 @@ def _walk_validation(
         loss, accuracy = _score(logits, yv, solver.class_weight)
         return loss, accuracy, ((weight, bias), logits)
 
-    C, (state, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
+    C, (state, logits) = _walk(
+        grid, evaluate, patience, result, solver.margin, solver.clear, solver.vertex
+    )
     return C, state, logits
 
 
@@ -833,9 +847,8 @@ def _walk_cv(
     grid: Sequence[float],
     patience: int,
     result: LinearFit,
-) -> tuple[float, torch.Tensor, np.ndarray, float]:
-    """Choose C by k-fold CV; the best C, its out-of-fold logits, the rows they belong to, and
-    the mean number of training rows of a fold's fit.
+) -> tuple[float, torch.Tensor, np.ndarray]:
+    """Choose C by k-fold CV; the best C, its out-of-fold logits and the rows they belong to.
 
     Folds mix train and val images freely (both are labelled, neither is test); augmented views
     exist for training images only (the first ``n_train`` rows) and join a fold's fit with them.
@@ -864,5 +877,7 @@ def _walk_cv(
         loss, accuracy = _score(logits, y[heldout], solver.class_weight)
         return loss, accuracy, (states, logits)
 
-    C, (_, logits) = _walk(grid, evaluate, patience, result, solver.margin, solver.clear)
-    return C, logits, heldout, float(np.mean([len(fy) for _, fy, _ in fold_data]))
+    C, (_, logits) = _walk(
+        grid, evaluate, patience, result, solver.margin, solver.clear, solver.vertex
+    )
+    return C, logits, heldout

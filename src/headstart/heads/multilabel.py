@@ -7,7 +7,7 @@ last layer with a binary cross-entropy loss computes.
 
 Each label is fitted by :func:`headstart.heads.logistic.fit_linear`, exactly as the single-label
 head is: standardised features, full-batch L-BFGS, the L2 strength walked on a grid and chosen by
-the label's held-out mean log-loss, then refitted on train + val with the same penalty per image.
+the label's held-out mean log-loss, then refitted on train + val at that strength.
 The held-out images are those of stratified cross-validation over train + val (as a single-label
 run with a small validation split has) up to ``CV_MAX_IMAGES`` labelled images, and only past
 that the validation split: here the held-out logits also choose each label's threshold, which

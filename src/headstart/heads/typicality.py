@@ -158,7 +158,18 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
     scikit-learn takes an eigendecomposition.
     """
     n, d = rows.shape
-    trace = float(np.trace(cov))
+    if not (np.isfinite(cov).all() and np.isfinite(rows).all()):
+        raise WeightsError(
+            "The backbone's features are not finite (NaN or infinity), so no typicality can be "
+            "fitted on them; check the weights, or train with unknown_score='none'."
+        )
+    trace = float(np.einsum("ij,ij->", rows, rows)) / max(n, 1)  # exact, from the rows
+    if abs(float(np.trace(cov)) - trace) > 1e-6 * trace:
+        # A covariance got by subtraction (all rows' products less the held-out ones') is all
+        # cancellation when little spread is left, e.g. a fold whose fit holds one image a
+        # class: rounding noise shaped like a covariance, with distances of 1e17. The rows'
+        # own product has no such error.
+        cov = rows.T @ rows / max(n, 1)
     mu = trace / d
     if mu <= 0.0:  # every row identical: no spread to measure distances by
         return np.eye(d)  # the identity is its own inverse and its own Cholesky factor
@@ -175,11 +186,8 @@ def _precision(cov: np.ndarray, rows: np.ndarray, *, factor: bool = False) -> np
             shrunk + jitter * mu * torch.eye(d, dtype=shrunk.dtype)
         )
         jitter *= 100.0
-    if int(info) != 0:  # even mu on the diagonal: only non-finite values refuse it
-        raise WeightsError(
-            "The backbone's features are not finite (NaN or infinity), so no typicality can be "
-            "fitted on them; check the weights, or train with unknown_score='none'."
-        )
+    if int(info) != 0:  # even mu on the diagonal: never seen with finite rows
+        return np.sqrt(mu) * np.eye(d) if factor else np.eye(d) / mu  # the spread alone
     return lower.numpy() if factor else torch.cholesky_inverse(lower).numpy()
 
 
@@ -271,7 +279,10 @@ def _fit_params(
     # (scaled by the total spread, the few directions that separate the classes have a tiny
     # within-class variance, and shrinkage drowns exactly them).
     within = gram - (raw_means.T * counts) @ raw_means  # sum of (x - its class mean) products
-    spread = np.sqrt(np.maximum(np.diag(within), 0.0) / n)
+    centred = x - raw_means[index]
+    # From the rows, not within's diagonal: where a fit holds one image a class, that diagonal
+    # is all cancellation, and its noise (1e-16) taken for a spread scaled distances by 1e16.
+    spread = np.sqrt(np.einsum("ij,ij->j", centred, centred) / n)
     scale = 1.0 / np.where(spread > 1e-8 * max(spread.max(), 1e-30), spread, 1.0)
     shift = sums.sum(axis=0) / n
     outer = scale[:, None] * scale[None, :]
@@ -280,7 +291,7 @@ def _fit_params(
         "shift": shift if centre is None else shift + centre,
         "scale": scale,
         "means": (raw_means - shift) * scale,
-        key: _precision(within * outer / n, (x - raw_means[index]) * scale, factor=factor),
+        key: _precision(within * outer / n, centred * scale, factor=factor),
     }
     if name == "relative_mahalanobis":
         total = (gram - n * np.outer(shift, shift)) * outer / n

@@ -105,7 +105,9 @@ def write_report(
             )
     page = _render(folder, hs, read_history(folder), evaluation, data_note)
     out = folder / REPORT_NAME
-    atomic_write(out, page.encode("utf-8"))
+    # A file name that is not UTF-8 on disk reaches the page as lone surrogates (its bytes,
+    # escaped); shown as U+FFFD, the page stays valid UTF-8 instead of the run failing to write.
+    atomic_write(out, page.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode())
     return out
 
 

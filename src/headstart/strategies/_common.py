@@ -111,6 +111,7 @@ class Job:
             batch_size=self.extract_batch_size,
             num_workers=self.num_workers,
             device=self.device,
+            engine=self.settings.engine,
             quiet=self.quiet,
         )
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from headstart.augment import AugmentConfig, resolve_augment
 from headstart.errors import InvalidParameterError
+from headstart.features.engines import check_engine
 from headstart.heads import HEAD_KINDS
 from headstart.heads.training import SCHEDULES, HeadTrainingConfig, Schedule
 
@@ -142,6 +143,10 @@ class TrainSettings:
         class_weight: Weight each image's loss by its class, every head and strategy alike:
             ``"balanced"`` (scikit-learn's), a dict of class name to weight, or None/``"none"``
             (unweighted) (:mod:`headstart.heads.weights`).
+        engine: What runs the frozen backbone's forward pass on a CPU when features are
+            extracted (:mod:`headstart.features.engines`). It decides how fast, not what: the
+            features equal torch's to 1e-4 whichever runs. It is here, the one such setting,
+            so that the run records it and a resumed run extracts as the first did.
     """
 
     strategy: str = "features"
@@ -168,6 +173,7 @@ class TrainSettings:
     C: float | None = None
     refit: bool = True
     class_weight: str | dict[str, float] | None = None
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -201,6 +207,7 @@ class TrainSettings:
                     f"Invalid {name}={getattr(self, name)!r} for {self.strategy} training; "
                     f"{_ALLOWED[name]}."
                 )
+        check_engine(self.engine)
         if self.schedule not in SCHEDULES:
             raise InvalidParameterError(
                 f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}."

@@ -33,7 +33,6 @@ SMOKED = [
     "benchmarks/scale.py",  # 7: each stage in a process of its own
     "benchmarks/noise.py",  # 7
     "benchmarks/multilabel.py",  # 6
-    "scripts/demo.py",  # 5
     "benchmarks/decode.py",
     "benchmarks/doctor.py",
     "benchmarks/extract.py",
@@ -43,8 +42,10 @@ SMOKED = [
     "benchmarks/typicality_fit.py",  # 0
 ]
 # Trains the shipped backbone for ten minutes or checks it, or stresses the CLI (fuzzing, kills
-# mid-run) for minutes: not benchmarks, and no figure of the docs comes from them.
+# mid-run) for minutes: not benchmarks, and no figure of the docs comes from them; and the demo,
+# which tests/test_demo.py runs whole (its smoke would only repeat a smaller part of that).
 NOT_BENCHMARKS = {
+    "scripts/demo.py",  # run at its full size by tests/test_demo.py, which pins its figures
     "scripts/train_embedded_backbone.py",
     "scripts/check_embedded_transfer.py",
     "scripts/fuzz.py",

@@ -81,7 +81,8 @@ def _wait_for_first_checkpoint(proc: subprocess.Popen[bytes], run: Path) -> None
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint after 120 s"
         time.sleep(0.01)
-    time.sleep(random.uniform(0.0, 0.3))  # a random moment after the first checkpoint
+    # A seeded moment after the first checkpoint: a failure names the same delay when re-run.
+    time.sleep(random.Random(run.name).uniform(0.0, 0.3))
 
 
 def _safetensors_parts(path: Path) -> tuple[dict, bytes]:

@@ -9,11 +9,14 @@ more than :data:`CASE_MEMORY` is a bug the fuzzer found.
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import signal
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -23,6 +26,8 @@ __all__ = [
     "Hang",
     "bounded",
     "mutated",
+    "pack_safetensors",
+    "split_safetensors",
 ]
 
 CASE_SECONDS = 30.0
@@ -123,3 +128,17 @@ def mutated(seeds: dict[str, bytes]) -> st.SearchStrategy[tuple[str, bytes]]:
         return name, blob
 
     return build()
+
+
+def split_safetensors(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    """A safetensors file's (header, data bytes), for tests that lie in one and keep the other."""
+    size = struct.unpack("<Q", blob[:8])[0]
+    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+
+
+def pack_safetensors(header: dict[str, Any], data: bytes) -> bytes:
+    """A safetensors file from a header and data bytes, the header padded to 8 bytes as the
+    format requires, whatever the header says."""
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data

@@ -30,6 +30,8 @@ import pytest
 import torch
 from safetensors.torch import save, save_file
 
+from tests._fuzz import pack_safetensors, split_safetensors
+
 __all__ = ["KINDS", "CANARY_ENV", "HostileModel", "Scene"]
 
 DATA = Path(__file__).parent / "data" / "runs_v1"
@@ -651,24 +653,13 @@ def _(s: Scene) -> list[str]:
 
 
 # ---------------------------------------------------------------------- lying safetensors
-def _split(blob: bytes) -> tuple[dict[str, Any], bytes]:
-    size = struct.unpack("<Q", blob[:8])[0]
-    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
-
-
-def _pack(header: dict[str, Any], data: bytes) -> bytes:
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data
-
-
 def _lie(blob: bytes, name: str = "", **fields: Any) -> bytes:
     """``blob`` with one tensor's header entry changed (``offsets`` sets data_offsets)."""
-    header, data = _split(blob)
+    header, data = split_safetensors(blob)
     name = name or next(k for k in header if k != "__metadata__")  # the first tensor
     for key, value in fields.items():
         header[name]["data_offsets" if key == "offsets" else key] = value
-    return _pack(header, data)
+    return pack_safetensors(header, data)
 
 
 def _weights_kind(
@@ -683,11 +674,11 @@ def _weights_kind(
 
 
 def _tensor_names(blob: bytes) -> list[str]:
-    return [k for k in _split(blob)[0] if k != "__metadata__"]
+    return [k for k in split_safetensors(blob)[0] if k != "__metadata__"]
 
 
 def _first_offsets(blob: bytes) -> list[int]:
-    return _split(blob)[0][_tensor_names(blob)[0]]["data_offsets"]
+    return split_safetensors(blob)[0][_tensor_names(blob)[0]]["data_offsets"]
 
 
 def _second(blob: bytes) -> str:
@@ -752,13 +743,16 @@ _weights_kind(
 _weights_kind(
     "safetensors-metadata-not-strings",
     "__metadata__ holding a number and a nested object",
-    lambda b: _pack({**_split(b)[0], "__metadata__": {"a": 1, "b": {"c": []}}}, _split(b)[1]),
+    lambda b: pack_safetensors(
+        {**split_safetensors(b)[0], "__metadata__": {"a": 1, "b": {"c": []}}},
+        split_safetensors(b)[1],
+    ),
 )
 _weights_kind("safetensors-empty-file", "a zero-byte .safetensors", lambda b: b"")
 _weights_kind(
     "safetensors-header-without-data",
     "a header listing every tensor, and no data after it",
-    lambda b: _pack(_split(b)[0], b""),
+    lambda b: pack_safetensors(split_safetensors(b)[0], b""),
 )
 _weights_kind(
     "safetensors-tensors-of-another-model",

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from headstart.cli.main import main
-from tests._fuzz import bounded
+from tests._fuzz import bounded, pack_safetensors, split_safetensors
 
 RUNS = Path(__file__).parent / "data" / "runs_v1"
 SEED_RUNS = ("linear", "mlp_layer")
@@ -76,17 +76,6 @@ def _config_mutation(draw: st.DrawFn, config: dict[str, Any]) -> bytes:
     return text
 
 
-def _safetensors_parts(blob: bytes) -> tuple[dict[str, Any], bytes]:
-    size = struct.unpack("<Q", blob[:8])[0]
-    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
-
-
-def _pack(header: dict[str, Any], data: bytes) -> bytes:
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data
-
-
 @st.composite
 def _weights_mutation(draw: st.DrawFn, blob: bytes, other: bytes) -> bytes:
     kind = draw(
@@ -104,7 +93,7 @@ def _weights_mutation(draw: st.DrawFn, blob: bytes, other: bytes) -> bytes:
     if kind == "length":
         lie = draw(st.sampled_from([0, 1, 7, 2**32, 2**63, len(blob), len(blob) - 8]))
         return struct.pack("<Q", lie) + blob[8:]
-    header, data = _safetensors_parts(blob)
+    header, data = split_safetensors(blob)
     names = sorted(k for k in header if k != "__metadata__")
     name = draw(st.sampled_from(names))
     field = draw(st.sampled_from(["dtype", "shape", "data_offsets", "delete", "rename"]))
@@ -122,7 +111,7 @@ def _weights_mutation(draw: st.DrawFn, blob: bytes, other: bytes) -> bytes:
         header[name]["data_offsets"] = draw(
             st.sampled_from([[0, 0], [0, 2**40], [8, 4], [0, len(data) + 8], [-1, 4]])
         )
-    return _pack(header, data)
+    return pack_safetensors(header, data)
 
 
 CONFIGS = {name: json.loads((RUNS / name / "config.json").read_text()) for name in SEED_RUNS}

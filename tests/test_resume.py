@@ -413,3 +413,28 @@ def test_every_option_added_since_resume_existed_says_what_older_runs_get() -> N
         *("weight_decay", "weights", "width_shift", "workers", "zoom"),
     }
     assert options - first == set(train._BEFORE_IT_EXISTED)
+
+
+def test_an_end_to_end_run_from_before_its_refit_existed_resumes_and_ends_without_one(
+    four_epochs, tmp_path, monkeypatch
+) -> None:
+    from headstart.strategies import TrainSettings
+
+    (data, *args), uninterrupted = four_epochs  # --refit none
+    # Before end-to-end refits, --refit trainval (the default) refitted a features head only:
+    # a finetune run trained with refit off, and its checkpoint's fingerprint hashed that.
+    args = [a if a != "none" else "trainval" for a in args]
+    run = tmp_path / "run"
+    as_dict = TrainSettings.to_dict
+    monkeypatch.setattr(TrainSettings, "to_dict", lambda self: {**as_dict(self), "refit": False})
+    _interrupt_after_epoch(monkeypatch, 2)
+    main(["train", data, "--out", str(run), *args])
+    monkeypatch.undo()
+    _interrupt_after_epoch(monkeypatch, 3)  # resumed by this headstart, and interrupted again
+    main(["train", "--resume", str(run), "-q"])
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)
+    refit = json.loads((run / "config.json").read_text())["headstart"]["training"]["details"]
+    assert refit["refit"]["done"] is False
+    assert "without end-to-end refits" in refit["refit"]["reason"]

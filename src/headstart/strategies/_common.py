@@ -120,19 +120,38 @@ class Job:
         return _fingerprint(self.settings.to_dict(), backbone, dataset)
 
     def earlier_fingerprints(self, backbone: Backbone, dataset: Dataset) -> tuple[str, ...]:
-        """The fingerprints an older headstart gave this same run, newest first: its settings
-        without those added since (:data:`._settings.SETTINGS_ADDED`), when they hold the value
-        that reproduces what runs from before them did. A checkpoint with one of these resumes:
-        the run it belongs to trained as this one does."""
-        settings = self.settings.to_dict()
-        found: list[str] = []
-        for since in range(len(SETTINGS_ADDED) - 1, -1, -1):
-            added = {k: v for step in SETTINGS_ADDED[since:] for k, v in step.items()}
-            if any(getattr(self.settings, name) != value for name, value in added.items()):
-                break
-            older = {k: v for k, v in settings.items() if k not in added}
-            found.append(_fingerprint(older, backbone, dataset))
-        return tuple(found)
+        """The fingerprints an older headstart gave this same run: its settings without those
+        added since (:data:`._settings.SETTINGS_ADDED`), when they hold the value that
+        reproduces what runs from before them did, and :meth:`fingerprints_before_refit`. A
+        checkpoint with one of these resumes: the run it belongs to trained as this one does."""
+        return (
+            *_earlier(self.settings, backbone, dataset),
+            *self.fingerprints_before_refit(backbone, dataset),
+        )
+
+    def fingerprints_before_refit(self, backbone: Backbone, dataset: Dataset) -> tuple[str, ...]:
+        """An end-to-end run's fingerprints from before end-to-end refits existed. Such a run
+        trained with refit off whatever it stored: its ``--refit trainval``, then the default,
+        refitted a features head only. A checkpoint with one resumes, and the run ends as it
+        began, without a refit (:func:`._refit.refit_run`)."""
+        if not (self.settings.end_to_end and self.settings.refit):
+            return ()
+        off = replace(self.settings, refit=False)
+        return (_fingerprint(off.to_dict(), backbone, dataset), *_earlier(off, backbone, dataset))
+
+
+def _earlier(settings: TrainSettings, backbone: Backbone, dataset: Dataset) -> list[str]:
+    """The fingerprints of ``settings`` as hashed before the settings added since existed,
+    newest first, as far back as ``settings`` hold the values of the runs from before them."""
+    values = settings.to_dict()
+    found: list[str] = []
+    for since in range(len(SETTINGS_ADDED) - 1, -1, -1):
+        added = {k: v for step in SETTINGS_ADDED[since:] for k, v in step.items()}
+        if any(getattr(settings, name) != value for name, value in added.items()):
+            break
+        older = {k: v for k, v in values.items() if k not in added}
+        found.append(_fingerprint(older, backbone, dataset))
+    return found
 
 
 def _fingerprint(settings: dict[str, Any], backbone: Backbone, dataset: Dataset) -> str:

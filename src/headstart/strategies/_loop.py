@@ -96,11 +96,16 @@ class LoopStart:
 
 @dataclass
 class LoopOutcome:
+    """What a run of the loop gave; ``fingerprint`` is the one its checkpoints carry: the run's
+    own, or an older headstart's when it resumed a checkpoint of one (kept for its later saves,
+    so that the run stays what it began as over any number of resumes)."""
+
     history: list[dict[str, Any]]
     best_epoch: int
     monitor: str
     interrupted: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    fingerprint: str = ""
 
 
 def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
@@ -365,6 +370,7 @@ def _train(
             lambda: _load_checkpoint(checkpoint_dir, fingerprint, earlier_fingerprints)
         )
         if ckpt is not None:
+            fingerprint = ckpt.fingerprint  # an older headstart's, where it wrote the checkpoint
             history = ckpt.history
             best_loss, best_epoch, waited = ckpt.best_loss, ckpt.best_epoch, ckpt.waited
             best_state, best_dirty = ckpt.best_model, False
@@ -373,7 +379,7 @@ def _train(
                 if best_state is not None:
                     network.load_state_dict(best_state)
                 network.eval()
-                return LoopOutcome(history, best_epoch, monitor, False, seconds)
+                return LoopOutcome(history, best_epoch, monitor, False, seconds, fingerprint)
             network.load_state_dict(ckpt.model)
             if ckpt.optimizer is not None:
                 optimizer.load_state_dict(ckpt.optimizer)
@@ -527,7 +533,7 @@ def _train(
         if keep_last:  # a finished checkpoint keeps only the weights kept: the last ones
             best_state, best_dirty = clone_state(network), True
         save(len(history), finished=True)
-    return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
+    return LoopOutcome(history, best_epoch, monitor, interrupted, seconds, fingerprint)
 
 
 def _load_checkpoint(

@@ -179,6 +179,14 @@ def refit_run(job: Job, network: Network, chosen: ChosenRun, outcome: LoopOutcom
     """
     label, backbone, dataset, device = chosen.label, chosen.backbone, chosen.dataset, chosen.device
     initial = chosen.initial
+    if outcome.fingerprint in job.fingerprints_before_refit(backbone, dataset):
+        return Refit(
+            {
+                "done": False,
+                "reason": "the run was started by a headstart without end-to-end refits; it "
+                "ends as it began, with the chosen run",
+            }
+        )
     reason = _why_not(job, chosen.has_val, outcome.interrupted)
     if reason is not None or initial is None:
         return Refit({"done": False, "reason": reason or "no starting point kept"})

@@ -131,8 +131,9 @@ def test_advise_cli_prints_json_with_strategy_and_reasons(colour_data, tmp_path,
 
 
 def test_advise_reports_the_progress_of_each_options_head_fit_unless_quiet(
-    colour_data, tmp_path, capsys
+    colour_data, tmp_path, capsys, monkeypatch
 ) -> None:
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)  # a fit within a second shows none
     args = ["advise", str(colour_data), "--model", "test_resnet", "--weights", "none"]
     args += ["--workers", "0", "--cache-dir", str(tmp_path)]
     assert main(args) == 0

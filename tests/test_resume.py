@@ -313,6 +313,8 @@ def test_epochs_are_numbered_once_across_the_head_and_finetune_stages(
     (data, *args), _ = four_epochs
     args = [a for a in args if a != "-q"]
     run = tmp_path / "run"
+    # Every epoch's progress line, however fast the epoch (an epoch within a second shows none).
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)
     _interrupt_after_epoch(monkeypatch, 3)
     main(["train", data, "--out", str(run), *args])
     err = capsys.readouterr().err
@@ -323,6 +325,7 @@ def test_epochs_are_numbered_once_across_the_head_and_finetune_stages(
     assert [row["epoch"] for row in ckpt.history] == [1, 2, 3]
     assert (run / "checkpoint" / "state-0003.safetensors").is_file()
     monkeypatch.undo()
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)
     assert main(["train", "--resume", str(run)]) == 0
     err = capsys.readouterr().err
     assert "resuming after epoch 3" in err and "finetune epoch 4/4: " in err

@@ -155,6 +155,18 @@ def test_csv_label_whose_files_are_all_broken_is_an_empty_class(tmp_path: Path) 
     assert _only(report, "empty-file") == {"c0.jpg"}
 
 
+def test_a_class_of_truncated_files_is_empty_and_counts_no_training_images(
+    tmp_path: Path,
+) -> None:
+    for i in range(6):
+        _varied(tmp_path / "cat" / f"{i}.jpg", i)
+        _varied(tmp_path / "dog" / f"{i}.jpg", 50 + i)
+        write_truncated(tmp_path / "bird" / f"{i}.jpg", "JPEG")
+    report = diagnose(tmp_path, quiet=True, val_fraction=0.0, test_fraction=0.0)
+    assert [f.details["class"] for f in report.by_code("empty-class")] == ["bird"]
+    assert not report.by_code("imbalance")  # 6 cats, 6 dogs and no bird that decodes
+
+
 # --------------------------------------------------------------------------- clean data
 
 

@@ -244,6 +244,28 @@ def test_train_with_exact_decode_records_it_in_the_run(colour_data, tmp_path) ->
 
 
 @pytest.mark.parametrize(
+    ("argv", "guess"),
+    [
+        (["trian", "photos"], "Did you mean 'train'? See `headstart --help`."),
+        (
+            ["train", "photos", "--modle", "x"],
+            "Did you mean '--model'? See `headstart train --help`.",
+        ),
+        (["train", "photos", "--strategy", "featurs"], "Did you mean 'features'?"),
+        (["evaluate", "run", "data", "--jsn"], "Did you mean '--json'?"),
+        (["train", "photos", "--bogus=3"], ". See `headstart train --help`."),
+    ],
+)
+def test_a_mistyped_command_or_option_exits_2_with_one_line_and_a_suggestion(
+    argv, guess, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert guess in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
     "argv", [["--help"], ["--version"], ["train", "--no-such-option"], ["train", "--help"]]
 )
 def test_help_version_and_argument_errors_import_no_torch(argv) -> None:

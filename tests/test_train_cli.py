@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,35 @@ def test_out_onto_an_unfinished_run_says_to_resume_it(tmp_path, capsys) -> None:
     (tmp_path / "train_args.json").write_text("{}")
     assert main(["train", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
     assert f"continue it with `headstart train --resume {tmp_path}`" in _error(capsys)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_run_another_train_is_writing_is_refused_as_in_use_not_called_unfinished(
+    tmp_path, capsys
+) -> None:
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_args.json").write_text("{}")
+    other = os.open(run, os.O_RDONLY)  # the lock another train's process would hold
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        for extra in (["--out", str(run)], ["--out", str(run), "--overwrite"]):
+            assert main(["train", str(tmp_path), *extra, "-q"]) == 2
+            assert _error(capsys).endswith(
+                "another `headstart train` is writing it now; "
+                "wait for it to finish, or choose another --out."
+            )
+        assert main(["train", "--resume", str(run)]) == 2
+        assert _error(capsys).endswith(
+            "is in use: another `headstart train` is writing it now; wait for it to finish."
+        )
+        assert sorted(p.name for p in run.iterdir()) == ["train_args.json"]
+    finally:
+        os.close(other)
+    assert main(["train", str(tmp_path), "--out", str(run), "-q"]) == 2  # no longer in use
+    assert "holds an unfinished run" in _error(capsys)
 
 
 def test_out_into_a_folder_of_other_files_exits_2_unless_overwrite(env, tmp_path, capsys):

@@ -192,6 +192,20 @@ def test_a_run_whose_training_has_not_finished_says_to_resume_it(tmp_path, capsy
         )
 
 
+def test_the_folder_of_runs_given_as_a_run_names_the_runs_it_holds(tmp_path, capsys) -> None:
+    for name in ("pets", "digits", ".hidden", "notes"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    for name in ("pets", "digits", ".hidden"):
+        (tmp_path / "runs" / name / "config.json").write_text("{}")
+        (tmp_path / "runs" / name / "model.safetensors").write_bytes(b"")
+    runs = tmp_path / "runs"
+    for command in (["info", str(runs)], ["predict", str(runs), str(tmp_path)]):
+        assert main(command) == 2
+        assert _one_line_error(capsys).endswith(
+            f"it holds runs ('{runs / 'digits'}', '{runs / 'pets'}'); pass one of them."
+        )
+
+
 def test_a_mistyped_run_name_suggests_the_run_beside_it(trained_run, capsys) -> None:
     typo = trained_run.parent / (trained_run.name + "x")
     assert main(["info", str(typo)]) == 2

@@ -397,7 +397,26 @@ def run_folder_problem(folder: Path) -> str | None:
         for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
         if not there
     )
+    inside = _runs_inside(folder) if not has_config and not has_weights else []
+    if inside:  # the folder of runs (`runs/`), given for one of them
+        shown = ", ".join(f"'{p}'" for p in inside[:3])
+        more = f" and {len(inside) - 3} more" if len(inside) > 3 else ""
+        return f"{head}: it holds runs ({shown}{more}); pass one of them."
     return f"{head}: it has no {missing}; {fix}."
+
+
+def _runs_inside(folder: Path) -> list[Path]:
+    """The run folders directly in ``folder``, by name. ``scandir`` tells folders from files
+    without a stat each, so an image folder of a million files given by mistake costs little."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                folder / e.name
+                for e in entries
+                if e.is_dir() and not e.name.startswith(".") and _is_run(folder / e.name)
+            )
+    except OSError:
+        return []
 
 
 def _is_run(folder: Path) -> bool:

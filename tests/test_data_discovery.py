@@ -110,6 +110,16 @@ def test_images_in_nested_subfolders_belong_to_their_class(tmp_path: Path) -> No
     assert ds.counts()["train"] == {"cat": 2, "dog": 1}
 
 
+def test_windows_thumbnail_caches_and_folder_settings_are_ignored(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "cat" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+    (tmp_path / "dog" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    write_image(tmp_path / "$RECYCLE.BIN" / "cat" / "old.png")
+    ds = load_dataset(tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert ds.classes == ["cat", "dog"]
+    assert ds.skipped == []
+
+
 def test_hidden_files_folders_and_macosx_are_ignored(tmp_path: Path) -> None:
     write_class_folders(tmp_path, {"cat": 2, "dog": 2})
     write_image(tmp_path / "cat" / ".hidden.png")

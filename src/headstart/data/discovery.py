@@ -64,9 +64,18 @@ _BySplit = dict[str, _ByClass]
 # --------------------------------------------------------------------------- file walking
 
 
+# What Windows leaves in every folder it shows (thumbnail caches, folder settings) and at the
+# root of a removable drive: its counterparts of macOS's .DS_Store, never a user's image. Listed
+# as skipped they buried the real problems (one "not an image" a class folder); compared
+# lower-cased, as Windows names are case-blind.
+_SYSTEM_NAMES = frozenset(
+    {"thumbs.db", "ehthumbs.db", "desktop.ini", "$recycle.bin", "system volume information"}
+)
+
+
 def _is_hidden(name: str) -> bool:
-    """Names discovery never looks at: dotfiles and macOS zip metadata folders."""
-    return name.startswith(".") or name == "__MACOSX"
+    """Names discovery never looks at: dotfiles, macOS zip metadata and Windows' own files."""
+    return name.startswith(".") or name == "__MACOSX" or name.lower() in _SYSTEM_NAMES
 
 
 def _walk_files(folder: Path) -> list[Path]:
@@ -729,8 +738,8 @@ def load_dataset(
       ``label_column``, ``split_column``): paths relative to the CSV's folder; without a split
       column, split as for class folders.
 
-    Images may be nested inside class folders. Hidden files and folders and ``__MACOSX`` are
-    ignored; symlinks are followed.
+    Images may be nested inside class folders. Hidden files and folders, ``__MACOSX`` and
+    Windows' ``Thumbs.db`` and ``desktop.ini`` are ignored; symlinks are followed.
 
     Args:
         source: The dataset folder or CSV file.

@@ -119,6 +119,25 @@ def test_an_option_the_strategy_refuses_leaves_no_run_folder_behind(env, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_before_anything_to_resume_leaves_no_run_folder_so_the_same_command_reruns(
+    env, tmp_path, monkeypatch, capsys
+) -> None:
+    from headstart.estimator import ImageClassifier
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C while the features are extracted
+
+    data, common = env
+    out = tmp_path / "runs" / "run"
+    args = ["train", str(data), "--out", str(out), *common, "-q", "--strategy", "features"]
+    with monkeypatch.context() as patch:
+        patch.setattr(ImageClassifier, "fit", interrupted)
+        assert main(args) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert list(tmp_path.iterdir()) == []
+    assert main(args) == 0
+
+
 def test_a_failed_train_into_an_empty_folder_leaves_it_empty(env, tmp_path, capsys) -> None:
     data, _ = env
     out = tmp_path / "run"

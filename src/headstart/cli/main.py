@@ -140,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except HeadstartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            how = f": {exc}" if str(exc) else ""  # a command may say how to go on
+            print(f"interrupted{how}", file=sys.stderr)
             return 130
         finally:
             warnings.showwarning = original

@@ -115,14 +115,17 @@ def _train(args: argparse.Namespace, defaults: dict[str, Any] | None) -> int:
         )
         comparison = _compare_first(clf, data, quiet=args.quiet)
         clf.fit(data)
-    except Exception:
+    except (Exception, KeyboardInterrupt) as exc:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
         # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
-        # would make the folder refuse the same command again.
+        # would make the folder refuse the same command again. Ctrl-C too (while features are
+        # extracted, say): the same command then starts again, from the cached features.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
             if before is None:
                 shutil.rmtree(out / CHECKPOINT_FOLDER, ignore_errors=True)
             undo.undo()
+        elif isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"continue with `headstart train --resume {out}`") from exc
         raise
     # An error above ends this rank; torchrun then stops the others.
     main = distributed.is_main()

@@ -596,6 +596,14 @@ def test_cli_exits_0_on_clean_data(tmp_path: Path, capsys) -> None:
     assert "0 errors, 0 warnings, 0 info" in capsys.readouterr().out
 
 
+def test_cli_counts_one_skipped_file_in_the_singular(tmp_path: Path, capsys) -> None:
+    data = _split_dataset(tmp_path)
+    (data / "train" / "cat" / "notes.txt").write_text("not an image")
+    main(["doctor", str(data), "--quiet"])
+    layout = capsys.readouterr().out.splitlines()[1]
+    assert layout.endswith(", 1 other file skipped"), layout
+
+
 def test_cli_with_model_flags_a_preprocessing_override_that_disagrees(colour_data, capsys):
     args = ["doctor", str(colour_data), "--model", "test_resnet", "--weights", "none"]
     assert main([*args, "--keras", "caffe", "--no-cache", "--workers", "0", "--json", "-q"]) == 0

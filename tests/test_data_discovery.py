@@ -400,6 +400,17 @@ def test_csv_without_path_and_label_columns_says_how_to_name_them(tmp_path: Path
         load_dataset(tmp_path / "l.csv")
 
 
+@pytest.mark.parametrize(("mark", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_csv_separated_by_semicolons_or_tabs_says_so_not_to_name_columns(
+    tmp_path: Path, mark: str, name: str
+) -> None:
+    write_image(tmp_path / "a.png")
+    (tmp_path / "l.csv").write_text(f"path{mark}label\na.png{mark}cat\n")
+    with pytest.raises(DataError, match=f"is separated by {name}, not commas") as info:
+        load_dataset(tmp_path / "l.csv")
+    assert "--path-column" not in str(info.value)
+
+
 def test_csv_columns_can_be_named_for_a_csv_made_elsewhere(tmp_path: Path) -> None:
     write_class_folders(tmp_path / "imgs", {"cat": 3, "dog": 3})
     rows = ["ID,Filename,Class,Fold"]

@@ -641,6 +641,24 @@ def _csv_columns(
     return columns or None
 
 
+def _refuse_other_delimiter(csv_path: Path, header: Sequence[str]) -> None:
+    """Refuse a header that is one column holding ';' or tabs: a file separated by those.
+
+    Excel saves "CSV" with ';' where the decimal mark is a comma (much of Europe), and a tab-
+    separated file is often named .csv. Read as commas, the header is one column named
+    'path;label', and being told to name the columns with --path-column cannot help. The
+    delimiter is not guessed: ';' also separates an image's labels in a multi-label cell.
+    """
+    if len(header) != 1:
+        return
+    for mark, name in ((";", "semicolons"), ("\t", "tabs")):
+        if mark in header[0]:
+            raise DataError(
+                f"{csv_path} is separated by {name}, not commas (its header is the one column "
+                f"{header[0].strip()!r}); save it as comma-separated CSV (in Excel: CSV UTF-8)"
+            )
+
+
 def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
     """Rows of a ``path,label[,split]`` CSV, or of the columns ``named`` names instead; paths
     relative to the CSV's own folder. Header names match whatever their case and surrounding
@@ -670,6 +688,7 @@ def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
         columns.setdefault(cell.strip().lower(), i)
     required = ["path", "label", *(["split"] if "split_column" in named else [])]
     if any(wanted[role].lower() not in columns for role in required):
+        _refuse_other_delimiter(csv_path, rows[0])
         needed = ",".join(wanted[role] for role in required)
         optional = "" if "split" in required else " (and optionally split)"
         found = ", ".join(repr(cell.strip()) for cell in rows[0] if cell.strip()) or "none"

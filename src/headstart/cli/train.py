@@ -41,6 +41,26 @@ CHECKPOINT_FOLDER = "checkpoint"
 # Options that change how a resumed run executes, not what it computes.
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
 _NOT_STORED = ("func", "resume", "overwrite")
+# Options added after --resume existed, each with the value that reproduces what a run started
+# before it did, for a stored run that lacks it: the parser's default is what a new run does and
+# may differ (a refit, a calibration, a typicality score the older run had none of), and a resumed
+# run must end as it would have, its checkpoint's fingerprint included
+# (strategies/_settings.py SETTINGS_ADDED). A new option goes here too.
+_BEFORE_IT_EXISTED: dict[str, Any] = {
+    "resize": None,  # crop
+    "decode": None,  # fast, as every JPEG was decoded before the choice
+    "C": None,
+    "refit": "none",
+    "calibrate": "none",
+    "class_weight": None,
+    "unknown_score": "none",
+    "unknown_threshold": 0.05,  # unused without a score
+    "path_column": None,
+    "label_column": None,
+    "split_column": None,
+    "multi_label": False,
+    "engine": "torch",
+}
 # The files a run's save writes only sometimes: a replaced run's own would outlive it.
 _SOMETIMES_WRITTEN = ("curves.png", "metrics.json", "typicality.safetensors")
 
@@ -342,9 +362,10 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        # A resumed run's stored arguments are merged over the parser's defaults, so runs
-        # started before these options existed have them too; a plain read keeps a renamed or
-        # dropped flag an error instead of a silent default.
+        # A resumed run's stored arguments are merged over the values that reproduce runs from
+        # before these options existed (_BEFORE_IT_EXISTED) and the parser's defaults, so such
+        # runs have them too; a plain read keeps a renamed or dropped flag an error instead of
+        # a silent default.
         C=args.C,
         refit=None if args.refit is None else args.refit == "trainval",
         calibrate=args.calibrate,
@@ -402,7 +423,7 @@ def _resumed_args(
         raise RunFolderError(f"Cannot resume '{out}': {path} is damaged ({exc}).") from exc
     if _finished(out):
         return None
-    merged = {**defaults, **stored}
+    merged = {**defaults, **_BEFORE_IT_EXISTED, **stored}
     for name in _RESUME_OVERRIDES:
         value = getattr(args, name)
         if value != defaults.get(name):

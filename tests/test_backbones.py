@@ -97,6 +97,7 @@ def test_parse_model_name_rejects_paths_and_unknown_prefixes(name, match):
     ("model", "match"),
     [
         ("convnxt_tiny", "Unknown backbone 'convnxt_tiny'. Did you mean 'convnext_tiny'"),
+        ("headstnt-tiny", "Unknown backbone 'headstnt-tiny'. Did you mean 'headstart-tiny'"),
         ("tv:resnt18", "Unknown torchvision model 'tv:resnt18'. Did you mean 'tv:resnet18'"),
         ("tv:resnet50.IMAGENET9K", "available: tv:resnet50.IMAGENET1K_V1"),
         ("resnet50.no_such_tag", "Unknown pretrained tag 'no_such_tag' for resnet50"),

@@ -98,6 +98,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
+    from headstart.runs import release_run_folders
+
+    try:
+        return _train(args, defaults)
+    finally:
+        release_run_folders()
+
+
+def _train(args: argparse.Namespace, defaults: dict[str, Any] | None) -> int:
     from headstart import distributed
     from headstart.checkpoint import CHECKPOINT_INDEX, remove_checkpoint
     from headstart.evaluation import format_metrics
@@ -126,14 +135,17 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         )
         comparison = _compare_first(clf, data, quiet=args.quiet)
         clf.fit(data)
-    except Exception:
+    except (Exception, KeyboardInterrupt) as exc:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
         # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
-        # would make the folder refuse the same command again.
+        # would make the folder refuse the same command again. Ctrl-C too (while features are
+        # extracted, say): the same command then starts again, from the cached features.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
             if before is None:
                 shutil.rmtree(out / CHECKPOINT_FOLDER, ignore_errors=True)
             undo.undo()
+        elif isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"continue with `headstart train --resume {out}`") from exc
         raise
     # An error above ends this rank; torchrun then stops the others.
     main = distributed.is_main()
@@ -209,10 +221,11 @@ def _prepare(
     folder's timestamped default name must be one for all ranks) and broadcasts the result.
     """
     from headstart.errors import InvalidParameterError
-    from headstart.runs import ARGS_NAME
+    from headstart.runs import ARGS_NAME, hold_run_folder
 
     if args.resume:
         out = Path(args.resume)
+        hold_run_folder(out, f"--resume {out}")
         if args.data:
             raise InvalidParameterError(
                 f"--resume {out} continues a run with its own data; give no DATA "
@@ -234,10 +247,13 @@ def _prepare(
         raise InvalidParameterError(
             f"--out {out} is a file; the run folder must be a folder (new or existing)."
         )
+    # First: a run in progress is no unfinished run to --resume.
+    hold_run_folder(out, f"--out {out}", or_else=", or choose another --out")
     if not args.overwrite:
         _refuse_occupied(out)
     undo = Undo.before_writing(out, [out / ARGS_NAME])
     _write_args(args, out)
+    hold_run_folder(out, f"--out {out}", or_else=", or choose another --out")  # now it exists
     return args, out, undo
 
 

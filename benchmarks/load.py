@@ -113,7 +113,7 @@ def time_commands(data: Path, only: Sequence[str], label: str) -> dict[str, floa
                 before = _load()
                 seconds, _ = run_command(args, Path(cache))
             times[name] = seconds
-        print(f"  {label:<7} {name:<7} {seconds:7.1f} s   ({before} before it)", flush=True)
+            print(f"  {label:<7} {name:<7} {seconds:7.1f} s   ({before} before it)", flush=True)
     return times
 
 

@@ -229,6 +229,26 @@ def test_curve(task: Task, classes: int, hs_C: float, sk_C: float, points: int =
     )
 
 
+def _quiet_cv() -> dict[str, object]:
+    """What scikit-learn 1.8+ asks LogisticRegressionCV to be told, with a FutureWarning each
+    fit otherwise, set to what its defaults did: ``l1_ratios=(0,)`` is the L2 penalty (the
+    default None is deprecated in 1.8), and ``use_legacy_attributes=False`` makes ``C_`` a
+    float, which ``np.ravel(...)[0]`` reads as it read the array. Older versions get neither:
+    there ``l1_ratios`` without elastic-net warns, and the other is unknown."""
+    import inspect
+
+    import sklearn
+    from sklearn.linear_model import LogisticRegressionCV
+
+    version = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
+    given: dict[str, object] = {}
+    if version >= (1, 8):
+        given["l1_ratios"] = (0.0,)
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:
+        given["use_legacy_attributes"] = False
+    return given
+
+
 def run_seed(task: Task, classes: int) -> dict[str, float]:
     import torch
     from sklearn.exceptions import ConvergenceWarning
@@ -265,7 +285,7 @@ def run_seed(task: Task, classes: int) -> dict[str, float]:
         began = time.perf_counter()
         cv = make_pipeline(
             StandardScaler(),
-            LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=1000),
+            LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=1000, **_quiet_cv()),
         ).fit(x_all, y_all)
         row["sk_seconds"] = time.perf_counter() - began
         row["sk_acc"], row["sk_loss"] = _metrics(cv.predict_proba(x_test), y_test, classes)

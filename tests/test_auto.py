@@ -131,8 +131,9 @@ def test_advise_cli_prints_json_with_strategy_and_reasons(colour_data, tmp_path,
 
 
 def test_advise_reports_the_progress_of_each_options_head_fit_unless_quiet(
-    colour_data, tmp_path, capsys
+    colour_data, tmp_path, capsys, monkeypatch
 ) -> None:
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)  # a fit within a second shows none
     args = ["advise", str(colour_data), "--model", "test_resnet", "--weights", "none"]
     args += ["--workers", "0", "--cache-dir", str(tmp_path)]
     assert main(args) == 0
@@ -284,3 +285,22 @@ def test_a_stage_the_user_chose_is_the_one_every_option_is_scored_on(colour_data
         for o in advice.facts.scores[1:]
         if o.measured
     )
+
+
+def test_the_facts_auto_states_count_only_the_training_images_that_decode(tmp_path) -> None:
+    from headstart.data import load_dataset
+    from headstart.features import ExtractResult
+    from headstart.strategies.auto import measure
+    from tests.conftest import write_colour_dataset
+
+    data = write_colour_dataset(tmp_path / "data", {"train": 6, "val": 3}, size=8)
+    for i in range(3):  # 'red' looks the largest class by its files, but is not by its images
+        (data / "train" / "red" / f"bad_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    def extract(backbone, paths, desc, view=None) -> ExtractResult:  # what decodes gets one
+        kept = [p for p in paths if not p.name.startswith("bad_")]
+        rng = np.random.default_rng(len(kept))
+        return ExtractResult(kept, rng.normal(size=(len(kept), 4)).astype(np.float32))
+
+    facts = measure(load_dataset(data), None, extract, early_layer=None, views=0)  # type: ignore[arg-type]
+    assert (facts.n_train, facts.median_per_class, facts.imbalance) == (18, 6.0, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -96,6 +97,7 @@ def test_parse_model_name_rejects_paths_and_unknown_prefixes(name, match):
     ("model", "match"),
     [
         ("convnxt_tiny", "Unknown backbone 'convnxt_tiny'. Did you mean 'convnext_tiny'"),
+        ("headstnt-tiny", "Unknown backbone 'headstnt-tiny'. Did you mean 'headstart-tiny'"),
         ("tv:resnt18", "Unknown torchvision model 'tv:resnt18'. Did you mean 'tv:resnet18'"),
         ("tv:resnet50.IMAGENET9K", "available: tv:resnet50.IMAGENET1K_V1"),
         ("resnet50.no_such_tag", "Unknown pretrained tag 'no_such_tag' for resnet50"),
@@ -375,6 +377,42 @@ def test_hf_hub_model_is_read_through_the_safe_loader(tmp_path, monkeypatch):
         ("someone/tiny-resnet", "model.safetensors", "main"),
     ]
     assert b.spec["architecture"] == "test_resnet" and b.weights_id.startswith("sha256:")
+
+
+def _hf_cache_snapshot(cache: Path, repo: str) -> Path:
+    """The snapshot folder of ``repo`` in a Hugging Face cache at ``cache`` (hub layout)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    return folder / "snapshots" / revision
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hf_hub_offline_loads_a_cached_pytorch_model_bin_and_prefers_safetensors(
+    monkeypatch, tmp_path
+):
+    import timm
+    from huggingface_hub import constants
+    from timm.models._hub import save_for_hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    snapshot = _hf_cache_snapshot(tmp_path, "someone/old-upload")
+    model = timm.create_model("test_resnet.r160_in1k", pretrained=False).eval()
+    save_for_hf(model, str(snapshot), safe_serialization=False)  # older uploads: the .bin only
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "pytorch_model.bin"]
+    b = create_backbone("hf-hub:someone/old-upload")
+    x = _batch(b)
+    expected = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert torch.allclose(_features(b.module, x), expected, atol=1e-5)
+    assert b.weights_id == f"sha256:{_sha256(snapshot / 'pytorch_model.bin')}"
+    save_for_hf(model, str(snapshot), safe_serialization=True)  # both cached: the safetensors
+    b = create_backbone("hf-hub:someone/old-upload")
+    assert b.weights_id == f"sha256:{_sha256(snapshot / 'model.safetensors')}"
 
 
 def test_hf_hub_offline_raises_one_line_with_local_alternatives(monkeypatch, tmp_path):

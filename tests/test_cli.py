@@ -192,6 +192,20 @@ def test_a_run_whose_training_has_not_finished_says_to_resume_it(tmp_path, capsy
         )
 
 
+def test_the_folder_of_runs_given_as_a_run_names_the_runs_it_holds(tmp_path, capsys) -> None:
+    for name in ("pets", "digits", ".hidden", "notes"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    for name in ("pets", "digits", ".hidden"):
+        (tmp_path / "runs" / name / "config.json").write_text("{}")
+        (tmp_path / "runs" / name / "model.safetensors").write_bytes(b"")
+    runs = tmp_path / "runs"
+    for command in (["info", str(runs)], ["predict", str(runs), str(tmp_path)]):
+        assert main(command) == 2
+        assert _one_line_error(capsys).endswith(
+            f"it holds runs ('{runs / 'digits'}', '{runs / 'pets'}'); pass one of them."
+        )
+
+
 def test_a_mistyped_run_name_suggests_the_run_beside_it(trained_run, capsys) -> None:
     typo = trained_run.parent / (trained_run.name + "x")
     assert main(["info", str(typo)]) == 2
@@ -241,6 +255,28 @@ def test_train_with_exact_decode_records_it_in_the_run(colour_data, tmp_path) ->
     assert saved["decode"] == "exact"
     loaded = ImageClassifier.load(run)  # evaluate and predict decode as the run did
     assert loaded.preprocess_.decode == "exact" and loaded.preprocess_.draft_size is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "guess"),
+    [
+        (["trian", "photos"], "Did you mean 'train'? See `headstart --help`."),
+        (
+            ["train", "photos", "--modle", "x"],
+            "Did you mean '--model'? See `headstart train --help`.",
+        ),
+        (["train", "photos", "--strategy", "featurs"], "Did you mean 'features'?"),
+        (["evaluate", "run", "data", "--jsn"], "Did you mean '--json'?"),
+        (["train", "photos", "--bogus=3"], ". See `headstart train --help`."),
+    ],
+)
+def test_a_mistyped_command_or_option_exits_2_with_one_line_and_a_suggestion(
+    argv, guess, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert guess in _one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -207,9 +207,11 @@ def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
 
 
 def test_data_command_shows_the_progress_of_its_decoding_unless_quiet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_class_folders(tmp_path, {"cat": 6, "dog": 6})
+    # Twelve images decode within a second, which shows no progress at all: count every step.
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)
 
     assert main(["data", str(tmp_path), "--no-cache"]) == 0
     err = capsys.readouterr().err
@@ -217,3 +219,13 @@ def test_data_command_shows_the_progress_of_its_decoding_unless_quiet(
 
     assert main(["data", str(tmp_path), "--no-cache", "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_data_command_shows_no_progress_for_a_step_done_within_the_quiet_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_class_folders(tmp_path, {"cat": 6, "dog": 6})
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 60.0)  # however busy the machine
+
+    assert main(["data", str(tmp_path), "--no-cache"]) == 0
+    assert "checking images" not in capsys.readouterr().err

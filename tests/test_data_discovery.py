@@ -110,6 +110,16 @@ def test_images_in_nested_subfolders_belong_to_their_class(tmp_path: Path) -> No
     assert ds.counts()["train"] == {"cat": 2, "dog": 1}
 
 
+def test_windows_thumbnail_caches_and_folder_settings_are_ignored(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "cat" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+    (tmp_path / "dog" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    write_image(tmp_path / "$RECYCLE.BIN" / "cat" / "old.png")
+    ds = load_dataset(tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert ds.classes == ["cat", "dog"]
+    assert ds.skipped == []
+
+
 def test_hidden_files_folders_and_macosx_are_ignored(tmp_path: Path) -> None:
     write_class_folders(tmp_path, {"cat": 2, "dog": 2})
     write_image(tmp_path / "cat" / ".hidden.png")
@@ -388,6 +398,17 @@ def test_csv_without_path_and_label_columns_says_how_to_name_them(tmp_path: Path
         DataError, match=r"found columns: 'filename', 'class'; .*--path-column and --label-column"
     ):
         load_dataset(tmp_path / "l.csv")
+
+
+@pytest.mark.parametrize(("mark", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_csv_separated_by_semicolons_or_tabs_says_so_not_to_name_columns(
+    tmp_path: Path, mark: str, name: str
+) -> None:
+    write_image(tmp_path / "a.png")
+    (tmp_path / "l.csv").write_text(f"path{mark}label\na.png{mark}cat\n")
+    with pytest.raises(DataError, match=f"is separated by {name}, not commas") as info:
+        load_dataset(tmp_path / "l.csv")
+    assert "--path-column" not in str(info.value)
 
 
 def test_csv_columns_can_be_named_for_a_csv_made_elsewhere(tmp_path: Path) -> None:

@@ -155,6 +155,18 @@ def test_csv_label_whose_files_are_all_broken_is_an_empty_class(tmp_path: Path) 
     assert _only(report, "empty-file") == {"c0.jpg"}
 
 
+def test_a_class_of_truncated_files_is_empty_and_counts_no_training_images(
+    tmp_path: Path,
+) -> None:
+    for i in range(6):
+        _varied(tmp_path / "cat" / f"{i}.jpg", i)
+        _varied(tmp_path / "dog" / f"{i}.jpg", 50 + i)
+        write_truncated(tmp_path / "bird" / f"{i}.jpg", "JPEG")
+    report = diagnose(tmp_path, quiet=True, val_fraction=0.0, test_fraction=0.0)
+    assert [f.details["class"] for f in report.by_code("empty-class")] == ["bird"]
+    assert not report.by_code("imbalance")  # 6 cats, 6 dogs and no bird that decodes
+
+
 # --------------------------------------------------------------------------- clean data
 
 
@@ -582,6 +594,14 @@ def test_cli_text_lists_errors_first_and_ends_with_a_summary(planted, capsys) ->
 def test_cli_exits_0_on_clean_data(tmp_path: Path, capsys) -> None:
     assert main(["doctor", str(_split_dataset(tmp_path)), "--quiet"]) == 0
     assert "0 errors, 0 warnings, 0 info" in capsys.readouterr().out
+
+
+def test_cli_counts_one_skipped_file_in_the_singular(tmp_path: Path, capsys) -> None:
+    data = _split_dataset(tmp_path)
+    (data / "train" / "cat" / "notes.txt").write_text("not an image")
+    main(["doctor", str(data), "--quiet"])
+    layout = capsys.readouterr().out.splitlines()[1]
+    assert layout.endswith(", 1 other file skipped"), layout
 
 
 def test_cli_with_model_flags_a_preprocessing_override_that_disagrees(colour_data, capsys):

@@ -22,6 +22,8 @@ from headstart.export import (
     export_run,
 )
 from headstart.heads.typicality import SCORES
+from tests._images import write_truncated
+from tests.conftest import write_colour_dataset
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -174,6 +176,18 @@ def test_onnx_export_without_onnxruntime_says_which_extra_to_install(
     assert main(["export", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'headstart[onnx]'" in err[0]
+
+
+def test_export_of_a_run_with_skipped_files_checks_on_its_readable_images(tmp_path) -> None:
+    data = write_colour_dataset(tmp_path / "data", {"": 6})
+    for name in ("red", "green", "blue"):  # first in each class, where the sample starts
+        write_truncated(data / name / "a_truncated.png", "PNG")
+    clf = _fit(tmp_path, data, "headstart-tiny")
+    assert len(clf.dataset_["skipped"]) == 3
+    clf.save(tmp_path / "run")
+    result = export_run(tmp_path / "run")
+    assert result.images_checked == 8
+    assert result.max_abs_diff <= PARITY_TOLERANCE
 
 
 # ----------------------------------------------------------------------------- typicality

@@ -31,3 +31,20 @@ def test_no_output_if_quiet() -> None:
     with Progress(10, "x", stream=stream, quiet=True, interval=0) as p:
         p.update(10)
     assert stream.getvalue() == ""
+
+
+def test_a_step_that_ends_within_a_second_shows_no_line_off_a_terminal() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(1, "hashing files", unit="file", stream=stream, clock=clock) as p:
+        clock.now += 0.01
+        p.update(1)
+    assert stream.getvalue() == ""
+
+
+def test_a_step_longer_than_a_second_ends_with_its_summary_line() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(3, "hashing files", unit="file", stream=stream, clock=clock) as p:
+        for _ in range(3):
+            clock.now += 0.5
+            p.update(1)
+    assert stream.getvalue() == "hashing files: 3/3 file (100%), 2.0 file/s, elapsed 0:02\n"

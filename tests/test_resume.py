@@ -313,6 +313,8 @@ def test_epochs_are_numbered_once_across_the_head_and_finetune_stages(
     (data, *args), _ = four_epochs
     args = [a for a in args if a != "-q"]
     run = tmp_path / "run"
+    # Every epoch's progress line, however fast the epoch (an epoch within a second shows none).
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)
     _interrupt_after_epoch(monkeypatch, 3)
     main(["train", data, "--out", str(run), *args])
     err = capsys.readouterr().err
@@ -323,6 +325,7 @@ def test_epochs_are_numbered_once_across_the_head_and_finetune_stages(
     assert [row["epoch"] for row in ckpt.history] == [1, 2, 3]
     assert (run / "checkpoint" / "state-0003.safetensors").is_file()
     monkeypatch.undo()
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)
     assert main(["train", "--resume", str(run)]) == 0
     err = capsys.readouterr().err
     assert "resuming after epoch 3" in err and "finetune epoch 4/4: " in err
@@ -343,3 +346,98 @@ def test_a_checkpoint_numbered_by_the_finetune_stage_alone_still_resumes(
     index_path.write_text(json.dumps(index))
     assert main(["train", "--resume", str(run), "-q"]) == 0
     _assert_same_run(uninterrupted, run)
+
+
+def _forget_options(run: Path, names: list[str]) -> None:
+    """Make RUN/train_args.json what a headstart from before these options stored: no entry."""
+    path = run / "train_args.json"
+    stored = json.loads(path.read_text())
+    for name in names:
+        del stored["args"][name]
+    path.write_text(json.dumps(stored))
+
+
+def test_a_run_from_before_refit_existed_resumes_as_a_refit_none_run(
+    four_epochs, tmp_path, monkeypatch
+) -> None:
+    (data, *args), uninterrupted = four_epochs  # --refit none
+    run = tmp_path / "run"
+    _interrupt_after_epoch(monkeypatch, 3)
+    main(["train", data, "--out", str(run), *args])
+    monkeypatch.undo()
+    _forget_options(run, ["refit"])
+    # The default would refit this small run on train + val: another run than the checkpoint's.
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)
+    config = json.loads((run / "config.json").read_text())["headstart"]
+    assert config["training"]["details"]["refit"]["done"] is False
+
+
+def test_a_checkpoint_from_before_class_weight_and_engine_existed_resumes(
+    four_epochs, tmp_path, monkeypatch
+) -> None:
+    from headstart.strategies import TrainSettings
+
+    (data, *args), uninterrupted = four_epochs
+    run = tmp_path / "run"
+    _interrupt_after_epoch(monkeypatch, 3)
+    # An older headstart's settings had neither, so its checkpoint's fingerprint hashed neither.
+    as_dict = TrainSettings.to_dict
+
+    def older_settings(self: TrainSettings) -> dict:
+        return {k: v for k, v in as_dict(self).items() if k not in ("class_weight", "engine")}
+
+    monkeypatch.setattr(TrainSettings, "to_dict", older_settings)
+    main(["train", data, "--out", str(run), *args, "--engine", "torch"])
+    monkeypatch.undo()
+    _forget_options(run, ["class_weight", "engine"])
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    # Under 256 images "auto" extracts with torch too: the same model as the run of four_epochs.
+    _assert_same_run(uninterrupted, run)
+
+
+def test_every_option_added_since_resume_existed_says_what_older_runs_get() -> None:
+    import argparse
+
+    from headstart.cli import train
+
+    parser = argparse.ArgumentParser()
+    train.register(parser.add_subparsers())
+    (command,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {a.dest for a in command.choices["train"]._actions} - {"help", "overwrite"}
+    # What the first headstart with --resume stored in train_args.json.
+    first = {
+        *("amp", "aug_views", "augment", "batch_size", "bn", "brightness", "cache_dir"),
+        *("crop_pct", "data", "device", "epochs", "fill", "grad_clip", "head", "height_shift"),
+        *("hflip", "input_size", "interpolation", "keras", "label_smoothing", "layer"),
+        *("layer_decay", "lr", "magnitude", "mean", "model", "no_cache", "out", "patience"),
+        *("quiet", "resume", "rotation", "schedule", "seed", "shear", "std", "strategy"),
+        *("test_fraction", "unfreeze", "val_fraction", "vflip", "warmup_epochs"),
+        *("weight_decay", "weights", "width_shift", "workers", "zoom"),
+    }
+    assert options - first == set(train._BEFORE_IT_EXISTED)
+
+
+def test_an_end_to_end_run_from_before_its_refit_existed_resumes_and_ends_without_one(
+    four_epochs, tmp_path, monkeypatch
+) -> None:
+    from headstart.strategies import TrainSettings
+
+    (data, *args), uninterrupted = four_epochs  # --refit none
+    # Before end-to-end refits, --refit trainval (the default) refitted a features head only:
+    # a finetune run trained with refit off, and its checkpoint's fingerprint hashed that.
+    args = [a if a != "none" else "trainval" for a in args]
+    run = tmp_path / "run"
+    as_dict = TrainSettings.to_dict
+    monkeypatch.setattr(TrainSettings, "to_dict", lambda self: {**as_dict(self), "refit": False})
+    _interrupt_after_epoch(monkeypatch, 2)
+    main(["train", data, "--out", str(run), *args])
+    monkeypatch.undo()
+    _interrupt_after_epoch(monkeypatch, 3)  # resumed by this headstart, and interrupted again
+    main(["train", "--resume", str(run), "-q"])
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    _assert_same_run(uninterrupted, run)
+    refit = json.loads((run / "config.json").read_text())["headstart"]["training"]["details"]
+    assert refit["refit"]["done"] is False
+    assert "without end-to-end refits" in refit["refit"]["reason"]

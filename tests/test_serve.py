@@ -419,13 +419,33 @@ def test_serve_listens_on_localhost_unless_told_otherwise(trained_run, monkeypat
     assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    assert main(["serve", str(trained_run), "-q"]) == 0
+    any_port = ["--port", "0"]  # serve tries the address first: 8000 may be taken here
+    assert main(["serve", str(trained_run), "-q", *any_port]) == 0
     assert calls[-1]["host"] == "127.0.0.1" and capsys.readouterr().err == ""
-    assert main(["serve", str(trained_run), "--host", "0.0.0.0", "-q"]) == 0
+    assert main(["serve", str(trained_run), "--host", "0.0.0.0", "-q", *any_port]) == 0
     assert calls[-1]["host"] == "0.0.0.0"
     assert calls[-1]["timeout_keep_alive"] == 5
     warning = capsys.readouterr().err
     assert warning.count("\n") == 1 and "add --token" in warning
+
+
+def test_an_address_it_cannot_listen_on_exits_2_in_one_line_before_serving(
+    trained_run, monkeypatch, capsys
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("uvicorn was started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for extra, reason in (
+            (["--port", port], f"Cannot listen on 127.0.0.1:{port}: Address already in use"),
+            (["--port", "99999"], "--port must be 0 to 65535, got 99999"),
+        ):
+            assert main(["serve", str(trained_run), *extra]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith(f"error: {reason}")
 
 
 def test_with_a_token_the_api_needs_it_and_the_page_does_not(trained_run, colour_data) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,25 @@ def test_an_option_the_strategy_refuses_leaves_no_run_folder_behind(env, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_before_anything_to_resume_leaves_no_run_folder_so_the_same_command_reruns(
+    env, tmp_path, monkeypatch, capsys
+) -> None:
+    from headstart.estimator import ImageClassifier
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C while the features are extracted
+
+    data, common = env
+    out = tmp_path / "runs" / "run"
+    args = ["train", str(data), "--out", str(out), *common, "-q", "--strategy", "features"]
+    with monkeypatch.context() as patch:
+        patch.setattr(ImageClassifier, "fit", interrupted)
+        assert main(args) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert list(tmp_path.iterdir()) == []
+    assert main(args) == 0
+
+
 def test_a_failed_train_into_an_empty_folder_leaves_it_empty(env, tmp_path, capsys) -> None:
     data, _ = env
     out = tmp_path / "run"
@@ -150,6 +171,35 @@ def test_out_onto_an_unfinished_run_says_to_resume_it(tmp_path, capsys) -> None:
     (tmp_path / "train_args.json").write_text("{}")
     assert main(["train", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
     assert f"continue it with `headstart train --resume {tmp_path}`" in _error(capsys)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_run_another_train_is_writing_is_refused_as_in_use_not_called_unfinished(
+    tmp_path, capsys
+) -> None:
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_args.json").write_text("{}")
+    other = os.open(run, os.O_RDONLY)  # the lock another train's process would hold
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        for extra in (["--out", str(run)], ["--out", str(run), "--overwrite"]):
+            assert main(["train", str(tmp_path), *extra, "-q"]) == 2
+            assert _error(capsys).endswith(
+                "another `headstart train` is writing it now; "
+                "wait for it to finish, or choose another --out."
+            )
+        assert main(["train", "--resume", str(run)]) == 2
+        assert _error(capsys).endswith(
+            "is in use: another `headstart train` is writing it now; wait for it to finish."
+        )
+        assert sorted(p.name for p in run.iterdir()) == ["train_args.json"]
+    finally:
+        os.close(other)
+    assert main(["train", str(tmp_path), "--out", str(run), "-q"]) == 2  # no longer in use
+    assert "holds an unfinished run" in _error(capsys)
 
 
 def test_out_into_a_folder_of_other_files_exits_2_unless_overwrite(env, tmp_path, capsys):

@@ -48,6 +48,7 @@ from headstart.errors import (
     DataError,
     ExportError,
     HeadstartError,
+    ImageDecodeError,
     InvalidParameterError,
     MissingDependencyError,
 )
@@ -95,6 +96,9 @@ distance summed over their dimensions by up to about 1e-6."""
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 _SAMPLE_LIMIT = 8  # images the parity check runs: enough for every class path, still quick
 _SYNTHETIC_SAMPLES = 4
+# Recorded images tried for the sample: unreadable ones are passed over, but a dataset gone
+# bad as a whole falls back to generated images without decoding all of it.
+_SAMPLE_TRIES = 64
 
 
 @dataclass(frozen=True)
@@ -453,15 +457,31 @@ def _recorded_images(clf: ImageClassifier) -> list[Path]:
         dataset = clf.evaluation_dataset(str(root))
     except HeadstartError:
         return []
+    from headstart.data import load_image
+
     by_class: dict[int, list[Path]] = {}
     for samples in dataset.splits.values():
         for s in samples:
             by_class.setdefault(s.label, []).append(s.path)
+    longest = max((len(paths) for paths in by_class.values()), default=0)
+    order = [
+        paths[depth]
+        for depth in range(longest)
+        for paths in by_class.values()
+        if depth < len(paths)
+    ]
+    # The dataset lists the files training skipped too (a truncated JPEG): the parity check
+    # would stop on one with its decoding error, and the run could never be exported without
+    # --sample. Only images that decode are picked, as training kept only those.
     picked: list[Path] = []
-    for depth in range(_SAMPLE_LIMIT):
-        for paths in by_class.values():
-            if depth < len(paths) and len(picked) < _SAMPLE_LIMIT:
-                picked.append(paths[depth])
+    for path in order[:_SAMPLE_TRIES]:
+        try:
+            load_image(path)
+        except ImageDecodeError:
+            continue
+        picked.append(path)
+        if len(picked) == _SAMPLE_LIMIT:
+            break
     return picked
 
 

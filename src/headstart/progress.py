@@ -2,8 +2,11 @@
 
 tqdm draws the bar (small, dependency-free, and it already computes rate and ETA well). When the
 stream is not a terminal (CI logs, pipes, notebooks' captured output) a bar's carriage returns turn
-into noise, so we print a plain line at most every ``interval`` seconds instead. The clock is
-injectable so tests can drive the plain mode without sleeping.
+into noise, so we print a plain line at most every ``interval`` seconds instead. A step that ends
+within :data:`QUIET_SECONDS` shows nothing in either mode: a bar or a line for one file hashed in a
+millisecond is noise, and an API user predicting image by image in a loop (or a notebook, whose
+stream is no terminal) would get one such line per call. The clock is injectable so tests can
+drive the plain mode without sleeping.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import IO, Any, TypeVar
 
 from headstart._text import format_clock
 
-__all__ = ["Progress", "track"]
+__all__ = ["QUIET_SECONDS", "Progress", "track"]
+
+QUIET_SECONDS = 1.0
+"""Steps shorter than this show no progress at all (tqdm's ``delay`` on a terminal)."""
 
 T = TypeVar("T")
 
@@ -60,7 +66,13 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True, leave=True
+                total=total,
+                desc=desc,
+                unit=unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+                delay=QUIET_SECONDS,
             )
 
     def update(self, n: int = 1) -> None:
@@ -98,8 +110,10 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        elif self.n:
-            self._write_line(self.clock())
+            return
+        now = self.clock()
+        if self.n and (self._last_line > self._start or now - self._start >= QUIET_SECONDS):
+            self._write_line(now)
 
     def __enter__(self) -> Progress:
         return self

@@ -37,10 +37,12 @@ __all__ = [
     "WEIGHTS_NAME",
     "atomic_write",
     "create_temp_beside",
+    "hold_run_folder",
     "plain_timm",
     "read_config",
     "read_history_csv",
     "read_run",
+    "release_run_folders",
     "run_folder_problem",
     "staged_writes",
     "write_history_csv",
@@ -56,6 +58,56 @@ TYPICALITY_NAME = "typicality.safetensors"
 """The typicality score's tensors, apart from the model's: plain timm loads model.safetensors
 strictly, so keys it does not know would stop it."""
 FORMAT_VERSION = 1
+
+
+_HELD: dict[Path, int] = {}  # run folder -> the open descriptor whose lock this process holds
+
+
+def hold_run_folder(folder: Path, what: str, *, or_else: str = "") -> None:
+    """Hold the run folder for this process: refuse it when another process holds it.
+
+    Two ``headstart train`` into one folder (the same --out typed twice, a --resume while the
+    run still trains) would write one run's checkpoints and files over the other's. The second
+    one saw an unfinished run and was told to --resume it, which then did exactly that. An
+    advisory ``flock`` on the folder itself leaves no file behind, and the system releases it
+    when the process ends however it ends (Ctrl-C, SIGKILL), so a killed run never looks busy.
+    Where locks are not to be had (Windows, a file system without them) nothing is held.
+
+    Args:
+        folder: The run folder; nothing is done if it does not exist yet.
+        what: How the message names it ("--out runs/pets").
+        or_else: What else the user can do, for the message (", or choose another --out").
+
+    Raises:
+        RunFolderError: Another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    key = folder.absolute()
+    if key in _HELD or not folder.is_dir():
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunFolderError(
+            f"{what} is in use: another `headstart train` is writing it now; wait for it to "
+            f"finish{or_else}."
+        ) from None
+    except OSError:  # no locks on this file system: train as before
+        os.close(fd)
+        return
+    _HELD[key] = fd
+
+
+def release_run_folders() -> None:
+    """Let go of the folders :func:`hold_run_folder` held (a process's exit does so too): for
+    a process that goes on after its command, as tests and notebooks calling ``main`` do."""
+    while _HELD:
+        os.close(_HELD.popitem()[1])
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -345,7 +397,26 @@ def run_folder_problem(folder: Path) -> str | None:
         for name, there in ((CONFIG_NAME, has_config), (WEIGHTS_NAME, has_weights))
         if not there
     )
+    inside = _runs_inside(folder) if not has_config and not has_weights else []
+    if inside:  # the folder of runs (`runs/`), given for one of them
+        shown = ", ".join(f"'{p}'" for p in inside[:3])
+        more = f" and {len(inside) - 3} more" if len(inside) > 3 else ""
+        return f"{head}: it holds runs ({shown}{more}); pass one of them."
     return f"{head}: it has no {missing}; {fix}."
+
+
+def _runs_inside(folder: Path) -> list[Path]:
+    """The run folders directly in ``folder``, by name. ``scandir`` tells folders from files
+    without a stat each, so an image folder of a million files given by mistake costs little."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                folder / e.name
+                for e in entries
+                if e.is_dir() and not e.name.startswith(".") and _is_run(folder / e.name)
+            )
+    except OSError:
+        return []
 
 
 def _is_run(folder: Path) -> bool:

@@ -128,8 +128,15 @@ def _hf_folder(repo: str, *, need_weights: bool) -> Path:
         if need_weights:
             try:
                 fetch(_WEIGHT_FILES[0])
-            except LocalEntryNotFoundError:
-                raise
+            except LocalEntryNotFoundError as missing:
+                # Offline (or the hub unreachable), the cache is all there is, and older timm
+                # uploads (and caches filled from them) hold the .bin alone. It is read as
+                # tensors only (weights_file, then load_state_dict_file: weights_only=True),
+                # after the safetensors file wherever both are cached.
+                try:
+                    fetch(_WEIGHT_FILES[1])
+                except LocalEntryNotFoundError:
+                    raise missing from None
             except EntryNotFoundError:  # no safetensors in the repo: the weights-only .bin
                 fetch(_WEIGHT_FILES[1])
     except LocalEntryNotFoundError as exc:

@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.backbones._base import Backbone, WeightsChoice, not_found, offline_message
+from headstart.backbones._base import (
+    EMBEDDED_MODEL,
+    Backbone,
+    WeightsChoice,
+    not_found,
+    offline_message,
+)
 from headstart.backbones._classifier import (
     PretrainedClassifier,
     from_state,
@@ -112,7 +118,9 @@ def resolve_name(name: str) -> tuple[str, str, dict[str, Any]]:
 
     arch, tag = split_model_name_tag(name)
     if not timm.is_model(arch):
-        candidates = timm.list_models() + timm.list_pretrained()
+        # The shipped backbone first: a typo in the one name that works offline
+        # ('headstrat-tiny') is the likeliest, and timm's registry would suggest a stranger.
+        candidates = [EMBEDDED_MODEL, *timm.list_models(), *timm.list_pretrained()]
         raise BackboneNotFoundError(not_found("backbone", name, candidates))
     try:
         cfg = get_pretrained_cfg(name)

@@ -104,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.has_errors else 0
 
 
+def _files(n: int) -> str:
+    return f"{n} other file{'' if n == 1 else 's'}"
+
+
 def _render(report: Report) -> list[str]:
     """The report as lines for a terminal: header, counts, preprocessing, findings, summary."""
     from headstart.doctor import SEVERITIES
@@ -113,7 +117,7 @@ def _render(report: Report) -> list[str]:
         f"dataset:  {report.root}",
         f"layout:   {report.layout}, {len(report.classes)} classes, {stats['images']} images"
         + (f" ({stats['unreadable']} unreadable)" if stats["unreadable"] else "")
-        + (f", {stats['skipped']} other files skipped" if stats["skipped"] else ""),
+        + (f", {_files(stats['skipped'])} skipped" if stats["skipped"] else ""),
         "",
         *_table(report.classes, stats["counts"]),
     ]

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     n = len(result.paths)  # the readable ones: extraction's own count includes failed decodes
     print(
         f"{n} image{'' if n == 1 else 's'}: {n - result.n_cached} computed, {result.n_cached} "
-        f"from cache, {len(result.failures)} unreadable, {len(skipped)} other files skipped; "
+        f"from cache, {len(result.failures)} unreadable, {len(skipped)} other "
+        f"file{'' if len(skipped) == 1 else 's'} skipped; "
         f"{backbone.num_features} features each" + (f" (stage {stage})" if stage else "")
     )
     left_out = [*((str(p), why) for p, why in result.failures.items())]

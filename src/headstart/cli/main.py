@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import difflib
 import gc
 import importlib
 import io
 import os
+import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from headstart._version import __version__
 from headstart.errors import HeadstartError, HeadstartWarning
@@ -45,9 +48,43 @@ COMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in the form of every other headstart error: one line
+    on stderr, exit code 2, with a did-you-mean for a mistyped command, option or choice.
+
+    argparse's own form prints the command's whole usage first (35 lines for ``train``), which
+    buries the one line that says what was wrong; ``--help`` still prints the usage.
+    """
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # build_parser sets its own
+
+    def error(self, message: str) -> NoReturn:
+        guess = _did_you_mean(message, self._option_string_actions)
+        self.exit(2, f"error: {message}.{guess} See `{self.prog} --help`.\n")
+
+
+_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def _did_you_mean(message: str, options: Iterable[str]) -> str:
+    """ " Did you mean 'train'?" for an argparse error about a near miss; "" otherwise."""
+    prefix = ""
+    if choice := _CHOICE.search(message):
+        given, allowed = choice[1], re.findall(r"'([^']*)'", choice[2])
+    elif message.startswith("unrecognized arguments: "):
+        # Compared without the dashes, which every option shares: '--bogus' is near no option.
+        flags = [a.split("=")[0][2:] for a in message.split()[2:] if a.startswith("--")]
+        given, prefix = (flags[0] if flags else ""), "--"
+        allowed = [o[2:] for o in options if o.startswith("--")]
+    else:
+        return ""
+    close = difflib.get_close_matches(given, allowed, n=1)
+    return f" Did you mean '{prefix}{close[0]}'?" if close and given else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``headstart`` parser with every command registered; importing it loads no torch."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="headstart",
         description="Turn a folder of labelled images into an image classifier by transfer "
         "learning, with the preprocessing its pretrained weights expect.",
@@ -62,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a command not built yet in this checkout
             raise
         module.register(subparsers)
+    # An unknown option is found by the command's parser but reported by this one, which knows
+    # no option of the command's to suggest: main() hands it to the command's parser.
+    parser.commands = dict(subparsers.choices)
     return parser
 
 
@@ -78,7 +118,10 @@ def _show_warning(message: warnings.WarningMessage | Warning | str, *_: object) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``headstart`` command; the exit code: 0 done, 2 a user error said in one line."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = getattr(parser, "commands", {})
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -97,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except HeadstartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            how = f": {exc}" if str(exc) else ""  # a command may say how to go on
+            print(f"interrupted{how}", file=sys.stderr)
             return 130
         finally:
             warnings.showwarning = original

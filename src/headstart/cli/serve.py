@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import sys
 
 from headstart.cli._common import require_run
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     for i, folder in enumerate(args.runs):
         require_run(folder, command="serve", others=args.runs[i + 1 :])
     model_names(args.runs)  # duplicate names refused before any model loads
+    _check_address(args.host, args.port)
     if args.host not in _LOCAL_HOSTS:
         protection = "requests need the token" if args.token else "anyone can use it; add --token"
         print(
@@ -141,3 +143,29 @@ def run(args: argparse.Namespace) -> int:
         timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address this server could not listen on, before any model loads.
+
+    uvicorn finds out only after startup: it logs the error among its INFO lines, exits with
+    code 3, and the "serving ... on" line printed before it was untrue. A trial bind, with the
+    ``SO_REUSEADDR`` uvicorn sets (a port in TIME_WAIT is no obstacle), says it in one line.
+    """
+    from headstart.errors import InvalidParameterError
+
+    if not 0 <= port <= 65535:  # getaddrinfo takes any number, and bind then overflows
+        raise InvalidParameterError(f"--port must be 0 to 65535, got {port}.")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as trial:
+            trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            trial.bind(address)
+    except OSError as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InvalidParameterError(
+            f"Cannot listen on {host}:{port}: {reason}; pass another --port (or --host), or stop "
+            "what is using it."
+        ) from None

@@ -41,6 +41,26 @@ CHECKPOINT_FOLDER = "checkpoint"
 # Options that change how a resumed run executes, not what it computes.
 _RESUME_OVERRIDES = ("quiet", "device", "workers")
 _NOT_STORED = ("func", "resume", "overwrite")
+# Options added after --resume existed, each with the value that reproduces what a run started
+# before it did, for a stored run that lacks it: the parser's default is what a new run does and
+# may differ (a refit, a calibration, a typicality score the older run had none of), and a resumed
+# run must end as it would have, its checkpoint's fingerprint included
+# (strategies/_settings.py SETTINGS_ADDED). A new option goes here too.
+_BEFORE_IT_EXISTED: dict[str, Any] = {
+    "resize": None,  # crop
+    "decode": None,  # fast, as every JPEG was decoded before the choice
+    "C": None,
+    "refit": "none",
+    "calibrate": "none",
+    "class_weight": None,
+    "unknown_score": "none",
+    "unknown_threshold": 0.05,  # unused without a score
+    "path_column": None,
+    "label_column": None,
+    "split_column": None,
+    "multi_label": False,
+    "engine": "torch",
+}
 # The files a run's save writes only sometimes: a replaced run's own would outlive it.
 _SOMETIMES_WRITTEN = ("curves.png", "metrics.json", "typicality.safetensors")
 
@@ -78,6 +98,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
+    from headstart.runs import release_run_folders
+
+    try:
+        return _train(args, defaults)
+    finally:
+        release_run_folders()
+
+
+def _train(args: argparse.Namespace, defaults: dict[str, Any] | None) -> int:
     from headstart import distributed
     from headstart.checkpoint import CHECKPOINT_INDEX, remove_checkpoint
     from headstart.evaluation import format_metrics
@@ -106,14 +135,17 @@ def run(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int
         )
         comparison = _compare_first(clf, data, quiet=args.quiet)
         clf.fit(data)
-    except Exception:
+    except (Exception, KeyboardInterrupt) as exc:
         # Nothing to resume unless a checkpoint was written: leave the folder as it was, without
         # the checkpoint folder a failed first checkpoint left (empty, or with no index), which
-        # would make the folder refuse the same command again.
+        # would make the folder refuse the same command again. Ctrl-C too (while features are
+        # extracted, say): the same command then starts again, from the cached features.
         if undo is not None and distributed.is_main() and _stamp(index) == before:
             if before is None:
                 shutil.rmtree(out / CHECKPOINT_FOLDER, ignore_errors=True)
             undo.undo()
+        elif isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"continue with `headstart train --resume {out}`") from exc
         raise
     # An error above ends this rank; torchrun then stops the others.
     main = distributed.is_main()
@@ -189,10 +221,11 @@ def _prepare(
     folder's timestamped default name must be one for all ranks) and broadcasts the result.
     """
     from headstart.errors import InvalidParameterError
-    from headstart.runs import ARGS_NAME
+    from headstart.runs import ARGS_NAME, hold_run_folder
 
     if args.resume:
         out = Path(args.resume)
+        hold_run_folder(out, f"--resume {out}")
         if args.data:
             raise InvalidParameterError(
                 f"--resume {out} continues a run with its own data; give no DATA "
@@ -214,10 +247,13 @@ def _prepare(
         raise InvalidParameterError(
             f"--out {out} is a file; the run folder must be a folder (new or existing)."
         )
+    # First: a run in progress is no unfinished run to --resume.
+    hold_run_folder(out, f"--out {out}", or_else=", or choose another --out")
     if not args.overwrite:
         _refuse_occupied(out)
     undo = Undo.before_writing(out, [out / ARGS_NAME])
     _write_args(args, out)
+    hold_run_folder(out, f"--out {out}", or_else=", or choose another --out")  # now it exists
     return args, out, undo
 
 
@@ -326,9 +362,10 @@ def _classifier(args: argparse.Namespace, checkpoint_dir: Path, resume: bool) ->
         quiet=args.quiet,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        # A resumed run's stored arguments are merged over the parser's defaults, so runs
-        # started before these options existed have them too; a plain read keeps a renamed or
-        # dropped flag an error instead of a silent default.
+        # A resumed run's stored arguments are merged over the values that reproduce runs from
+        # before these options existed (_BEFORE_IT_EXISTED) and the parser's defaults, so such
+        # runs have them too; a plain read keeps a renamed or dropped flag an error instead of
+        # a silent default.
         C=args.C,
         refit=None if args.refit is None else args.refit == "trainval",
         calibrate=args.calibrate,
@@ -386,7 +423,7 @@ def _resumed_args(
         raise RunFolderError(f"Cannot resume '{out}': {path} is damaged ({exc}).") from exc
     if _finished(out):
         return None
-    merged = {**defaults, **stored}
+    merged = {**defaults, **_BEFORE_IT_EXISTED, **stored}
     for name in _RESUME_OVERRIDES:
         value = getattr(args, name)
         if value != defaults.get(name):

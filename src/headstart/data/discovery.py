@@ -64,9 +64,18 @@ _BySplit = dict[str, _ByClass]
 # --------------------------------------------------------------------------- file walking
 
 
+# What Windows leaves in every folder it shows (thumbnail caches, folder settings) and at the
+# root of a removable drive: its counterparts of macOS's .DS_Store, never a user's image. Listed
+# as skipped they buried the real problems (one "not an image" a class folder); compared
+# lower-cased, as Windows names are case-blind.
+_SYSTEM_NAMES = frozenset(
+    {"thumbs.db", "ehthumbs.db", "desktop.ini", "$recycle.bin", "system volume information"}
+)
+
+
 def _is_hidden(name: str) -> bool:
-    """Names discovery never looks at: dotfiles and macOS zip metadata folders."""
-    return name.startswith(".") or name == "__MACOSX"
+    """Names discovery never looks at: dotfiles, macOS zip metadata and Windows' own files."""
+    return name.startswith(".") or name == "__MACOSX" or name.lower() in _SYSTEM_NAMES
 
 
 def _walk_files(folder: Path) -> list[Path]:
@@ -632,6 +641,24 @@ def _csv_columns(
     return columns or None
 
 
+def _refuse_other_delimiter(csv_path: Path, header: Sequence[str]) -> None:
+    """Refuse a header that is one column holding ';' or tabs: a file separated by those.
+
+    Excel saves "CSV" with ';' where the decimal mark is a comma (much of Europe), and a tab-
+    separated file is often named .csv. Read as commas, the header is one column named
+    'path;label', and being told to name the columns with --path-column cannot help. The
+    delimiter is not guessed: ';' also separates an image's labels in a multi-label cell.
+    """
+    if len(header) != 1:
+        return
+    for mark, name in ((";", "semicolons"), ("\t", "tabs")):
+        if mark in header[0]:
+            raise DataError(
+                f"{csv_path} is separated by {name}, not commas (its header is the one column "
+                f"{header[0].strip()!r}); save it as comma-separated CSV (in Excel: CSV UTF-8)"
+            )
+
+
 def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
     """Rows of a ``path,label[,split]`` CSV, or of the columns ``named`` names instead; paths
     relative to the CSV's own folder. Header names match whatever their case and surrounding
@@ -661,6 +688,7 @@ def _read_csv(csv_path: Path, named: CsvColumns | None = None) -> list[_Entry]:
         columns.setdefault(cell.strip().lower(), i)
     required = ["path", "label", *(["split"] if "split_column" in named else [])]
     if any(wanted[role].lower() not in columns for role in required):
+        _refuse_other_delimiter(csv_path, rows[0])
         needed = ",".join(wanted[role] for role in required)
         optional = "" if "split" in required else " (and optionally split)"
         found = ", ".join(repr(cell.strip()) for cell in rows[0] if cell.strip()) or "none"
@@ -729,8 +757,8 @@ def load_dataset(
       ``label_column``, ``split_column``): paths relative to the CSV's folder; without a split
       column, split as for class folders.
 
-    Images may be nested inside class folders. Hidden files and folders and ``__MACOSX`` are
-    ignored; symlinks are followed.
+    Images may be nested inside class folders. Hidden files and folders, ``__MACOSX`` and
+    Windows' ``Thumbs.db`` and ``desktop.ini`` are ignored; symlinks are followed.
 
     Args:
         source: The dataset folder or CSV file.

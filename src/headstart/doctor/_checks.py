@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +143,15 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def class_findings(dataset: Dataset) -> list[Finding]:
+def class_findings(dataset: Dataset, unreadable: Collection[Path] = ()) -> list[Finding]:
     """Empty, tiny and unvalidated classes, too few classes, and imbalance.
 
-    Counts are of usable files (discovery's view): a class of five truncated files is empty,
-    which the file findings then explain.
+    Counts are of usable files: a class of five truncated files is empty, which the file
+    findings then explain. Discovery sees only headers, so the files that failed to decode
+    (``unreadable``) are taken out here: training skips them, and a class's count that
+    includes them overstates what it will learn from.
     """
-    counts = dataset.counts()
+    counts = _usable_counts(dataset, set(unreadable))
     classes = dataset.classes
     train = counts.get("train", dict.fromkeys(classes, 0))
     trainable = [c for c in classes if train[c] > 0]
@@ -229,6 +231,16 @@ def class_findings(dataset: Dataset) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _usable_counts(dataset: Dataset, unreadable: set[Path]) -> dict[str, dict[str, int]]:
+    """:meth:`Dataset.counts` without the files that failed to decode."""
+    counts = dataset.counts()
+    for split, samples in dataset.splits.items():
+        for s in samples:
+            if s.path in unreadable:
+                counts[split][dataset.classes[s.label]] -= 1
+    return counts
 
 
 # --------------------------------------------------------------------------- sizes and colour

@@ -283,7 +283,11 @@ def diagnose(
         )
     }
     findings += file_findings(dataset.skipped, samples, facts, root)
-    findings += label_findings(dataset) if dataset.multi_label else class_findings(dataset)
+    if dataset.multi_label:
+        findings += label_findings(dataset)
+    else:
+        unreadable = [path for path, f in facts.items() if not f.ok]
+        findings += class_findings(dataset, unreadable)
     duplicates, duplicate_stats = duplicate_findings(
         samples,
         facts,

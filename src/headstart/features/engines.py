@@ -1,11 +1,16 @@
 """Who runs a backbone's forward pass on a CPU: PyTorch itself, ONNX Runtime or OpenVINO.
 
-Extraction is almost all forward pass, and PyTorch eager is not the fastest CPU runtime for a
-frozen graph: on the project's 2-core machine ONNX Runtime ran resnet18 at 1.5-2.2x and
-headstart-tiny at 3.1x PyTorch's channels-last images per second with features equal to 3e-7
-(BENCHMARKS.md, "The extraction forward pass, by engine"). So the backbone's feature graph (the
-module that maps a batch to the pooled features headstart caches, at the run's input size, with
-a dynamic batch axis) is exported once to ONNX and run by an engine:
+Extraction is almost all forward pass, and PyTorch eager is not always the fastest CPU runtime for
+a frozen graph: which is fastest depends on the backbone and on how busy the CPU is (BENCHMARKS.md,
+issue 27). On the project's 2-core machine under load (load average 9-12, "Extraction by engine,
+whole processes against a timm eager loop"), ONNX Runtime or OpenVINO ran whole extraction
+processes of mobilenetv3_large_100 and efficientnet_b0 at about twice headstart's torch path and of
+the ResNets at 1.3-1.5x, and were level or slower on vit_small and convnext_tiny. On the same
+machine idle ("Extraction by engine on a quiet machine"), torch already ran resnet18 and resnet50
+at 99% and 92% of what the cores' matmul speed allows, and neither engine beat it. Features agree
+with torch's to 2e-6 or better (ResNets 3-5e-7). So the backbone's feature graph (the module that
+maps a batch to the pooled features headstart caches, at the run's input size, with a dynamic batch
+axis) can be exported once to ONNX and run by an engine, and ``auto`` measures before it takes one:
 
 - ``torch``: as before, channels-last eager PyTorch in inference mode.
 - ``onnxruntime``: the export, on ONNX Runtime's CPU provider (extra ``onnx``).

@@ -29,7 +29,7 @@ from headstart.device import prepare_device
 from headstart.features.extract import ExtractResult, FeatureView, extract_cached
 from headstart.strategies._cost import CostEstimate
 from headstart.strategies._network import inner_module
-from headstart.strategies._settings import TrainSettings
+from headstart.strategies._settings import SETTINGS_ADDED, TrainSettings
 
 __all__ = [
     "Fitted",
@@ -117,22 +117,58 @@ class Job:
 
     def fingerprint(self, backbone: Backbone, dataset: Dataset) -> str:
         """Identifies what a checkpoint belongs to: settings, backbone and training data."""
-        payload = {
-            "settings": self.settings.to_dict(),
-            "backbone": backbone.weights_id,
-            "architecture": backbone.spec.get("architecture"),
-            "preprocess": backbone.preprocess.fingerprint(),
-            "classes": dataset.classes,
-            "splits": {
-                name: [
-                    [str(s.path), s.label if s.labels is None else list(s.labels)] for s in samples
-                ]
-                for name, samples in dataset.splits.items()
-                if name in ("train", "val")
-            },
-        }
-        blob = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _fingerprint(self.settings.to_dict(), backbone, dataset)
+
+    def earlier_fingerprints(self, backbone: Backbone, dataset: Dataset) -> tuple[str, ...]:
+        """The fingerprints an older headstart gave this same run: its settings without those
+        added since (:data:`._settings.SETTINGS_ADDED`), when they hold the value that
+        reproduces what runs from before them did, and :meth:`fingerprints_before_refit`. A
+        checkpoint with one of these resumes: the run it belongs to trained as this one does."""
+        return (
+            *_earlier(self.settings, backbone, dataset),
+            *self.fingerprints_before_refit(backbone, dataset),
+        )
+
+    def fingerprints_before_refit(self, backbone: Backbone, dataset: Dataset) -> tuple[str, ...]:
+        """An end-to-end run's fingerprints from before end-to-end refits existed. Such a run
+        trained with refit off whatever it stored: its ``--refit trainval``, then the default,
+        refitted a features head only. A checkpoint with one resumes, and the run ends as it
+        began, without a refit (:func:`._refit.refit_run`)."""
+        if not (self.settings.end_to_end and self.settings.refit):
+            return ()
+        off = replace(self.settings, refit=False)
+        return (_fingerprint(off.to_dict(), backbone, dataset), *_earlier(off, backbone, dataset))
+
+
+def _earlier(settings: TrainSettings, backbone: Backbone, dataset: Dataset) -> list[str]:
+    """The fingerprints of ``settings`` as hashed before the settings added since existed,
+    newest first, as far back as ``settings`` hold the values of the runs from before them."""
+    values = settings.to_dict()
+    found: list[str] = []
+    for since in range(len(SETTINGS_ADDED) - 1, -1, -1):
+        added = {k: v for step in SETTINGS_ADDED[since:] for k, v in step.items()}
+        if any(getattr(settings, name) != value for name, value in added.items()):
+            break
+        older = {k: v for k, v in values.items() if k not in added}
+        found.append(_fingerprint(older, backbone, dataset))
+    return found
+
+
+def _fingerprint(settings: dict[str, Any], backbone: Backbone, dataset: Dataset) -> str:
+    payload = {
+        "settings": settings,
+        "backbone": backbone.weights_id,
+        "architecture": backbone.spec.get("architecture"),
+        "preprocess": backbone.preprocess.fingerprint(),
+        "classes": dataset.classes,
+        "splits": {
+            name: [[str(s.path), s.label if s.labels is None else list(s.labels)] for s in samples]
+            for name, samples in dataset.splits.items()
+            if name in ("train", "val")
+        },
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass

@@ -141,6 +141,7 @@ def run_network(
         device=device,
         label=label,
         fingerprint=job.fingerprint(backbone, dataset),
+        earlier_fingerprints=job.earlier_fingerprints(backbone, dataset),
         checkpoint_dir=job.checkpoint_dir,
         resume=job.resume,
         start=start,

@@ -13,6 +13,7 @@ the ``features`` strategy would, on train + val.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart import distributed
 from headstart.heads import HeadFit, HeadTrainingConfig, fit_head
 from headstart.heads.training import standardized_from
 from headstart.heads.weights import correct, weight_vector, weighted_cross_entropy
@@ -27,7 +29,7 @@ from headstart.strategies._common import Job, SplitFeatures
 from headstart.strategies._end_to_end import loss_weights
 from headstart.strategies._settings import STRATEGY_DEFAULTS
 
-__all__ = ["HeadStart", "best_features_head", "refit_features_head"]
+__all__ = ["HeadStart", "best_features_head", "features_head_refit", "refit_features_head"]
 
 
 @dataclass
@@ -67,6 +69,18 @@ def refit_features_head(job: Job, split_xy: SplitFeatures, num_classes: int) -> 
     """The head start's fit again, its setting chosen the same way, then refitted on train + val:
     the model when validation kept the head start and the run refits."""
     return _fit(job, split_xy, num_classes, refit=True)
+
+
+def features_head_refit(
+    job: Job, split_xy: SplitFeatures, num_classes: int
+) -> Callable[[], HeadFit]:
+    """:func:`refit_features_head`, deferred, for :class:`._refit.ChosenRun`'s ``head_refit``.
+
+    Deferred because it is needed only when validation keeps the head start, which is known
+    after the end-to-end run. Under torchrun it runs once, on rank 0, and every rank gets its
+    result, as the head start itself was fitted.
+    """
+    return lambda: distributed.run_on_main(lambda: refit_features_head(job, split_xy, num_classes))
 
 
 def _fit(job: Job, split_xy: SplitFeatures, num_classes: int, *, refit: bool) -> HeadFit:

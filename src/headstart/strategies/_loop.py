@@ -96,11 +96,16 @@ class LoopStart:
 
 @dataclass
 class LoopOutcome:
+    """What a run of the loop gave; ``fingerprint`` is the one its checkpoints carry: the run's
+    own, or an older headstart's when it resumed a checkpoint of one (kept for its later saves,
+    so that the run stays what it began as over any number of resumes)."""
+
     history: list[dict[str, Any]]
     best_epoch: int
     monitor: str
     interrupted: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    fingerprint: str = ""
 
 
 def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
@@ -249,6 +254,7 @@ def train_network(
     device: torch.device,
     label: str,
     fingerprint: str,
+    earlier_fingerprints: Sequence[str] = (),
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     start: LoopStart | None = None,
@@ -268,6 +274,8 @@ def train_network(
         device: Where to train.
         label: Names the phase in progress output and history ("augment", "finetune"...).
         fingerprint: Identifies settings and data; resuming a checkpoint with another is refused.
+        earlier_fingerprints: What an older headstart wrote for the same settings and data
+            (:meth:`._common.Job.earlier_fingerprints`): its checkpoints resume too.
         checkpoint_dir: Write a checkpoint there after every epoch (None: no checkpoints).
         resume: Continue from the checkpoint in ``checkpoint_dir`` if there is one.
         start: Earlier history and a best-so-far to beat (the head phase of fine-tuning).
@@ -296,6 +304,7 @@ def train_network(
             device=device,
             label=label,
             fingerprint=fingerprint,
+            earlier_fingerprints=earlier_fingerprints,
             checkpoint_dir=checkpoint_dir,
             resume=resume,
             start=start or LoopStart(),
@@ -316,6 +325,7 @@ def _train(
     device: torch.device,
     label: str,
     fingerprint: str,
+    earlier_fingerprints: Sequence[str],
     checkpoint_dir: Path | None,
     resume: bool,
     start: LoopStart,
@@ -356,8 +366,11 @@ def _train(
     if checkpoint_dir is not None and not resume and world.main:
         clear_checkpoint(checkpoint_dir)
     if checkpoint_dir is not None and resume:
-        ckpt = distributed.run_on_main(lambda: _load_checkpoint(checkpoint_dir, fingerprint))
+        ckpt = distributed.run_on_main(
+            lambda: _load_checkpoint(checkpoint_dir, fingerprint, earlier_fingerprints)
+        )
         if ckpt is not None:
+            fingerprint = ckpt.fingerprint  # an older headstart's, where it wrote the checkpoint
             history = ckpt.history
             best_loss, best_epoch, waited = ckpt.best_loss, ckpt.best_epoch, ckpt.waited
             best_state, best_dirty = ckpt.best_model, False
@@ -366,7 +379,7 @@ def _train(
                 if best_state is not None:
                     network.load_state_dict(best_state)
                 network.eval()
-                return LoopOutcome(history, best_epoch, monitor, False, seconds)
+                return LoopOutcome(history, best_epoch, monitor, False, seconds, fingerprint)
             network.load_state_dict(ckpt.model)
             if ckpt.optimizer is not None:
                 optimizer.load_state_dict(ckpt.optimizer)
@@ -520,13 +533,15 @@ def _train(
         if keep_last:  # a finished checkpoint keeps only the weights kept: the last ones
             best_state, best_dirty = clone_state(network), True
         save(len(history), finished=True)
-    return LoopOutcome(history, best_epoch, monitor, interrupted, seconds)
+    return LoopOutcome(history, best_epoch, monitor, interrupted, seconds, fingerprint)
 
 
-def _load_checkpoint(folder: Path, fingerprint: str) -> Checkpoint | None:
+def _load_checkpoint(
+    folder: Path, fingerprint: str, earlier: Sequence[str] = ()
+) -> Checkpoint | None:
     """The checkpoint in ``folder``, if any, refused when other settings or data wrote it."""
     ckpt = load_checkpoint(folder)
-    if ckpt is not None and ckpt.fingerprint != fingerprint:
+    if ckpt is not None and ckpt.fingerprint != fingerprint and ckpt.fingerprint not in earlier:
         raise RunFolderError(
             f"The checkpoint in {folder} was written by a run with other settings or data; "
             f"resume with the run's own train_args.json, or delete {folder} to start over."

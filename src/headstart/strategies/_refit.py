@@ -54,11 +54,51 @@ from headstart.strategies._settings import (
     refit_by_default,
 )
 
-__all__ = ["REFIT_FOLDER", "Refit", "refit_run", "val_features_through", "wants_refit"]
+__all__ = [
+    "REFIT_FOLDER",
+    "ChosenRun",
+    "Refit",
+    "refit_run",
+    "val_features_through",
+    "wants_refit",
+]
 
 REFIT_FOLDER = "refit"
 
 ValFeatures = Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ChosenRun:
+    """What an end-to-end strategy's first run started from, kept to repeat it on train + val.
+
+    Each strategy builds one before its first run (the groups and the start change as it trains)
+    and hands it to :func:`refit_run` after, so the refit repeats exactly the run that was made.
+
+    Attributes:
+        label: The strategy's name, for messages and the refit's progress lines.
+        backbone, dataset, device: Those of the first run (the dataset's splits are the images).
+        has_val: Whether the first run had validation images to choose its epochs on.
+        groups: Parameter groups as they were before the first run (copies: an optimizer adds
+            its defaults to the dicts it is given).
+        initial: The network's state when the first run started (None: no refit possible).
+        before: Epochs of the history before the first end-to-end epoch (the head start's).
+        val_features: The chosen network's validation features and labels (called before the
+            refit changes the network; for a trained backbone, extracted through it).
+        head_refit: The features head refitted on train + val, for when validation kept the
+            head start (None: no head start, as for ``scratch``).
+    """
+
+    label: str
+    backbone: Backbone
+    dataset: Dataset
+    device: torch.device
+    has_val: bool
+    groups: list[dict[str, Any]]
+    initial: dict[str, torch.Tensor] | None
+    before: int
+    val_features: ValFeatures
+    head_refit: Callable[[], HeadFit] | None = None
 
 
 @dataclass
@@ -128,49 +168,37 @@ def _why(job: Job) -> str:
     return "asked for (refit=True, --refit trainval)"
 
 
-def refit_run(
-    job: Job,
-    network: Network,
-    groups: list[dict[str, Any]],
-    initial: dict[str, torch.Tensor] | None,
-    outcome: LoopOutcome,
-    *,
-    before: int,
-    label: str,
-    backbone: Backbone,
-    dataset: Dataset,
-    device: torch.device,
-    has_val: bool,
-    val_features: ValFeatures,
-    head_refit: Callable[[], HeadFit] | None = None,
-) -> Refit:
+def refit_run(job: Job, network: Network, chosen: ChosenRun, outcome: LoopOutcome) -> Refit:
     """Refit the chosen run on train + val, or say why not.
 
     Args:
         network: Holds the chosen run's weights; on return, the refit's (or still the chosen
             run's, when there was no refit, the head start was kept, or Ctrl-C came).
-        groups: Parameter groups as they were before the first run (copies: an optimizer adds
-            its defaults to the dicts it is given).
-        initial: The network's state when the first run started (None: no refit possible).
+        chosen: What the first run started from.
         outcome: The first run's.
-        before: Epochs of the history before the first end-to-end epoch (the head start's).
-        val_features: The chosen network's validation features and labels (called before the
-            refit changes the network; for a trained backbone, extracted through it).
-        head_refit: The features head refitted on train + val, for when validation kept the
-            head start (None: no head start, as for ``scratch``).
     """
-    reason = _why_not(job, has_val, outcome.interrupted)
+    label, backbone, dataset, device = chosen.label, chosen.backbone, chosen.dataset, chosen.device
+    initial = chosen.initial
+    if outcome.fingerprint in job.fingerprints_before_refit(backbone, dataset):
+        return Refit(
+            {
+                "done": False,
+                "reason": "the run was started by a headstart without end-to-end refits; it "
+                "ends as it began, with the chosen run",
+            }
+        )
+    reason = _why_not(job, chosen.has_val, outcome.interrupted)
     if reason is not None or initial is None:
         return Refit({"done": False, "reason": reason or "no starting point kept"})
-    epochs = max(0, outcome.best_epoch - before)
+    epochs = max(0, outcome.best_epoch - chosen.before)
     train_samples = dataset.splits["train"]
     val_samples = dataset.splits["val"]
     images = {"train": len(train_samples), "val": len(val_samples)}
     record: dict[str, Any] = {"done": True, "reason": _why(job), "epochs": epochs}
     if epochs == 0:
-        if head_refit is None:
+        if chosen.head_refit is None:
             return Refit({"done": False, "reason": "no epoch was chosen"})
-        fit = head_refit()
+        fit = chosen.head_refit()
         record.update(
             what="the head start was kept on validation, so the features head was refitted on "
             "train + val (cached features)",
@@ -183,7 +211,7 @@ def refit_run(
             heldout_y=fit.heldout_y,
             head=fit.head,
         )
-    val_x, val_y = val_features()
+    val_x, val_y = chosen.val_features()
     chosen_head = finalize_head(copy.deepcopy(network.head)).eval()
     with torch.no_grad():
         logits = chosen_head(torch.from_numpy(np.ascontiguousarray(val_x, np.float32))).numpy()
@@ -225,7 +253,7 @@ def refit_run(
     try:
         run = train_network(
             network,
-            [dict(g) for g in groups],
+            [dict(g) for g in chosen.groups],
             train_images(job, backbone, paths, labels),
             None,
             again,

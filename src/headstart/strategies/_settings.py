@@ -30,6 +30,7 @@ __all__ = [
     "BN_POLICIES",
     "SCHEDULES",
     "STRATEGIES",
+    "SETTINGS_ADDED",
     "STRATEGY_DEFAULTS",
     "ResolvedSettings",
     "TrainSettings",
@@ -112,6 +113,20 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
         "layer_decay": 1.0,
     },
 }
+
+
+SETTINGS_ADDED: tuple[dict[str, Any], ...] = (
+    {"class_weight": None},  # --class-weight
+    {"engine": "torch"},  # --engine
+)
+"""Settings added after checkpoints existed, oldest first, each with its value in the runs from
+before it: what those runs did. A checkpoint's fingerprint hashes every setting, so one written
+before a setting existed hashes without it; :meth:`._common.Job.earlier_fingerprints` gives those
+fingerprints as well, and such a run resumes when its settings hold these values (the CLI gives
+a stored run's missing arguments the values that do: ``cli/train.py``). A new setting goes at
+the end. ``C`` and ``refit`` are not here: the checkpoints from before them hold another head
+(a plain linear layer, before the standardized logistic one), which no resume could load, so
+their other fingerprint keeps them refused with a message rather than a failed load."""
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from headstart.heads.multilabel import heldout_selection
 from headstart.heads.training import finalize_head
 from headstart.strategies._common import Fitted, Job, extract_splits
 from headstart.strategies._end_to_end import loss_weights, run_network, train_images
-from headstart.strategies._head_start import best_features_head, refit_features_head
+from headstart.strategies._head_start import best_features_head, features_head_refit
 from headstart.strategies._loop import LoopStart, clone_state, features_validator
 from headstart.strategies._network import Network, param_groups, select_layer
-from headstart.strategies._refit import refit_run, wants_refit
+from headstart.strategies._refit import ChosenRun, refit_run, wants_refit
 
 __all__ = ["fit"]
 
@@ -50,8 +50,18 @@ def fit(job: Job) -> Fitted:
     if start_head.val_loss is not None:
         start.best_loss, start.best_epoch = start_head.val_loss, 1
         start.best_state = clone_state(network)
-    initial = start.best_state if wants_refit(job, has_val) else None
-    fresh_groups = [dict(g) for g in groups]
+    chosen_run = ChosenRun(
+        label="augment",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        groups=[dict(g) for g in groups],
+        initial=start.best_state if wants_refit(job, has_val) else None,
+        before=len(start.history),
+        val_features=lambda: split_xy["val"],
+        head_refit=features_head_refit(job, split_xy, len(dataset.classes)),
+    )
     outcome, cost = run_network(
         job,
         network,
@@ -67,23 +77,7 @@ def fit(job: Job) -> Fitted:
         uncached_images=0,
         start=start,
     )
-    refit = refit_run(
-        job,
-        network,
-        fresh_groups,
-        initial,
-        outcome,
-        before=len(start.history),
-        label="augment",
-        backbone=backbone,
-        dataset=dataset,
-        device=device,
-        has_val=has_val,
-        val_features=lambda: split_xy["val"],
-        head_refit=lambda: distributed.run_on_main(
-            lambda: refit_features_head(job, split_xy, len(dataset.classes))
-        ),
-    )
+    refit = refit_run(job, network, chosen_run, outcome)
     head = refit.head if refit.head is not None else finalize_head(network.head).eval()
     details = {
         "augment": settings.augment.describe(),

@@ -191,6 +191,23 @@ def _subsample(samples: Sequence[Any], seed: int, limit: int) -> list[Any]:
     return [samples[i] for i in keep]
 
 
+def _counts(
+    dataset: Dataset, train: Sequence[Any], class_weight: str | dict[str, float] | None
+) -> dict[str, Any]:
+    """The size facts of the training images: how many, per class, and how imbalanced."""
+    per_class = np.bincount([s.label for s in train], minlength=len(dataset.classes))
+    present = per_class[per_class > 0]
+    return {
+        "n_classes": len(dataset.classes),
+        "n_train": len(train),
+        "median_per_class": float(np.median(present)) if len(present) else 0.0,
+        "min_per_class": int(present.min()) if len(present) else 0,
+        "chance": 1.0 / max(1, len(dataset.classes)),
+        "imbalance": float(present.max() / present.min()) if len(present) else 1.0,
+        "class_weight": class_weight,
+    }
+
+
 def measure(
     dataset: Dataset,
     backbone: Backbone,
@@ -223,17 +240,6 @@ def measure(
     backbone = _layer(backbone, layer)
     stage = None if layer is None else str(backbone.spec.get("layer_module", layer))
     train_all = dataset.splits.get("train", [])
-    per_class = np.bincount([s.label for s in train_all], minlength=len(dataset.classes))
-    present = per_class[per_class > 0]
-    base: dict[str, Any] = {
-        "n_classes": len(dataset.classes),
-        "n_train": len(train_all),
-        "median_per_class": float(np.median(present)) if len(present) else 0.0,
-        "min_per_class": int(present.min()) if len(present) else 0,
-        "chance": 1.0 / max(1, len(dataset.classes)),
-        "imbalance": float(present.max() / present.min()) if len(present) else 1.0,
-        "class_weight": class_weight,
-    }
     train = _subsample(train_all, seed, PROBE_MAX_IMAGES)
     val = _subsample(dataset.splits.get("val", []), seed, PROBE_MAX_IMAGES // 3)
     n_classes = len(dataset.classes)
@@ -244,6 +250,10 @@ def measure(
         return dict(zip(result.paths, result.features, strict=True))
 
     plain = features(backbone, "measuring features")
+    # The counts the explanation states are of the images training will use: a file that
+    # would not decode (a truncated JPEG) is no training image, though the dataset lists it.
+    unreadable = {s.path for s in train if s.path not in plain}
+    base = _counts(dataset, [s for s in train_all if s.path not in unreadable], class_weight)
     train = [s for s in train if s.path in plain]
     val = [s for s in val if s.path in plain]
     ty = np.array([s.label for s in train], np.int64)

@@ -37,7 +37,7 @@ from headstart.strategies._common import (
     trained_backbone,
 )
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
-from headstart.strategies._head_start import best_features_head, refit_features_head
+from headstart.strategies._head_start import best_features_head, features_head_refit
 from headstart.strategies._loop import (
     LoopStart,
     clone_state,
@@ -49,7 +49,7 @@ from headstart.strategies._network import (
     param_groups,
     unfrozen_stages,
 )
-from headstart.strategies._refit import refit_run, val_features_through, wants_refit
+from headstart.strategies._refit import ChosenRun, refit_run, val_features_through, wants_refit
 
 __all__ = ["fit", "only_val", "warn_small_batchnorm_batches"]
 
@@ -119,8 +119,18 @@ def fit(job: Job) -> Fitted:
         start.best_loss = start_head.val_loss
         start.best_epoch = phase1.best_epoch or 1
         start.best_state = clone_state(network)
-    initial = start.best_state if wants_refit(job, has_val) else None
-    fresh_groups = [dict(g) for g in groups]
+    chosen_run = ChosenRun(
+        label="finetune",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        groups=[dict(g) for g in groups],
+        initial=start.best_state if wants_refit(job, has_val) else None,
+        before=len(head_history),
+        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
+        head_refit=features_head_refit(job, split_xy, len(dataset.classes)),
+    )
     outcome, cost = run_network(
         job,
         network,
@@ -137,23 +147,7 @@ def fit(job: Job) -> Fitted:
         start=start,
     )
     changed = outcome.best_epoch > len(head_history)
-    refit = refit_run(
-        job,
-        network,
-        fresh_groups,
-        initial,
-        outcome,
-        before=len(head_history),
-        label="finetune",
-        backbone=backbone,
-        dataset=dataset,
-        device=device,
-        has_val=has_val,
-        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
-        head_refit=lambda: distributed.run_on_main(
-            lambda: refit_features_head(job, split_xy, len(dataset.classes))
-        ),
-    )
+    refit = refit_run(job, network, chosen_run, outcome)
     final = trained_backbone(backbone) if changed else backbone
     for param in final.module.parameters():
         param.requires_grad_(False)

@@ -27,7 +27,7 @@ from headstart.strategies._common import (
 from headstart.strategies._end_to_end import run_network, train_images, validation_images
 from headstart.strategies._loop import clone_state
 from headstart.strategies._network import Network, param_groups
-from headstart.strategies._refit import refit_run, val_features_through, wants_refit
+from headstart.strategies._refit import ChosenRun, refit_run, val_features_through, wants_refit
 from headstart.strategies.finetune import only_val, warn_small_batchnorm_batches
 
 __all__ = ["fit"]
@@ -58,8 +58,17 @@ def fit(job: Job) -> Fitted:
     labels = targets(train_samples, len(dataset.classes) if dataset.multi_label else None)
     train = train_images(job, backbone, [s.path for s in train_samples], labels)
     has_val = bool(dataset.splits.get("val"))
-    initial = clone_state(network) if wants_refit(job, has_val) else None
-    fresh_groups = [dict(g) for g in groups]
+    chosen_run = ChosenRun(
+        label="scratch",
+        backbone=backbone,
+        dataset=dataset,
+        device=device,
+        has_val=has_val,
+        groups=[dict(g) for g in groups],
+        initial=clone_state(network) if wants_refit(job, has_val) else None,
+        before=0,
+        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
+    )
     outcome, cost = run_network(
         job,
         network,
@@ -74,20 +83,7 @@ def fit(job: Job) -> Fitted:
         val_images=len(dataset.splits.get("val", [])),
         uncached_images=sum(len(s) for s in dataset.splits.values()),
     )
-    refit = refit_run(
-        job,
-        network,
-        fresh_groups,
-        initial,
-        outcome,
-        before=0,
-        label="scratch",
-        backbone=backbone,
-        dataset=dataset,
-        device=device,
-        has_val=has_val,
-        val_features=lambda: val_features_through(job, dataset, trained_backbone(backbone)),
-    )
+    refit = refit_run(job, network, chosen_run, outcome)
     for param in backbone.module.parameters():
         param.requires_grad_(False)
     failures = {

@@ -145,14 +145,22 @@ def main(argv: list[str] | None = None) -> None:
     random, per_class = RANDOM, None
     if args.smoke:
         random, per_class, args.tasks, args.keep = SMOKE_RANDOM, 5, ["demo", "digits"], None
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.keep or Path(tmp)
-        models = [EMBEDDED_MODEL] + [
-            random_backbone(root / "backbones" / arch, arch, size) for arch, size in random.items()
-        ]
-        for task in args.tasks:
-            run(task, root, models, per_class)
+    # Two threads for a measurement; a smoke keeps the count it was given (tests run smokes two
+    # processes at a time on two cores), and the count is restored for whatever runs next in
+    # this process.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads if args.smoke else 2)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = args.keep or Path(tmp)
+            models = [EMBEDDED_MODEL] + [
+                random_backbone(root / "backbones" / arch, arch, size)
+                for arch, size in random.items()
+            ]
+            for task in args.tasks:
+                run(task, root, models, per_class)
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

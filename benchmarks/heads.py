@@ -31,6 +31,8 @@ optimum, so no method can reach it except by luck: it shows how close each choic
     .venv/bin/python benchmarks/heads.py [--seeds 3] [--tasks demo digits synthetic] [--auto]
         [--demo-test 40] [--mlp] [--curve]
     .venv/bin/python benchmarks/heads.py --smoke   # every task and option, tiny (tests run it)
+
+The smoke's curve has 3 values of C, not 25: the same refits, the same line, a fraction of the fits.
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ def _ece_floor(proba: np.ndarray, classes: int, draws: int = 20) -> float:
     return float(np.mean(values))
 
 
-def test_curve(task: Task, classes: int, hs_C: float, sk_C: float) -> str:
+def test_curve(task: Task, classes: int, hs_C: float, sk_C: float, points: int = 25) -> str:
     """One line: the test-optimal C of refits at fixed C, and how far each side's choice was."""
     import torch
 
@@ -217,7 +219,7 @@ def test_curve(task: Task, classes: int, hs_C: float, sk_C: float) -> str:
             proba = torch.softmax(fit.head(torch.from_numpy(x_test)), 1).numpy()
         return _metrics(proba, y_test, classes)[1]
 
-    curve = {float(C): test_loss(float(C)) for C in np.logspace(-3, 1, 25)}
+    curve = {float(C): test_loss(float(C)) for C in np.logspace(-3, 1, points)}
     best = min(curve, key=curve.__getitem__)
     hs, sk = test_loss(hs_C), test_loss(sk_C)
     return (
@@ -354,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny sizes, seconds: every code path, for tests"
     )
     args = parser.parse_args(argv)
-    tasks, demo_sizes, digits_pool = TASKS, {}, None
+    tasks, demo_sizes, digits_pool, curve_points = TASKS, {}, None, 25
     if args.smoke:  # every task and option, tiny; --auto on one seed of the demo data
         tasks, demo_sizes, digits_pool = SMOKE_TASKS, {"train_val": (6, 4)}, 8
         args.tasks, args.seeds, args.demo_test = list(TASKS), 2, 2
         args.auto = args.mlp = args.curve = True
+        curve_points = 3
         args.keep = Path(tempfile.mkdtemp(prefix="headstart-heads-smoke-"))
     root = args.keep or Path(tempfile.mkdtemp(prefix="headstart-heads-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -377,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_seed(make(seed), classes) for seed in range(args.seeds)]
         if args.curve:
             for seed, row in enumerate(rows):
-                line = test_curve(make(seed), classes, row["hs_C"], row["sk_C"])
+                line = test_curve(make(seed), classes, row["hs_C"], row["sk_C"], curve_points)
                 print(f"{name:<10} seed {seed}: {line}", flush=True)
         mean: dict[str, float] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         print(

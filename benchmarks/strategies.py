@@ -18,12 +18,18 @@ test accuracy also its standard deviation): on a test split of a few hundred ima
 difference of a point is noise.
 
     .venv/bin/python benchmarks/strategies.py --smoke   # every row, tiny data, one epoch (tests)
+
+The smoke runs the rows of the main table in its own process, one after another (a fresh process
+per row costs seconds of imports each, and a row's peak memory is not what a smoke checks), and
+the refit row in a process of its own, so the per-row process of a measuring run still runs; a
+row that fails fails the smoke.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue
 import resource
 import sys
 import tempfile
@@ -95,7 +101,13 @@ def _colour_shapes(folder: Path) -> Path:
 
 
 def _run(
-    queue: mp.Queue, model: str, weights: str, data: str, cache: str, strategy: str, extra: dict
+    results: mp.Queue | queue.SimpleQueue,
+    model: str,
+    weights: str,
+    data: str,
+    cache: str,
+    strategy: str,
+    extra: dict,
 ) -> None:
     from headstart import ImageClassifier
 
@@ -114,7 +126,7 @@ def _run(
     val = clf.metrics_.get("val", {}).get("accuracy")
     if val is None:
         val = (clf.selection_ or {}).get("val_accuracy")
-    queue.put(
+    results.put(
         {
             "val": val,
             "test": clf.metrics_.get("test", {}).get("accuracy"),
@@ -176,13 +188,22 @@ def _run_in_process(
     context: Any, model: str, weights: str, data: Path, cache: Path, strategy: str, options: dict
 ) -> dict[str, Any] | None:
     """One fit in a fresh process (its own peak memory); None when it failed."""
-    queue = context.Queue()
+    results = context.Queue()
     proc = context.Process(
-        target=_run, args=(queue, model, weights, str(data), str(cache), strategy, options)
+        target=_run, args=(results, model, weights, str(data), str(cache), strategy, options)
     )
     proc.start()
     proc.join()
-    return queue.get() if proc.exitcode == 0 else None
+    return results.get() if proc.exitcode == 0 else None
+
+
+def _run_here(
+    model: str, weights: str, data: Path, cache: Path, strategy: str, options: dict
+) -> dict[str, Any]:
+    """One fit in this process (a smoke run): no imports paid again, and a failure raises."""
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    _run(results, model, weights, str(data), str(cache), strategy, options)
+    return dict(results.get())
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -213,19 +234,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch: for tests")
     args = parser.parse_args(argv)
     if not args.smoke:
-        return compare(args, parser)
+        compare(args, parser)
+        return
     from headstart.synthetic import make_demo_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         args.data = str(make_demo_dataset(Path(tmp) / "demo", n_per_class=(4, 2, 2), size=64))
         args.epochs, args.seeds = 1, 1
-        compare(args, parser)
+        failed = compare(args, parser, in_process=True)
         args.refit, args.only = True, ["augment --refit trainval"]  # a refit row, its columns
-        compare(args, parser)
+        failed += compare(args, parser)  # in a process of its own, as a measuring run's rows
+    if failed:
+        raise SystemExit(f"rows failed: {', '.join(failed)}")
 
 
-def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Every row ``args`` asks for, each in its own process; the table and the summary."""
+def compare(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, in_process: bool = False
+) -> list[str]:
+    """Every row ``args`` asks for, each in its own process (in this one with ``in_process``:
+    smoke runs); the table and the summary. Returns the labels of the rows that failed."""
 
     model, weights = _default_model()
     model, weights = args.model or model, args.weights or (weights if not args.model else "default")
@@ -250,6 +277,7 @@ def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     refit_header = f" {'test loss':>9} {'refit ep':>8}" if args.refit else ""
     print(f"{header} {'s/epoch':>8} {'peak MB':>8}{refit_header}")
     results: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, strategy, options in rows:
             runs = []
@@ -258,9 +286,16 @@ def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                 if label in ("features", "features (cached)"):
                     cache = Path(tmp) / f"shared-seed{seed}"
                 fit_options = {**extra, **options, "seed": seed}
-                run = _run_in_process(context, model, weights, data, cache, strategy, fit_options)
+                run = (
+                    _run_here(model, weights, data, cache, strategy, fit_options)
+                    if in_process
+                    else _run_in_process(
+                        context, model, weights, data, cache, strategy, fit_options
+                    )
+                )
                 if run is None:
                     print(f"{label:<26} failed with seed {seed}")
+                    failed.append(label)
                     break
                 runs.append(run)
             if len(runs) < args.seeds:
@@ -288,6 +323,7 @@ def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "one head epoch on cached features for features, one end-to-end epoch otherwise "
         "(finetune's epochs column includes its head-only epochs)."
     )
+    return failed
 
 
 if __name__ == "__main__":

@@ -16,29 +16,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Heaviest first (CPU seconds of a smoke run, measured on a loaded 2-core machine): the runners
-# take them in this order, so the long ones start early and the short ones fill in at the end.
+# Heaviest first (wall seconds of each smoke in a runner beside the other, on a 2-core machine at
+# load 2.5): the runners take them in this order, so the long ones start early and the short ones
+# fill in at the end.
 SMOKED = [
-    "benchmarks/strategies.py",  # 44: each strategy in a process of its own
-    "benchmarks/load.py",  # 30: commands in fresh processes, one busy process spinning
-    "benchmarks/heads.py",  # 25
-    "benchmarks/compare.py",  # 16
-    "benchmarks/serve.py",  # 14: two servers in processes of their own
-    "benchmarks/keras_story.py",  # 12
+    "benchmarks/load.py",  # 24: commands in fresh processes, one busy process spinning
+    "benchmarks/strategies.py",  # 18: the refit row in a process of its own
+    "benchmarks/warm.py",  # 18: three commands in fresh processes
+    "benchmarks/heads.py",  # 15
+    "benchmarks/openset.py",  # 11: both sides, one seed each (the report side adds 3)
     "benchmarks/preprocessing.py",  # 11
-    "benchmarks/warm.py",
-    "benchmarks/openset.py",  # 12: both sides, one seed each
-    "benchmarks/head_rules.py",  # 8
-    "benchmarks/imbalance.py",  # 8
-    "benchmarks/scale.py",  # 7: each stage in a process of its own
-    "benchmarks/noise.py",  # 7
-    "benchmarks/multilabel.py",  # 6
-    "benchmarks/decode.py",
-    "benchmarks/doctor.py",
-    "benchmarks/extract.py",
+    "benchmarks/serve.py",  # 10: two servers in processes of their own
+    "benchmarks/compare.py",  # 7
+    "benchmarks/keras_story.py",  # 6
+    "benchmarks/scale.py",  # 5: each stage in a process of its own
+    "benchmarks/imbalance.py",  # 5
+    "benchmarks/noise.py",  # 5
+    "benchmarks/multilabel.py",  # 5
+    "benchmarks/extract.py",  # 3
     "benchmarks/walk_sample.py",  # 3
-    "benchmarks/engines.py",  # 2
+    "benchmarks/head_rules.py",  # 2
     "benchmarks/tta.py",  # 2
+    "benchmarks/engines.py",  # 2
+    "benchmarks/decode.py",  # 2
+    "benchmarks/doctor.py",  # 0
     "benchmarks/typicality_fit.py",  # 0
 ]
 # Trains the shipped backbone for ten minutes or checks it, or stresses the CLI (fuzzing, kills

@@ -98,8 +98,9 @@ def test_a_head_fitted_with_two_threads_available_is_the_one_thread_head_bit_for
 
 
 def test_fitting_the_linear_head_reports_its_progress_unless_quiet(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("headstart.progress.QUIET_SECONDS", 0.0)  # a fit within a second shows none
     x, y = _blobs(30)
     fit_head("linear", x[:60], y[:60], x[60:], y[60:], 3, quiet=False)
     lines = capsys.readouterr().err.splitlines()

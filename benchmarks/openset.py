@@ -436,6 +436,8 @@ class Row:
 def measure(
     side: Side, names: Sequence[str], seeds: Sequence[int], sizes: Sizes, root: Path
 ) -> list[Row]:
+    """Every task of ``names`` on every seed: one row per set of unknowns, its figures over the
+    seeds (a task's rows share its fits, so its seconds are theirs together)."""
     sets = side.load(root, sizes)
     rows = []
     for name in names:

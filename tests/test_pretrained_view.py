@@ -175,6 +175,38 @@ def test_far_from_pretraining_data_with_own_preprocessing_is_a_warning_not_an_er
     assert "pixels x255 (0..255 instead of 0..1)" in finding.details["alternatives"]
 
 
+@pytest.fixture(scope="module")
+def digit_scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Grey handwritten digits on black (scikit-learn's scans at 64 px), 4 classes of 16: far
+    from headstart-tiny's coloured shapes, and seen by none of its views."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digit-scans")
+    digits = load_digits()
+    for digit in range(4):
+        folder = root / f"d{digit}"
+        folder.mkdir()
+        for i, image in enumerate(digits.images[digits.target == digit][:16]):
+            scan = Image.fromarray((image / 16 * 255).astype(np.uint8)).resize((64, 64))
+            scan.convert("RGB").save(folder / f"{i:02d}.png")
+    return root
+
+
+def test_a_mistake_that_sees_far_data_a_little_less_alike_is_no_error(
+    digit_scans, tmp_path
+) -> None:
+    # ImageNet's mean/std gives the scans several times the information of the right view, but
+    # both see one class in most of them: that is data far from the pretraining, and a new user
+    # on the shipped backbone must not be told to suspect its config.
+    finding = _finding(digit_scans, tmp_path)
+    assert finding.details["collapsed"] is True
+    alternatives = finding.details["alternatives"]
+    imagenet = alternatives["ImageNet mean/std on 0..1 RGB"]
+    assert imagenet["information"] >= 3 * finding.details["information"] and imagenet["collapsed"]
+    assert finding.severity == "warning", finding.message
+    assert not any(alt["better"] for alt in alternatives.values())
+
+
 def test_wrong_override_on_far_from_pretraining_data_is_still_an_error(blobs, tmp_path) -> None:
     finding = _finding(blobs, tmp_path, keras="caffe")
     assert finding.severity == "error", finding.message

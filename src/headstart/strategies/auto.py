@@ -514,7 +514,13 @@ def decide(
     reasons.append(
         f"the plain linear head is right {_pct(baseline.accuracy)} of the time "
         f"(chance {_pct(facts.chance)}): "
-        + ("similar to the pretraining data" if similar else "different from the pretraining data")
+        # What was measured, not what it suggests: the pretrained view's warning may call the
+        # same images far from the pretraining's (its classifier's view of them), and both hold.
+        + (
+            "the frozen features separate your classes well"
+            if similar
+            else "the frozen features separate your classes poorly (unlike what they learned from)"
+        )
     )
     weighting = _weighting(facts)
     if weighting is not None:

@@ -1,4 +1,5 @@
-"""A tiny "pretrained" BatchNorm backbone folder (timm layout) for strategy tests.
+"""Backbones where loaders look for them: a tiny "pretrained" BatchNorm backbone folder (timm
+layout) for strategy tests, and a Hugging Face cache snapshot folder for the hub loaders.
 
 timm's ``test_resnet`` with 32-pixel inputs, random weights, and BatchNorm running statistics
 "pretrained" on inputs unlike the test data (shifted by ``offset``), so that batch statistics and
@@ -15,7 +16,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["write_bn_backbone"]
+__all__ = ["hf_cache_snapshot", "write_bn_backbone"]
 
 
 def write_bn_backbone(folder: Path, *, offset: float = 2.0, size: int = 32) -> str:
@@ -46,3 +47,18 @@ def write_bn_backbone(folder: Path, *, offset: float = 2.0, size: int = 32) -> s
     }
     (folder / "config.json").write_text(json.dumps(config))
     return f"local-dir:{folder}"
+
+
+def hf_cache_snapshot(cache: Path, repo: str) -> Path:
+    """The snapshot folder of ``repo`` in a Hugging Face cache at ``cache`` (the hub's layout:
+    ``models--ORG--NAME/refs/main`` naming a revision, ``snapshots/REVISION/``), created empty.
+
+    The caller points ``huggingface_hub.constants.HF_HUB_CACHE`` at ``cache`` and puts files in.
+    """
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    return snapshot

@@ -30,6 +30,7 @@ import pytest
 import torch
 from safetensors.torch import save, save_file
 
+from tests._backbones import hf_cache_snapshot
 from tests._fuzz import pack_safetensors, split_safetensors
 
 __all__ = ["KINDS", "CANARY_ENV", "HostileModel", "Scene"]
@@ -293,13 +294,7 @@ def _timm_snapshot(s: Scene, repo: str) -> Path:
     from huggingface_hub import constants
 
     s.monkeypatch.setattr(constants, "HF_HUB_CACHE", str(s.tmp / "hf"))
-    folder = s.tmp / "hf" / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(revision)
-    snapshot = folder / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    return snapshot
+    return hf_cache_snapshot(s.tmp / "hf", repo)
 
 
 @_kind("timm-hub-cache-bin-payload", "timm's cached default weights replaced by a pickle payload")

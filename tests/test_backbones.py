@@ -28,6 +28,7 @@ from headstart.errors import (
     RunFolderError,
     WeightsError,
 )
+from tests._backbones import hf_cache_snapshot
 
 TIMM_TEST = "test_convnext.r160_in1k"
 
@@ -379,15 +380,6 @@ def test_hf_hub_model_is_read_through_the_safe_loader(tmp_path, monkeypatch):
     assert b.spec["architecture"] == "test_resnet" and b.weights_id.startswith("sha256:")
 
 
-def _hf_cache_snapshot(cache: Path, repo: str) -> Path:
-    """The snapshot folder of ``repo`` in a Hugging Face cache at ``cache`` (hub layout)."""
-    folder = cache / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(revision)
-    return folder / "snapshots" / revision
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -401,7 +393,7 @@ def test_hf_hub_offline_loads_a_cached_pytorch_model_bin_and_prefers_safetensors
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    snapshot = _hf_cache_snapshot(tmp_path, "someone/old-upload")
+    snapshot = hf_cache_snapshot(tmp_path, "someone/old-upload")
     model = timm.create_model("test_resnet.r160_in1k", pretrained=False).eval()
     save_for_hf(model, str(snapshot), safe_serialization=False)  # older uploads: the .bin only
     assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "pytorch_model.bin"]

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from headstart.backbones import create_backbone, load_state_dict_file, resolve_model_preprocess
 from headstart.errors import BackboneNotFoundError, UnsafeWeightsError, WeightsError
+from tests._backbones import hf_cache_snapshot
 
 TIMM_TEST = "test_resnet.r160_in1k"
 
@@ -248,13 +249,7 @@ def _timm_hub_snapshot(monkeypatch, tmp_path: Path) -> Path:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    repo = tmp_path / "hf" / "models--timm--test_resnet.r160_in1k"
-    revision = "0" * 40
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    return snapshot
+    return hf_cache_snapshot(tmp_path / "hf", "timm/test_resnet.r160_in1k")
 
 
 @pytest.mark.parametrize("kind", ["raw pickle", "torch.save zip"])

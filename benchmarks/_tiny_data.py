@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,20 +97,31 @@ def load_all(
     """Features and labels (-1: of no class) of every image set, cached as ``features.npz``.
     ``per_class`` keeps that many digits and demo images a class (None: all), ``far`` that many
     noise and flat images each (smoke runs shrink both)."""
-    saved = root / "features.npz"
+
+    def build() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        digits, digit_y = digit_images(root, per_class=per_class)
+        demo, demo_y = demo_images(root, per_class)
+        noise, flat = far_images(root, far)
+        cache = root / "cache"
+        return {
+            "digits": (tiny_features(digits, cache), digit_y),
+            "demo": (tiny_features(demo, cache), demo_y),
+            "noise": (tiny_features(noise, cache), np.full(len(noise), -1)),
+            "flat": (tiny_features(flat, cache), np.full(len(flat), -1)),
+        }
+
+    return saved_sets(root / "features.npz", build)
+
+
+def saved_sets(
+    saved: Path, build: Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Named (features, labels) sets from ``saved`` (an ``.npz``), or built and saved there: a
+    second run of a benchmark extracts nothing."""
     if saved.exists():
         with np.load(saved) as data:
             return {k[2:]: (data[k], data["y_" + k[2:]]) for k in data.files if k[:2] == "x_"}
-    digits, digit_y = digit_images(root, per_class=per_class)
-    demo, demo_y = demo_images(root, per_class)
-    noise, flat = far_images(root, far)
-    cache = root / "cache"
-    sets = {
-        "digits": (tiny_features(digits, cache), digit_y),
-        "demo": (tiny_features(demo, cache), demo_y),
-        "noise": (tiny_features(noise, cache), np.full(len(noise), -1)),
-        "flat": (tiny_features(flat, cache), np.full(len(flat), -1)),
-    }
+    sets = build()
     arrays = {f"x_{k}": v[0] for k, v in sets.items()} | {f"y_{k}": v[1] for k, v in sets.items()}
     np.savez(saved, **arrays)  # type: ignore[arg-type]
     return sets

@@ -71,7 +71,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _tiny_data import digit_images, far_images, load_all, tiny_features
+from _tiny_data import digit_images, far_images, load_all, saved_sets, tiny_features
 from sklearn.metrics import roc_auc_score
 
 from headstart.heads.logistic import fit_linear
@@ -269,23 +269,20 @@ def load_report_sets(root: Path, sizes: Sizes) -> dict[str, tuple[np.ndarray, np
     """``headstart-tiny`` features of the report side's images (digits black on white and in
     colour, noise and flat colours), cached as ``report-features.npz`` beside the development
     side's ``features.npz``."""
-    saved = root / "report-features.npz"
-    if saved.exists():
-        with np.load(saved) as data:
-            return {k[2:]: (data[k], data["y_" + k[2:]]) for k in data.files if k[:2] == "x_"}
-    cache = root / "cache"
-    digits, digit_y = digit_images(root, per_class=sizes.per_class)
-    colour, colour_y = digit_images(root, colour=True, per_class=sizes.per_class)
-    noise, flat = far_images(root, sizes.far)
-    sets = {
-        "digits": (tiny_features(digits, cache), digit_y),
-        "digits-colour": (tiny_features(colour, cache), colour_y),
-        "flat": (tiny_features(flat, cache), np.full(len(flat), -1)),
-        "noise": (tiny_features(noise, cache), np.full(len(noise), -1)),
-    }
-    arrays = {f"x_{k}": v[0] for k, v in sets.items()} | {f"y_{k}": v[1] for k, v in sets.items()}
-    np.savez(saved, **arrays)  # type: ignore[arg-type]
-    return sets
+
+    def build() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        cache = root / "cache"
+        digits, digit_y = digit_images(root, per_class=sizes.per_class)
+        colour, colour_y = digit_images(root, colour=True, per_class=sizes.per_class)
+        noise, flat = far_images(root, sizes.far)
+        return {
+            "digits": (tiny_features(digits, cache), digit_y),
+            "digits-colour": (tiny_features(colour, cache), colour_y),
+            "flat": (tiny_features(flat, cache), np.full(len(flat), -1)),
+            "noise": (tiny_features(noise, cache), np.full(len(noise), -1)),
+        }
+
+    return saved_sets(root / "report-features.npz", build)
 
 
 def make_report_task(

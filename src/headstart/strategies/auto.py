@@ -252,6 +252,8 @@ def measure(
     plain = features(backbone, "measuring features")
     # The counts the explanation states are of the images training will use: a file that
     # would not decode (a truncated JPEG) is no training image, though the dataset lists it.
+    # Only the measured sample is decoded: above PROBE_MAX_IMAGES training images, an
+    # unreadable file outside it is still counted, as the dataset lists it.
     unreadable = {s.path for s in train if s.path not in plain}
     base = _counts(dataset, [s for s in train_all if s.path not in unreadable], class_weight)
     train = [s for s in train if s.path in plain]

@@ -1,4 +1,5 @@
-"""How headstart writes durations for people, in one place so every message reads alike.
+"""How headstart writes durations and counts for people, in one place so every message reads
+alike.
 
 Before this module, the cost estimate, the training loop, the report and ``headstart doctor``
 each rounded seconds their own way ("62.0 s" here, "1 min 02 s" there, "1 min" elsewhere).
@@ -6,7 +7,7 @@ each rounded seconds their own way ("62.0 s" here, "1 min 02 s" there, "1 min" e
 
 from __future__ import annotations
 
-__all__ = ["format_clock", "format_duration"]
+__all__ = ["count_noun", "format_clock", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
@@ -37,3 +38,8 @@ def format_clock(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def count_noun(n: int, noun: str) -> str:
+    """``"1 file"``, ``"2 files"``: a count with its noun, plural by a trailing s."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headstart._text import format_duration
+from headstart._text import count_noun, format_duration
 from headstart.cli._common import (
     add_csv_options,
     add_model_options,
@@ -104,10 +104,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.has_errors else 0
 
 
-def _files(n: int) -> str:
-    return f"{n} other file{'' if n == 1 else 's'}"
-
-
 def _render(report: Report) -> list[str]:
     """The report as lines for a terminal: header, counts, preprocessing, findings, summary."""
     from headstart.doctor import SEVERITIES
@@ -117,7 +113,7 @@ def _render(report: Report) -> list[str]:
         f"dataset:  {report.root}",
         f"layout:   {report.layout}, {len(report.classes)} classes, {stats['images']} images"
         + (f" ({stats['unreadable']} unreadable)" if stats["unreadable"] else "")
-        + (f", {_files(stats['skipped'])} skipped" if stats["skipped"] else ""),
+        + (f", {count_noun(stats['skipped'], 'other file')} skipped" if stats["skipped"] else ""),
         "",
         *_table(report.classes, stats["counts"]),
     ]

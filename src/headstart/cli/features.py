@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from headstart._text import count_noun
 from headstart.cli._common import (
     add_csv_options,
     add_model_options,
@@ -124,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     stage = backbone.spec.get("layer_module")
     n = len(result.paths)  # the readable ones: extraction's own count includes failed decodes
     print(
-        f"{n} image{'' if n == 1 else 's'}: {n - result.n_cached} computed, {result.n_cached} "
-        f"from cache, {len(result.failures)} unreadable, {len(skipped)} other "
-        f"file{'' if len(skipped) == 1 else 's'} skipped; "
+        f"{count_noun(n, 'image')}: {n - result.n_cached} computed, {result.n_cached} "
+        f"from cache, {len(result.failures)} unreadable, {count_noun(len(skipped), 'other file')} "
+        "skipped; "
         f"{backbone.num_features} features each" + (f" (stage {stage})" if stage else "")
     )
     left_out = [*((str(p), why) for p, why in result.failures.items())]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from headstart._text import count_noun
 from headstart.data import Dataset, Skipped
 from headstart.doctor._findings import Finding, Severity
 from headstart.doctor._inspect import ImageFacts
@@ -139,10 +140,6 @@ def file_findings(
 # --------------------------------------------------------------------------- classes and splits
 
 
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def class_findings(dataset: Dataset, unreadable: Collection[Path] = ()) -> list[Finding]:
     """Empty, tiny and unvalidated classes, too few classes, and imbalance.
 
@@ -162,7 +159,7 @@ def class_findings(dataset: Dataset, unreadable: Collection[Path] = ()) -> list[
             Finding(
                 "error",
                 "too-few-classes",
-                f"{_plural(len(trainable), 'class')} with training images ({names}); a "
+                f"{count_noun(len(trainable), 'class')} with training images ({names}); a "
                 "classifier needs at least two",
                 details={"classes": trainable},
             )
@@ -188,7 +185,7 @@ def class_findings(dataset: Dataset, unreadable: Collection[Path] = ()) -> list[
                 Finding(
                     "warning",
                     "small-class",
-                    f"class {name!r} has only {_plural(n, 'training image')}; below "
+                    f"class {name!r} has only {count_noun(n, 'training image')}; below "
                     f"{MIN_TRAIN_IMAGES} a class can hardly be learned: add images",
                     details={"class": name, "train": n},
                 )
@@ -263,7 +260,7 @@ def size_findings(
             Finding(
                 "warning",
                 "tiny-image",
-                f"{_plural(len(tiny), 'image')} of {len(ok)} are smaller than {min_side} px on "
+                f"{count_noun(len(tiny), 'image')} of {len(ok)} are smaller than {min_side} px on "
                 f"their shorter side ({why}), the smallest {smallest.width}x{smallest.height}; "
                 "upscaling adds no detail",
                 tuple(f.path for f in tiny),
@@ -276,8 +273,8 @@ def size_findings(
             Finding(
                 "info",
                 "extreme-aspect",
-                f"{_plural(len(wide), 'image')} are over {EXTREME_ASPECT:g} times as long as they "
-                "are wide; a centre crop keeps only the middle of them",
+                f"{count_noun(len(wide), 'image')} are over {EXTREME_ASPECT:g} times as long as "
+                "they are wide; a centre crop keeps only the middle of them",
                 tuple(f.path for f in wide),
                 {"count": len(wide)},
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headstart._text import format_clock, format_duration
+from headstart._text import count_noun, format_clock, format_duration
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,11 @@ def test_a_duration_is_never_written_as_zero(seconds):
 @pytest.mark.parametrize(("seconds", "shown"), [(15, "0:15"), (75.6, "1:16"), (3723, "1:02:03")])
 def test_a_clock_shows_hours_only_when_there_are_some(seconds, shown):
     assert format_clock(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "shown"),
+    [(1, "file", "1 file"), (2, "other file", "2 other files"), (0, "class", "0 classes")],
+)
+def test_a_count_takes_its_noun_in_the_plural_unless_it_is_one(n, noun, shown):
+    assert count_noun(n, noun) == shown

@@ -41,5 +41,8 @@ def format_clock(seconds: float) -> str:
 
 
 def count_noun(n: int, noun: str) -> str:
-    """``"1 file"``, ``"2 files"``: a count with its noun, plural by a trailing s."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    """``"1 file"``, ``"2 files"``, ``"0 classes"``: a count with its noun, in the plural by
+    English's regular rule (-es after a hiss: s, x, z, ch, sh; -s otherwise)."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}" + ("es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s")
